@@ -1,0 +1,152 @@
+"""Stage 3a: schnetpack potentials (PaiNN, SO3net), their inputs, and saving/loading.
+
+The energy is a sum of atomwise terms, E = Σ_i ε(x_i^L), and forces come from autograd,
+F = -∂E/∂R (schnetpack ``Atomwise`` + ``Forces``). A model folder holds ``model.pt``
+(``state_dict``) and ``model.json`` (architecture, hyper-parameters, cutoff, bead-type table,
+units, cgexplain version); loading rebuilds the modules from the JSON and loads the weights with
+``torch.load(..., weights_only=True)``. Whole modules are never pickled.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .fileio import atomic_path, read_json, write_json
+
+__all__ = ["DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
+
+DEFAULT_HPARAMS = {
+    "representation": "painn",  # or "so3net"
+    "n_atom_basis": 64,
+    "n_interactions": 3,
+    "cutoff": 6.0,  # Å
+    "n_rbf": 20,
+    "lmax": 2,  # SO3net only
+    "shared_interactions": False,
+}
+
+
+def build_model(hparams: dict) -> torch.nn.Module:
+    """Build a schnetpack ``NeuralNetworkPotential`` from ``hparams`` (see DEFAULT_HPARAMS).
+
+    Outputs: ``energy`` (kcal/mol, sum of atomwise terms) and ``forces`` (kcal/mol/Å).
+    Raises ValueError for an unknown representation.
+    """
+    import schnetpack as spk
+
+    hp = {**DEFAULT_HPARAMS, **hparams}
+    rbf = spk.nn.GaussianRBF(n_rbf=hp["n_rbf"], cutoff=hp["cutoff"])
+    cut = spk.nn.CosineCutoff(hp["cutoff"])
+    rep_name = hp["representation"].lower()
+    if rep_name == "painn":
+        rep = spk.representation.PaiNN(
+            n_atom_basis=hp["n_atom_basis"], n_interactions=hp["n_interactions"], radial_basis=rbf,
+            cutoff_fn=cut, shared_interactions=hp["shared_interactions"],
+        )
+    elif rep_name == "so3net":
+        rep = spk.representation.SO3net(
+            n_atom_basis=hp["n_atom_basis"], n_interactions=hp["n_interactions"], lmax=hp["lmax"],
+            radial_basis=rbf, cutoff_fn=cut, shared_interactions=hp["shared_interactions"],
+        )
+    else:
+        raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn' or 'so3net'")
+    return spk.model.NeuralNetworkPotential(
+        representation=rep,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[
+            spk.atomistic.Atomwise(n_in=hp["n_atom_basis"], output_key="energy", aggregation_mode="sum"),
+            spk.atomistic.Forces(energy_key="energy", force_key="forces"),
+        ],
+    )
+
+
+def save_model(model: torch.nn.Module, hparams: dict, directory: str | Path, extra: dict | None = None) -> Path:
+    """Save ``model.pt`` (state_dict) and ``model.json`` (hparams + units + version) atomically."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "cgexplain_version": __version__,
+        "hparams": {**DEFAULT_HPARAMS, **hparams},
+        "units": {"length": "Angstrom", "energy": "kcal/mol", "forces": "kcal/mol/Angstrom"},
+        **(extra or {}),
+    }
+    with atomic_path(d / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_json(d / "model.json", meta)
+    return d
+
+
+def load_model(directory: str | Path, map_location: str = "cpu"):
+    """Load a model folder written by :func:`save_model`.
+
+    Returns (model, meta) with the model in eval mode. Raises FileNotFoundError naming a missing
+    file, and RuntimeError if the weights do not match the JSON architecture.
+    """
+    d = Path(directory)
+    meta = read_json(d / "model.json")
+    if not (d / "model.pt").exists():
+        raise FileNotFoundError(f"{d / 'model.pt'}: no such file")
+    model = build_model(meta["hparams"])
+    state = torch.load(d / "model.pt", map_location=map_location, weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{d / 'model.pt'} does not match the architecture in {d / 'model.json'}: {exc}") from exc
+    model.eval()
+    return model, meta
+
+
+def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float):
+    """Full (both directions) neighbour list within ``cutoff`` Å, with vesin.
+
+    positions (n, 3) Å; cell (3, 3) Å rows or None/zeros for no periodicity.
+    Returns idx_i, idx_j (n_pairs,) int64 and offsets (n_pairs, 3) Å such that
+    r_ij = R[j] - R[i] + offset.
+    """
+    from vesin import NeighborList
+
+    pos = np.asarray(positions, dtype=np.float64)
+    periodic = cell is not None and np.abs(cell).sum() > 0
+    box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
+    i, j, S = NeighborList(cutoff=float(cutoff), full_list=True).compute(points=pos, box=box, periodic=bool(periodic), quantities="ijS")
+    offsets = S.astype(np.float64) @ box
+    return i.astype(np.int64), j.astype(np.int64), offsets
+
+
+def batch_inputs(positions, types, cells, cutoff: float, dtype=torch.float32, device="cpu") -> dict:
+    """schnetpack input dict for one or more frames (a batch of systems of equal size).
+
+    positions (n_frames, n, 3) or (n, 3) Å; types (n,) ints; cells (n_frames, 3, 3) or (3, 3) Å
+    (zeros: not periodic). Neighbour lists are built with :func:`neighbor_list`.
+    """
+    import schnetpack.properties as P
+
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim == 2:
+        pos = pos[None]
+    nf, n = pos.shape[:2]
+    cells = np.zeros((nf, 3, 3)) if cells is None else np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    if cells.shape[0] == 1 and nf > 1:
+        cells = np.repeat(cells, nf, axis=0)
+    ii, jj, oo = [], [], []
+    for f in range(nf):
+        i, j, o = neighbor_list(pos[f], cells[f], cutoff)
+        ii.append(i + f * n)
+        jj.append(j + f * n)
+        oo.append(o)
+    periodic = np.abs(cells).sum(axis=(1, 2)) > 0
+    return {
+        P.Z: torch.as_tensor(np.tile(np.asarray(types, dtype=np.int64), nf), device=device),
+        P.R: torch.as_tensor(pos.reshape(-1, 3), dtype=dtype, device=device),
+        P.cell: torch.as_tensor(cells, dtype=dtype, device=device),
+        P.pbc: torch.as_tensor(np.repeat(periodic[:, None], 3, axis=1), device=device),
+        P.idx_i: torch.as_tensor(np.concatenate(ii), device=device),
+        P.idx_j: torch.as_tensor(np.concatenate(jj), device=device),
+        P.offsets: torch.as_tensor(np.concatenate(oo), dtype=dtype, device=device),
+        P.n_atoms: torch.full((nf,), n, dtype=torch.int64, device=device),
+        P.idx_m: torch.repeat_interleave(torch.arange(nf, device=device), n),
+    }

@@ -1,0 +1,263 @@
+"""Stage 1: atomistic reference MD with forces, run with OpenMM.
+
+The bundled fluid systems are built from an OpenMM force field and a molecule count; the run
+is: minimise -> NPT equilibration (Monte Carlo barostat) -> NVT equilibration -> NVT Langevin
+production, saving positions and total forces every ``save_interval`` ps. Production is
+written in chunks with an OpenMM state after each, so a killed run resumes from the last
+finished chunk. The result is a PDB topology plus a TRR trajectory with forces (readable by
+MDAnalysis; forces in the file follow GROMACS units, kJ/mol/nm).
+
+Units here follow the public API (Å, ps, K, kcal/mol/Å); OpenMM units are converted at the
+calls into OpenMM.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import units
+from .fileio import atomic_path, read_json, save_npz, write_json
+
+__all__ = ["ReferenceSettings", "build_water_box", "run_reference", "read_reference"]
+
+
+@dataclasses.dataclass
+class ReferenceSettings:
+    """Settings of a reference run (units: Å, ps, K, bar)."""
+
+    forcefield: tuple[str, ...] = ("tip3p.xml",)
+    water_model: str = "tip3p"
+    n_molecules: int = 256
+    temperature: float = 300.0
+    pressure: float = 1.0
+    timestep: float = 0.002
+    friction: float = 1.0
+    nonbonded_cutoff: float = 9.0
+    equilibration_npt: float = 20.0
+    equilibration_nvt: float = 5.0
+    production: float = 50.0
+    save_interval: float = 0.1
+    chunk: float = 10.0
+    seed: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReferenceSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise KeyError(f"reference settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        if "forcefield" in d:
+            d["forcefield"] = tuple(d["forcefield"]) if not isinstance(d["forcefield"], str) else (d["forcefield"],)
+        return cls(**d)
+
+
+def build_water_box(settings: ReferenceSettings):
+    """Build a cubic water box of ``settings.n_molecules`` molecules with OpenMM's Modeller.
+
+    Returns (topology, positions) as OpenMM objects. The box starts near the liquid density;
+    the NPT stage of :func:`run_reference` equilibrates it.
+    """
+    from openmm import app
+
+    ff = app.ForceField(*settings.forcefield)
+    modeller = app.Modeller(app.Topology(), [])
+    modeller.addSolvent(ff, model=settings.water_model, numAdded=settings.n_molecules, neutralize=False)
+    n_res = modeller.topology.getNumResidues()
+    if n_res != settings.n_molecules:
+        raise RuntimeError(f"Modeller added {n_res} molecules, expected {settings.n_molecules}")
+    return ff, modeller.topology, modeller.positions
+
+
+def _make_simulation(ff, topology, positions, settings: ReferenceSettings, barostat: bool, seed: int):
+    import openmm
+    from openmm import app, unit
+
+    system = ff.createSystem(
+        topology,
+        nonbondedMethod=app.PME,
+        nonbondedCutoff=settings.nonbonded_cutoff / 10.0 * unit.nanometer,
+        constraints=app.HBonds,
+        rigidWater=True,
+    )
+    if barostat:
+        system.addForce(openmm.MonteCarloBarostat(settings.pressure * unit.bar, settings.temperature * unit.kelvin, 25))
+    integrator = openmm.LangevinMiddleIntegrator(
+        settings.temperature * unit.kelvin, settings.friction / unit.picosecond, settings.timestep * unit.picoseconds
+    )
+    integrator.setRandomNumberSeed(seed)
+    platform = openmm.Platform.getPlatformByName("CPU") if _has_platform("CPU") else None
+    sim = app.Simulation(topology, system, integrator, platform) if platform else app.Simulation(topology, system, integrator)
+    if positions is not None:
+        sim.context.setPositions(positions)
+    return sim
+
+
+def _has_platform(name: str) -> bool:
+    import openmm
+
+    return any(openmm.Platform.getPlatform(i).getName() == name for i in range(openmm.Platform.getNumPlatforms()))
+
+
+def _total_mass_amu(system) -> float:
+    from openmm import unit
+
+    return sum(system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles()))
+
+
+def _steps(time_ps: float, dt: float) -> int:
+    return int(round(time_ps / dt))
+
+
+def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bool = True) -> dict:
+    """Run (or resume) the reference MD of a water-like fluid and write it to ``out_dir``.
+
+    Writes ``topology.pdb``, ``trajectory.trr`` (positions, box, total forces), and
+    ``reference.json`` (settings, density, timings). Production frames are kept in
+    ``chunks/`` with an OpenMM state after each chunk, so an interrupted run resumes.
+
+    Returns the contents of ``reference.json``.
+    Raises RuntimeError if OpenMM produces NaN positions or forces.
+    """
+    from openmm import app, unit
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "reference.json"
+    if done.exists():
+        return read_json(done)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    ff, topology, positions = build_water_box(settings)
+    chunks = out / "chunks"
+    chunks.mkdir(exist_ok=True)
+    eq_state = out / "equilibrated_state.xml"
+    info_path = out / "equilibration.json"
+
+    if not eq_state.exists():
+        sim = _make_simulation(ff, topology, positions, settings, barostat=True, seed=settings.seed)
+        sim.minimizeEnergy()
+        sim.context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed)
+        mass = _total_mass_amu(sim.system)
+        n_npt = _steps(settings.equilibration_npt, settings.timestep)
+        block = max(1, _steps(0.2, settings.timestep))
+        volumes = []
+        for _ in tqdm(range(0, n_npt, block), desc="reference NPT equilibration", disable=not progress):
+            sim.step(block)
+            box = sim.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
+            volumes.append(float(np.linalg.det(box)))
+        half = np.asarray(volumes[len(volumes) // 2 :])
+        state = sim.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=True)
+        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
+        info = {
+            "total_mass_amu": mass,
+            "npt_mean_volume_A3": float(half.mean()),
+            "npt_mean_density_g_cm3": units.density_g_cm3(mass, float(half.mean())),
+            "npt_density_std_g_cm3": float(np.std([units.density_g_cm3(mass, v) for v in half])),
+            "production_box_A": box.tolist(),
+            "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box))),
+        }
+        # NVT equilibration in the final NPT box
+        sim2 = _make_simulation(ff, topology, None, settings, barostat=False, seed=settings.seed + 1)
+        sim2.context.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
+        sim2.context.setPositions(state.getPositions())
+        sim2.context.setVelocities(state.getVelocities())
+        n_nvt = _steps(settings.equilibration_nvt, settings.timestep)
+        for _ in tqdm(range(0, n_nvt, block), desc="reference NVT equilibration", disable=not progress):
+            sim2.step(block)
+        with atomic_path(eq_state) as tmp:
+            sim2.saveState(str(tmp))
+        write_json(info_path, info)
+        timings["equilibration_s"] = time.perf_counter() - t0
+    info = read_json(info_path)
+
+    # production, chunk by chunk
+    sim = _make_simulation(ff, topology, None, settings, barostat=False, seed=settings.seed + 2)
+    every = _steps(settings.save_interval, settings.timestep)
+    per_chunk = max(1, int(round(settings.chunk / settings.save_interval)))
+    n_frames = int(round(settings.production / settings.save_interval))
+    n_chunks = -(-n_frames // per_chunk)
+    t1 = time.perf_counter()
+    with tqdm(total=n_frames, desc="reference production (frames)", disable=not progress) as bar:
+        for c in range(n_chunks):
+            path = chunks / f"chunk_{c:04d}.npz"
+            nf = min(per_chunk, n_frames - c * per_chunk)
+            if path.exists():
+                bar.update(nf)
+                continue
+            prev = eq_state if c == 0 else chunks / f"state_{c - 1:04d}.xml"
+            sim.loadState(str(prev))
+            sim.integrator.setRandomNumberSeed(settings.seed + 100 + c)
+            pos = np.empty((nf, topology.getNumAtoms(), 3), np.float32)
+            frc = np.empty_like(pos)
+            cell = np.empty((nf, 3, 3), np.float32)
+            for k in range(nf):
+                sim.step(every)
+                st = sim.context.getState(getPositions=True, getForces=True)
+                pos[k] = st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+                frc[k] = units.kj_nm_to_kcal_a(st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+                cell[k] = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
+                if not (np.isfinite(pos[k]).all() and np.isfinite(frc[k]).all()):
+                    raise RuntimeError(f"reference MD: non-finite positions or forces at chunk {c}, frame {k}")
+                bar.update(1)
+            save_npz(path, positions=pos, forces=frc, cell=cell)
+            with atomic_path(chunks / f"state_{c:04d}.xml") as tmp:
+                sim.saveState(str(tmp))
+    timings["production_s"] = time.perf_counter() - t1
+
+    pos = np.concatenate([np.load(chunks / f"chunk_{c:04d}.npz")["positions"] for c in range(n_chunks)])
+    frc = np.concatenate([np.load(chunks / f"chunk_{c:04d}.npz")["forces"] for c in range(n_chunks)])
+    cell = np.concatenate([np.load(chunks / f"chunk_{c:04d}.npz")["cell"] for c in range(n_chunks)])
+    with atomic_path(out / "topology.pdb") as tmp:
+        with open(tmp, "w") as fh:
+            app.PDBFile.writeFile(topology, pos[0] * unit.angstrom, fh)
+    write_trajectory_with_forces(out / "topology.pdb", out / "trajectory.trr", pos, frc, cell, settings.save_interval)
+
+    summary = {
+        "settings": dataclasses.asdict(settings),
+        "n_atoms": int(pos.shape[1]),
+        "n_frames": int(pos.shape[0]),
+        **info,
+        "steps_per_frame": every,
+        "timings_s": timings,
+    }
+    write_json(done, summary)
+    return summary
+
+
+def write_trajectory_with_forces(topology, path, positions, forces, cells, dt: float) -> None:
+    """Write positions (Å), forces (kcal/mol/Å) and cells (Å) to a trajectory MDAnalysis reads.
+
+    Parameters: ``positions`` and ``forces`` (n_frames, n_atoms, 3); ``cells`` (n_frames, 3, 3)
+    box vectors as rows; ``dt`` frame spacing in ps. The format follows the suffix of ``path``
+    (TRR or H5MD store forces). Written atomically.
+    """
+    import MDAnalysis as mda
+    from MDAnalysis.lib.mdamath import triclinic_box
+
+    u = mda.Universe(str(topology))
+    if u.atoms.n_atoms != positions.shape[1]:
+        raise ValueError(f"{topology}: {u.atoms.n_atoms} atoms, trajectory has {positions.shape[1]}")
+    with atomic_path(path) as tmp:
+        with mda.Writer(str(tmp), n_atoms=u.atoms.n_atoms) as w:
+            for k in range(positions.shape[0]):
+                ts = u.trajectory.ts
+                ts.positions = positions[k]
+                ts.forces = units.kcal_a_to_kj_a(forces[k])
+                ts.dimensions = triclinic_box(*cells[k])
+                ts.time = k * dt
+                ts.frame = k
+                w.write(u.atoms)
+
+
+def read_reference(out_dir: str | Path):
+    """Open a finished reference run as an MDAnalysis Universe (topology.pdb + trajectory.trr)."""
+    import MDAnalysis as mda
+
+    out = Path(out_dir)
+    return mda.Universe(str(out / "topology.pdb"), str(out / "trajectory.trr"))
