@@ -1,0 +1,142 @@
+"""Stage 5: structure of the CG model against the mapped reference.
+
+- RDF g(r): mdtraj's ``compute_rdf`` over all bead pairs (minimum image), averaged over frames.
+- ADF: the distribution of bead-bead-bead angles θ_jik at every centre i whose two legs
+  |r_ij|, |r_ik| are below a first-shell cutoff; a probability density in 1/degree (not divided
+  by sin θ).
+- Comparison numbers: max |Δg(r)|, each run's first-peak position (parabola through the maximum
+  and its neighbours), and the Jensen–Shannon distance between the ADFs (base 2, in [0, 1]).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .models import neighbor_list
+
+__all__ = ["rdf", "angle_triplets", "adf", "first_peak", "compare_structure"]
+
+
+def _md_traj(positions, cells):
+    import mdtraj as md
+
+    n = positions.shape[1]
+    top = md.Topology()
+    ch = top.add_chain()
+    for _ in range(n):
+        top.add_atom("CG", md.element.carbon, top.add_residue("CG", ch))
+    tr = md.Trajectory(positions / 10.0, top)
+    tr.unitcell_vectors = cells / 10.0
+    return tr
+
+
+def rdf(positions: np.ndarray, cells: np.ndarray, r_max: float = 9.0, n_bins: int = 180, chunk: int = 100):
+    """Radial distribution function of all bead pairs.
+
+    positions (n_frames, n_beads, 3) Å; cells (n_frames, 3, 3) Å (periodic, rows are box vectors).
+    r_max (Å) must not exceed half the shortest box length.
+    Returns (r, g): bin centres (n_bins,) Å and g(r) (n_bins,).
+    Raises ValueError if r_max is too long for the box or cells are missing.
+    """
+    import mdtraj as md
+
+    positions = np.asarray(positions, dtype=np.float32)
+    cells = np.asarray(cells, dtype=np.float32)
+    if np.abs(cells).sum(axis=(1, 2)).min() == 0:
+        raise ValueError("rdf: every frame needs a periodic cell")
+    half = 0.5 * np.linalg.norm(cells, axis=2).min()
+    if r_max > half + 1e-6:
+        raise ValueError(f"rdf: r_max={r_max} Å exceeds half the shortest box vector ({half:.2f} Å)")
+    n = positions.shape[1]
+    pairs = np.array(np.triu_indices(n, 1)).T
+    g_sum, w_sum = None, 0
+    for s in range(0, len(positions), chunk):
+        tr = _md_traj(positions[s : s + chunk], cells[s : s + chunk])
+        r, g = md.compute_rdf(tr, pairs, r_range=(0.0, r_max / 10.0), n_bins=n_bins)
+        g_sum = g * tr.n_frames if g_sum is None else g_sum + g * tr.n_frames
+        w_sum += tr.n_frames
+    return r * 10.0, g_sum / w_sum
+
+
+def angle_triplets(positions: np.ndarray, cell: np.ndarray | None, shell: float):
+    """All angles at centres whose two legs are shorter than ``shell`` Å, for one frame.
+
+    positions (n, 3) Å; cell (3, 3) Å or None. Returns (centre, j, k, theta_deg): arrays of
+    shape (n_triplets,), j < k in neighbour-list order, θ = angle j-centre-k in degrees.
+    """
+    i, j, off = neighbor_list(positions, cell, shell)
+    vec = positions[j] - positions[i] + off
+    order = np.argsort(i, kind="stable")
+    i, j, vec = i[order], j[order], vec[order]
+    counts = np.bincount(i, minlength=len(positions))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    a_list, b_list = [], []
+    for c in np.unique(counts):
+        if c < 2:
+            continue
+        grp = np.flatnonzero(counts == c)
+        ta, tb = np.triu_indices(c, 1)
+        a_list.append((starts[grp][:, None] + ta[None]).ravel())
+        b_list.append((starts[grp][:, None] + tb[None]).ravel())
+    if not a_list:
+        e = np.zeros(0, dtype=int)
+        return e, e, e, np.zeros(0)
+    a, b = np.concatenate(a_list), np.concatenate(b_list)
+    va, vb = vec[a], vec[b]
+    cos = (va * vb).sum(1) / (np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1))
+    return i[a], j[a], j[b], np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def adf(positions: np.ndarray, cells: np.ndarray, shell: float, n_bins: int = 90):
+    """Bead-bead-bead angle distribution over frames.
+
+    positions (n_frames, n, 3) Å; cells (n_frames, 3, 3) Å; shell: first-shell cutoff Å.
+    Returns (theta, p, mean_neighbours): bin centres (n_bins,) degrees, density p(θ) in 1/degree
+    (integrates to 1), and the mean number of neighbours within ``shell``.
+    """
+    edges = np.linspace(0.0, 180.0, n_bins + 1)
+    hist = np.zeros(n_bins)
+    n_nb = 0
+    for x, c in zip(positions, cells):
+        _, _, _, th = angle_triplets(np.asarray(x, dtype=float), c, shell)
+        hist += np.histogram(th, bins=edges)[0]
+        n_nb += len(neighbor_list(np.asarray(x, dtype=float), c, shell)[0])
+    width = edges[1] - edges[0]
+    p = hist / max(hist.sum(), 1) / width
+    return 0.5 * (edges[1:] + edges[:-1]), p, n_nb / (len(positions) * positions.shape[1])
+
+
+def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+    """Position (Å) and height of the highest peak of g(r), refined by a parabola through the
+    maximum bin and its two neighbours."""
+    k = int(np.argmax(g))
+    if 0 < k < len(g) - 1:
+        y0, y1, y2 = g[k - 1], g[k], g[k + 1]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            d = 0.5 * (y0 - y2) / den
+            h = r[1] - r[0]
+            return float(r[k] + d * h), float(y1 - 0.25 * (y0 - y2) * d)
+    return float(r[k]), float(g[k])
+
+
+def compare_structure(ref: dict, cg: dict) -> dict:
+    """Numbers comparing two structure results (dicts with r, g, theta, p).
+
+    Returns max |Δg(r)|, first-peak positions (Å) and heights, their difference, and the
+    Jensen–Shannon distance (base 2) and L1 distance (∫|Δp| dθ) between the ADFs.
+    """
+    from scipy.spatial.distance import jensenshannon
+
+    pr, hr = first_peak(ref["r"], ref["g"])
+    pc, hc = first_peak(cg["r"], cg["g"])
+    dth = ref["theta"][1] - ref["theta"][0]
+    return {
+        "rdf_max_abs_diff": float(np.max(np.abs(ref["g"] - cg["g"]))),
+        "rdf_first_peak_reference_A": pr,
+        "rdf_first_peak_cg_A": pc,
+        "rdf_first_peak_shift_A": pc - pr,
+        "rdf_first_peak_height_reference": hr,
+        "rdf_first_peak_height_cg": hc,
+        "adf_js_distance": float(jensenshannon(ref["p"], cg["p"], base=2)),
+        "adf_l1_distance": float(np.abs(ref["p"] - cg["p"]).sum() * dth),
+    }
