@@ -1,0 +1,14 @@
+"""GNN-LRP for schnetpack potentials: walk relevances and their n-body grouping.
+
+Sources: Schnake et al., "Higher-order explanations of graph neural networks via relevant
+walks", IEEE TPAMI 44, 7581 (2022); Bonneau et al., "Peering inside the black box: learning the
+relevance of many-body functions in neural network potentials", arXiv 2407.04526 (Nat. Commun.
+16, 9898 (2025)).
+"""
+from .engine import WalkResult, brute_force_relevance, enumerate_walks, make_lrp, walk_relevance
+from .nbody import body_order, nbody_sums, pair_relevance, triplet_angle_relevance, binned_statistics
+
+__all__ = [
+    "walk_relevance", "brute_force_relevance", "enumerate_walks", "make_lrp", "WalkResult",
+    "body_order", "nbody_sums", "pair_relevance", "triplet_angle_relevance", "binned_statistics",
+]

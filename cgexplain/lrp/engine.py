@@ -1,0 +1,238 @@
+"""GNN-LRP walk relevances, exact, from the factored layer Jacobians.
+
+Definition (parity README; Schnake et al., IEEE TPAMI 44, 7581 (2022), eq. 9 ff.; Bonneau et
+al., arXiv 2407.04526): the relevance of a walk (j0, ..., jL) is h0[j0]·∂E/∂h0[j0] computed in a
+modified forward pass whose scalar features at each layer boundary t are masked to bead j_t.
+With one bead per layer the masked gradient is a chain of Jacobian blocks of the unmasked
+modified pass:
+    R(j0..jL) = h0[j0] · J¹[j1,j0]ᵀ J²[j2,j1]ᵀ ⋯ Jᴸ[jL,jL-1]ᵀ g[jL],    g = ∂E/∂x^L,
+and for PaiNN  J^t[i,j]ᵀ v = (δ_ij 1 + Φ_jᵀ diag(w_ij)) M_iᵀ v  (see painn.py).
+Walks sharing a suffix (j_t..jL) share its vector, so the cost is one F×F product per walk and
+layer. Output beads are processed in chunks, which bounds the memory.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .painn import PaiNNLRP
+
+__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult"]
+
+
+def make_lrp(model, gamma: float = 0.1, bias_rule: bool = True):
+    """The rule-modified forward pass for ``model``'s representation.
+
+    Raises TypeError for a representation the engine does not support (PaiNN is supported).
+    """
+    from schnetpack.representation import PaiNN
+
+    rep = model.representation
+    if isinstance(rep, PaiNN):
+        return PaiNNLRP(model, gamma=gamma, bias_rule=bias_rule)
+    raise TypeError(f"walk relevance: unsupported representation {type(rep).__name__}; supported: PaiNN")
+
+
+class WalkResult(dict):
+    """Result of :func:`walk_relevance`: ``walks`` (n_walks, L+1) int64 in order (j0..jL),
+    ``relevance`` (n_walks,) kcal/mol, ``E_model``, ``E_modified``, ``sum_h0_grad`` (kcal/mol),
+    ``wall_time_s``."""
+
+
+def _adjacency(recv, send, n):
+    order = torch.argsort(recv * n + send)
+    recv, send = recv[order], send[order]
+    ptr = torch.zeros(n + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(recv, minlength=n), 0)
+    return order, ptr, send
+
+
+def _grouped_vecmat(mats, idx, vecs):
+    """out[k] = vecs[k] @ mats[idx[k]] for mats (n, A, B), idx (m,), vecs (m, A) -> (m, B)."""
+    out = torch.empty((vecs.shape[0], mats.shape[2]), dtype=vecs.dtype, device=vecs.device)
+    if vecs.shape[0] == 0:
+        return out
+    order = torch.argsort(idx, stable=True)
+    sidx = idx[order]
+    uniq, counts = torch.unique_consecutive(sidx, return_counts=True)
+    svec = vecs[order]
+    res = torch.empty_like(out)
+    start = 0
+    for u, c in zip(uniq.tolist(), counts.tolist()):
+        res[start : start + c] = svec[start : start + c] @ mats[u]
+        start += c
+    out[order] = res
+    return out
+
+
+def _expand(fac, t, heads, V, adj):
+    """One backward step through layer t (1-based): suffixes with head beads ``heads`` and
+    vectors V (m, F) -> children (parent index, child bead, child vector), self child first."""
+    order, ptr, send = adj[t]
+    U = _grouped_vecmat(fac["M"][t - 1], heads, V)  # M_i^T v, as the row v @ M_i
+    deg = ptr[heads + 1] - ptr[heads]
+    parent_nb = torch.repeat_interleave(torch.arange(len(heads)), deg)
+    starts = torch.repeat_interleave(ptr[heads], deg)
+    within = torch.arange(len(parent_nb)) - torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg)
+    pair = starts + within
+    child_nb = send[pair]
+    w = fac["wpair"][t - 1][order][pair]
+    Vnb = _grouped_vecmat(fac["Phi"][t - 1], child_nb, w * U[parent_nb])  # Φ_j^T (w ⊙ u) as row: (w⊙u) @ Φ_j
+    parents = torch.cat([torch.arange(len(heads)), parent_nb])
+    beads = torch.cat([heads, child_nb])
+    return parents, beads, torch.cat([U, Vnb])
+
+
+@torch.no_grad()
+def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    L, n = fac["L"], fac["n"]
+    adj = {t: _adjacency(fac["recv"], fac["send"], n) for t in range(1, L + 1)}
+    deg = (adj[1][1][1:] - adj[1][1][:-1]).to(torch.float64) + 1
+    # walks ending at each output bead, estimated by deg^L, to size chunks
+    est = deg[outputs] ** L
+    chunks, cur, acc = [], [], 0.0
+    for b, e in zip(outputs.tolist(), est.tolist()):
+        if cur and acc + e > chunk_walks:
+            chunks.append(cur)
+            cur, acc = [], 0.0
+        cur.append(b)
+        acc += e
+    if cur:
+        chunks.append(cur)
+    walks_all, rel_all = [], []
+    for ch in tqdm(chunks, desc="walk relevance (output-bead chunks)", disable=not progress or len(chunks) < 2):
+        heads = torch.tensor(ch, dtype=torch.long)
+        V = fac["g"][heads]
+        path = heads.unsqueeze(1)  # columns j_t..j_L
+        for t in range(L, 0, -1):
+            parents, beads, V = _expand(fac, t, heads, V, adj)
+            path = torch.cat([beads.unsqueeze(1), path[parents]], dim=1)
+            heads = beads
+        rel = (fac["h0"][heads] * V).sum(-1)
+        walks_all.append(path)
+        rel_all.append(rel)
+    walks = torch.cat(walks_all)
+    rel = torch.cat(rel_all)
+    return walks, rel
+
+
+@torch.no_grad()
+def _relevance_of_walks(fac, walks: torch.Tensor):
+    L, n = fac["L"], fac["n"]
+    key = fac["recv"] * n + fac["send"]
+    order = torch.argsort(key)
+    skey = key[order]
+    V = fac["g"][walks[:, L]]
+    for t in range(L, 0, -1):
+        i, j = walks[:, t], walks[:, t - 1]
+        U = _grouped_vecmat(fac["M"][t - 1], i, V)
+        V = U.clone()
+        nb = i != j
+        if nb.any():
+            k = i[nb] * n + j[nb]
+            pos = torch.searchsorted(skey, k).clamp(max=len(skey) - 1)
+            if not bool((skey[pos] == k).all()):
+                bad = int(torch.nonzero(skey[pos] != k)[0])
+                w = walks[nb][bad].tolist()
+                raise ValueError(f"walk {w} is not a walk of the graph: beads {int(j[nb][bad])} and {int(i[nb][bad])} are not neighbours")
+            w = fac["wpair"][t - 1][order[pos]]
+            V[nb] = _grouped_vecmat(fac["Phi"][t - 1], j[nb], w * U[nb])
+    return (fac["h0"][walks[:, 0]] * V).sum(-1)
+
+
+def _inputs(model, atoms, neighbors, cutoff):
+    import schnetpack.properties as P
+    from ..models import batch_inputs
+
+    cell = np.asarray(atoms.cell.array) if atoms.pbc.any() else None
+    types = atoms.get_atomic_numbers()
+    inp = batch_inputs(atoms.positions, types, cell, cutoff, dtype=next(model.parameters()).dtype, device=next(model.parameters()).device)
+    if neighbors is not None:
+        idx_i, idx_j, off = neighbors
+        dev = inp[P.R].device
+        inp[P.idx_i] = torch.as_tensor(np.asarray(idx_i), dtype=torch.long, device=dev)
+        inp[P.idx_j] = torch.as_tensor(np.asarray(idx_j), dtype=torch.long, device=dev)
+        inp[P.offsets] = torch.as_tensor(np.asarray(off), dtype=inp[P.R].dtype, device=dev)
+    return inp
+
+
+def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None,
+                   output_beads=None, walks=None, chunk_walks: int = 2_000_000, progress: bool = False) -> WalkResult:
+    """Relevance of every walk (or of the given walks) of one frame.
+
+    Args:
+        model: schnetpack ``NeuralNetworkPotential`` with a PaiNN representation, one Atomwise
+            sum energy head.
+        atoms: ``ase.Atoms`` frame (Å; periodic or not); atomic numbers are the bead types.
+        gamma, bias_rule: LRP rule (parity README): γ with the bias rule (default γ = 0.1), or
+            γ = 0 without it.
+        neighbors: optional (idx_i, idx_j, offsets Å) to use instead of building a neighbour
+            list (r_ij = R[j] - R[i] + offset; both directions).
+        cutoff: neighbour cutoff Å (default: the model's).
+        output_beads: optional subset of beads jL; default all beads.
+        walks: optional (m, L+1) array of walks (j0..jL) to evaluate instead of all walks.
+        chunk_walks: about how many walks are held in memory at once.
+
+    Returns: :class:`WalkResult` with ``walks`` (n_walks, L+1) and ``relevance`` (n_walks,)
+    kcal/mol, the model energy, the modified-pass energy and Σ h0·∂E/∂h0 without masks.
+    Raises: TypeError for an unsupported representation; ValueError for an unsupported rule or a
+    walk that is not in the graph.
+    """
+    t0 = time.perf_counter()
+    lrp = make_lrp(model, gamma=gamma, bias_rule=bias_rule)
+    if cutoff is None:
+        cutoff = float(lrp.rep.cutoff)
+    inp = _inputs(model, atoms, neighbors, cutoff)
+    E_model = float(model(dict(inp))["energy"].sum())
+    fac = lrp.factors(inp)
+    if walks is not None:
+        w = torch.as_tensor(np.asarray(walks), dtype=torch.long)
+        if w.ndim != 2 or w.shape[1] != fac["L"] + 1:
+            raise ValueError(f"walks must have shape (m, {fac['L'] + 1}), got {tuple(w.shape)}")
+        rel = _relevance_of_walks(fac, w)
+    else:
+        outs = torch.arange(fac["n"]) if output_beads is None else torch.as_tensor(np.asarray(output_beads), dtype=torch.long)
+        w, rel = _relevance_from_factors(fac, outs, chunk_walks, progress)
+    return WalkResult(
+        walks=w.numpy(), relevance=rel.double().numpy(), E_model=E_model, E_modified=fac["E_modified"],
+        sum_h0_grad=fac["sum_h0_grad"], gamma=gamma, bias_rule=bias_rule, n_layers=fac["L"],
+        wall_time_s=time.perf_counter() - t0,
+    )
+
+
+def enumerate_walks(n: int, idx_i, idx_j, L: int) -> np.ndarray:
+    """All walks (j0..jL) on the graph of directed pairs (idx_j -> idx_i) plus self-loops, by
+    plain enumeration (the reference for tests). Returns (n_walks, L+1) sorted lexicographically."""
+    nbrs = [set() for _ in range(n)]
+    for i, j in zip(np.asarray(idx_i).tolist(), np.asarray(idx_j).tolist()):
+        nbrs[j].add(i)
+    for k in range(n):
+        nbrs[k].add(k)
+    walks = [[k] for k in range(n)]
+    for _ in range(L):
+        walks = [w + [b] for w in walks for b in sorted(nbrs[w[-1]])]
+    return np.array(sorted(walks), dtype=np.int64)
+
+
+def brute_force_relevance(model, atoms, walks, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None) -> np.ndarray:
+    """Relevance of each walk by per-walk masking: one masked forward and backward pass per
+    walk (the publication's reference method; slow, for tests and benchmarks).
+
+    walks (m, L+1); returns (m,) kcal/mol.
+    """
+    lrp = make_lrp(model, gamma=gamma, bias_rule=bias_rule)
+    if cutoff is None:
+        cutoff = float(lrp.rep.cutoff)
+    inp = _inputs(model, atoms, neighbors, cutoff)
+    n = len(atoms)
+    out = []
+    for w in np.asarray(walks):
+        masks = [torch.zeros(n).index_fill_(0, torch.tensor([int(b)]), 1.0) for b in w]
+        E, h0, _ = lrp.forward(inp, masks=masks)
+        (g,) = torch.autograd.grad(E, h0)
+        out.append(float((h0[int(w[0])] * g[int(w[0])]).sum()))
+    return np.array(out)
