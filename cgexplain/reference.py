@@ -115,6 +115,10 @@ def _steps(time_ps: float, dt: float) -> int:
 def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume) the reference MD of a water-like fluid and write it to ``out_dir``.
 
+    NPT equilibration stores the states of its second half; the NVT stages start from the one whose
+    volume is closest to the mean volume of that half, so the production density is the
+    equilibrium density.
+
     Writes ``topology.pdb``, ``trajectory.trr`` (positions, box, total forces), and
     ``reference.json`` (settings, density, timings). Production frames are kept in
     ``chunks/`` with an OpenMM state after each chunk, so an interrupted run resumes.
@@ -146,13 +150,17 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
         mass = _total_mass_amu(sim.system)
         n_npt = _steps(settings.equilibration_npt, settings.timestep)
         block = max(1, _steps(0.2, settings.timestep))
-        volumes = []
-        for _ in tqdm(range(0, n_npt, block), desc="reference NPT equilibration", disable=not progress):
+        volumes, states = [], []
+        n_blocks = max(2, -(-n_npt // block))
+        for k in tqdm(range(n_blocks), desc="reference NPT equilibration", disable=not progress):
             sim.step(block)
-            box = sim.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
-            volumes.append(float(np.linalg.det(box)))
-        half = np.asarray(volumes[len(volumes) // 2 :])
-        state = sim.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=True)
+            st = sim.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=True)
+            volumes.append(float(np.linalg.det(st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom))))
+            if k >= n_blocks // 2:
+                states.append(st)
+        half = np.asarray(volumes[n_blocks // 2 :])
+        # production box: the second-half NPT state whose volume is closest to the mean volume
+        state = states[int(np.argmin(np.abs(half - half.mean())))]
         box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
         info = {
             "total_mass_amu": mass,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["body_order", "nbody_sums", "pair_relevance", "two_body_points", "three_body_points",
-           "triplet_angle_relevance", "binned_statistics", "normalise"]
+           "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "finish_bins", "normalise"]
 
 
 def body_order(walks: np.ndarray) -> np.ndarray:
@@ -103,23 +103,30 @@ def three_body_points(walks, relevance, positions, cell=None, shell: float = 5.0
 triplet_angle_relevance = three_body_points
 
 
-def binned_statistics(x, y, edges) -> dict:
-    """Binned mean, standard deviation, count and standard error (std/sqrt(count) of each bin's
-    own count) of y against x. edges (n_bins+1,). Empty bins give NaN mean/std/sem."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    k = np.digitize(x, edges) - 1
+def accumulate_bins(x, y, edges) -> np.ndarray:
+    """Per-bin (count, Σy, Σy²) of y against x: returns (3, n_bins)."""
+    k = np.digitize(np.asarray(x, float), edges) - 1
     ok = (k >= 0) & (k < len(edges) - 1)
     nb = len(edges) - 1
-    cnt = np.bincount(k[ok], minlength=nb).astype(float)
-    s1 = np.bincount(k[ok], weights=y[ok], minlength=nb)
-    s2 = np.bincount(k[ok], weights=y[ok] ** 2, minlength=nb)
+    y = np.asarray(y, float)[ok]
+    return np.stack([np.bincount(k[ok], minlength=nb), np.bincount(k[ok], weights=y, minlength=nb), np.bincount(k[ok], weights=y * y, minlength=nb)]).astype(float)
+
+
+def finish_bins(acc: np.ndarray, edges) -> dict:
+    """Mean, std (n-1), count and SEM (std/√count, each bin's own count) from accumulators."""
+    cnt, s1, s2 = acc
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s1 / cnt
+        mean = np.where(cnt > 0, s1 / cnt, np.nan)
         var = np.where(cnt > 1, (s2 - cnt * mean**2) / (cnt - 1), np.nan)
         std = np.sqrt(np.clip(var, 0, None))
         sem = std / np.sqrt(cnt)
-    mean[cnt == 0] = np.nan
     return {"centers": 0.5 * (edges[1:] + edges[:-1]), "mean": mean, "std": std, "count": cnt.astype(int), "sem": sem}
+
+
+def binned_statistics(x, y, edges) -> dict:
+    """Binned mean, standard deviation, count and standard error (std/√count of each bin's own
+    count) of y against x; edges (n_bins+1,). Empty bins give NaN mean/std/sem."""
+    return finish_bins(accumulate_bins(x, y, edges), edges)
 
 
 def normalise(relevance: np.ndarray, mode: str = "mean_abs") -> np.ndarray:

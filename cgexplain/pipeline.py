@@ -1,0 +1,233 @@
+"""The pipeline: reference -> map -> train -> simulate -> analyse -> explain.
+
+Each stage is a function ``stage(cfg, run_dir, progress=True) -> dict`` that writes one
+sub-folder of the run folder and returns its summary. A stage records the hash of its inputs
+(its config section and the hashes of the stages before it) in ``inputs.json``; a rerun with the
+same inputs reuses the finished outputs or resumes a partial stage, and a rerun with changed
+inputs starts that stage afresh.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import section_hash
+from .fileio import read_json, save_npz, write_json
+
+__all__ = ["STAGES", "stage_reference", "stage_map", "stage_train", "stage_simulate", "stage_analyse", "stage_explain", "run_all", "default_run_dir"]
+
+_DEPS = {
+    "reference": ("reference",),
+    "cg": ("reference", "mapping"),
+    "model": ("reference", "mapping", "model", "training"),
+    "simulation": ("reference", "mapping", "model", "training", "simulation"),
+    "analysis": ("reference", "mapping", "model", "training", "simulation", "analysis"),
+    "lrp": ("reference", "mapping", "model", "training", "simulation", "analysis", "lrp"),
+}
+
+
+def default_run_dir(cfg: dict) -> Path:
+    """``runs/<system>-<profile>`` under the current directory."""
+    return Path("runs") / f"{cfg['name']}-{cfg['profile']}"
+
+
+def _prepare(cfg, run_dir, folder) -> Path:
+    d = Path(run_dir) / folder
+    h = section_hash(*[cfg[s] for s in _DEPS[folder]])
+    marker = d / "inputs.json"
+    if d.exists() and marker.exists() and read_json(marker).get("hash") != h:
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        write_json(marker, {"hash": h, "sections": {s: cfg[s] for s in _DEPS[folder]}})
+    return d
+
+
+def _figures(run_dir) -> Path:
+    d = Path(run_dir) / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# ---------------------------------------------------------------- reference
+def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
+    """Atomistic reference MD (OpenMM) and its RDF sanity check; writes ``reference/``."""
+    from .analysis import first_peak, rdf
+    from .plotting import plot_rdf
+    from .reference import ReferenceSettings, read_reference, run_reference
+
+    d = _prepare(cfg, run_dir, "reference")
+    rc = dict(cfg["reference"])
+    check = rc.pop("check", None)
+    summary = run_reference(ReferenceSettings.from_dict(rc), d, progress=progress)
+    if check and not (d / "check.json").exists():
+        u = read_reference(d)
+        sel = u.select_atoms(check["selection"])
+        if sel.n_atoms == 0:
+            raise ValueError(f"reference.check.selection {check['selection']!r} selects no atoms")
+        pos = np.array([sel.positions for _ in u.trajectory])
+        from MDAnalysis.lib.mdamath import triclinic_vectors
+
+        cells = np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory])
+        r, g = rdf(pos, cells, r_max=float(check.get("r_max", 9.0)), n_bins=int(check.get("n_bins", 180)))
+        pk, h = first_peak(r, g)
+        lo, hi = check["peak_A"]
+        hlo, hhi = check["height"]
+        res = {"selection": check["selection"], "first_peak_A": pk, "first_peak_height": h,
+               "expected_peak_A": [lo, hi], "expected_height": [hlo, hhi],
+               "passed": bool(lo <= pk <= hi and hlo <= h <= hhi)}
+        save_npz(d / "check_rdf.npz", r=r, g=g)
+        write_json(d / "check.json", res)
+        plot_rdf(r, {f"reference ({check['selection']})": g}, _figures(run_dir) / "reference_rdf.png", title="Reference RDF check")
+    if (d / "check.json").exists():
+        summary = {**summary, "check": read_json(d / "check.json")}
+        c = summary["check"]
+        print(f"reference RDF check ({c['selection']}): first peak {c['first_peak_A']:.3f} Å, height {c['first_peak_height']:.2f} "
+              f"(expected {c['expected_peak_A']} Å, {c['expected_height']}): {'PASS' if c['passed'] else 'FAIL'}")
+    return summary
+
+
+# ---------------------------------------------------------------- mapping
+def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
+    """Map the reference to beads; writes ``cg/`` (mapped.npz, topology.pdb, dataset.db, mapping.json)."""
+    from .mapping import MappedTrajectory, load_universe, make_mapping, map_universe, write_cg_dataset, write_cg_topology
+
+    d = _prepare(cfg, run_dir, "cg")
+    if (d / "mapping.json").exists():
+        return read_json(d / "mapping.json")
+    t0 = time.perf_counter()
+    ref = Path(run_dir) / "reference"
+    mc = cfg["mapping"]
+    u = load_universe(ref / "topology.pdb", ref / "trajectory.trr")
+    m = make_mapping(u, by=mc.get("by", "residue"), method=mc.get("method", "com"), atom_name=mc.get("atom_name"),
+                     bead_names=[mc["bead_name"]] * len(u.residues) if mc.get("bead_name") and mc.get("by", "residue") == "residue" else None)
+    traj = map_universe(u, m, progress=progress)
+    traj.save(d / "mapped.npz")
+    write_cg_topology(d / "topology.pdb", m, traj.positions[0], traj.cells[0])
+    write_cg_dataset(d / "dataset.db", traj, progress=progress)
+    res = {"n_beads": m.n_beads, "n_frames": int(len(traj.positions)), "type_table": m.type_table,
+           "bead_mass_amu": float(m.bead_masses[0]), "method": mc.get("method", "com"),
+           "mean_abs_force_kcal_mol_A": float(np.abs(traj.forces).mean()), "wall_time_s": time.perf_counter() - t0}
+    write_json(d / "mapping.json", res)
+    return res
+
+
+# ---------------------------------------------------------------- training
+def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
+    """Force-matching training; writes ``model/`` (model.pt, model.json, training.json, checkpoints)."""
+    from .models import DEFAULT_HPARAMS
+    from .training import TrainSettings, train
+
+    d = _prepare(cfg, run_dir, "model")
+    cg = Path(run_dir) / "cg"
+    hp = {**DEFAULT_HPARAMS, **cfg["model"]}
+    table = read_json(cg / "mapping.json")["type_table"]
+    return train(cg / "dataset.db", d, hp, TrainSettings.from_dict(cfg["training"]), extra_meta={"type_table": table}, progress=progress)
+
+
+# ---------------------------------------------------------------- simulation
+def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
+    """CG Langevin simulation from a mapped reference frame; writes ``simulation/``."""
+    from .mapping import MappedTrajectory
+    from .models import load_model
+    from .simulation import SimSettings, run_simulation
+
+    d = _prepare(cfg, run_dir, "simulation")
+    run = Path(run_dir)
+    model, meta = load_model(run / "model")
+    traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    s = SimSettings.from_dict(cfg["simulation"])
+    k = s.start_frame
+    return run_simulation(model, meta, run / "cg" / "topology.pdb", traj.positions[k], traj.bead_types, traj.bead_masses, traj.cells[k], s, d, progress=progress)
+
+
+def _cg_frames(run):
+    import MDAnalysis as mda
+    from MDAnalysis.lib.mdamath import triclinic_vectors
+
+    u = mda.Universe(str(run / "cg" / "topology.pdb"), str(run / "simulation" / "trajectory.dcd"))
+    pos = u.trajectory.timeseries(order="fac").astype(np.float64)
+    cells = np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory])
+    return pos, cells
+
+
+# ---------------------------------------------------------------- analysis
+def stage_analyse(cfg: dict, run_dir, progress: bool = True) -> dict:
+    """RDF and ADF of the CG simulation against the mapped reference; writes ``analysis/`` and figures."""
+    from .analysis import adf, compare_structure, rdf
+    from .mapping import MappedTrajectory
+    from .plotting import plot_adf, plot_rdf
+
+    d = _prepare(cfg, run_dir, "analysis")
+    if (d / "analysis.json").exists():
+        return read_json(d / "analysis.json")
+    run = Path(run_dir)
+    ac = cfg["analysis"]
+    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    cg_pos, cg_cells = _cg_frames(run)
+    out = {}
+    for name, (pos, cells) in {"reference": (ref.positions, ref.cells), "cg": (cg_pos, cg_cells)}.items():
+        r, g = rdf(pos, cells, r_max=float(ac.get("rdf_r_max", 9.0)), n_bins=int(ac.get("rdf_bins", 180)))
+        th, p, nn = adf(pos, cells, shell=float(ac["shell_cutoff"]), n_bins=int(ac.get("adf_bins", 90)))
+        out[name] = {"r": r, "g": g, "theta": th, "p": p, "neighbours_in_shell": nn, "n_frames": len(pos)}
+    cmp = compare_structure(out["reference"], out["cg"])
+    save_npz(d / "structure.npz", **{f"{k}_{q}": v for k, dd in out.items() for q, v in dd.items() if isinstance(v, np.ndarray)})
+    fig = _figures(run)
+    plot_rdf(out["reference"]["r"], {"mapped reference": out["reference"]["g"], "CG model": out["cg"]["g"]}, fig / "rdf.png",
+             title=f"{cfg['name']}: bead RDF, CG vs reference")
+    plot_adf(out["reference"]["theta"], {"mapped reference": out["reference"]["p"], "CG model": out["cg"]["p"]}, fig / "adf.png",
+             title=f"{cfg['name']}: ADF (legs < {ac['shell_cutoff']} Å)")
+    res = {**cmp, "shell_cutoff_A": float(ac["shell_cutoff"]),
+           "neighbours_in_shell_reference": out["reference"]["neighbours_in_shell"], "neighbours_in_shell_cg": out["cg"]["neighbours_in_shell"],
+           "n_frames_reference": out["reference"]["n_frames"], "n_frames_cg": out["cg"]["n_frames"]}
+    write_json(d / "analysis.json", res)
+    return res
+
+
+# ---------------------------------------------------------------- explanation
+def stage_explain(cfg: dict, run_dir, progress: bool = True) -> dict:
+    """GNN-LRP walk relevances on CG frames, n-body sums and statistics; writes ``lrp/`` and figures."""
+    from .lrp.statistics import explain_frames
+    from .models import load_model
+
+    d = _prepare(cfg, run_dir, "lrp")
+    run = Path(run_dir)
+    model, meta = load_model(run / "model")
+    pos, cells = _cg_frames(run)
+    types = np.load(run / "cg" / "mapped.npz")["bead_types"]
+    lc = cfg["lrp"]
+    frames = np.unique(np.linspace(0, len(pos) - 1, int(lc.get("n_frames", 5))).round().astype(int))
+    return explain_frames(model, pos[frames], cells[frames], types, d, lc, shell=float(cfg["analysis"]["shell_cutoff"]),
+                          structure=run / "analysis" / "structure.npz", figures=_figures(run), title=cfg["name"], frame_ids=frames, progress=progress)
+
+
+STAGES = {
+    "reference": stage_reference,
+    "map": stage_map,
+    "train": stage_train,
+    "simulate": stage_simulate,
+    "analyse": stage_analyse,
+    "explain": stage_explain,
+}
+
+
+def run_all(cfg: dict, run_dir, progress: bool = True, stages=None) -> dict:
+    """Run the stages in order (all by default), timing each; writes ``summary.json``."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    summ_path = run / "summary.json"
+    summary = read_json(summ_path) if summ_path.exists() else {}
+    summary.update({"system": cfg["name"], "profile": cfg["profile"]})
+    summary.setdefault("wall_time_s", {})
+    for name in stages or STAGES:
+        t0 = time.perf_counter()
+        res = STAGES[name](cfg, run, progress=progress)
+        dt = time.perf_counter() - t0
+        summary[name] = res
+        if dt > 1.0 or name not in summary["wall_time_s"]:
+            summary["wall_time_s"][name] = dt
+        write_json(summ_path, summary)
+    return summary
