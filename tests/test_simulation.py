@@ -13,7 +13,7 @@ def _scaled(model, factor):
     return model.float()
 
 
-def _lattice(n_side=4, a=3.1):
+def _lattice(n_side=4, a=2.5):
     g = np.arange(n_side) * a
     return np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3) + 0.5, np.eye(3) * n_side * a
 
@@ -39,33 +39,49 @@ def test_kinetic_temperature_formula():
     assert abs(kinetic_temperature(v, m) - 2 * ke / (6 * units.KB_KCAL)) < 1e-9
 
 
-def test_explosion_stops_and_keeps_frames(tmp_path):
-    from cgexplain.mapping import make_mapping, write_cg_topology
-    from conftest import water_universe
+class _Boom(torch.nn.Module):
+    """Wraps a model; from call ``after`` on its forces are NaN (or huge)."""
 
-    model = _scaled(random_painn(F=8, L=2, cutoff=3.0, seed=1), 1.0)
-    x, cell = _lattice()
-    n = len(x)
+    def __init__(self, model, after, value):
+        super().__init__()
+        self.m, self.after, self.value, self.calls = model, after, value, 0
+
+    def forward(self, inp):
+        out = self.m(inp)
+        self.calls += 1
+        if self.calls > self.after:
+            out["forces"] = out["forces"] * 0 + self.value
+        return out
+
+
+def _topology(tmp_path, x, L):
     import MDAnalysis as mda
 
+    n = len(x)
     u = mda.Universe.empty(n, n_residues=n, atom_resindex=np.arange(n), trajectory=True)
     u.add_TopologyAttr("names", ["W"] * n)
     u.add_TopologyAttr("resnames", ["W"] * n)
     u.atoms.positions = x
-    u.dimensions = [12.4, 12.4, 12.4, 90, 90, 90]
+    u.dimensions = [L, L, L, 90, 90, 90]
     u.atoms.write(str(tmp_path / "top.pdb"))
-    # a max_force below the typical force triggers the stop after a few frames
-    probe = langevin(model, x, np.ones(n, int), np.full(n, 18.0), cell, 3.0, SimSettings(n_steps=0), progress=False)
-    s = SimSettings(n_steps=400, save_interval=5, max_force=1e-3, checkpoint_every=2)
-    with pytest.raises(SimulationError, match="exceeds max_force"):
-        run_simulation(model, {"hparams": {"cutoff": 3.0}}, tmp_path / "top.pdb", x, np.ones(n, int), np.full(n, 18.0), cell, s, tmp_path / "sim", progress=False)
+    return tmp_path / "top.pdb"
+
+
+@pytest.mark.parametrize("value,match", [(float("nan"), "non-finite force on bead 0 at step 51"), (5e3, "exceeds max_force")])
+def test_explosion_stops_and_keeps_frames(tmp_path, value, match):
+    import MDAnalysis as mda
+
+    x, cell = _lattice()
+    n = len(x)
+    top = _topology(tmp_path, x, cell[0, 0])
+    model = _Boom(_scaled(random_painn(F=8, L=2, cutoff=3.0, seed=1), 0.01), after=51, value=value)
+    s = SimSettings(n_steps=400, save_interval=5, max_force=1000.0, checkpoint_every=2)
+    with pytest.raises(SimulationError, match=match):
+        run_simulation(model, {"hparams": {"cutoff": 3.0}}, top, x, np.ones(n, int), np.full(n, 18.0), cell, s, tmp_path / "sim", progress=False)
     assert not (tmp_path / "sim" / "simulation.json").exists()
-    # non-finite forces: NaN weights
-    with torch.no_grad():
-        model.output_modules[0].outnet[1].bias.fill_(float("nan"))
-    with pytest.raises(SimulationError, match="non-finite force"):
-        langevin(model, x, np.ones(n, int), np.full(n, 18.0), cell, 3.0, SimSettings(n_steps=5), progress=False)
-    assert probe["step"] == 0
+    u = mda.Universe(str(top), str(tmp_path / "sim" / "trajectory.dcd"))
+    assert u.trajectory.n_frames == 10  # steps 5..50 were written before the failure at step 51
+    assert np.isfinite(u.trajectory.timeseries()).all()
 
 
 def test_run_simulation_writes_readable_dcd_and_resumes(tmp_path):
@@ -75,12 +91,7 @@ def test_run_simulation_writes_readable_dcd_and_resumes(tmp_path):
     model = _scaled(random_painn(F=8, L=2, cutoff=3.0, seed=2), 0.01)
     x, cell = _lattice()
     n = len(x)
-    u = mda.Universe.empty(n, n_residues=n, atom_resindex=np.arange(n), trajectory=True)
-    u.add_TopologyAttr("names", ["W"] * n)
-    u.add_TopologyAttr("resnames", ["W"] * n)
-    u.atoms.positions = x
-    u.dimensions = [12.4, 12.4, 12.4, 90, 90, 90]
-    u.atoms.write(str(tmp_path / "top.pdb"))
+    _topology(tmp_path, x, cell[0, 0])
     args = (model, {"hparams": {"cutoff": 3.0}}, tmp_path / "top.pdb", x, np.ones(n, int), np.full(n, 18.0), cell)
     full = run_simulation(*args, SimSettings(n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "a", progress=False)
     assert full["n_frames"] == 20
