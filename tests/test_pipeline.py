@@ -13,7 +13,7 @@ from cgexplain.pipeline import run_all
 
 TINY = {
     "reference": {"n_molecules": 64, "nonbonded_cutoff": 6.0, "equilibration_npt": 1.0, "equilibration_nvt": 0.5,
-                  "production": 2.0, "chunk": 1.0},
+                  "production": 2.0, "chunk": 1.0, "check": {"r_max": 6.0}},
     "training": {"epochs": 1, "batch_size": 4},
     "model": {"n_atom_basis": 8, "n_interactions": 2, "cutoff": 4.0},
     "simulation": {"n_steps": 40, "save_interval": 10},
