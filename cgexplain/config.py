@@ -7,13 +7,14 @@ base ones. Units: Å, ps, K, bar, amu, kcal/mol.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import yaml
 
-__all__ = ["load_system", "section_hash", "SECTIONS"]
+__all__ = ["load_system", "section_hash", "settings_from_dict", "SECTIONS"]
 
 SECTIONS = ("reference", "mapping", "model", "training", "simulation", "analysis", "lrp")
 
@@ -58,3 +59,14 @@ def load_system(system_dir: str | Path, profile: str = "quick") -> dict:
 def section_hash(*parts) -> str:
     """A short stable hash of JSON-serialisable parts (stage inputs)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def settings_from_dict(cls, d: dict, section: str):
+    """Build the settings dataclass ``cls`` from a config section.
+
+    Raises KeyError naming the section and any key that ``cls`` does not know."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise KeyError(f"{section} settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)

@@ -123,7 +123,8 @@ def make_mapping(
         method: position map: ``"com"`` centre of mass, ``"cog"`` centre of geometry, or
             ``"atom"``: the single atom named ``atom_name`` in each bead (e.g. ``"CA"``).
         groups: explicit bead -> atom indices (0-based); overrides ``by``.
-        bead_names: per-bead type names; default the residue name of the bead's first atom.
+        bead_names: per-bead type names, or one name for every bead; default the residue name
+            of the bead's first atom.
         type_table: name -> int (>= 1); default numbers the names in order of appearance.
 
     Returns: Mapping.
@@ -165,6 +166,8 @@ def make_mapping(
         else:
             raise MappingError(f"unknown position map method={method!r}; use 'com', 'cog' or 'atom'")
     resnames = [universe.atoms[g[0]].resname for g in groups]
+    if isinstance(bead_names, str):
+        bead_names = [bead_names] * n_beads
     names = list(bead_names) if bead_names is not None else resnames
     if len(names) != n_beads:
         raise MappingError(f"{len(names)} bead names for {n_beads} beads")

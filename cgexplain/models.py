@@ -8,7 +8,6 @@ units, cgexplain version); loading rebuilds the modules from the JSON and loads 
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np

@@ -93,7 +93,7 @@ def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
 # ---------------------------------------------------------------- mapping
 def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
     """Map the reference to beads; writes ``cg/`` (mapped.npz, topology.pdb, dataset.db, mapping.json)."""
-    from .mapping import MappedTrajectory, load_universe, make_mapping, map_universe, write_cg_dataset, write_cg_topology
+    from .mapping import load_universe, make_mapping, map_universe, write_cg_dataset, write_cg_topology
 
     d = _prepare(cfg, run_dir, "cg")
     if (d / "mapping.json").exists():
@@ -102,8 +102,7 @@ def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
     ref = Path(run_dir) / "reference"
     mc = cfg["mapping"]
     u = load_universe(ref / "topology.pdb", ref / "trajectory.trr")
-    m = make_mapping(u, by=mc.get("by", "residue"), method=mc.get("method", "com"), atom_name=mc.get("atom_name"),
-                     bead_names=[mc["bead_name"]] * len(u.residues) if mc.get("bead_name") and mc.get("by", "residue") == "residue" else None)
+    m = make_mapping(u, by=mc.get("by", "residue"), method=mc.get("method", "com"), atom_name=mc.get("atom_name"), bead_names=mc.get("bead_name"))
     traj = map_universe(u, m, progress=progress)
     traj.save(d / "mapped.npz")
     write_cg_topology(d / "topology.pdb", m, traj.positions[0], traj.cells[0])

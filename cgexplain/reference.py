@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import units
+from .config import settings_from_dict
 from .fileio import atomic_path, read_json, save_npz, write_json
 
 __all__ = ["ReferenceSettings", "build_water_box", "run_reference", "read_reference"]
@@ -45,14 +46,10 @@ class ReferenceSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReferenceSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise KeyError(f"reference settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
         d = dict(d)
         if "forcefield" in d:
             d["forcefield"] = tuple(d["forcefield"]) if not isinstance(d["forcefield"], str) else (d["forcefield"],)
-        return cls(**d)
+        return settings_from_dict(cls, d, "reference")
 
 
 def build_water_box(settings: ReferenceSettings):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import units
+from .config import settings_from_dict
 from .fileio import read_json, save_npz, write_json
 from .models import batch_inputs
 
@@ -50,11 +51,7 @@ class SimSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SimSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise KeyError(f"simulation settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return settings_from_dict(cls, d, "simulation")
 
 
 def kinetic_temperature(velocities: np.ndarray, masses: np.ndarray) -> float:

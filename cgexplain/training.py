@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 
+from .config import settings_from_dict
 from .fileio import read_json, save_npz, write_json
 from .models import build_model, save_model
 
@@ -34,20 +36,10 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSettings":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise KeyError(f"training settings: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return settings_from_dict(cls, d, "training")
 
 
-def _import_pl():
-    import pytorch_lightning as pl
-
-    return pl
-
-
-class ForceMatching(_import_pl().LightningModule):
+class ForceMatching(pl.LightningModule):
     """LightningModule that fits a schnetpack potential to mapped forces (MSE)."""
 
     def __init__(self, model_hparams: dict, lr: float = 5e-4):
@@ -124,7 +116,6 @@ def train(db_path: str | Path, out_dir: str | Path, model_hparams: dict, setting
     ``checkpoints/`` (Lightning, for resuming). If ``training.json`` exists the stage is done
     and its contents are returned; if ``checkpoints/last.ckpt`` exists training resumes from it.
     """
-    import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
     from schnetpack.data import ASEAtomsData, AtomsLoader
