@@ -50,7 +50,9 @@ def test_water_pipeline_tiny(tmp_path):
     s2 = run_all(cfg, run, progress=False)
     assert time.perf_counter() - t0 < 30
     assert s2["analyse"] == s["analyse"]
+    assert s2["reused_stages"] == ["reference", "map", "train", "simulate", "analyse", "explain"]
+    assert s2["wall_time_s"] == s["wall_time_s"]
     # a changed input restarts that stage and those after it
     cfg["lrp"]["n_frames"] = 1
     s3 = run_all(cfg, run, progress=False, stages=["explain"])
-    assert s3["explain"]["n_frames"] == 1
+    assert s3["explain"]["n_frames"] == 1 and s3["reused_stages"] == []

@@ -35,6 +35,8 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "lrp.json").exists():
+        return read_json(out / "lrp.json")
     gamma, bias_rule = float(lc.get("gamma", 0.1)), bool(lc.get("bias_rule", True))
     norm = lc.get("normalise", "mean_abs")
     lo, hi, nb = lc.get("r_edges", [2.0, 6.0, 40])
