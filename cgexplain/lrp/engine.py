@@ -187,7 +187,7 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     if cutoff is None:
         cutoff = float(lrp.rep.cutoff)
     inp = _inputs(model, atoms, neighbors, cutoff)
-    E_model = float(model(dict(inp))["energy"].sum())
+    E_model = float(model(dict(inp))["energy"].sum().detach())
     fac = lrp.factors(inp)
     if walks is not None:
         w = torch.as_tensor(np.asarray(walks), dtype=torch.long)
