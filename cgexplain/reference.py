@@ -215,9 +215,8 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
                 sim.saveState(str(tmp))
     timings["production_s"] = time.perf_counter() - t1
 
-    pos = np.concatenate([np.load(chunks / f"chunk_{c:04d}.npz")["positions"] for c in range(n_chunks)])
-    frc = np.concatenate([np.load(chunks / f"chunk_{c:04d}.npz")["forces"] for c in range(n_chunks)])
-    cell = np.concatenate([np.load(chunks / f"chunk_{c:04d}.npz")["cell"] for c in range(n_chunks)])
+    parts = [dict(np.load(chunks / f"chunk_{c:04d}.npz")) for c in range(n_chunks)]
+    pos, frc, cell = (np.concatenate([p[k] for p in parts]) for k in ("positions", "forces", "cell"))
     with atomic_path(out / "topology.pdb") as tmp:
         with open(tmp, "w") as fh:
             app.PDBFile.writeFile(topology, pos[0] * unit.angstrom, fh)
