@@ -69,8 +69,9 @@ def _grouped_vecmat(mats, idx, vecs):
 
 def _expand(fac, t, heads, V, adj):
     """One backward step through layer t (1-based): suffixes with head beads ``heads`` and
-    vectors V (m, F) -> children (parent index, child bead, child vector), self child first."""
-    order, ptr, send = adj[t]
+    vectors V (m, F) -> children (parent index, child bead, child vector), self child first.
+    ``adj`` is (order, ptr, send) from :func:`_adjacency`."""
+    order, ptr, send = adj
     U = _grouped_vecmat(fac["M"][t - 1], heads, V)  # M_i^T v, as the row v @ M_i
     deg = ptr[heads + 1] - ptr[heads]
     parent_nb = torch.repeat_interleave(torch.arange(len(heads)), deg)
@@ -90,8 +91,8 @@ def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
     from tqdm.auto import tqdm
 
     L, n = fac["L"], fac["n"]
-    adj = {t: _adjacency(fac["recv"], fac["send"], n) for t in range(1, L + 1)}
-    deg = (adj[1][1][1:] - adj[1][1][:-1]).to(torch.float64) + 1
+    adj = _adjacency(fac["recv"], fac["send"], n)  # the same graph at every layer
+    deg = (adj[1][1:] - adj[1][:-1]).to(torch.float64) + 1
     # walks ending at each output bead, estimated by deg^L, to size chunks
     est = deg[outputs] ** L
     chunks, cur, acc = [], [], 0.0

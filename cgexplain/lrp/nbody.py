@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["body_order", "nbody_sums", "pair_relevance", "two_body_points", "three_body_points",
-           "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "finish_bins", "normalise"]
+           "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "finish_bins", "normalise", "normalisation_factor"]
 
 
 def body_order(walks: np.ndarray) -> np.ndarray:
@@ -129,14 +129,19 @@ def binned_statistics(x, y, edges) -> dict:
     return finish_bins(accumulate_bins(x, y, edges), edges)
 
 
-def normalise(relevance: np.ndarray, mode: str = "mean_abs") -> np.ndarray:
-    """Per-frame normalisation: ``"none"``; ``"mean_abs"`` divides by the mean |R| of the
-    frame's walks (the publication's); ``"sum_abs"`` by the sum of |R|.
+def normalisation_factor(relevance: np.ndarray, mode: str = "mean_abs") -> float:
+    """Per-frame normalisation constant c (normalised relevance = R / c): ``"none"`` 1;
+    ``"mean_abs"`` the mean |R| of the frame's walks (the publication's); ``"sum_abs"`` Σ|R|.
     Raises ValueError for an unknown mode."""
     if mode == "none":
-        return relevance
+        return 1.0
     if mode == "mean_abs":
-        return relevance / np.mean(np.abs(relevance))
+        return float(np.mean(np.abs(relevance)))
     if mode == "sum_abs":
-        return relevance / np.sum(np.abs(relevance))
+        return float(np.sum(np.abs(relevance)))
     raise ValueError(f"unknown normalisation {mode!r}; use 'none', 'mean_abs' or 'sum_abs'")
+
+
+def normalise(relevance: np.ndarray, mode: str = "mean_abs") -> np.ndarray:
+    """Per-frame normalised relevance R / c, with c from :func:`normalisation_factor`."""
+    return relevance / normalisation_factor(relevance, mode)

@@ -166,7 +166,7 @@ class PaiNNLRP:
         (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
         return {
             "h0": h0.detach(), "g": g, "Phi": Phi, "M": M, "recv": recv, "send": send, "wpair": wpair,
-            "n": n, "L": self.L, "E_modified": float(E), "sum_h0_grad": float((h0 * grad_h0).sum()),
+            "n": n, "L": self.L, "E_modified": float(E.detach()), "sum_h0_grad": float((h0 * grad_h0).sum().detach()),
         }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..fileio import read_json, save_npz, write_json
 from .engine import walk_relevance
-from .nbody import accumulate_bins, finish_bins, normalise, nbody_sums, three_body_points, two_body_points
+from .nbody import accumulate_bins, finish_bins, nbody_sums, normalisation_factor, three_body_points, two_body_points
 
 __all__ = ["explain_frames"]
 
@@ -53,14 +53,12 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
         outs = None if n_out is None else np.linspace(0, len(types) - 1, int(n_out)).round().astype(int)
         res = walk_relevance(model, atoms, gamma=gamma, bias_rule=bias_rule, output_beads=outs)
         w, rel = res["walks"], res["relevance"]
-        reln = normalise(rel, norm)
+        c = normalisation_factor(rel, norm)
         sums = nbody_sums(w, rel)
         d2, r2 = two_body_points(w, rel, positions[k], cells[k])
-        d2n, r2n = two_body_points(w, reln, positions[k], cells[k])
         a3, r3 = three_body_points(w, rel, positions[k], cells[k], shell)
-        a3n, r3n = three_body_points(w, reln, positions[k], cells[k], shell)
-        save_npz(path, frame=frame_ids[k], two_raw=accumulate_bins(d2, r2, r_edges), two_norm=accumulate_bins(d2n, r2n, r_edges),
-                 three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3n, r3n, a_edges),
+        save_npz(path, frame=frame_ids[k], two_raw=accumulate_bins(d2, r2, r_edges), two_norm=accumulate_bins(d2, r2 / c, r_edges),
+                 three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3, r3 / c, a_edges),
                  body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
                  conservation=np.array([rel.sum(), res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
                  n_walks=len(rel), time_s=res["wall_time_s"])
