@@ -235,5 +235,5 @@ def brute_force_relevance(model, atoms, walks, *, gamma: float = 0.1, bias_rule:
         masks = [torch.zeros(n).index_fill_(0, torch.tensor([int(b)]), 1.0) for b in w]
         E, h0, _ = lrp.forward(inp, masks=masks)
         (g,) = torch.autograd.grad(E, h0)
-        out.append(float((h0[int(w[0])] * g[int(w[0])]).sum()))
+        out.append(float((h0[int(w[0])] * g[int(w[0])]).sum().detach()))
     return np.array(out)
