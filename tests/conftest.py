@@ -45,11 +45,15 @@ def small_water(tmp_path):
     return {"pdb": pdb, "trr": trr, "positions": pos, "forces": frc, "cells": cells}
 
 
-def random_painn(F=8, L=2, cutoff=3.0, seed=0, scale=0.3, dtype=torch.float64):
+def random_painn(F=8, L=2, cutoff=3.0, seed=0, scale=0.3, dtype=torch.float64, arch="painn", lmax=2):
+    """A PaiNN (or, with arch="so3net", SO3net) potential with perturbed random weights."""
     from cgexplain.models import build_model
 
     torch.manual_seed(seed)
-    m = build_model({"n_atom_basis": F, "n_interactions": L, "cutoff": cutoff}).to(dtype)
+    hp = {"representation": arch, "n_atom_basis": F, "n_interactions": L, "cutoff": cutoff}
+    if arch == "so3net":
+        hp["lmax"] = lmax
+    m = build_model(hp).to(dtype)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(scale * torch.randn_like(p))

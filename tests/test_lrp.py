@@ -24,10 +24,11 @@ def _sorted(res):
     return w[o], res["relevance"][o]
 
 
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
 @pytest.mark.parametrize("periodic", [True, False])
 @pytest.mark.parametrize("rule", [(0.1, True), (0.0, False), (0.25, True)])
-def test_engine_equals_brute_force(periodic, rule):
-    m = random_painn(F=8, L=2, cutoff=3.0, seed=1)
+def test_engine_equals_brute_force(arch, periodic, rule):
+    m = random_painn(F=8, L=2, cutoff=3.0, seed=1, arch=arch)
     at = _frame(periodic)
     res = walk_relevance(m, at, gamma=rule[0], bias_rule=rule[1])
     w, r = _sorted(res)
@@ -38,8 +39,9 @@ def test_engine_equals_brute_force(periodic, rule):
     np.testing.assert_allclose(r, bf, rtol=1e-10, atol=1e-12)
 
 
-def test_engine_three_layers_sample():
-    m = random_painn(F=6, L=3, cutoff=3.0, seed=2)
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
+def test_engine_three_layers_sample(arch):
+    m = random_painn(F=6, L=3, cutoff=3.0, seed=2, arch=arch)
     at = _frame(True, n=6, seed=3)
     res = walk_relevance(m, at)
     rng = np.random.default_rng(0)
@@ -51,8 +53,24 @@ def test_engine_three_layers_sample():
     np.testing.assert_allclose(sub["relevance"], res["relevance"][pick], rtol=1e-12, atol=1e-14)
 
 
-def test_sum_rules_and_conservation():
-    m = random_painn(F=8, L=2, seed=4)
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
+def test_self_images_in_a_small_box(arch):
+    """A box shorter than the cutoff: beads neighbour their own periodic images, which the
+    engine folds into the self step (each walk appears once)."""
+    m = random_painn(F=6, L=2, cutoff=3.0, seed=7, arch=arch)
+    rng = np.random.default_rng(1)
+    at = Atoms(numbers=[1, 2, 1], positions=rng.uniform(0, 2.6, (3, 3)), cell=np.eye(3) * 2.6, pbc=True)
+    inp = _inputs(m, at, None, 3.0)
+    ii, jj = inp["_idx_i"].numpy(), inp["_idx_j"].numpy()
+    assert np.any(ii == jj)  # the case under test
+    w, r = _sorted(walk_relevance(m, at))
+    assert np.array_equal(w, enumerate_walks(len(at), ii, jj, 2))
+    np.testing.assert_allclose(r, brute_force_relevance(m, at, w), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
+def test_sum_rules_and_conservation(arch):
+    m = random_painn(F=8, L=2, seed=4, arch=arch)
     at = _frame(True, seed=5)
     for gamma, br in ((0.0, False), (0.1, True)):
         res = walk_relevance(m, at, gamma=gamma, bias_rule=br)
@@ -66,8 +84,9 @@ def test_sum_rules_and_conservation():
     assert abs(res0["E_modified"] - res0["E_model"]) < 1e-10
 
 
-def test_invariance_rotation_translation_permutation():
-    m = random_painn(F=8, L=2, seed=6)
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
+def test_invariance_rotation_translation_permutation(arch):
+    m = random_painn(F=8, L=2, seed=6, arch=arch)
     at = _frame(False, seed=7)
     base = walk_relevance(m, at)
     w0, r0 = _sorted(base)
@@ -88,8 +107,9 @@ def test_invariance_rotation_translation_permutation():
     assert inv.shape == perm.shape
 
 
-def test_periodic_translation_invariance():
-    m = random_painn(F=8, L=2, seed=8)
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
+def test_periodic_translation_invariance(arch):
+    m = random_painn(F=8, L=2, seed=8, arch=arch)
     at = _frame(True, seed=9)
     w0, r0 = _sorted(walk_relevance(m, at))
     at2 = at.copy()
@@ -120,9 +140,12 @@ def test_unsupported_rule_and_representation():
         walk_relevance(m, _frame(True), gamma=0.1, bias_rule=False)
     from cgexplain.models import build_model
 
-    so3 = build_model({"representation": "so3net", "n_atom_basis": 8, "n_interactions": 1, "lmax": 1, "cutoff": 3.0})
-    with pytest.raises(TypeError, match="unsupported representation SO3net"):
-        walk_relevance(so3, _frame(True))
+    from schnetpack.representation import SchNet
+
+    schnet = build_model({"n_atom_basis": 8, "n_interactions": 1, "cutoff": 3.0})
+    schnet.representation = SchNet(8, 1, schnet.representation.radial_basis, schnet.representation.cutoff_fn)
+    with pytest.raises(TypeError, match="unsupported representation SchNet"):
+        walk_relevance(schnet, _frame(True))
 
 
 def test_silu_rule_forward_and_gamma_zero_identity():

@@ -6,7 +6,9 @@ modified forward pass whose scalar features at each layer boundary t are masked 
 With one bead per layer the masked gradient is a chain of Jacobian blocks of the unmasked
 modified pass:
     R(j0..jL) = h0[j0] · J¹[j1,j0]ᵀ J²[j2,j1]ᵀ ⋯ Jᴸ[jL,jL-1]ᵀ g[jL],    g = ∂E/∂x^L,
-and for PaiNN  J^t[i,j]ᵀ v = (δ_ij 1 + Φ_jᵀ diag(w_ij)) M_iᵀ v  (see painn.py).
+and the blocks factor into a node-wise part at the receiver and an edge part linear in the sender's
+scalars: PaiNN J^t[i,j] = M_i (δ_ij 1 + diag(w_ij) Φ_j) (painn.py), SO3net
+J^t[i,j] = δ_ij 1 + Σ_s G_i[s] diag(K_ij[s]) (so3net.py).
 Walks sharing a suffix (j_t..jL) share its vector, so the cost is one F×F product per walk and
 layer. Output beads are processed in chunks, which bounds the memory.
 """
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from .painn import PaiNNLRP
+from .so3net import SO3netLRP
 
 __all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult"]
 
@@ -25,14 +28,16 @@ __all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevan
 def make_lrp(model, gamma: float = 0.1, bias_rule: bool = True):
     """The rule-modified forward pass for ``model``'s representation.
 
-    Raises TypeError for a representation the engine does not support (PaiNN is supported).
+    Raises TypeError for a representation the engine does not support (PaiNN and SO3net are).
     """
-    from schnetpack.representation import PaiNN
+    from schnetpack.representation import PaiNN, SO3net
 
     rep = model.representation
     if isinstance(rep, PaiNN):
         return PaiNNLRP(model, gamma=gamma, bias_rule=bias_rule)
-    raise TypeError(f"walk relevance: unsupported representation {type(rep).__name__}; supported: PaiNN")
+    if isinstance(rep, SO3net):
+        return SO3netLRP(model, gamma=gamma, bias_rule=bias_rule)
+    raise TypeError(f"walk relevance: unsupported representation {type(rep).__name__}; supported: PaiNN, SO3net")
 
 
 class WalkResult(dict):
@@ -41,60 +46,37 @@ class WalkResult(dict):
     ``wall_time_s``."""
 
 
-def _adjacency(recv, send, n):
-    order = torch.argsort(recv * n + send)
-    recv, send = recv[order], send[order]
-    ptr = torch.zeros(n + 1, dtype=torch.long)
-    ptr[1:] = torch.cumsum(torch.bincount(recv, minlength=n), 0)
-    return order, ptr, send
-
-
-def _grouped_vecmat(mats, idx, vecs):
-    """out[k] = vecs[k] @ mats[idx[k]] for mats (n, A, B), idx (m,), vecs (m, A) -> (m, B)."""
-    out = torch.empty((vecs.shape[0], mats.shape[2]), dtype=vecs.dtype, device=vecs.device)
-    if vecs.shape[0] == 0:
-        return out
-    order = torch.argsort(idx, stable=True)
-    sidx = idx[order]
-    uniq, counts = torch.unique_consecutive(sidx, return_counts=True)
-    svec = vecs[order]
-    res = torch.empty_like(out)
-    start = 0
-    for u, c in zip(uniq.tolist(), counts.tolist()):
-        res[start : start + c] = svec[start : start + c] @ mats[u]
-        start += c
-    out[order] = res
-    return out
+def _adjacency(fac):
+    """CSR form of the directed pairs (already sorted by receiver): ptr (n+1,), send (P,)."""
+    ptr = torch.zeros(fac.n + 1, dtype=torch.long, device=fac.recv.device)
+    ptr[1:] = torch.cumsum(torch.bincount(fac.recv, minlength=fac.n), 0)
+    return ptr, fac.send
 
 
 def _expand(fac, t, heads, V, adj):
-    """One backward step through layer t (1-based): suffixes with head beads ``heads`` and
-    vectors V (m, F) -> children (parent index, child bead, child vector), self child first.
-    ``adj`` is (order, ptr, send) from :func:`_adjacency`."""
-    order, ptr, send = adj
-    U = _grouped_vecmat(fac["M"][t - 1], heads, V)  # M_i^T v, as the row v @ M_i
+    """One backward step through layer t (1-based): suffixes with head beads ``heads`` (m,) and
+    vectors V (m, F) -> children (parent index, child bead, child vector), self children first."""
+    ptr, send = adj
+    dev = heads.device
+    U = fac.receive(t, heads, V)
     deg = ptr[heads + 1] - ptr[heads]
-    parent_nb = torch.repeat_interleave(torch.arange(len(heads)), deg)
+    parent_nb = torch.repeat_interleave(torch.arange(len(heads), device=dev), deg)
     starts = torch.repeat_interleave(ptr[heads], deg)
-    within = torch.arange(len(parent_nb)) - torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg)
+    within = torch.arange(len(parent_nb), device=dev) - torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg)
     pair = starts + within
     child_nb = send[pair]
-    w = fac["wpair"][t - 1][order][pair]
-    Vnb = _grouped_vecmat(fac["Phi"][t - 1], child_nb, w * U[parent_nb])  # Φ_j^T (w ⊙ u) as row: (w⊙u) @ Φ_j
-    parents = torch.cat([torch.arange(len(heads)), parent_nb])
+    V_self = fac.self_child(t, heads, V, U)
+    V_nb = fac.neighbour_child(t, pair, child_nb, parent_nb, U)
+    parents = torch.cat([torch.arange(len(heads), device=dev), parent_nb])
     beads = torch.cat([heads, child_nb])
-    return parents, beads, torch.cat([U, Vnb])
+    return parents, beads, torch.cat([V_self, V_nb])
 
 
-@torch.no_grad()
-def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
-    from tqdm.auto import tqdm
-
-    L, n = fac["L"], fac["n"]
-    adj = _adjacency(fac["recv"], fac["send"], n)  # the same graph at every layer
-    deg = (adj[1][1:] - adj[1][:-1]).to(torch.float64) + 1
-    # walks ending at each output bead, estimated by deg^L, to size chunks
-    est = deg[outputs] ** L
+def _chunks(fac, outputs, chunk_walks):
+    """Split the output beads so that each chunk holds about ``chunk_walks`` walks (deg^L)."""
+    ptr, _ = _adjacency(fac)
+    deg = (ptr[1:] - ptr[:-1]).double().cpu() + 1
+    est = deg[outputs.cpu()] ** fac.L
     chunks, cur, acc = [], [], 0.0
     for b, e in zip(outputs.tolist(), est.tolist()):
         if cur and acc + e > chunk_walks:
@@ -104,45 +86,58 @@ def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
         acc += e
     if cur:
         chunks.append(cur)
+    return chunks
+
+
+@torch.no_grad()
+def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    adj = _adjacency(fac)  # the same graph at every layer
+    dev = fac.h0.device
     walks_all, rel_all = [], []
+    chunks = _chunks(fac, outputs, chunk_walks)
     for ch in tqdm(chunks, desc="walk relevance (output-bead chunks)", disable=not progress or len(chunks) < 2):
-        heads = torch.tensor(ch, dtype=torch.long)
-        V = fac["g"][heads]
+        heads = torch.tensor(ch, dtype=torch.long, device=dev)
+        V = fac.g[heads]
         path = heads.unsqueeze(1)  # columns j_t..j_L
-        for t in range(L, 0, -1):
+        for t in range(fac.L, 0, -1):
             parents, beads, V = _expand(fac, t, heads, V, adj)
             path = torch.cat([beads.unsqueeze(1), path[parents]], dim=1)
             heads = beads
-        rel = (fac["h0"][heads] * V).sum(-1)
-        walks_all.append(path)
-        rel_all.append(rel)
-    walks = torch.cat(walks_all)
-    rel = torch.cat(rel_all)
-    return walks, rel
+        rel = (fac.h0[heads] * V).sum(-1)
+        walks_all.append(path.cpu())
+        rel_all.append(rel.cpu())
+    return torch.cat(walks_all), torch.cat(rel_all)
 
 
 @torch.no_grad()
 def _relevance_of_walks(fac, walks: torch.Tensor):
-    L, n = fac["L"], fac["n"]
-    key = fac["recv"] * n + fac["send"]
-    order = torch.argsort(key)
-    skey = key[order]
-    V = fac["g"][walks[:, L]]
+    L, n = fac.L, fac.n
+    walks = walks.to(fac.h0.device)
+    if walks.numel() and (int(walks.min()) < 0 or int(walks.max()) >= n):
+        raise ValueError(f"walks hold bead indices outside 0..{n - 1}")
+    skey = fac.recv * n + fac.send  # sorted
+    V = fac.g[walks[:, L]]
     for t in range(L, 0, -1):
         i, j = walks[:, t], walks[:, t - 1]
-        U = _grouped_vecmat(fac["M"][t - 1], i, V)
-        V = U.clone()
-        nb = i != j
+        U = fac.receive(t, i, V)
+        Vn = torch.empty_like(V)
+        same = i == j
+        if same.any():
+            Vn[same] = fac.self_child(t, i[same], V[same], U[same])
+        nb = ~same
         if nb.any():
             k = i[nb] * n + j[nb]
-            pos = torch.searchsorted(skey, k).clamp(max=len(skey) - 1)
-            if not bool((skey[pos] == k).all()):
-                bad = int(torch.nonzero(skey[pos] != k)[0])
+            pos = torch.searchsorted(skey, k).clamp(max=max(len(skey) - 1, 0))
+            ok = (skey[pos] == k) if len(skey) else torch.zeros_like(k, dtype=torch.bool)
+            if not bool(ok.all()):
+                bad = int(torch.nonzero(~ok)[0])
                 w = walks[nb][bad].tolist()
                 raise ValueError(f"walk {w} is not a walk of the graph: beads {int(j[nb][bad])} and {int(i[nb][bad])} are not neighbours")
-            w = fac["wpair"][t - 1][order[pos]]
-            V[nb] = _grouped_vecmat(fac["Phi"][t - 1], j[nb], w * U[nb])
-    return (fac["h0"][walks[:, 0]] * V).sum(-1)
+            Vn[nb] = fac.neighbour_child(t, pos, j[nb], torch.nonzero(nb).squeeze(1), U)
+        V = Vn
+    return (fac.h0[walks[:, 0]] * V).sum(-1)
 
 
 def _inputs(model, atoms, neighbors, cutoff):
@@ -166,7 +161,7 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     """Relevance of every walk (or of the given walks) of one frame.
 
     Args:
-        model: schnetpack ``NeuralNetworkPotential`` with a PaiNN representation, one Atomwise
+        model: schnetpack ``NeuralNetworkPotential`` with a PaiNN or SO3net representation, one Atomwise
             sum energy head.
         atoms: ``ase.Atoms`` frame (Å; periodic or not); atomic numbers are the bead types.
         gamma, bias_rule: LRP rule (parity README): γ with the bias rule (default γ = 0.1), or
@@ -192,15 +187,15 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     fac = lrp.factors(inp)
     if walks is not None:
         w = torch.as_tensor(np.asarray(walks), dtype=torch.long)
-        if w.ndim != 2 or w.shape[1] != fac["L"] + 1:
-            raise ValueError(f"walks must have shape (m, {fac['L'] + 1}), got {tuple(w.shape)}")
+        if w.ndim != 2 or w.shape[1] != fac.L + 1:
+            raise ValueError(f"walks must have shape (m, {fac.L + 1}), got {tuple(w.shape)}")
         rel = _relevance_of_walks(fac, w)
     else:
-        outs = torch.arange(fac["n"]) if output_beads is None else torch.as_tensor(np.asarray(output_beads), dtype=torch.long)
+        outs = torch.arange(fac.n) if output_beads is None else torch.as_tensor(np.asarray(output_beads), dtype=torch.long)
         w, rel = _relevance_from_factors(fac, outs, chunk_walks, progress)
     return WalkResult(
-        walks=w.numpy(), relevance=rel.double().numpy(), E_model=E_model, E_modified=fac["E_modified"],
-        sum_h0_grad=fac["sum_h0_grad"], gamma=gamma, bias_rule=bias_rule, n_layers=fac["L"],
+        walks=w.cpu().numpy(), relevance=rel.double().cpu().numpy(), E_model=E_model, E_modified=fac.E_modified,
+        sum_h0_grad=fac.sum_h0_grad, gamma=gamma, bias_rule=bias_rule, n_layers=fac.L,
         wall_time_s=time.perf_counter() - t0,
     )
 

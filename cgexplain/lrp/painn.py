@@ -21,6 +21,7 @@ import torch
 
 import schnetpack.properties as P
 
+from .factors import PaiNNFactors, nodewise_jacobian, pair_sums
 from .rules import check_rule, silu_rule
 
 __all__ = ["PaiNNLRP"]
@@ -140,41 +141,28 @@ class PaiNNLRP:
         return self.head(q).sum(), h0, trace
 
     # ---- factors of the layer Jacobians -----------------------------------------------
-    def factors(self, inputs: dict) -> dict:
+    def factors(self, inputs: dict) -> PaiNNFactors:
         """Everything the walk engine needs, from one unmasked modified pass.
 
-        Returns dict with h0 (n, F); g = ∂E/∂q^L (n, F); per layer t: Phi[t] (n, F, F) with
-        Phi[t][j] = ∂ctx_q(q_j)/∂q_j [out, in], M[t] (n, F, F) = ∂q^t_i/∂q_mid_i [out, in];
-        the unique directed pairs (recv, send) with summed scalar filters wpair[t] (P, F);
-        E (modified energy) and the no-mask sum of h0·∂E/∂h0.
+        Returns :class:`~cgexplain.lrp.factors.PaiNNFactors`: h0 (n, F); g = ∂E/∂q^L (n, F); per
+        layer t: Phi[t] (n, F, F) with Phi[t][j] = ∂ctx_q(q_j)/∂q_j [out, in], M[t] (n, F, F) =
+        ∂q^t_i/∂q_mid_i [out, in]; the directed pairs (recv, send) with summed scalar filters
+        wpair[t] (P, F) and self-image filters wself[t] (n, F); the modified energy and the
+        no-mask sum of h0·∂E/∂h0.
         """
         E, h0, tr = self.forward(inputs, record=True)
         (grad_h0,) = torch.autograd.grad(E, h0)
         geo = tr["geo"]
         n = geo["n"]
-        key = geo["idx_i"] * n + geo["idx_j"]
-        ukey, inv = torch.unique(key, return_inverse=True)
-        recv, send = ukey // n, ukey % n
-        Phi, M, wpair = [], [], []
+        Phi, M = [], []
         for t in range(self.L):
-            Phi.append(_nodewise_jacobian(lambda q: self.context(t, q)[..., : self.F], tr["q_in"][t]))
+            Phi.append(nodewise_jacobian(lambda q: self.context(t, q)[..., : self.F], tr["q_in"][t]))
             mu = tr["mu_mid"][t]
-            M.append(_nodewise_jacobian(lambda q: self.mix(t, q, mu)[0], tr["q_mid"][t]))
-            w = geo["filters"][t][:, : self.F]
-            wpair.append(torch.zeros((len(ukey), self.F), dtype=w.dtype, device=w.device).index_add_(0, inv, w))
+            M.append(nodewise_jacobian(lambda q: self.mix(t, q, mu)[0], tr["q_mid"][t]))
+        recv, send, wpair, wself = pair_sums(geo["idx_i"], geo["idx_j"], n, [f[:, : self.F] for f in geo["filters"]])
         qL = tr["q_out"].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
-        return {
-            "h0": h0.detach(), "g": g, "Phi": Phi, "M": M, "recv": recv, "send": send, "wpair": wpair,
-            "n": n, "L": self.L, "E_modified": float(E.detach()), "sum_h0_grad": float((h0 * grad_h0).sum().detach()),
-        }
-
-
-def _nodewise_jacobian(fn, x):
-    """Jacobian of a node-wise function: x (n, A) -> fn(x) (n, B); returns (n, B, A)."""
-    x = x.detach().requires_grad_(True)
-    y = fn(x)
-    B = y.shape[-1]
-    eye = torch.eye(B, dtype=y.dtype, device=y.device).unsqueeze(1).expand(B, *y.shape)
-    (jac,) = torch.autograd.grad(y, x, grad_outputs=eye, is_grads_batched=True)
-    return jac.permute(1, 0, 2).contiguous()
+        return PaiNNFactors(
+            h0=h0.detach(), g=g, recv=recv, send=send, n=n, L=self.L, E_modified=float(E.detach()),
+            sum_h0_grad=float((h0 * grad_h0).sum().detach()), M=M, Phi=Phi, wpair=wpair, wself=wself,
+        )

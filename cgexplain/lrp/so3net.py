@@ -1,0 +1,158 @@
+"""The rule-modified forward pass of a schnetpack SO3net potential, split into the pieces
+GNN-LRP needs.
+
+It reproduces ``schnetpack.representation.SO3net`` (schnetpack 2.2.0) plus its ``Atomwise`` sum
+head with the parity README's conventions (shared/parity/README.md):
+- layer boundaries are after the embedding and after each interaction block; there the scalar
+  features x[:, 0] are masked and the l > 0 components are stop-gradient;
+- inside a block, relevance flows through the convolution, tensor product and gating;
+- only the hidden layer of the energy head uses :func:`cgexplain.lrp.rules.silu_rule`;
+- geometry (radial basis, cutoff, filters, spherical harmonics) is constant.
+
+One block t maps the scalars q^(t-1) (n, F) to q^t = q^(t-1) + A_i(dx_i)[0], where
+dx_i = Σ_j conv(x_j) is linear in the neighbour's scalars and diagonal in the feature index,
+dx_i[s, f] ∋ K_ij[s, f] q_j[f], and A_i (mixing, tensor product, gating, mixing) is node-wise.
+So the Jacobian blocks factor as
+    J^t[i, j] = ∂q^t_i/∂q^(t-1)_j = δ_ij 1 + Σ_s G_i[s] diag(K_ij[s]),
+with G_i[s] = ∂A_i[0]/∂dx_i[s] (F × F) and K_ij the scalar-input part of the filter summed over
+the edges j→i.
+"""
+from __future__ import annotations
+
+import torch
+
+import schnetpack.properties as P
+
+from .factors import SO3netFactors, nodewise_jacobian, pair_sums
+from .rules import check_rule, silu_rule
+
+__all__ = ["SO3netLRP"]
+
+
+class SO3netLRP:
+    """Rule-modified SO3net forward for one model; ``gamma``/``bias_rule`` pick the LRP rule."""
+
+    def __init__(self, model, gamma: float = 0.1, bias_rule: bool = True):
+        from schnetpack.representation import SO3net
+
+        rep = model.representation
+        if not isinstance(rep, SO3net):
+            raise TypeError(f"SO3netLRP needs an SO3net representation, got {type(rep).__name__}")
+        if len(rep.electronic_embeddings):
+            raise ValueError("SO3net with electronic embeddings is not supported by the LRP engine")
+        check_rule(gamma, bias_rule)
+        heads = [m for m in model.output_modules if hasattr(m, "outnet")]
+        if len(heads) != 1 or getattr(heads[0], "aggregation_mode", None) != "sum" or len(heads[0].outnet) != 2:
+            raise ValueError("the LRP engine needs exactly one Atomwise energy head (sum aggregation, 2 dense layers)")
+        if getattr(model, "postprocessors", None) and len(model.postprocessors):
+            raise ValueError("models with postprocessors are not supported by the LRP engine")
+        self.model, self.rep, self.head_net = model, rep, heads[0].outnet
+        self.gamma, self.bias_rule = float(gamma), bool(bias_rule)
+        self.F = rep.n_atom_basis
+        self.L = rep.n_interactions
+        self.S = (rep.lmax + 1) ** 2
+
+    # ---- geometry (constant) ----------------------------------------------------------
+    def geometry(self, inputs: dict) -> dict:
+        """Constant graph quantities: idx_i, idx_j, radial basis, cutoff, spherical harmonics."""
+        with torch.no_grad():
+            R = inputs[P.R]
+            idx_i, idx_j = inputs[P.idx_i], inputs[P.idx_j]
+            r_ij = R[idx_j] - R[idx_i] + inputs[P.offsets]
+            d = torch.norm(r_ij, dim=1, keepdim=True)
+            Y = self.rep.sphharm(r_ij / d)
+            radial = self.rep.radial_basis(d)
+            fcut = self.rep.cutoff_fn(d)[..., None]
+        return {"idx_i": idx_i, "idx_j": idx_j, "Y": Y, "radial": radial, "fcut": fcut, "n": inputs[P.Z].shape[0]}
+
+    # ---- pieces -----------------------------------------------------------------------
+    def conv(self, t: int, q, xl, geo):
+        """Convolution of block t: scalars q (n, F) with grad, l > 0 part xl (n, S-1, F) constant."""
+        x = torch.cat([q.unsqueeze(1), xl.detach()], dim=1)
+        return self.rep.so3convs[t](x, geo["radial"], geo["Y"], geo["fcut"], geo["idx_i"], geo["idx_j"])
+
+    def nodewise(self, t: int, dx):
+        """Node-wise part of block t: dx (..., S, F) -> block output (..., S, F)."""
+        r = self.rep
+        shape = dx.shape
+        dx = dx.reshape(-1, self.S, self.F)
+        ddx = r.mixings1[t](dx)
+        dx = dx + r.so3product(dx, ddx)
+        dx = r.mixings2[t](dx)
+        dx = r.gatings[t](dx)
+        dx = r.mixings3[t](dx)
+        return dx.reshape(shape)
+
+    def head(self, q):
+        """Atomwise energy terms: q (..., F) -> (...,) kcal/mol."""
+        net = self.head_net
+        return net[1](silu_rule(q, net[0].weight, net[0].bias, self.gamma, self.bias_rule)).squeeze(-1)
+
+    def scalar_filter(self, t: int, geo):
+        """K_e[s, f] of every edge e: the part of block t's convolution that multiplies the
+        sender's scalars (l2 = 0), (E, S, F)."""
+        c = self.rep.so3convs[t]
+        with torch.no_grad():
+            W = c._compute_radial_filter(geo["radial"], geo["fcut"])  # (E, n_cg, F)
+            sel = c.idx_in_2 == 0
+            v = W[:, sel] * (geo["Y"][:, c.idx_in_1[sel]] * c.clebsch_gordan[sel])[..., None]
+            K = torch.zeros((W.shape[0], self.S, self.F), dtype=W.dtype, device=W.device)
+            K.index_add_(1, c.idx_out[sel], v)
+        return K
+
+    # ---- whole pass -------------------------------------------------------------------
+    def forward(self, inputs: dict, masks=None, record: bool = False):
+        """Rule-modified forward pass.
+
+        masks: None, or a list of L+1 tensors (n,) of 0/1: at boundary t the scalars become
+        m·q + (1-m)·stopgrad(q) (the walk masks of the parity README).
+        Returns (E, h0, trace): E the modified energy (0-dim tensor, kcal/mol), h0 the embedding
+        (n, F) leaf with requires_grad, and with ``record`` the per-layer dx.
+        """
+        geo = self.geometry(inputs)
+        h0 = self.rep.embedding(inputs[P.Z]).detach().requires_grad_(True)
+
+        def boundary(q, t):
+            if masks is None:
+                return q
+            m = masks[t].to(q.dtype).unsqueeze(-1)
+            return m * q + (1 - m) * q.detach()
+
+        q = boundary(h0, 0)
+        xl = torch.zeros((geo["n"], self.S - 1, self.F), dtype=q.dtype, device=q.device)
+        trace = {"dx": [], "geo": geo}
+        for t in range(self.L):
+            dx = self.conv(t, q, xl, geo)
+            if record:
+                trace["dx"].append(dx.detach())
+            out = self.nodewise(t, dx)
+            q = boundary(q + out[:, 0], t + 1)
+            xl = (xl + out[:, 1:]).detach()
+        trace["q_out"] = q.detach()
+        return self.head(q).sum(), h0, trace
+
+    # ---- factors of the layer Jacobians -----------------------------------------------
+    def factors(self, inputs: dict) -> SO3netFactors:
+        """Everything the walk engine needs, from one unmasked modified pass.
+
+        Returns :class:`~cgexplain.lrp.factors.SO3netFactors`: h0 (n, F); g = ∂E/∂q^L (n, F);
+        per layer t: G[t] (n, F, S·F), the Jacobian of the block's scalar output on dx_i
+        [out, (s, in)], and the scalar filters summed per directed pair Kpair[t] (P, S, F) and
+        per self image Kself[t] (n, S, F); the modified energy and the no-mask Σ h0·∂E/∂h0.
+        """
+        E, h0, tr = self.forward(inputs, record=True)
+        (grad_h0,) = torch.autograd.grad(E, h0)
+        geo = tr["geo"]
+        n = geo["n"]
+        G = []
+        for t in range(self.L):
+            dx = tr["dx"][t].reshape(n, self.S * self.F)
+            G.append(nodewise_jacobian(lambda z: self.nodewise(t, z.reshape(-1, self.S, self.F))[:, 0], dx))
+        K = [self.scalar_filter(t, geo) for t in range(self.L)]
+        recv, send, Kpair, Kself = pair_sums(geo["idx_i"], geo["idx_j"], n, K)
+        qL = tr["q_out"].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
+        return SO3netFactors(
+            h0=h0.detach(), g=g, recv=recv, send=send, n=n, L=self.L, E_modified=float(E.detach()),
+            sum_h0_grad=float((h0 * grad_h0).sum().detach()), S=self.S, G=G, Kpair=Kpair, Kself=Kself,
+        )
