@@ -95,7 +95,10 @@ def test_invariance_rotation_translation_permutation(arch):
     at2.positions = at.positions @ q.T + np.array([3.0, -1.0, 2.0])
     w1, r1 = _sorted(walk_relevance(m, at2))
     assert np.array_equal(w0, w1)
-    np.testing.assert_allclose(r1, r0, atol=1e-10)
+    # schnetpack builds SO3net's Clebsch-Gordan coefficients in complex64, so that model is
+    # rotation-equivariant only to ~1e-7 relative; PaiNN is exact in float64.
+    tol = 1e-10 if arch == "painn" else 1e-6 * np.abs(r0).max()
+    np.testing.assert_allclose(r1, r0, rtol=0, atol=tol)
     perm = np.random.default_rng(2).permutation(len(at))
     at3 = at[perm]
     res3 = walk_relevance(m, at3)

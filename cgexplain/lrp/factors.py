@@ -103,16 +103,31 @@ class PaiNNFactors(_Factors):
 
 @dataclass
 class SO3netFactors(_Factors):
-    """J^t[i, j] = δ_ij 1 + Σ_s G_i[s] diag(K_ij[s]); G[t] (n, F, S·F) [out, (s, in)];
-    Kpair[t] (P, S, F); Kself[t] (n, S, F)."""
+    """J^t[i, j] = δ_ij 1 + Σ_s G_i[s] diag(K_ij[s]) with v·G_i applied through B[t] (n, F, F),
+    dx[t], ddx[t] (n, S, F), W1[t] (F, F) and the Clebsch–Gordan entries cg0 = (s1, s2, C) of
+    l⊗l→0 (see so3net.py); Kpair[t] (P, S, F); Kself[t] (n, S, F)."""
 
     S: int = 1
-    G: list = field(default_factory=list)
+    B: list = field(default_factory=list)
+    dx: list = field(default_factory=list)
+    ddx: list = field(default_factory=list)
+    W1: list = field(default_factory=list)
+    cg0: tuple = ()
     Kpair: list = field(default_factory=list)
     Kself: list = field(default_factory=list)
 
     def receive(self, t, heads, V):
-        return grouped_vecmat(self.G[t - 1], heads, V).reshape(len(heads), self.S, -1)
+        """U[s] = v·G_i[s] for each suffix: (m, S, F)."""
+        u = grouped_vecmat(self.B[t - 1], heads, V)
+        dx, ddx = self.dx[t - 1][heads], self.ddx[t - 1][heads]
+        s1, s2, C = self.cg0
+        U = torch.zeros_like(dx)
+        T = torch.zeros_like(dx)
+        U[:, 0] = u
+        for a, b, c in zip(s1.tolist(), s2.tolist(), C.tolist()):
+            U[:, a] += c * u * ddx[:, b]
+            T[:, b] += c * u * dx[:, a]
+        return U + T @ self.W1[t - 1]
 
     def self_child(self, t, heads, V, U):
         K = self.Kself[t - 1]

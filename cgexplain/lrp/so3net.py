@@ -15,7 +15,10 @@ dx_i[s, f] ∋ K_ij[s, f] q_j[f], and A_i (mixing, tensor product, gating, mixin
 So the Jacobian blocks factor as
     J^t[i, j] = ∂q^t_i/∂q^(t-1)_j = δ_ij 1 + Σ_s G_i[s] diag(K_ij[s]),
 with G_i[s] = ∂A_i[0]/∂dx_i[s] (F × F) and K_ij the scalar-input part of the filter summed over
-the edges j→i.
+the edges j→i. G_i is never formed: the scalar output depends on dx only through
+a0 = dx[0] + TP(dx, W1 dx)[0] (the gate of l = 0 reads only l = 0), so
+    v·G_i[s] = δ_s0 u + Σ_k C_k [s1_k = s] u ⊙ (W1 dx)[s2_k] + (Σ_k C_k [s2_k = s] u ⊙ dx[s1_k]) W1,
+with u = v·B_i, B_i = ∂A_i[0]/∂a0 (F × F) and k over the Clebsch–Gordan entries (s1, s2 → 0).
 """
 from __future__ import annotations
 
@@ -88,6 +91,14 @@ class SO3netLRP:
         net = self.head_net
         return net[1](silu_rule(q, net[0].weight, net[0].bias, self.gamma, self.bias_rule)).squeeze(-1)
 
+    def scalar_out(self, t: int, a0):
+        """The block's scalar output as a function of a0 = (dx + TP(dx, W1 dx))[0]: (n, F) -> (n, F).
+        Follows SO3net's mixing2, the l = 0 gate of SO3ParametricGatedNonlinearity, and mixing3."""
+        r = self.rep
+        b0 = r.mixings2[t](a0)
+        h0 = r.gatings[t].scaling(b0)[..., : self.F]
+        return r.mixings3[t](b0 * torch.sigmoid(h0))
+
     def scalar_filter(self, t: int, geo):
         """K_e[s, f] of every edge e: the part of block t's convolution that multiplies the
         sender's scalars (l2 = 0), (E, S, F)."""
@@ -136,23 +147,35 @@ class SO3netLRP:
         """Everything the walk engine needs, from one unmasked modified pass.
 
         Returns :class:`~cgexplain.lrp.factors.SO3netFactors`: h0 (n, F); g = ∂E/∂q^L (n, F);
-        per layer t: G[t] (n, F, S·F), the Jacobian of the block's scalar output on dx_i
-        [out, (s, in)], and the scalar filters summed per directed pair Kpair[t] (P, S, F) and
+        per layer t: B[t] (n, F, F) = ∂out0/∂a0 [out, in], dx[t] and W1·dx[t] (n, S, F), W1[t]
+        (F, F), the l⊗l→0 Clebsch–Gordan entries, and the scalar filters summed per directed pair Kpair[t] (P, S, F) and
         per self image Kself[t] (n, S, F); the modified energy and the no-mask Σ h0·∂E/∂h0.
         """
         E, h0, tr = self.forward(inputs, record=True)
         (grad_h0,) = torch.autograd.grad(E, h0)
         geo = tr["geo"]
         n = geo["n"]
-        G = []
-        for t in range(self.L):
-            dx = tr["dx"][t].reshape(n, self.S * self.F)
-            G.append(nodewise_jacobian(lambda z: self.nodewise(t, z.reshape(-1, self.S, self.F))[:, 0], dx))
+        r = self.rep
+        B, dxs, ddxs = [], [], []
+        with torch.no_grad():
+            for t in range(self.L):
+                dx = tr["dx"][t]
+                ddx = r.mixings1[t](dx)
+                a0 = (dx + r.so3product(dx, ddx))[:, 0]
+                dxs.append(dx)
+                ddxs.append(ddx)
+                with torch.enable_grad():
+                    B.append(nodewise_jacobian(lambda z: self.scalar_out(t, z), a0))
+        p = r.so3product
+        sel = p.idx_out == 0
+        cg0 = (p.idx_in_1[sel], p.idx_in_2[sel], p.clebsch_gordan[sel])
+        W1 = [r.mixings1[t].weight.detach() for t in range(self.L)]
         K = [self.scalar_filter(t, geo) for t in range(self.L)]
         recv, send, Kpair, Kself = pair_sums(geo["idx_i"], geo["idx_j"], n, K)
         qL = tr["q_out"].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
         return SO3netFactors(
             h0=h0.detach(), g=g, recv=recv, send=send, n=n, L=self.L, E_modified=float(E.detach()),
-            sum_h0_grad=float((h0 * grad_h0).sum().detach()), S=self.S, G=G, Kpair=Kpair, Kself=Kself,
+            sum_h0_grad=float((h0 * grad_h0).sum().detach()), S=self.S, B=B, dx=dxs, ddx=ddxs, W1=W1,
+            cg0=cg0, Kpair=Kpair, Kself=Kself,
         )
