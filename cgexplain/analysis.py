@@ -119,6 +119,17 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     return float(r[k]), float(g[k])
 
 
+def first_minimum(r: np.ndarray, g: np.ndarray) -> float:
+    """Position (Å) of the first minimum of g(r) after its highest peak: the usual first-shell
+    cutoff. r, g (n_bins,). Raises ValueError if g has no minimum after the peak."""
+    k = int(np.argmax(g))
+    tail = g[k + 1 :]
+    inner = np.nonzero((tail[1:-1] <= tail[:-2]) & (tail[1:-1] <= tail[2:]))[0]
+    if len(inner) == 0:
+        raise ValueError("g(r) has no minimum after its first peak; give the shell cutoff explicitly")
+    return float(r[k + 2 + inner[0]])
+
+
 def compare_structure(ref: dict, cg: dict) -> dict:
     """Numbers comparing two structure results (dicts with r, g, theta, p).
 

@@ -34,14 +34,68 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every stage into one run folder; a second run reuses finished stages.")
     _common(p)
     for name, h in _STAGE_HELP.items():
+        if name == "explain":
+            continue
         sp = sub.add_parser(name, help=h, description=h + ". Needs the earlier stages in the same run folder.")
         _common(sp)
+    sp = sub.add_parser("explain", help=_STAGE_HELP["explain"] + "; for a run folder's stage or for any model and CG trajectory",
+                        description="Two forms.  'cgexplain explain SYSTEM_DIR': the explain stage of a run (needs the earlier "
+                        "stages).  'cgexplain explain MODEL_DIR TRAJECTORY --out DIR': walk relevances of every walk of the chosen "
+                        "frames of any CG trajectory (an .npz with positions, cells, bead_types such as cg/mapped.npz, or any "
+                        "trajectory MDAnalysis reads with --topology and --types), n-body statistics and the two standard figures.")
+    sp.add_argument("target", type=Path, help="SYSTEM_DIR (holds system.yaml) or MODEL_DIR (holds model.pt and model.json)")
+    sp.add_argument("trajectory", type=Path, nargs="?", default=None, help="CG trajectory (with MODEL_DIR)")
+    sp.add_argument("--profile", default="quick", help="settings profile (SYSTEM_DIR form)")
+    sp.add_argument("--out", type=Path, default=None, help="run folder (SYSTEM_DIR form) or output folder (MODEL_DIR form; default lrp-<trajectory name>)")
+    sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sp.add_argument("--topology", type=Path, default=None, help="CG topology (PDB) for a trajectory that is not an .npz")
+    sp.add_argument("--types", default=None, help="bead types: an .npz with bead_types (e.g. cg/mapped.npz) or a comma list of ints")
+    sp.add_argument("--frames", default="all", help="frames: 'all' (default), 'start:stop[:step]' or '0,5,9'")
+    sp.add_argument("--gamma", type=float, default=0.1, help="LRP-gamma (default 0.1, with the bias rule)")
+    sp.add_argument("--no-bias-rule", action="store_true", help="plain gradient x input rule (needs --gamma 0)")
+    sp.add_argument("--normalise", default="mean_abs", choices=["mean_abs", "sum_abs", "none"], help="per-frame normalisation of the curves (publication: mean_abs)")
+    sp.add_argument("--shell", type=float, default=None, help="leg cutoff (Å) of 3-body angles; default the first minimum of the frames' RDF")
+    sp.add_argument("--r-range", type=float, nargs=3, default=[2.0, 10.0, 75], metavar=("LO", "HI", "BINS"), help="2-body distance bins (Å; default 2 10 75, as the publication)")
+    sp.add_argument("--save-walks", default="first", choices=["first", "all", "none"], help="write every walk's relevance for the first frame (default), all frames, or none")
     return ap
+
+
+def _explain_model(args) -> int:
+    from .explain_cli import explain_trajectory
+
+    types = args.types
+    if types is not None and not types.endswith(".npz"):
+        types = [int(t) for t in types.split(",")]
+    out = args.out or Path(f"lrp-{args.trajectory.stem}")
+    print(f"cgexplain explain: model {args.target} on {args.trajectory} -> {Path(out).resolve()}")
+    r = args.r_range
+    s = explain_trajectory(args.target, args.trajectory, out, topology=args.topology, types=types, frames=args.frames,
+                           gamma=args.gamma, bias_rule=not args.no_bias_rule, normalise=args.normalise, shell=args.shell,
+                           r_edges=(r[0], r[1], int(r[2])), save_walks=args.save_walks, progress=not args.no_progress)
+    body = ", ".join(f"{k}: {v:.3f}" for k, v in s["relevance_by_body_order_kcal_mol_mean"].items())
+    c = s["conservation_mean_kcal_mol"]
+    print(f"  {s['n_frames']} frames, {s['walks_per_frame_mean']:.0f} walks per frame, {s['seconds_per_frame_mean']:.2f} s per frame")
+    print(f"  relevance by body order (kcal/mol, mean over frames): {body}")
+    print(f"  Σ walks {c['sum_walk_relevance']:.4f} = Σ h0·∂E/∂h0 {c['sum_h0_dE_dh0_no_masks']:.4f}; modified-pass energy "
+          f"{c['E_modified_forward']:.4f}; model energy {c['E_model']:.4f}")
+    print(f"  files: {Path(out).resolve()} (nbody_statistics.npz, lrp.json, figures/)")
+    return 0
 
 
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command == "explain":
+        if args.trajectory is not None or (args.target / "model.json").exists():
+            if args.trajectory is None:
+                ap.error(f"explain: {args.target} is a model folder; give a TRAJECTORY after it")
+            try:
+                return _explain_model(args)
+            except (ValueError, KeyError, FileNotFoundError) as e:
+                print(f"cgexplain explain: error: {e}", file=sys.stderr)
+                return 2
+        args.system_dir = args.target
     from .config import load_system
     from .pipeline import STAGES, default_run_dir, run_all
 

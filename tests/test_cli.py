@@ -10,7 +10,64 @@ def test_help_every_command(cmd, capsys):
         build_parser().parse_args([cmd, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--profile" in out and "--out" in out and "system_dir" in out
+    assert "--profile" in out and "--out" in out and ("system_dir" in out or "SYSTEM_DIR" in out)
+
+
+def test_parse_frames():
+    from cgexplain.explain_cli import parse_frames
+
+    assert parse_frames("all", 4).tolist() == [0, 1, 2, 3]
+    assert parse_frames("1:4:2", 10).tolist() == [1, 3]
+    assert parse_frames("0,-1", 5).tolist() == [0, 4]
+    with pytest.raises(ValueError, match="frame 7 is out of range"):
+        parse_frames("0,7", 5)
+    with pytest.raises(ValueError, match="selects no frame"):
+        parse_frames("3:3", 5)
+    with pytest.raises(ValueError, match="expected"):
+        parse_frames("a-b", 5)
+
+
+def test_explain_model_and_trajectory(tmp_path, capsys):
+    """``cgexplain explain MODEL_DIR TRAJECTORY``: files, numbers equal to walk_relevance, resume,
+    and clear errors for other inputs in the same folder and bad trajectories."""
+    import numpy as np
+
+    from cgexplain.cli import main
+    from cgexplain.lrp import nbody_sums, walk_relevance
+    from cgexplain.mapping import to_atoms
+    from cgexplain.models import save_model
+    from conftest import random_painn
+
+    m = random_painn(F=8, L=2, cutoff=3.0, seed=3, dtype=__import__("torch").float32)
+    save_model(m, {"representation": "painn", "n_atom_basis": 8, "n_interactions": 2, "cutoff": 3.0}, tmp_path / "model")
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 7.0, (3, 24, 3))
+    cells = np.repeat(np.eye(3)[None] * 7.0, 3, axis=0)
+    types = np.ones(24, int)
+    np.savez(tmp_path / "traj.npz", positions=pos, cells=cells, bead_types=types)
+    out = tmp_path / "lrp"
+    argv = ["explain", str(tmp_path / "model"), str(tmp_path / "traj.npz"), "--frames", "0,2", "--shell", "3.0",
+            "--out", str(out), "--no-progress", "--r-range", "2", "6", "8"]
+    assert main(argv) == 0
+    for f in ("lrp.json", "nbody_statistics.npz", "walks_frame0.npz", "frame_0000.npz", "frame_0001.npz",
+              "figures/relevance_2body.png", "figures/relevance_3body.png"):
+        assert (out / f).exists(), f
+    st = np.load(out / "nbody_statistics.npz")
+    from cgexplain.models import load_model
+
+    model, _ = load_model(tmp_path / "model")
+    ref = walk_relevance(model, to_atoms(pos[2], types, cells[2]))
+    sums = nbody_sums(ref["walks"], ref["relevance"])
+    np.testing.assert_allclose(st["body_sum_per_frame"][1], [sums[k][0] for k in (1, 2, 3)], rtol=1e-5, atol=1e-7)
+    w0 = np.load(out / "walks_frame0.npz")
+    assert int(w0["frame"]) == 0 and len(w0["walks"]) == len(walk_relevance(model, to_atoms(pos[0], types, cells[0]))["walks"])
+    # a second call reuses the finished frames; other settings in the same folder are refused
+    assert main(argv) == 0
+    assert main(argv[:-4] + ["--r-range", "2", "6", "9"]) == 2
+    assert "differing: r_edges" in capsys.readouterr().err
+    np.savez(tmp_path / "bad.npz", positions=pos[:, :20], cells=cells, bead_types=types)
+    assert main(["explain", str(tmp_path / "model"), str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o2"), "--shell", "3"]) == 2
+    assert "20 beads per frame but 24 bead types" in capsys.readouterr().err
 
 
 def test_config_profiles_and_errors(tmp_path):

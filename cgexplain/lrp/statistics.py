@@ -25,7 +25,9 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
 
     positions (n_frames, n, 3) Å; cells (n_frames, 3, 3) Å; types (n,). ``lc`` keys: gamma,
     bias_rule, normalise ('mean_abs' (publication), 'sum_abs' or 'none'), output_beads (None:
-    all), r_edges [lo, hi, n_bins] Å, angle_bins. ``shell`` Å: leg cutoff for 3-body angles.
+    all), r_edges [lo, hi, n_bins] Å, angle_bins, save_walks ('first' (default): walks and
+    relevances of the first frame in walks_frame0.npz; 'all': walks_frame_XXXX.npz per frame;
+    'none'). ``shell`` Å: leg cutoff for 3-body angles.
     Writes ``out_dir`` files and, with ``figures``/``structure``, the two standard figures.
     Returns the lrp summary (per-body-order totals, conservation per frame, wall time).
     """
@@ -48,7 +50,9 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     for k in tqdm(range(len(positions)), desc="relevance over frames", disable=not progress):
         path = out / f"frame_{k:04d}.npz"
         if path.exists():
-            continue
+            with np.load(path) as z:
+                if int(z["frame"]) == int(frame_ids[k]):
+                    continue  # finished in an earlier run
         atoms = to_atoms(positions[k], types, cells[k])
         outs = None if n_out is None else np.linspace(0, len(types) - 1, int(n_out)).round().astype(int)
         res = walk_relevance(model, atoms, gamma=gamma, bias_rule=bias_rule, output_beads=outs)
@@ -62,8 +66,11 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
                  body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
                  conservation=np.array([rel.sum(), res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
                  n_walks=len(rel), time_s=res["wall_time_s"])
-        if k == 0:
-            save_npz(out / "walks_frame0.npz", walks=w.astype(np.int32), relevance=rel.astype(np.float32), positions=positions[0], cell=cells[0], types=types)
+        save_walks = lc.get("save_walks", "first")
+        if save_walks == "all" or (save_walks == "first" and k == 0):
+            name = "walks_frame0.npz" if save_walks == "first" else f"walks_frame_{k:04d}.npz"
+            save_npz(out / name, frame=frame_ids[k], walks=w.astype(np.int32), relevance=rel.astype(np.float32),
+                     positions=positions[k], cell=cells[k], types=types)
     files = [np.load(out / f"frame_{k:04d}.npz") for k in range(len(positions))]
     acc = {key: sum(f[key] for f in files) for key in ("two_raw", "two_norm", "three_raw", "three_norm")}
     stats = {}
