@@ -30,6 +30,8 @@ def test_parity_with_reference(parity, key, gamma, bias_rule):
     counts = np.bincount(body_order(W), minlength=5)[1:]
     assert counts.tolist() == [ref["walk_counts_by_body_order"][str(k)] for k in (1, 2, 3, 4)]
     assert res["E_model"] == pytest.approx(ref["energy"], abs=1e-4)
+    # the rule-modified forward: γ = 0 keeps the model's energy; γ = 0.1 gives the reference's -19.769
+    assert res["E_modified"] == pytest.approx(-19.769 if gamma else ref["energy"], abs=1e-3)
     # every reference walk within 1e-5 + 1e-4 |R|
     index = {tuple(w): k for k, w in enumerate(W.tolist())}
     rw = ref["settings"][key]

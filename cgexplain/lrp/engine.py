@@ -156,6 +156,21 @@ def _inputs(model, atoms, neighbors, cutoff):
     return inp
 
 
+@torch.no_grad()
+def _model_energy(model, inp) -> float:
+    """The model's energy (kcal/mol) without building a graph for forces."""
+    from schnetpack.atomistic import Forces
+
+    x = dict(inp)
+    for m in model.input_modules:
+        x = m(x)
+    x = model.representation(x)
+    for m in model.output_modules:
+        if not isinstance(m, Forces):
+            x = m(x)
+    return float(x["energy"].sum())
+
+
 def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None,
                    output_beads=None, walks=None, chunk_walks: int = 2_000_000, progress: bool = False) -> WalkResult:
     """Relevance of every walk (or of the given walks) of one frame.
@@ -183,7 +198,7 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     if cutoff is None:
         cutoff = float(lrp.rep.cutoff)
     inp = _inputs(model, atoms, neighbors, cutoff)
-    E_model = float(model(dict(inp))["energy"].sum().detach())
+    E_model = _model_energy(model, inp)
     fac = lrp.factors(inp)
     if walks is not None:
         w = torch.as_tensor(np.asarray(walks), dtype=torch.long)

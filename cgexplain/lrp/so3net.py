@@ -57,7 +57,8 @@ class SO3netLRP:
 
     # ---- geometry (constant) ----------------------------------------------------------
     def geometry(self, inputs: dict) -> dict:
-        """Constant graph quantities: idx_i, idx_j, radial basis, cutoff, spherical harmonics."""
+        """Constant graph quantities: idx_i, idx_j, radial basis, cutoff, spherical harmonics and
+        the per-edge scalar filters K[t] (E, S, F)."""
         with torch.no_grad():
             R = inputs[P.R]
             idx_i, idx_j = inputs[P.idx_i], inputs[P.idx_j]
@@ -66,13 +67,24 @@ class SO3netLRP:
             Y = self.rep.sphharm(r_ij / d)
             radial = self.rep.radial_basis(d)
             fcut = self.rep.cutoff_fn(d)[..., None]
-        return {"idx_i": idx_i, "idx_j": idx_j, "Y": Y, "radial": radial, "fcut": fcut, "n": inputs[P.Z].shape[0]}
+        geo = {"idx_i": idx_i, "idx_j": idx_j, "Y": Y, "radial": radial, "fcut": fcut, "n": inputs[P.Z].shape[0]}
+        geo["K"] = [self.scalar_filter(t, geo) for t in range(self.L)]
+        return geo
 
     # ---- pieces -----------------------------------------------------------------------
     def conv(self, t: int, q, xl, geo):
-        """Convolution of block t: scalars q (n, F) with grad, l > 0 part xl (n, S-1, F) constant."""
-        x = torch.cat([q.unsqueeze(1), xl.detach()], dim=1)
-        return self.rep.so3convs[t](x, geo["radial"], geo["Y"], geo["fcut"], geo["idx_i"], geo["idx_j"])
+        """Convolution of block t: scalars q (n, F) with grad, l > 0 part xl (n, S-1, F) constant.
+
+        The convolution is linear in x, so it is split into the constant l > 0 part (schnetpack's
+        module, without a graph) and the scalar part Σ_j K_ij ⊙ q_j (:meth:`scalar_filter`), which
+        is all that carries gradient. This keeps the autograd graph at O(edges·S·F) instead of
+        O(edges·n_cg·F) per block."""
+        with torch.no_grad():
+            x = torch.cat([torch.zeros_like(q).unsqueeze(1), xl], dim=1)
+            const = self.rep.so3convs[t](x, geo["radial"], geo["Y"], geo["fcut"], geo["idx_i"], geo["idx_j"])
+        K = geo["K"][t] if "K" in geo else self.scalar_filter(t, geo)
+        dq = torch.zeros_like(const).index_add_(0, geo["idx_i"], K * q[geo["idx_j"]].unsqueeze(1))
+        return const + dq
 
     def nodewise(self, t: int, dx):
         """Node-wise part of block t: dx (..., S, F) -> block output (..., S, F)."""
@@ -170,8 +182,7 @@ class SO3netLRP:
         sel = p.idx_out == 0
         cg0 = (p.idx_in_1[sel], p.idx_in_2[sel], p.clebsch_gordan[sel])
         W1 = [r.mixings1[t].weight.detach() for t in range(self.L)]
-        K = [self.scalar_filter(t, geo) for t in range(self.L)]
-        recv, send, Kpair, Kself = pair_sums(geo["idx_i"], geo["idx_j"], n, K)
+        recv, send, Kpair, Kself = pair_sums(geo["idx_i"], geo["idx_j"], n, geo["K"])
         qL = tr["q_out"].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
         return SO3netFactors(
