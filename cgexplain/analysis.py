@@ -13,7 +13,7 @@ import numpy as np
 
 from .models import neighbor_list
 
-__all__ = ["rdf", "angle_triplets", "adf", "first_peak", "compare_structure"]
+__all__ = ["rdf", "angle_triplets", "adf", "tetrahedral_order", "q_distribution", "first_peak", "first_minimum", "compare_structure"]
 
 
 def _md_traj(positions, cells):
@@ -103,6 +103,47 @@ def adf(positions: np.ndarray, cells: np.ndarray, shell: float, n_bins: int = 90
     width = edges[1] - edges[0]
     p = hist / max(hist.sum(), 1) / width
     return 0.5 * (edges[1:] + edges[:-1]), p, n_nb / (len(positions) * positions.shape[1])
+
+
+def tetrahedral_order(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Tetrahedral order parameter of every bead of one frame,
+    q_i = 1 - 3/8 Σ_{j<k} (cos ψ_jik + 1/3)², over the four nearest neighbours j, k of i
+    (Chau & Hardwick, Mol. Phys. 93, 511 (1998); Errington & Debenedetti, Nature 409, 318
+    (2001), eq. 1). q = 1 for a perfect tetrahedron, 0 on average for an ideal gas.
+
+    positions (n, 3) Å; cell (3, 3) Å, rows are box vectors (minimum image in fractional
+    coordinates, valid for boxes that are not strongly skewed). Returns q (n,).
+    Raises ValueError for fewer than 5 beads.
+    """
+    x = np.asarray(positions, dtype=float)
+    if len(x) < 5:
+        raise ValueError(f"tetrahedral_order: need at least 5 beads, got {len(x)}")
+    cell = np.asarray(cell, dtype=float)
+    d = x[None, :, :] - x[:, None, :]
+    if np.abs(cell).sum() > 0:
+        f = d @ np.linalg.inv(cell)
+        d = (f - np.round(f)) @ cell
+    r2 = np.einsum("ijk,ijk->ij", d, d)
+    np.fill_diagonal(r2, np.inf)
+    nn = np.argpartition(r2, 4, axis=1)[:, :4]
+    v = np.take_along_axis(d, nn[:, :, None], axis=1)
+    v /= np.linalg.norm(v, axis=2, keepdims=True)
+    cos = np.einsum("nad,nbd->nab", v, v)
+    a, b = np.triu_indices(4, 1)
+    return 1.0 - 0.375 * ((cos[:, a, b] + 1.0 / 3.0) ** 2).sum(1)
+
+
+def q_distribution(positions: np.ndarray, cells: np.ndarray, n_bins: int = 60, q_range=(-1.0, 1.0)):
+    """Distribution of the tetrahedral order parameter over frames and beads.
+
+    positions (n_frames, n, 3) Å; cells (n_frames, 3, 3) Å. Returns (bin centres (n_bins,),
+    probability density (n_bins,), mean q over all beads and frames). Values outside
+    ``q_range`` count in the mean but not in the histogram."""
+    qs = np.concatenate([tetrahedral_order(x, c) for x, c in zip(positions, cells)])
+    edges = np.linspace(q_range[0], q_range[1], n_bins + 1)
+    hist, _ = np.histogram(qs, bins=edges)
+    p = hist / max(len(qs), 1) / (edges[1] - edges[0])
+    return 0.5 * (edges[1:] + edges[:-1]), p, float(qs.mean())
 
 
 def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:

@@ -23,6 +23,7 @@ def _common(p):
     p.add_argument("system_dir", type=Path, help="system folder holding system.yaml (e.g. systems/water)")
     p.add_argument("--profile", default="quick", help="settings profile from system.yaml: 'quick' (default; <= 20 min on 2 CPU cores) or 'full'")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<system>-<profile> in the current directory)")
+    p.add_argument("--arch", default=None, choices=["painn", "so3net"], help="network architecture (default: system.yaml's model.representation)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("target", type=Path, help="SYSTEM_DIR (holds system.yaml) or MODEL_DIR (holds model.pt and model.json)")
     sp.add_argument("trajectory", type=Path, nargs="?", default=None, help="CG trajectory (with MODEL_DIR)")
     sp.add_argument("--profile", default="quick", help="settings profile (SYSTEM_DIR form)")
+    sp.add_argument("--arch", default=None, choices=["painn", "so3net"], help="architecture (SYSTEM_DIR form)")
     sp.add_argument("--out", type=Path, default=None, help="run folder (SYSTEM_DIR form) or output folder (MODEL_DIR form; default lrp-<trajectory name>)")
     sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sp.add_argument("--topology", type=Path, default=None, help="CG topology (PDB) for a trajectory that is not an .npz")
@@ -99,10 +101,10 @@ def main(argv=None) -> int:
     from .config import load_system
     from .pipeline import STAGES, default_run_dir, run_all
 
-    cfg = load_system(args.system_dir, args.profile)
+    cfg = load_system(args.system_dir, args.profile, arch=args.arch)
     run_dir = args.out or default_run_dir(cfg)
     stages = None if args.command == "run" else [args.command]
-    print(f"cgexplain: {cfg['name']} ({args.profile}) -> run folder {Path(run_dir).resolve()}")
+    print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {Path(run_dir).resolve()}")
     summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
     print(f"cgexplain: done ({times}). Summary: {Path(run_dir).resolve() / 'summary.json'}")

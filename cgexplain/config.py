@@ -26,12 +26,15 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_system(system_dir: str | Path, profile: str = "quick") -> dict:
-    """Load ``system_dir/system.yaml`` and apply ``profile``.
+def load_system(system_dir: str | Path, profile: str = "quick", arch: str | None = None) -> dict:
+    """Load ``system_dir/system.yaml`` and apply ``profile``, then the architecture ``arch``.
 
-    Returns the merged config with keys ``name``, ``system_dir``, ``profile`` and the sections.
-    Raises FileNotFoundError if there is no system.yaml, KeyError naming an unknown section or
-    profile, ValueError if the YAML is not a mapping.
+    ``arch`` ('painn' or 'so3net'; default: the yaml's model.representation) sets
+    model.representation and merges the yaml's ``architectures: {arch: {section: {...}}}``
+    overrides (profiles may override those too), e.g. a smaller SO3net for quick CPU runs.
+    Returns the merged config with keys ``name``, ``system_dir``, ``profile``, ``arch`` and the
+    sections. Raises FileNotFoundError if there is no system.yaml, KeyError naming an unknown
+    section, profile or architecture, ValueError if the YAML is not a mapping.
     """
     d = Path(system_dir)
     path = d / "system.yaml"
@@ -42,14 +45,21 @@ def load_system(system_dir: str | Path, profile: str = "quick") -> dict:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     profiles = raw.pop("profiles", {}) or {}
-    unknown = set(raw) - set(SECTIONS) - {"name", "description", "kind"}
+    unknown = set(raw) - set(SECTIONS) - {"name", "description", "kind", "architectures"}
     if unknown:
         raise KeyError(f"{path}: unknown section(s) {sorted(unknown)}; known: {list(SECTIONS)}")
     if profile not in profiles and profile != "base":
         raise KeyError(f"{path}: no profile {profile!r}; available: {sorted(profiles)}")
     cfg = _merge(raw, profiles.get(profile, {}))
+    archs = cfg.pop("architectures", {}) or {}
     for s in SECTIONS:
         cfg.setdefault(s, {})
+    if arch is not None:
+        if arch not in ("painn", "so3net"):
+            raise KeyError(f"{path}: architecture {arch!r} is not supported; use 'painn' or 'so3net'")
+        cfg = _merge(cfg, archs.get(arch, {}))
+        cfg["model"]["representation"] = arch
+    cfg["arch"] = cfg["model"].get("representation", "painn")
     cfg["name"] = cfg.get("name", d.name)
     cfg["system_dir"] = str(d.resolve())
     cfg["profile"] = profile

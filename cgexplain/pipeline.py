@@ -30,8 +30,10 @@ _DEPS = {
 
 
 def default_run_dir(cfg: dict) -> Path:
-    """``runs/<system>-<profile>`` under the current directory."""
-    return Path("runs") / f"{cfg['name']}-{cfg['profile']}"
+    """``runs/<system>-<profile>`` under the current directory, with ``-<arch>`` for an
+    architecture other than PaiNN."""
+    arch = cfg.get("arch", "painn")
+    return Path("runs") / (f"{cfg['name']}-{cfg['profile']}" + ("" if arch == "painn" else f"-{arch}"))
 
 
 def _prepare(cfg, run_dir, folder) -> Path:
@@ -74,20 +76,42 @@ def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
         cells = np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory])
         r, g = rdf(pos, cells, r_max=float(check.get("r_max", 9.0)), n_bins=int(check.get("n_bins", 180)))
         pk, h = first_peak(r, g)
-        lo, hi = check["peak_A"]
-        hlo, hhi = check["height"]
-        res = {"selection": check["selection"], "first_peak_A": pk, "first_peak_height": h,
-               "expected_peak_A": [lo, hi], "expected_height": [hlo, hhi],
-               "passed": bool(lo <= pk <= hi and hlo <= h <= hhi)}
+        res = {"selection": check["selection"], "first_peak_A": pk, "first_peak_height": h, "passed": True}
+        curves = {f"reference ({check['selection']})": g}
+        if "peak_A" in check:
+            lo, hi = check["peak_A"]
+            hlo, hhi = check["height"]
+            res.update(expected_peak_A=[lo, hi], expected_height=[hlo, hhi], passed=bool(lo <= pk <= hi and hlo <= h <= hhi))
+        if "digitized" in check:
+            rms, r_lo, r_hi, g_ref = _rdf_rms_against_digitized(r, g, Path(cfg["system_dir"]) / check["digitized"], check.get("rms_range_A", [3.0, 10.0]))
+            curves["publication (digitised)"] = g_ref
+            res.update(digitized=check["digitized"], rms_vs_digitized=rms, rms_range_A=[r_lo, r_hi], max_rms=float(check["max_rms"]),
+                       passed=bool(res["passed"] and rms <= float(check["max_rms"])))
         save_npz(d / "check_rdf.npz", r=r, g=g)
         write_json(d / "check.json", res)
-        plot_rdf(r, {f"reference ({check['selection']})": g}, _figures(run_dir) / "reference_rdf.png", title="Reference RDF check")
+        plot_rdf(r, curves, _figures(run_dir) / "reference_rdf.png", title="Reference RDF check")
     if (d / "check.json").exists():
         summary = {**summary, "check": read_json(d / "check.json")}
         c = summary["check"]
-        print(f"reference RDF check ({c['selection']}): first peak {c['first_peak_A']:.3f} Å, height {c['first_peak_height']:.2f} "
-              f"(expected {c['expected_peak_A']} Å, {c['expected_height']}): {'PASS' if c['passed'] else 'FAIL'}")
+        extra = f"; RMS vs digitised {c['rms_vs_digitized']:.3f} (max {c['max_rms']})" if "rms_vs_digitized" in c else ""
+        print(f"reference RDF check ({c['selection']}): first peak {c['first_peak_A']:.3f} Å, height {c['first_peak_height']:.2f}{extra}: "
+              f"{'PASS' if c['passed'] else 'FAIL'}")
     return summary
+
+
+def _rdf_rms_against_digitized(r, g, path, r_range):
+    """RMS of g - g_digitised over r_range (Å) where both exist. The file holds r (nm) and g with
+    NaN where the figure has no curve. Returns (rms, r_lo, r_hi, g_digitised on r (NaN outside))."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"reference.check.digitized: {path} does not exist")
+    z = np.load(path)
+    rr, gg = 10.0 * z["r"], z["g"]
+    ok = np.isfinite(gg)
+    g_ref = np.interp(r, rr[ok], gg[ok], left=np.nan, right=np.nan)
+    sel = (r >= r_range[0]) & (r <= r_range[1]) & np.isfinite(g_ref)
+    if sel.sum() < 5:
+        raise ValueError(f"reference.check: fewer than 5 RDF points in {r_range} Å overlap the digitised curve {path}")
+    return float(np.sqrt(np.mean((g[sel] - g_ref[sel]) ** 2))), float(r[sel][0]), float(r[sel][-1]), g_ref
 
 
 # ---------------------------------------------------------------- mapping
@@ -156,9 +180,9 @@ def _cg_frames(run):
 # ---------------------------------------------------------------- analysis
 def stage_analyse(cfg: dict, run_dir, progress: bool = True) -> dict:
     """RDF and ADF of the CG simulation against the mapped reference; writes ``analysis/`` and figures."""
-    from .analysis import adf, compare_structure, rdf
+    from .analysis import adf, compare_structure, q_distribution, rdf
     from .mapping import MappedTrajectory
-    from .plotting import plot_adf, plot_rdf
+    from .plotting import plot_adf, plot_distribution, plot_rdf
 
     d = _prepare(cfg, run_dir, "analysis")
     if (d / "analysis.json").exists():
@@ -171,14 +195,21 @@ def stage_analyse(cfg: dict, run_dir, progress: bool = True) -> dict:
     for name, (pos, cells) in {"reference": (ref.positions, ref.cells), "cg": (cg_pos, cg_cells)}.items():
         r, g = rdf(pos, cells, r_max=float(ac.get("rdf_r_max", 9.0)), n_bins=int(ac.get("rdf_bins", 180)))
         th, p, nn = adf(pos, cells, shell=float(ac["shell_cutoff"]), n_bins=int(ac.get("adf_bins", 90)))
-        out[name] = {"r": r, "g": g, "theta": th, "p": p, "neighbours_in_shell": nn, "n_frames": len(pos)}
+        qx, qp, qmean = q_distribution(pos, cells)
+        out[name] = {"r": r, "g": g, "theta": th, "p": p, "q": qx, "q_p": qp, "q_mean": qmean, "neighbours_in_shell": nn, "n_frames": len(pos)}
     cmp = compare_structure(out["reference"], out["cg"])
+    from scipy.spatial.distance import jensenshannon
+
+    cmp["q_mean_reference"], cmp["q_mean_cg"] = out["reference"]["q_mean"], out["cg"]["q_mean"]
+    cmp["q_js_distance"] = float(jensenshannon(out["reference"]["q_p"], out["cg"]["q_p"], base=2))
     save_npz(d / "structure.npz", **{f"{k}_{q}": v for k, dd in out.items() for q, v in dd.items() if isinstance(v, np.ndarray)})
     fig = _figures(run)
     plot_rdf(out["reference"]["r"], {"mapped reference": out["reference"]["g"], "CG model": out["cg"]["g"]}, fig / "rdf.png",
              title=f"{cfg['name']}: bead RDF, CG vs reference")
     plot_adf(out["reference"]["theta"], {"mapped reference": out["reference"]["p"], "CG model": out["cg"]["p"]}, fig / "adf.png",
              title=f"{cfg['name']}: ADF (legs < {ac['shell_cutoff']} Å)")
+    plot_distribution(out["reference"]["q"], {"mapped reference": out["reference"]["q_p"], "CG model": out["cg"]["q_p"]},
+                      "tetrahedral order q", "p(q)", fig / "q.png", title=f"{cfg['name']}: tetrahedral order parameter")
     res = {**cmp, "shell_cutoff_A": float(ac["shell_cutoff"]),
            "neighbours_in_shell_reference": out["reference"]["neighbours_in_shell"], "neighbours_in_shell_cg": out["cg"]["neighbours_in_shell"],
            "n_frames_reference": out["reference"]["n_frames"], "n_frames_cg": out["cg"]["n_frames"]}

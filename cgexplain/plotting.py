@@ -7,7 +7,7 @@ import numpy as np
 
 from .fileio import atomic_path
 
-__all__ = ["plot_rdf", "plot_adf", "plot_relevance_over"]
+__all__ = ["plot_rdf", "plot_adf", "plot_distribution", "plot_relevance_over"]
 
 
 def _plt():
@@ -46,6 +46,19 @@ def plot_adf(theta, curves: dict, path: str | Path | None = None, title: str = "
     for label, p in curves.items():
         ax.plot(theta, p, label=label, lw=1.6)
     ax.set(xlabel="θ (degrees)", ylabel="p(θ) (1/degree)", title=title, xlim=(0, 180))
+    ax.legend()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def plot_distribution(x, curves: dict, xlabel: str, ylabel: str, path: str | Path | None = None, title: str = ""):
+    """Plot distributions ({label: p(x)}) against x; save to ``path`` if given."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, p in curves.items():
+        ax.plot(x, p, label=label, lw=1.6)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     if path:
         _save(fig, path)

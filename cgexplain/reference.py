@@ -22,16 +22,18 @@ from . import units
 from .config import settings_from_dict
 from .fileio import atomic_path, read_json, save_npz, write_json
 
-__all__ = ["ReferenceSettings", "build_water_box", "run_reference", "read_reference"]
+__all__ = ["ReferenceSettings", "build_water_box", "build_system", "run_reference", "read_reference"]
 
 
 @dataclasses.dataclass
 class ReferenceSettings:
     """Settings of a reference run (units: Å, ps, K, bar)."""
 
+    system: str = "water"  # "water" (OpenMM force field + Modeller) or "methane" (OPLS-AA, cgexplain.methane)
     forcefield: tuple[str, ...] = ("tip3p.xml",)
     water_model: str = "tip3p"
     n_molecules: int = 256
+    density: float = 0.0  # g/cm³, start density of a methane box (NVT when equilibration_npt is 0)
     temperature: float = 300.0
     pressure: float = 1.0
     timestep: float = 0.002
@@ -69,17 +71,30 @@ def build_water_box(settings: ReferenceSettings):
     return ff, modeller.topology, modeller.positions
 
 
-def _make_simulation(ff, topology, positions, settings: ReferenceSettings, barostat: bool, seed: int):
+def build_system(settings: ReferenceSettings):
+    """The reference system: (make_system() -> openmm.System, topology, positions).
+
+    ``settings.system`` picks water (force field files + Modeller, :func:`build_water_box`) or
+    methane (OPLS-AA, :mod:`cgexplain.methane`). Raises ValueError for another name."""
+    from openmm import app, unit
+
+    if settings.system == "water":
+        ff, top, pos = build_water_box(settings)
+        return (lambda: ff.createSystem(top, nonbondedMethod=app.PME, nonbondedCutoff=settings.nonbonded_cutoff / 10.0 * unit.nanometer,
+                                        constraints=app.HBonds, rigidWater=True)), top, pos
+    if settings.system == "methane":
+        from .methane import build_methane_box, methane_system
+
+        top, pos, _ = build_methane_box(settings.n_molecules, settings.density, seed=settings.seed)
+        return (lambda: methane_system(top, settings.nonbonded_cutoff)), top, pos * unit.angstrom
+    raise ValueError(f"reference.system {settings.system!r} is not known; use 'water' or 'methane'")
+
+
+def _make_simulation(make_system, topology, positions, settings: ReferenceSettings, barostat: bool, seed: int):
     import openmm
     from openmm import app, unit
 
-    system = ff.createSystem(
-        topology,
-        nonbondedMethod=app.PME,
-        nonbondedCutoff=settings.nonbonded_cutoff / 10.0 * unit.nanometer,
-        constraints=app.HBonds,
-        rigidWater=True,
-    )
+    system = make_system()
     if barostat:
         system.addForce(openmm.MonteCarloBarostat(settings.pressure * unit.bar, settings.temperature * unit.kelvin, 25))
     integrator = openmm.LangevinMiddleIntegrator(
@@ -110,9 +125,10 @@ def _steps(time_ps: float, dt: float) -> int:
 
 
 def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bool = True) -> dict:
-    """Run (or resume) the reference MD of a water-like fluid and write it to ``out_dir``.
+    """Run (or resume) the reference MD of a fluid (water or methane) and write it to ``out_dir``.
 
-    NPT equilibration stores the states of its second half; the NVT stages start from the one whose
+    With ``equilibration_npt`` 0 the box keeps its start density (minimise, NVT equilibration).
+    Otherwise NPT equilibration stores the states of its second half; the NVT stages start from the one whose
     volume is closest to the mean volume of that half, so the production density is the
     equilibrium density.
 
@@ -134,14 +150,30 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
-    ff, topology, positions = build_water_box(settings)
+    make_system, topology, positions = build_system(settings)
     chunks = out / "chunks"
     chunks.mkdir(exist_ok=True)
     eq_state = out / "equilibrated_state.xml"
     info_path = out / "equilibration.json"
 
+    if not eq_state.exists() and settings.equilibration_npt <= 0:
+        # fixed density (methane at the publication's state point): minimise, NVT equilibration
+        sim = _make_simulation(make_system, topology, positions, settings, barostat=False, seed=settings.seed)
+        sim.minimizeEnergy()
+        sim.context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed)
+        block = max(1, _steps(0.2, settings.timestep))
+        for _ in tqdm(range(0, _steps(settings.equilibration_nvt, settings.timestep), block), desc="reference NVT equilibration", disable=not progress):
+            sim.step(block)
+        box = sim.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
+        mass = _total_mass_amu(sim.system)
+        info = {"total_mass_amu": mass, "production_box_A": box.tolist(),
+                "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box)))}
+        with atomic_path(eq_state) as tmp:
+            sim.saveState(str(tmp))
+        write_json(info_path, info)
+        timings["equilibration_s"] = time.perf_counter() - t0
     if not eq_state.exists():
-        sim = _make_simulation(ff, topology, positions, settings, barostat=True, seed=settings.seed)
+        sim = _make_simulation(make_system, topology, positions, settings, barostat=True, seed=settings.seed)
         sim.minimizeEnergy()
         sim.context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed)
         mass = _total_mass_amu(sim.system)
@@ -168,7 +200,7 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
             "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box))),
         }
         # NVT equilibration in the final NPT box
-        sim2 = _make_simulation(ff, topology, None, settings, barostat=False, seed=settings.seed + 1)
+        sim2 = _make_simulation(make_system, topology, None, settings, barostat=False, seed=settings.seed + 1)
         sim2.context.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
         sim2.context.setPositions(state.getPositions())
         sim2.context.setVelocities(state.getVelocities())
@@ -182,7 +214,7 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
     info = read_json(info_path)
 
     # production, chunk by chunk
-    sim = _make_simulation(ff, topology, None, settings, barostat=False, seed=settings.seed + 2)
+    sim = _make_simulation(make_system, topology, None, settings, barostat=False, seed=settings.seed + 2)
     every = _steps(settings.save_interval, settings.timestep)
     per_chunk = max(1, int(round(settings.chunk / settings.save_interval)))
     n_frames = int(round(settings.production / settings.save_interval))
