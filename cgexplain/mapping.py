@@ -350,5 +350,10 @@ def write_cg_topology(path: str | Path, mapping: Mapping, positions: np.ndarray,
     u.atoms.positions = positions
     if cell is not None and np.abs(cell).sum() > 0:
         u.dimensions = triclinic_box(*cell)
-    with atomic_path(path) as tmp:
+    import warnings
+
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # MDAnalysis warns for every PDB column a CG topology has no use for (altLocs, icodes, ...)
+        warnings.filterwarnings("ignore", message="Found no information for attr", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Found missing chainIDs", category=UserWarning)
         u.atoms.write(str(tmp))

@@ -6,9 +6,10 @@ relevance of many-body functions in neural network potentials", arXiv 2407.04526
 16, 9898 (2025)).
 """
 from .engine import WalkResult, brute_force_relevance, enumerate_walks, make_lrp, walk_relevance
-from .nbody import body_order, nbody_sums, pair_relevance, triplet_angle_relevance, binned_statistics, normalise, two_body_points, three_body_points
+from .nbody import body_order, nbody_sums, pair_relevance, triplet_relevance, triplet_angle_relevance, binned_statistics, normalise, two_body_points, three_body_points
 
 __all__ = [
     "walk_relevance", "brute_force_relevance", "enumerate_walks", "make_lrp", "WalkResult",
-    "body_order", "nbody_sums", "pair_relevance", "triplet_angle_relevance", "binned_statistics",
+    "body_order", "nbody_sums", "pair_relevance", "triplet_relevance", "triplet_angle_relevance", "binned_statistics",
+    "normalise", "two_body_points", "three_body_points",
 ]
