@@ -17,4 +17,4 @@ test:
 	$(PYTHON) -m pytest -ra
 
 test-fast:
-	$(PYTHON) -m pytest -ra -m "not slow"
+	$(PYTHON) -m pytest -ra -m "not slow" tests

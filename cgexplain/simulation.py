@@ -67,7 +67,7 @@ class _ForceField:
     def __call__(self, x: np.ndarray):
         inp = batch_inputs(x, self.types, self.cell, self.cutoff, device=self.device)
         out = self.model(inp)
-        return float(out["energy"].sum()), out["forces"].detach().cpu().numpy().astype(np.float64)
+        return float(out["energy"].sum().detach()), out["forces"].detach().cpu().numpy().astype(np.float64)
 
 
 def _wrap(x, cell):
