@@ -36,12 +36,38 @@ def default_run_dir(cfg: dict) -> Path:
     return Path("runs") / (f"{cfg['name']}-{cfg['profile']}" + ("" if arch == "painn" else f"-{arch}"))
 
 
+#: folders a run may copy from a sibling run folder with the same inputs (e.g. the PaiNN run of
+#: the same system and profile, for an SO3net run): they do not depend on the architecture
+_SHAREABLE = {"reference": "reference/reference.json", "cg": "cg/mapping.json"}
+
+
+def _copy_from_sibling(run_dir: Path, folder: str, h: str) -> bool:
+    """Copy a finished ``folder`` with input hash ``h`` from another run folder next to ``run_dir``."""
+    run_dir = Path(run_dir).resolve()
+    if folder not in _SHAREABLE or not run_dir.parent.exists():
+        return False
+    for other in sorted(run_dir.parent.iterdir()):
+        src = other / folder
+        if other == run_dir or not (other / _SHAREABLE[folder]).exists() or not (src / "inputs.json").exists():
+            continue
+        if read_json(src / "inputs.json").get("hash") == h:
+            tmp = run_dir / f".{folder}.copying"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            tmp.rename(run_dir / folder)
+            print(f"cgexplain: {folder}/ reused from {other} (same inputs)")
+            return True
+    return False
+
+
 def _prepare(cfg, run_dir, folder) -> Path:
     d = Path(run_dir) / folder
     h = section_hash(*[cfg[s] for s in _DEPS[folder]])
     marker = d / "inputs.json"
     if d.exists() and marker.exists() and read_json(marker).get("hash") != h:
         shutil.rmtree(d)
+    if not d.exists():
+        _copy_from_sibling(Path(run_dir), folder, h)
     d.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
         write_json(marker, {"hash": h, "sections": {s: cfg[s] for s in _DEPS[folder]}})
