@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                 return 2
         args.system_dir = args.target
     from .config import load_system
-    from .pipeline import STAGES, default_run_dir, run_all
+    from .pipeline import default_run_dir, run_all
 
     cfg = load_system(args.system_dir, args.profile, arch=args.arch)
     run_dir = args.out or default_run_dir(cfg)

@@ -1,7 +1,5 @@
 """End-to-end: every stage on a tiny water box (real OpenMM, schnetpack, LRP)."""
 import json
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np

@@ -72,11 +72,11 @@ def _expand(fac, t, heads, V, adj):
     return parents, beads, torch.cat([V_self, V_nb])
 
 
-def _chunks(fac, outputs, chunk_walks):
-    """Split the output beads so that each chunk holds about ``chunk_walks`` walks (deg^L)."""
-    ptr, _ = _adjacency(fac)
+def _chunks(ptr, L, outputs, chunk_walks):
+    """Split the output beads so that each chunk holds about ``chunk_walks`` walks ((deg+1)^L,
+    deg from the CSR pointer ``ptr``)."""
     deg = (ptr[1:] - ptr[:-1]).double().cpu() + 1
-    est = deg[outputs.cpu()] ** fac.L
+    est = deg[outputs.cpu()] ** L
     chunks, cur, acc = [], [], 0.0
     for b, e in zip(outputs.tolist(), est.tolist()):
         if cur and acc + e > chunk_walks:
@@ -96,7 +96,7 @@ def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
     adj = _adjacency(fac)  # the same graph at every layer
     dev = fac.h0.device
     walks_all, rel_all = [], []
-    chunks = _chunks(fac, outputs, chunk_walks)
+    chunks = _chunks(adj[0], fac.L, outputs, chunk_walks)
     for ch in tqdm(chunks, desc="walk relevance (output-bead chunks)", disable=not progress or len(chunks) < 2):
         heads = torch.tensor(ch, dtype=torch.long, device=dev)
         V = fac.g[heads]

@@ -75,7 +75,6 @@ class _Factors:
     L: int
     E_modified: float
     sum_h0_grad: float
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -22,36 +22,15 @@ import torch
 import schnetpack.properties as P
 
 from .factors import PaiNNFactors, nodewise_jacobian, pair_sums
-from .rules import check_rule, silu_rule
+from .base import RuleModifiedPass
 
 __all__ = ["PaiNNLRP"]
 
 
-def _rule(dense, a, gamma, bias_rule):
-    return silu_rule(a, dense.weight, dense.bias, gamma, bias_rule)
-
-
-class PaiNNLRP:
+class PaiNNLRP(RuleModifiedPass):
     """Rule-modified PaiNN forward for one model; ``gamma``/``bias_rule`` pick the LRP rule."""
 
-    def __init__(self, model, gamma: float = 0.1, bias_rule: bool = True):
-        from schnetpack.representation import PaiNN
-
-        rep = model.representation
-        if not isinstance(rep, PaiNN):
-            raise TypeError(f"PaiNNLRP needs a PaiNN representation, got {type(rep).__name__}")
-        if len(rep.electronic_embeddings):
-            raise ValueError("PaiNN with electronic embeddings is not supported by the LRP engine")
-        check_rule(gamma, bias_rule)
-        heads = [m for m in model.output_modules if hasattr(m, "outnet")]
-        if len(heads) != 1 or getattr(heads[0], "aggregation_mode", None) != "sum" or len(heads[0].outnet) != 2:
-            raise ValueError("the LRP engine needs exactly one Atomwise energy head (sum aggregation, 2 dense layers)")
-        if getattr(model, "postprocessors", None) and len(model.postprocessors):
-            raise ValueError("models with postprocessors are not supported by the LRP engine")
-        self.model, self.rep, self.head_net = model, rep, heads[0].outnet
-        self.gamma, self.bias_rule = float(gamma), bool(bias_rule)
-        self.F = rep.n_atom_basis
-        self.L = rep.n_interactions
+    representation_type = "PaiNN"
 
     # ---- geometry (constant) ----------------------------------------------------------
     def geometry(self, inputs: dict) -> dict:
@@ -77,7 +56,7 @@ class PaiNNLRP:
     def context(self, t: int, q):
         """Inter-atomic context net of layer t (node-wise): q (..., F) -> (..., 3F)."""
         net = self.rep.interactions[t].interatomic_context_net
-        return net[1](_rule(net[0], q, self.gamma, self.bias_rule))
+        return net[1](self.rule(net[0], q))
 
     def mix(self, t: int, q, mu):
         """Mixing block of layer t (node-wise): q (..., F), mu (..., 3, F) constant.
@@ -88,15 +67,10 @@ class PaiNNLRP:
         mu_V, mu_W = torch.split(mu_mix, self.F, dim=-1)
         mu_Vn = torch.sqrt(torch.sum(mu_V**2, dim=-2) + m.epsilon)
         net = m.intraatomic_context_net
-        x = net[1](_rule(net[0], torch.cat([q, mu_Vn], dim=-1), self.gamma, self.bias_rule))
+        x = net[1](self.rule(net[0], torch.cat([q, mu_Vn], dim=-1)))
         dq, dmu, dqmu = torch.split(x, self.F, dim=-1)
         q_out = q + dq + dqmu * torch.sum(mu_V * mu_W, dim=-2)
         return q_out, (mu + dmu.unsqueeze(-2) * mu_W).detach()
-
-    def head(self, q):
-        """Atomwise energy terms: q (..., F) -> (...,) kcal/mol."""
-        net = self.head_net
-        return net[1](_rule(net[0], q, self.gamma, self.bias_rule)).squeeze(-1)
 
     def interaction(self, t: int, q, mu, geo):
         """Interaction block of layer t: returns q_mid = q + Σ_j w_ij ⊙ ctx_q(q_j) and mu (detached)."""
@@ -120,13 +94,7 @@ class PaiNNLRP:
         geo = self.geometry(inputs)
         h0 = self.embedding(inputs[P.Z]).detach().requires_grad_(True)
 
-        def boundary(q, t):
-            if masks is None:
-                return q
-            m = masks[t].to(q.dtype).unsqueeze(-1)
-            return m * q + (1 - m) * q.detach()
-
-        q = boundary(h0, 0)
+        q = self.boundary(h0, masks, 0)
         mu = torch.zeros((geo["n"], 3, self.F), dtype=q.dtype, device=q.device)
         trace = {"q_in": [], "q_mid": [], "mu_mid": [], "geo": geo}
         for t in range(self.L):
@@ -136,7 +104,7 @@ class PaiNNLRP:
                 trace["q_mid"].append(q_mid.detach())
                 trace["mu_mid"].append(mu)
             q, mu = self.mix(t, q_mid, mu)
-            q = boundary(q, t + 1)
+            q = self.boundary(q, masks, t + 1)
         trace["q_out"] = q.detach()
         return self.head(q).sum(), h0, trace
 

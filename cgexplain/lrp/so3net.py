@@ -27,33 +27,19 @@ import torch
 import schnetpack.properties as P
 
 from .factors import SO3netFactors, nodewise_jacobian, pair_sums
-from .rules import check_rule, silu_rule
+from .base import RuleModifiedPass
 
 __all__ = ["SO3netLRP"]
 
 
-class SO3netLRP:
+class SO3netLRP(RuleModifiedPass):
     """Rule-modified SO3net forward for one model; ``gamma``/``bias_rule`` pick the LRP rule."""
 
-    def __init__(self, model, gamma: float = 0.1, bias_rule: bool = True):
-        from schnetpack.representation import SO3net
+    representation_type = "SO3net"
 
-        rep = model.representation
-        if not isinstance(rep, SO3net):
-            raise TypeError(f"SO3netLRP needs an SO3net representation, got {type(rep).__name__}")
-        if len(rep.electronic_embeddings):
-            raise ValueError("SO3net with electronic embeddings is not supported by the LRP engine")
-        check_rule(gamma, bias_rule)
-        heads = [m for m in model.output_modules if hasattr(m, "outnet")]
-        if len(heads) != 1 or getattr(heads[0], "aggregation_mode", None) != "sum" or len(heads[0].outnet) != 2:
-            raise ValueError("the LRP engine needs exactly one Atomwise energy head (sum aggregation, 2 dense layers)")
-        if getattr(model, "postprocessors", None) and len(model.postprocessors):
-            raise ValueError("models with postprocessors are not supported by the LRP engine")
-        self.model, self.rep, self.head_net = model, rep, heads[0].outnet
-        self.gamma, self.bias_rule = float(gamma), bool(bias_rule)
-        self.F = rep.n_atom_basis
-        self.L = rep.n_interactions
-        self.S = (rep.lmax + 1) ** 2
+    def __init__(self, model, gamma: float = 0.1, bias_rule: bool = True):
+        super().__init__(model, gamma=gamma, bias_rule=bias_rule)
+        self.S = (self.rep.lmax + 1) ** 2
 
     # ---- geometry (constant) ----------------------------------------------------------
     def geometry(self, inputs: dict) -> dict:
@@ -98,11 +84,6 @@ class SO3netLRP:
         dx = r.mixings3[t](dx)
         return dx.reshape(shape)
 
-    def head(self, q):
-        """Atomwise energy terms: q (..., F) -> (...,) kcal/mol."""
-        net = self.head_net
-        return net[1](silu_rule(q, net[0].weight, net[0].bias, self.gamma, self.bias_rule)).squeeze(-1)
-
     def scalar_out(self, t: int, a0):
         """The block's scalar output as a function of a0 = (dx + TP(dx, W1 dx))[0]: (n, F) -> (n, F).
         Follows SO3net's mixing2, the l = 0 gate of SO3ParametricGatedNonlinearity, and mixing3."""
@@ -135,13 +116,7 @@ class SO3netLRP:
         geo = self.geometry(inputs)
         h0 = self.rep.embedding(inputs[P.Z]).detach().requires_grad_(True)
 
-        def boundary(q, t):
-            if masks is None:
-                return q
-            m = masks[t].to(q.dtype).unsqueeze(-1)
-            return m * q + (1 - m) * q.detach()
-
-        q = boundary(h0, 0)
+        q = self.boundary(h0, masks, 0)
         xl = torch.zeros((geo["n"], self.S - 1, self.F), dtype=q.dtype, device=q.device)
         trace = {"dx": [], "geo": geo}
         for t in range(self.L):
@@ -149,7 +124,7 @@ class SO3netLRP:
             if record:
                 trace["dx"].append(dx.detach())
             out = self.nodewise(t, dx)
-            q = boundary(q + out[:, 0], t + 1)
+            q = self.boundary(q + out[:, 0], masks, t + 1)
             xl = (xl + out[:, 1:]).detach()
         trace["q_out"] = q.detach()
         return self.head(q).sum(), h0, trace

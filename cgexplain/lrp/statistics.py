@@ -46,6 +46,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     a_edges = np.linspace(0.0, 180.0, int(lc.get("angle_bins", 36)) + 1)
     n_out = lc.get("output_beads")
     frame_ids = np.arange(len(positions)) if frame_ids is None else np.asarray(frame_ids)
+    save_walks = lc.get("save_walks", "first")
     t0 = time.perf_counter()
     for k in tqdm(range(len(positions)), desc="relevance over frames", disable=not progress):
         path = out / f"frame_{k:04d}.npz"
@@ -66,7 +67,6 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
                  body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
                  conservation=np.array([rel.sum(), res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
                  n_walks=len(rel), time_s=res["wall_time_s"])
-        save_walks = lc.get("save_walks", "first")
         if save_walks == "all" or (save_walks == "first" and k == 0):
             name = "walks_frame0.npz" if save_walks == "first" else f"walks_frame_{k:04d}.npz"
             save_npz(out / name, frame=frame_ids[k], walks=w.astype(np.int32), relevance=rel.astype(np.float32),
