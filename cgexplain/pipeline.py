@@ -60,10 +60,25 @@ def _copy_from_sibling(run_dir: Path, folder: str, h: str) -> bool:
     return False
 
 
+#: keys that say how a stage computes, not what: they do not enter the input hashes, so a model
+#: trained on 4 GPUs is reused by a rerun on a laptop (training.json records the world size)
+_EXECUTION_KEYS = {"training": ("accelerator", "devices", "num_nodes", "strategy", "data_path"), "lrp": ("workers", "device")}
+
+
+def _hashed_section(cfg, s):
+    drop = _EXECUTION_KEYS.get(s, ())
+    return {k: v for k, v in cfg[s].items() if k not in drop}
+
+
 def _prepare(cfg, run_dir, folder) -> Path:
+    from .distributed import is_main_process, wait_for
+
     d = Path(run_dir) / folder
-    h = section_hash(*[cfg[s] for s in _DEPS[folder]])
+    h = section_hash(*[_hashed_section(cfg, s) for s in _DEPS[folder]])
     marker = d / "inputs.json"
+    if not is_main_process():  # rank 0 clears and marks the folder; the other ranks wait for it
+        wait_for(lambda: marker.exists() and read_json(marker).get("hash") == h, f"{marker} (written by rank 0)")
+        return d
     if d.exists() and marker.exists() and read_json(marker).get("hash") != h:
         shutil.rmtree(d)
     if not d.exists():
@@ -166,7 +181,10 @@ def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
 
 # ---------------------------------------------------------------- training
 def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
-    """Force-matching training; writes ``model/`` (model.pt, model.json, training.json, checkpoints)."""
+    """Force-matching training; writes ``model/`` (model.pt, model.json, training.json, checkpoints).
+
+    Reads ``cg/mapped.npz`` (``training.data_path: cached``, the default) or ``cg/dataset.db``
+    (``schnetpack``). Under DDP every process calls this; only global rank 0 writes the results."""
     from .models import DEFAULT_HPARAMS
     from .training import TrainSettings, train
 
@@ -174,7 +192,9 @@ def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
     cg = Path(run_dir) / "cg"
     hp = {**DEFAULT_HPARAMS, **cfg["model"]}
     table = read_json(cg / "mapping.json")["type_table"]
-    return train(cg / "dataset.db", d, hp, TrainSettings.from_dict(cfg["training"]), extra_meta={"type_table": table}, progress=progress)
+    settings = TrainSettings.from_dict(cfg["training"])
+    data = cg / ("mapped.npz" if settings.data_path == "cached" else "dataset.db")
+    return train(data, d, hp, settings, extra_meta={"type_table": table}, progress=progress)
 
 
 # ---------------------------------------------------------------- simulation
@@ -189,18 +209,35 @@ def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
     model, meta = load_model(run / "model")
     traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
     s = SimSettings.from_dict(cfg["simulation"])
-    k = s.start_frame
-    return run_simulation(model, meta, run / "cg" / "topology.pdb", traj.positions[k], traj.bead_types, traj.bead_masses, traj.cells[k], s, d, progress=progress)
+    nf = len(traj.positions)
+    if s.n_replicas == 1:
+        ks = [s.start_frame]
+    elif s.start_frames is not None:
+        ks = list(s.start_frames)
+    else:  # spread over the reference so that the replicas start decorrelated
+        ks = np.linspace(0, nf - 1, s.n_replicas).round().astype(int).tolist()
+    if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
+        raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
+    x0, c0 = traj.positions[ks], traj.cells[ks]
+    return run_simulation(model, meta, run / "cg" / "topology.pdb", x0[0] if s.n_replicas == 1 else x0, traj.bead_types,
+                          traj.bead_masses, c0[0] if s.n_replicas == 1 else c0, s, d, progress=progress)
 
 
 def _cg_frames(run):
+    """CG frames of the simulation stage, all replicas concatenated: positions (F, n, 3) Å and
+    cells (F, 3, 3) Å."""
     import MDAnalysis as mda
     from MDAnalysis.lib.mdamath import triclinic_vectors
 
-    u = mda.Universe(str(run / "cg" / "topology.pdb"), str(run / "simulation" / "trajectory.dcd"))
-    pos = u.trajectory.timeseries(order="fac").astype(np.float64)
-    cells = np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory])
-    return pos, cells
+    from .simulation import trajectory_paths
+
+    sim = read_json(run / "simulation" / "simulation.json")
+    pos, cells = [], []
+    for path in trajectory_paths(run / "simulation", int(sim.get("n_replicas", 1))):
+        u = mda.Universe(str(run / "cg" / "topology.pdb"), str(path))
+        pos.append(u.trajectory.timeseries(order="fac").astype(np.float64))
+        cells.append(np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory]))
+    return np.concatenate(pos), np.concatenate(cells)
 
 
 # ---------------------------------------------------------------- analysis
@@ -245,19 +282,24 @@ def stage_analyse(cfg: dict, run_dir, progress: bool = True) -> dict:
 
 # ---------------------------------------------------------------- explanation
 def stage_explain(cfg: dict, run_dir, progress: bool = True) -> dict:
-    """GNN-LRP walk relevances on CG frames, n-body sums and statistics; writes ``lrp/`` and figures."""
+    """GNN-LRP walk relevances on CG frames, n-body sums and statistics; writes ``lrp/`` and figures.
+
+    ``lrp.workers`` (default 1) local processes share the frames; under a launcher (torchrun,
+    srun) each rank takes its share and rank 0 aggregates."""
+    from .distributed import launcher_ranks
     from .lrp.statistics import explain_frames
-    from .models import load_model
 
     d = _prepare(cfg, run_dir, "lrp")
     run = Path(run_dir)
-    model, meta = load_model(run / "model")
     pos, cells = _cg_frames(run)
     types = np.load(run / "cg" / "mapped.npz")["bead_types"]
-    lc = cfg["lrp"]
+    lc = dict(cfg["lrp"])
+    workers, device = int(lc.pop("workers", 1)), lc.pop("device", None)
+    ranks = launcher_ranks()
     frames = np.unique(np.linspace(0, len(pos) - 1, int(lc.get("n_frames", 5))).round().astype(int))
-    return explain_frames(model, pos[frames], cells[frames], types, d, lc, shell=float(cfg["analysis"]["shell_cutoff"]),
-                          structure=run / "analysis" / "structure.npz", figures=_figures(run), title=cfg["name"], frame_ids=frames, progress=progress)
+    return explain_frames(run / "model", pos[frames], cells[frames], types, d, lc, shell=float(cfg["analysis"]["shell_cutoff"]),
+                          structure=run / "analysis" / "structure.npz", figures=_figures(run), title=cfg["name"], frame_ids=frames, progress=progress,
+                          workers=workers, ranks=ranks if ranks is not None and ranks.world_size > 1 else None, device=device)
 
 
 #: the file each stage writes last; its presence means the stage is finished
@@ -284,8 +326,13 @@ def run_all(cfg: dict, run_dir, progress: bool = True, stages=None) -> dict:
     """Run the stages in order (all by default), timing each; writes ``summary.json``.
 
     ``wall_time_s`` keeps, per stage, the time of the run that computed it; stages reused in this
-    run are listed in ``reused_stages``."""
+    run are listed in ``reused_stages``. In a process of rank > 0 (Lightning's DDP launcher,
+    torchrun, srun) see :func:`_run_as_other_rank`; only rank 0 writes ``summary.json``."""
+    from .distributed import is_main_process, launcher_ranks, wait_for
+
     run = Path(run_dir)
+    if not is_main_process():
+        return _run_as_other_rank(cfg, run, stages or list(STAGES), launcher_ranks() is not None, wait_for)
     run.mkdir(parents=True, exist_ok=True)
     summ_path = run / "summary.json"
     summary = read_json(summ_path) if summ_path.exists() else {}
@@ -305,3 +352,24 @@ def run_all(cfg: dict, run_dir, progress: bool = True, stages=None) -> dict:
             summary["wall_time_s"][name] = dt
         write_json(summ_path, summary)
     return summary
+
+
+#: stages that use several processes: DDP training, and explain under a launcher
+_MULTI_PROCESS = ("train", "explain")
+
+
+def _run_as_other_rank(cfg, run: Path, stages, launched: bool, wait_for) -> dict:
+    """A process of rank > 0: wait for rank 0 to finish each single-process stage, join the train
+    stage (DDP) and, under a launcher (torchrun, srun), the explain stage (its share of frames).
+    A process that Lightning's DDP launcher started for training stops after the train stage.
+    Writes no summary; returns {stage: result} of the stages it joined."""
+    out = {}
+    for name in stages:
+        if name == "train" or (name == "explain" and launched):
+            out[name] = STAGES[name](cfg, run, progress=False)
+        elif not launched and list(STAGES).index(name) > list(STAGES).index("train"):
+            break
+        else:
+            done = run / _DONE[name]
+            wait_for(done.exists, f"{done} (stage {name}, run by rank 0)", poll_s=5.0)
+    return out
