@@ -27,6 +27,25 @@ def _common(p):
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _devices(v: str):
+    return int(v) if v.isdigit() else v
+
+
+def _train_options(p):
+    g = p.add_argument_group("training hardware (override system.yaml's training section; they do not change the run's input hashes)")
+    g.add_argument("--accelerator", default=None, help="Lightning accelerator: auto (default), cpu, gpu, ...")
+    g.add_argument("--devices", type=_devices, default=None, help="devices per node (default 1; e.g. 4 GPUs, or 2 CPU processes), or 'auto'")
+    g.add_argument("--num-nodes", type=int, default=None, help="nodes (default 1; under SLURM: the job's nodes)")
+    g.add_argument("--strategy", default=None, help="Lightning strategy: auto (default), ddp, ddp_spawn, ...; batch_size is per process")
+    g.add_argument("--data-path", default=None, choices=["cached", "schnetpack"],
+                   help="training data: frames in memory with neighbour lists computed once (cached, default) or schnetpack's ASEAtomsData")
+
+
+def _explain_options(p):
+    p.add_argument("--workers", type=int, default=None, help="local processes sharing the frames (default 1); under torchrun/srun each rank takes its share instead")
+    p.add_argument("--device", default=None, help="device for the relevances: cpu (default), cuda (the local rank's GPU) or cuda:N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cgexplain", description="Machine-learned coarse-grained models and GNN-LRP explanations. "
                                  "Units: Å, ps, K, amu, kcal/mol, kcal/mol/Å.")
@@ -34,11 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run every stage (reference, map, train, simulate, analyse, explain); finished stages are reused",
                        description="Run every stage into one run folder; a second run reuses finished stages.")
     _common(p)
+    _train_options(p)
+    _explain_options(p)
     for name, h in _STAGE_HELP.items():
         if name == "explain":
             continue
         sp = sub.add_parser(name, help=h, description=h + ". Needs the earlier stages in the same run folder.")
         _common(sp)
+        if name == "train":
+            _train_options(sp)
     sp = sub.add_parser("explain", help=_STAGE_HELP["explain"] + "; for a run folder's stage or for any model and CG trajectory",
                         description="Two forms.  'cgexplain explain SYSTEM_DIR': the explain stage of a run (needs the earlier "
                         "stages).  'cgexplain explain MODEL_DIR TRAJECTORY --out DIR': walk relevances of every walk of the chosen "
@@ -59,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--shell", type=float, default=None, help="leg cutoff (Å) of 3-body angles; default the first minimum of the frames' RDF")
     sp.add_argument("--r-range", type=float, nargs=3, default=[2.0, 10.0, 75], metavar=("LO", "HI", "BINS"), help="2-body distance bins (Å; default 2 10 75, as the publication)")
     sp.add_argument("--save-walks", default="first", choices=["first", "all", "none"], help="write every walk's relevance for the first frame (default), all frames, or none")
+    _explain_options(sp)
     return ap
 
 
@@ -73,7 +97,11 @@ def _explain_model(args) -> int:
     r = args.r_range
     s = explain_trajectory(args.target, args.trajectory, out, topology=args.topology, types=types, frames=args.frames,
                            gamma=args.gamma, bias_rule=not args.no_bias_rule, normalise=args.normalise, shell=args.shell,
-                           r_edges=(r[0], r[1], int(r[2])), save_walks=args.save_walks, progress=not args.no_progress)
+                           r_edges=(r[0], r[1], int(r[2])), save_walks=args.save_walks, progress=not args.no_progress,
+                           workers=args.workers or 1, device=args.device)
+    if "rank" in s:  # a launcher rank > 0: its frames are written, rank 0 aggregates
+        print(f"cgexplain explain: rank {s['rank']} of {s['world_size']} wrote {s['n_frames_computed']} frames")
+        return 0
     body = ", ".join(f"{k}: {v:.3f}" for k, v in s["relevance_by_body_order_kcal_mol_mean"].items())
     c = s["conservation_mean_kcal_mol"]
     print(f"  {s['n_frames']} frames, {s['walks_per_frame_mean']:.0f} walks per frame, {s['seconds_per_frame_mean']:.2f} s per frame")
@@ -99,11 +127,22 @@ def main(argv=None) -> int:
                 return 2
         args.system_dir = args.target
     from .config import load_system
+    from .distributed import is_main_process
     from .pipeline import default_run_dir, run_all
 
     cfg = load_system(args.system_dir, args.profile, arch=args.arch)
+    for key in ("accelerator", "devices", "num_nodes", "strategy", "data_path"):
+        if getattr(args, key, None) is not None:
+            cfg["training"][key] = getattr(args, key)
+    for key in ("workers", "device"):
+        if getattr(args, key, None) is not None:
+            cfg["lrp"][key] = getattr(args, key)
     run_dir = args.out or default_run_dir(cfg)
     stages = None if args.command == "run" else [args.command]
+    main_process = is_main_process()
+    if not main_process:  # a rank > 0 (DDP training, or explain under torchrun/srun): no report
+        run_all(cfg, run_dir, progress=False, stages=stages)
+        return 0
     print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {Path(run_dir).resolve()}")
     summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())

@@ -95,7 +95,7 @@ def _sha256(path) -> str:
 
 def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=None, frames=None, gamma=0.1, bias_rule=True,
                        normalise="mean_abs", shell=None, r_edges=(2.0, 10.0, 75), angle_bins=36, save_walks="first",
-                       progress=True) -> dict:
+                       progress=True, workers: int = 1, device: str | None = None, ranks="env") -> dict:
     """Walk relevances of the chosen frames of a CG trajectory, their statistics and figures.
 
     model_dir: folder with model.pt and model.json. trajectory/topology/types: see
@@ -105,13 +105,28 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
     walk files. Writes into ``out_dir``: frame_XXXX.npz (and walks), nbody_statistics.npz,
     structure.npz, lrp.json, figures/relevance_2body.png and relevance_3body.png. Resumes from
     the frames already written. Returns the lrp summary dict.
+
+    workers: local processes sharing the frames (each loads the model; cores // workers torch
+    threads each). ranks: 'env' (default) takes the ranks of a launcher (torchrun: RANK,
+    WORLD_SIZE; srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS) if there is one, None runs as one
+    process, or a :class:`cgexplain.distributed.Ranks`. With several ranks each computes frames
+    k ≡ rank (mod world size); rank 0 waits for the others' frame files and aggregates, the
+    others return ``{"rank", "world_size", "n_frames_computed"}``. device: 'cpu' (default),
+    'cuda' (the GPU of the local rank / worker) or 'cuda:N'. The numbers do not depend on how
+    the frames are spread.
     """
     from .analysis import adf, first_minimum, rdf
+    from .distributed import launcher_ranks
     from .fileio import read_json, save_npz, write_json
     from .lrp.statistics import explain_frames
     from .models import load_model
 
-    model, _ = load_model(model_dir)
+    if ranks == "env":
+        ranks = launcher_ranks()
+    if ranks is not None and ranks.world_size == 1:
+        ranks = None
+    main = ranks is None or ranks.rank == 0
+    load_model(model_dir)  # fail early, with a clear message, on a bad model folder
     pos, cells, types = read_cg_frames(trajectory, topology, types)
     idx = parse_frames(frames, len(pos))
     out = Path(out_dir)
@@ -122,7 +137,8 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
     if shell is None:
         shell = first_minimum(r, g)
     th, p, _ = adf(pos[idx], cells[idx], shell=float(shell), n_bins=90)
-    save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell))
+    if main:
+        save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell))
     lc = {"gamma": gamma, "bias_rule": bias_rule, "normalise": normalise, "r_edges": list(r_edges), "angle_bins": angle_bins,
           "save_walks": save_walks}
     inputs = {"model": str(Path(model_dir).resolve()), "model_sha256": _sha256(Path(model_dir) / "model.pt"),
@@ -132,8 +148,9 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
         if old != inputs:
             diff = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
             raise ValueError(f"{out} holds relevances for other inputs (differing: {', '.join(diff)}); use another --out or remove it")
-    else:
+    elif main:
         write_json(out / "explain_inputs.json", inputs)
-    summary = explain_frames(model, pos[idx], cells[idx], types, out, lc, shell=float(shell), structure=out / "structure.npz",
-                             figures=out / "figures", title=Path(trajectory).stem, frame_ids=idx, progress=progress)
+    summary = explain_frames(Path(model_dir), pos[idx], cells[idx], types, out, lc, shell=float(shell), structure=out / "structure.npz",
+                             figures=out / "figures", title=Path(trajectory).stem, frame_ids=idx, progress=progress and main,
+                             workers=workers, ranks=ranks, device=device)
     return summary

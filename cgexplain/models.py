@@ -99,12 +99,13 @@ def load_model(directory: str | Path, map_location: str = "cpu"):
     return model, meta
 
 
-def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float):
+def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float, return_shifts: bool = False):
     """Full (both directions) neighbour list within ``cutoff`` Å, with vesin.
 
     positions (n, 3) Å; cell (3, 3) Å rows or None/zeros for no periodicity.
     Returns idx_i, idx_j (n_pairs,) int64 and offsets (n_pairs, 3) Å such that
-    r_ij = R[j] - R[i] + offset.
+    r_ij = R[j] - R[i] + offset; with ``return_shifts`` also the integer cell shifts
+    (n_pairs, 3) int64, offsets = shifts @ cell (all zero without periodicity).
     """
     from vesin import NeighborList
 
@@ -113,6 +114,8 @@ def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float)
     box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
     i, j, S = NeighborList(cutoff=float(cutoff), full_list=True).compute(points=pos, box=box, periodic=bool(periodic), quantities="ijS")
     offsets = S.astype(np.float64) @ box
+    if return_shifts:
+        return i.astype(np.int64), j.astype(np.int64), offsets, S.astype(np.int64)
     return i.astype(np.int64), j.astype(np.int64), offsets
 
 

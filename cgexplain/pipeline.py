@@ -62,7 +62,8 @@ def _copy_from_sibling(run_dir: Path, folder: str, h: str) -> bool:
 
 #: keys that say how a stage computes, not what: they do not enter the input hashes, so a model
 #: trained on 4 GPUs is reused by a rerun on a laptop (training.json records the world size)
-_EXECUTION_KEYS = {"training": ("accelerator", "devices", "num_nodes", "strategy", "data_path"), "lrp": ("workers", "device")}
+_EXECUTION_KEYS = {"training": ("accelerator", "devices", "num_nodes", "strategy", "data_path"), "simulation": ("device",),
+                   "lrp": ("workers", "device")}
 
 
 def _hashed_section(cfg, s):
@@ -352,10 +353,6 @@ def run_all(cfg: dict, run_dir, progress: bool = True, stages=None) -> dict:
             summary["wall_time_s"][name] = dt
         write_json(summ_path, summary)
     return summary
-
-
-#: stages that use several processes: DDP training, and explain under a launcher
-_MULTI_PROCESS = ("train", "explain")
 
 
 def _run_as_other_rank(cfg, run: Path, stages, launched: bool, wait_for) -> dict:

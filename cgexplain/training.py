@@ -5,6 +5,18 @@ The loss is the force-matching mean squared error (Noid et al., J. Chem. Phys. 1
 components, in (kcal/mol/Å)². Lightning writes ``last.ckpt`` after every epoch, so a killed run
 resumes where it stopped; the checkpoints hold only tensors and plain hyper-parameters. At the end
 the best weights (lowest validation loss) are saved with :func:`cgexplain.models.save_model`.
+
+Data: by default the frames are held in memory with neighbour lists computed once
+(:class:`cgexplain.data.CachedFrames`, ``data_path: cached``); ``data_path: schnetpack`` uses
+schnetpack's ``ASEAtomsData`` with ``VesinNeighborList`` computed each time a frame is loaded.
+
+Several devices or nodes: ``devices``, ``num_nodes``, ``strategy`` and ``accelerator`` go to the
+Lightning ``Trainer`` (e.g. ``strategy: ddp``). ``batch_size`` is per process; each optimizer step
+of P processes sees the frames that one process with ``batch_size * P`` would see (a
+``DistributedSampler`` with the same seed interleaves one permutation; exact when the number of
+training frames is a multiple of P), and DDP's gradient mean equals the single-process gradient
+because every frame has the same number of beads. Validation sums and counts are all-reduced, so
+the validation MAE/RMSE are means over the whole validation set.
 """
 from __future__ import annotations
 
@@ -22,10 +34,19 @@ from .models import build_model, save_model
 
 __all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces"]
 
+DATA_PATHS = ("cached", "schnetpack")
+
 
 @dataclasses.dataclass
 class TrainSettings:
-    """Training settings: epochs, batch size (frames), learning rate, validation fraction, seed."""
+    """Training settings.
+
+    epochs; batch_size (frames per optimizer step and process); lr; val_fraction; seed;
+    max_frames (None: all); data_path ('cached' (default) or 'schnetpack'); accelerator
+    ('auto', 'cpu', 'gpu', ...), devices (per node: an int, or 'auto'), num_nodes, strategy
+    ('auto', 'ddp', 'ddp_spawn', ...): passed to the Lightning Trainer.
+    Raises ValueError for an unknown data_path or a batch size, epoch count or node count < 1.
+    """
 
     epochs: int = 6
     batch_size: int = 4
@@ -33,6 +54,18 @@ class TrainSettings:
     val_fraction: float = 0.1
     seed: int = 1
     max_frames: int | None = None
+    data_path: str = "cached"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+    def __post_init__(self):
+        if self.data_path not in DATA_PATHS:
+            raise ValueError(f"training.data_path {self.data_path!r}: use one of {list(DATA_PATHS)}")
+        for name in ("epochs", "batch_size", "num_nodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSettings":
@@ -40,13 +73,18 @@ class TrainSettings:
 
 
 class ForceMatching(pl.LightningModule):
-    """LightningModule that fits a schnetpack potential to mapped forces (MSE)."""
+    """LightningModule that fits a schnetpack potential to mapped forces (MSE).
+
+    Validation: per process sums of |ΔF|, ΔF² and the component count, all-reduced over the
+    processes at the end of the epoch; logs val_loss (MSE, (kcal/mol/Å)²), val_force_mae and
+    val_force_rmse (kcal/mol/Å), and keeps their history per epoch (saved in checkpoints)."""
 
     def __init__(self, model_hparams: dict, lr: float = 5e-4):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_hparams)
         self._val = None
+        self.val_history: list[list[float]] = []
 
     def forward(self, batch):
         return self.model(dict(batch))
@@ -62,26 +100,85 @@ class ForceMatching(pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self):
-        self._val = [0.0, 0.0, 0]
+        self._val = torch.zeros(3, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch, batch_idx):
         with torch.enable_grad():
             _, diff = self._loss(batch)
-        diff = diff.detach()
-        self._val[0] += float(diff.abs().sum())
-        self._val[1] += float((diff**2).sum())
-        self._val[2] += diff.numel()
+        diff = diff.detach().to(torch.float64)
+        self._val += torch.stack([diff.abs().sum(), (diff**2).sum(), torch.tensor(float(diff.numel()), dtype=torch.float64, device=diff.device)])
 
     def on_validation_epoch_end(self):
-        s_abs, s_sq, n = self._val
-        self.log("val_loss", s_sq / max(n, 1), prog_bar=True)
-        self.log("val_force_mae", s_abs / max(n, 1))
-        self.log("val_force_rmse", (s_sq / max(n, 1)) ** 0.5)
+        tot = self.trainer.strategy.reduce(self._val.clone(), reduce_op="sum")  # over all processes
+        s_abs, s_sq, n = (float(v) for v in tot)
+        n = max(n, 1.0)
+        loss, mae = s_sq / n, s_abs / n
+        # the values are equal on every process already; sync_dist only keeps Lightning quiet
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val_force_mae", mae, sync_dist=True)
+        self.log("val_force_rmse", loss**0.5, sync_dist=True)
+        self.val_history.append([float(self.current_epoch), loss, mae, loss**0.5])
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["val_history"] = [list(map(float, h)) for h in self.val_history]
+
+    def on_load_checkpoint(self, checkpoint):
+        self.val_history = [list(h) for h in checkpoint.get("val_history", [])]
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+
+
+class _FrameData(pl.LightningDataModule):
+    """Train and validation loaders; the samplers are made once the process group exists, so
+    each process takes its share (training: DistributedSampler, shuffled with ``seed`` + epoch;
+    validation: every frame once over all processes)."""
+
+    def __init__(self, train_set, val_set, batch_size: int, seed: int, kind: str):
+        super().__init__()
+        self.train_set, self.val_set, self.batch_size, self.seed, self.kind = train_set, val_set, batch_size, seed, kind
+
+    def _rank(self):
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def train_dataloader(self):
+        from torch.utils.data.distributed import DistributedSampler
+
+        rank, world = self._rank()
+        sampler = DistributedSampler(range(len(self.train_set)), num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=False)
+        return _loader(self.train_set, self.batch_size, sampler, self.kind)
+
+    def val_dataloader(self):
+        from .data import ShardSampler
+
+        rank, world = self._rank()
+        return _loader(self.val_set, self.batch_size, ShardSampler(len(self.val_set), rank, world), self.kind)
+
+
+def _strategy(settings: TrainSettings) -> str:
+    """The Lightning strategy: DDP variants find unused parameters, because the energy head's
+    bias never enters the force loss (it has no gradient) and DDP stops on a parameter without one;
+    'auto' with more than one device or node becomes 'ddp' so."""
+    s = settings.strategy
+    if s in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
+        return f"{s}_find_unused_parameters_true"
+    several = settings.devices not in (1, "1") or int(settings.num_nodes) > 1
+    if s == "auto" and several:
+        return "ddp_find_unused_parameters_true"
+    return s
+
+
+def _loader(ds, batch_size, sampler, kind):
+    if kind == "cached":
+        from .data import cached_loader
+
+        return cached_loader(ds, batch_size, sampler)
+    from schnetpack.data import AtomsLoader
+
+    return AtomsLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=0)
 
 
 def _dataset(db_path, cutoff, indices):
@@ -93,8 +190,8 @@ def _dataset(db_path, cutoff, indices):
 
 
 def evaluate_forces(model, loader) -> dict:
-    """Force error of ``model`` over a schnetpack loader: MAE and RMSE per component (kcal/mol/Å),
-    and the mean |F_ref| for scale."""
+    """Force error of ``model`` over a loader of schnetpack batches (with ``forces``): MAE and
+    RMSE per component (kcal/mol/Å), and the mean |F_ref| for scale."""
     s_abs = s_sq = s_ref = 0.0
     n = 0
     model.eval()
@@ -108,24 +205,45 @@ def evaluate_forces(model, loader) -> dict:
     return {"force_mae": s_abs / n, "force_rmse": (s_sq / n) ** 0.5, "mean_abs_reference_force": s_ref / n}
 
 
-def train(db_path: str | Path, out_dir: str | Path, model_hparams: dict, settings: TrainSettings, extra_meta: dict | None = None, progress: bool = True) -> dict:
-    """Train a potential by force matching on the ASEAtomsData at ``db_path``; write ``out_dir``.
+def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: TrainSettings, extra_meta: dict | None = None,
+          progress: bool = True) -> dict:
+    """Train a potential by force matching on the frames in ``data``; write ``out_dir``.
 
+    data: ``cg/mapped.npz`` (a :class:`cgexplain.mapping.MappedTrajectory`) or a schnetpack
+    ``ASEAtomsData`` ``.db``; positions Å, forces kcal/mol/Å. ``settings.data_path`` 'cached'
+    reads either; 'schnetpack' needs the ``.db``.
     Writes ``out_dir/model.pt`` + ``model.json`` (best weights), ``training.json`` (settings,
-    validation force MAE/RMSE in kcal/mol/Å, epochs, wall time), ``split.npz`` and
-    ``checkpoints/`` (Lightning, for resuming). If ``training.json`` exists the stage is done
-    and its contents are returned; if ``checkpoints/last.ckpt`` exists training resumes from it.
+    validation force MAE/RMSE in kcal/mol/Å, per-epoch validation history, epochs, world size,
+    wall time), ``split.npz`` and ``checkpoints/`` (Lightning, for resuming). If ``training.json``
+    exists the stage is done and its contents are returned; if ``checkpoints/last.ckpt`` exists
+    training resumes from it. Under DDP only global rank 0 evaluates and writes; the other ranks
+    return ``{"global_rank": r, "world_size": P}``.
+    Raises FileNotFoundError for missing data, ValueError for a data file the data path cannot
+    read.
     """
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
-    from schnetpack.data import ASEAtomsData, AtomsLoader
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "training.json").exists() and (out / "model.pt").exists():
         return read_json(out / "training.json")
     t0 = time.perf_counter()
-    n_total = len(ASEAtomsData(str(db_path)))
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file (training data)")
+    cutoff = float(model_hparams["cutoff"])
+    if settings.data_path == "cached":
+        from .data import read_frames
+
+        pos, frc, cells, types = read_frames(data)
+        n_total = len(pos)
+    else:
+        from schnetpack.data import ASEAtomsData
+
+        if data.suffix != ".db":
+            raise ValueError(f"{data}: training.data_path 'schnetpack' reads an ASEAtomsData .db (cg/dataset.db)")
+        n_total = len(ASEAtomsData(str(data)))
     split_path = out / "split.npz"
     if not split_path.exists():
         rng = np.random.default_rng(settings.seed)
@@ -135,33 +253,45 @@ def train(db_path: str | Path, out_dir: str | Path, model_hparams: dict, setting
         n_val = max(1, int(round(settings.val_fraction * len(idx))))
         save_npz(split_path, train=np.sort(idx[n_val:]), val=np.sort(idx[:n_val]))
     split = np.load(split_path)
-    cutoff = float(model_hparams["cutoff"])
-    train_loader = AtomsLoader(_dataset(db_path, cutoff, split["train"]), batch_size=settings.batch_size, shuffle=True, num_workers=0)
-    val_loader = AtomsLoader(_dataset(db_path, cutoff, split["val"]), batch_size=settings.batch_size, shuffle=False, num_workers=0)
+    if settings.data_path == "cached":
+        from .data import CachedFrames
+
+        train_set, val_set = (CachedFrames(pos[s], frc[s], cells[s], types, cutoff, progress=progress, desc=f"neighbour lists ({k})")
+                              for k, s in (("train", split["train"]), ("validation", split["val"])))
+    else:
+        train_set, val_set = _dataset(data, cutoff, split["train"]), _dataset(data, cutoff, split["val"])
+    dm = _FrameData(train_set, val_set, settings.batch_size, settings.seed, settings.data_path)
 
     pl.seed_everything(settings.seed, verbose=False)
     task = ForceMatching(model_hparams, lr=settings.lr)
     ckpt_dir = out / "checkpoints"
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_last=True, save_weights_only=False)
     trainer = pl.Trainer(
-        max_epochs=settings.epochs, accelerator="auto", devices=1, callbacks=[best_cb],
+        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
+        strategy=_strategy(settings), use_distributed_sampler=False, callbacks=[best_cb],
         logger=CSVLogger(str(out), name="log", version=0), inference_mode=False,
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
     )
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(task, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+    if not trainer.is_global_zero:
+        return {"global_rank": int(trainer.global_rank), "world_size": int(trainer.world_size)}
 
     best = ckpt_dir / "best.ckpt"
-    state = torch.load(best if best.exists() else last, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(state)
+    ckpt = torch.load(best if best.exists() else last, map_location="cpu", weights_only=True)
+    history = torch.load(last, map_location="cpu", weights_only=True).get("val_history", []) if last.exists() else []
+    task.load_state_dict(ckpt["state_dict"])
     model = task.model.cpu().eval()
-    metrics = evaluate_forces(model, val_loader)
+    metrics = evaluate_forces(model, _loader(val_set, settings.batch_size, None, settings.data_path))
     result = {
         "settings": dataclasses.asdict(settings),
         "n_train_frames": int(len(split["train"])),
         "n_val_frames": int(len(split["val"])),
         "validation": metrics,
+        "validation_history": {"epoch": [int(h[0]) for h in history], "val_loss": [h[1] for h in history],
+                               "val_force_mae": [h[2] for h in history], "val_force_rmse": [h[3] for h in history]},
         "epochs_run": int(trainer.current_epoch),
+        "world_size": int(trainer.world_size),
         "wall_time_s": time.perf_counter() - t0,
         "units": "kcal/mol/Angstrom",
     }

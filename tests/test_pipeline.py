@@ -14,7 +14,7 @@ TINY = {
                   "production": 2.0, "chunk": 1.0, "check": {"r_max": 6.0}},
     "training": {"epochs": 1, "batch_size": 4},
     "model": {"n_atom_basis": 8, "n_interactions": 2, "cutoff": 4.0},
-    "simulation": {"n_steps": 40, "save_interval": 10},
+    "simulation": {"n_steps": 40, "save_interval": 10, "n_replicas": 2},
     "analysis": {"rdf_r_max": 6.0},
     "lrp": {"n_frames": 2, "output_beads": 8, "r_edges": [2.0, 4.0, 10]},
 }
@@ -44,6 +44,28 @@ def test_water_pipeline_tiny(tmp_path):
     body = lrp["relevance_by_body_order_kcal_mol_mean"]
     assert abs(sum(body.values()) - cons["sum_walk_relevance"]) < 1e-6 * max(1, abs(cons["sum_walk_relevance"]))
     assert summ["reference"]["n_frames"] == 20 and summ["map"]["n_beads"] == 64
+    # two replicas in one batched pass, one DCD each; the analysis reads both
+    assert summ["simulate"]["trajectories"] == ["trajectory_r00.dcd", "trajectory_r01.dcd"]
+    assert summ["analyse"]["n_frames_cg"] == 2 * summ["simulate"]["n_frames"] == 8
+
+    # export as a pretrained folder and load it back
+    import torch
+
+    from cgexplain.models import load_model
+    from cgexplain.pretrained import MAX_BYTES, export_pretrained, load_pretrained, plot_pretrained_relevance
+
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        export_pretrained(tmp_path / "nothing", tmp_path / "pre")
+    export_pretrained(run, tmp_path / "pre", note="tiny test")
+    assert sum(f.stat().st_size for f in (tmp_path / "pre").iterdir()) < MAX_BYTES
+    model, meta, res = load_pretrained(tmp_path / "pre")
+    ref_model, _ = load_model(run / "model")
+    for (k, a), (_, b) in zip(model.state_dict().items(), ref_model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert res["training"] == summ["train"] and res["provenance"]["note"] == "tiny test"
+    assert np.array_equal(res["nbody"]["body_sum_per_frame"], np.load(run / "lrp" / "nbody_statistics.npz")["body_sum_per_frame"])
+    plot_pretrained_relevance(res, "tiny", tmp_path / "pre_fig")
+    assert (tmp_path / "pre_fig_2body.png").stat().st_size > 1000
     # a second run reuses every finished stage
     s2 = run_all(cfg, run, progress=False)
     assert s2["analyse"] == s["analyse"]

@@ -1,0 +1,116 @@
+"""Pretrained models shipped in ``systems/<name>/pretrained/``: export from a run, load, compare.
+
+A pretrained folder holds only plain files (no pickled objects):
+
+- ``model.pt`` (state_dict) and ``model.json`` (architecture, cutoff, bead types, units);
+- ``training.json`` (settings, validation force MAE/RMSE in kcal/mol/Å) and ``training_log.csv``
+  (Lightning's per-epoch metrics);
+- ``structure.npz`` and ``analysis.json`` (RDF, ADF and q of the model's CG simulation against the
+  mapped reference, and the comparison numbers);
+- ``nbody_statistics.npz`` and ``lrp.json`` (walk relevances binned over distance and angle and
+  summed per body order, over the run's explained frames);
+- ``provenance.json``: how the model was made (profile, settings, machine, date, wall times).
+
+The whole folder is kept under 5 MB.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import read_json, write_json
+
+__all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained", "plot_pretrained_relevance"]
+
+MAX_BYTES = 5 * 1024 * 1024
+
+_FILES = {  # name in the pretrained folder: path in the run folder
+    "model.pt": "model/model.pt",
+    "model.json": "model/model.json",
+    "training.json": "model/training.json",
+    "training_log.csv": "model/log/version_0/metrics.csv",
+    "structure.npz": "analysis/structure.npz",
+    "analysis.json": "analysis/analysis.json",
+    "nbody_statistics.npz": "lrp/nbody_statistics.npz",
+    "lrp.json": "lrp/lrp.json",
+}
+
+
+def export_pretrained(run_dir, dest, note: str = "") -> dict:
+    """Copy a finished run's model and its results into a pretrained folder ``dest``.
+
+    run_dir: a run folder in which every stage has finished (``summary.json`` present).
+    Writes the files listed in the module docstring into ``dest`` (replaced as a whole, via a
+    temporary folder, so an interrupted export leaves the old folder intact) and returns the
+    provenance dict. Raises FileNotFoundError naming the first missing run file, and ValueError
+    if the folder would exceed :data:`MAX_BYTES`.
+    """
+    run, dest = Path(run_dir), Path(dest)
+    missing = [rel for rel in ["summary.json", *_FILES.values()] if not (run / rel).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run}: {missing[0]} missing; finish the run first (cgexplain run ...)")
+    summary = read_json(run / "summary.json")
+    tmp = dest.parent / f".{dest.name}.exporting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, rel in _FILES.items():
+        shutil.copyfile(run / rel, tmp / name)
+    prov = {
+        "system": summary.get("system"), "profile": summary.get("profile"), "run_folder": str(run),
+        "exported": datetime.date.today().isoformat(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "wall_time_s": summary.get("wall_time_s"),
+        "reference": {k: summary.get("reference", {}).get(k) for k in ("settings", "n_frames", "check")},
+        "training": summary.get("train"), "simulation": summary.get("simulate"),
+        "note": note,
+    }
+    write_json(tmp / "provenance.json", prov)
+    size = sum(p.stat().st_size for p in tmp.iterdir())
+    if size > MAX_BYTES:
+        shutil.rmtree(tmp)
+        raise ValueError(f"pretrained folder would be {size / 1e6:.1f} MB > {MAX_BYTES / 1e6:.1f} MB")
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return prov
+
+
+def load_pretrained(path, map_location: str = "cpu") -> tuple:
+    """Load a pretrained folder. Returns (model, meta, results): the schnetpack model in eval
+    mode, its JSON, and a dict with ``training``, ``analysis``, ``lrp``, ``provenance`` (JSON) and
+    ``structure``, ``nbody`` (dicts of arrays from the npz files). Raises FileNotFoundError
+    naming a missing file."""
+    from .models import load_model
+
+    d = Path(path)
+    model, meta = load_model(d, map_location=map_location)
+    res = {k: read_json(d / f"{k}.json") for k in ("training", "analysis", "lrp", "provenance")}
+    for key, name in (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz")):
+        with np.load(d / name) as z:
+            res[key] = {k: z[k] for k in z.files}
+    return model, meta, res
+
+
+def plot_pretrained_relevance(results: dict, title: str = "", path_prefix=None):
+    """Redraw the two standard relevance figures of a pretrained folder: 2-body relevance against
+    distance over the CG RDF, and 3-body relevance against angle over the CG ADF (publication
+    Figure 2), per-frame normalised curves with their standard errors. Returns the two figures
+    (written to ``<path_prefix>_2body.png`` / ``_3body.png`` if given)."""
+    from .plotting import plot_relevance_over
+
+    s, st = results["structure"], results["nbody"]
+    norm = results["lrp"].get("normalise", "mean_abs")
+    suf = "norm" if norm != "none" else "raw"
+    unit = "relevance / mean |R|" if norm == "mean_abs" else ("relevance (normalised)" if norm != "none" else "relevance (kcal/mol)")
+    p2 = None if path_prefix is None else Path(f"{path_prefix}_2body.png")
+    p3 = None if path_prefix is None else Path(f"{path_prefix}_3body.png")
+    f2 = plot_relevance_over(st[f"two_{suf}_centers"], st[f"two_{suf}_mean"], st[f"two_{suf}_sem"], s["cg_r"], s["cg_g"], "r (Å)",
+                             "g(r), CG model", f"2-body {unit}", p2, title=f"{title}: 2-body relevance vs distance")
+    f3 = plot_relevance_over(st[f"three_{suf}_centers"], st[f"three_{suf}_mean"], st[f"three_{suf}_sem"], s["cg_theta"], s["cg_p"],
+                             "θ (degrees)", "ADF, CG model", f"3-body {unit}", p3, title=f"{title}: 3-body relevance vs angle")
+    return f2, f3
