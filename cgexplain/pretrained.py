@@ -25,7 +25,7 @@ import numpy as np
 
 from .fileio import read_json, write_json
 
-__all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained", "plot_pretrained_relevance"]
+__all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained", "plot_pretrained_relevance", "plot_relevance_comparison"]
 
 MAX_BYTES = 5 * 1024 * 1024
 
@@ -114,3 +114,39 @@ def plot_pretrained_relevance(results: dict, title: str = "", path_prefix=None):
     f3 = plot_relevance_over(st[f"three_{suf}_centers"], st[f"three_{suf}_mean"], st[f"three_{suf}_sem"], s["cg_theta"], s["cg_p"],
                              "θ (degrees)", "ADF, CG model", f"3-body {unit}", p3, title=f"{title}: 3-body relevance vs angle")
     return f2, f3
+
+
+def plot_relevance_comparison(stats: dict, structure: dict, kind: str = "two", path=None, title: str = ""):
+    """Overlay the binned per-frame-normalised relevance curves of several models.
+
+    stats: {label: nbody statistics dict (from ``nbody_statistics.npz``)}; structure: a
+    ``structure.npz`` dict whose CG RDF (kind "two") or ADF (kind "three") is shaded behind;
+    kind: "two" (2-body relevance against distance, Å) or "three" (3-body against angle,
+    degrees). Curves are the 'norm' statistics (relevance / the frame's mean |R|), so models with
+    different energy scales compare by shape. Returns the figure (saved to ``path`` if given).
+    Raises ValueError for another kind.
+    """
+    from .plotting import _plt, _save
+
+    if kind not in ("two", "three"):
+        raise ValueError(f"kind must be 'two' or 'three', got {kind!r}")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.8, 3.9))
+    ax2 = ax.twinx()
+    bx, by = (structure["cg_r"], structure["cg_g"]) if kind == "two" else (structure["cg_theta"], structure["cg_p"])
+    ax2.fill_between(bx, 0, by, color="0.88")
+    ax2.set_ylabel("g(r)" if kind == "two" else "ADF", color="0.4")
+    ax2.set_ylim(bottom=0)
+    for k, (label, st) in enumerate(stats.items()):
+        x, m, e = (np.asarray(st[f"{kind}_norm_{q}"]) for q in ("centers", "mean", "sem"))
+        ok = np.isfinite(m)
+        ax.plot(x[ok], m[ok], "o-", ms=3, color=f"C{3 + k}", label=label)
+        ax.fill_between(x[ok], m[ok] - np.nan_to_num(e[ok]), m[ok] + np.nan_to_num(e[ok]), color=f"C{3 + k}", alpha=0.2)
+    ax.axhline(0.0, color="k", lw=0.7)
+    ax.set_zorder(ax2.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.set(xlabel="r (Å)" if kind == "two" else "θ (degrees)", ylabel=f"{'2' if kind == 'two' else '3'}-body relevance / mean |R|", title=title)
+    ax.legend(frameon=False, fontsize=8)
+    if path:
+        _save(fig, path)
+    return fig

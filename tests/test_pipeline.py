@@ -66,6 +66,12 @@ def test_water_pipeline_tiny(tmp_path):
     assert np.array_equal(res["nbody"]["body_sum_per_frame"], np.load(run / "lrp" / "nbody_statistics.npz")["body_sum_per_frame"])
     plot_pretrained_relevance(res, "tiny", tmp_path / "pre_fig")
     assert (tmp_path / "pre_fig_2body.png").stat().st_size > 1000
+    from cgexplain.pretrained import plot_relevance_comparison
+
+    plot_relevance_comparison({"a": res["nbody"], "b": res["nbody"]}, res["structure"], "three", tmp_path / "cmp.png")
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="kind"):
+        plot_relevance_comparison({"a": res["nbody"]}, res["structure"], "four")
     # a second run reuses every finished stage
     s2 = run_all(cfg, run, progress=False)
     assert s2["analyse"] == s["analyse"]
