@@ -14,7 +14,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["VerletList"]
+__all__ = ["VerletList", "replica_cells"]
+
+
+def replica_cells(cells, n_replicas: int) -> np.ndarray:
+    """Cells of R replicas as an (R, 3, 3) float64 array (Å, vectors as rows) from None (not
+    periodic: zeros), one (3, 3) cell shared by all, or (R, 3, 3). Raises ValueError for another
+    shape."""
+    R = int(n_replicas)
+    c = np.zeros((R, 3, 3)) if cells is None else np.asarray(cells, dtype=np.float64)
+    if c.shape == (3, 3):
+        c = np.repeat(c[None], R, axis=0)
+    if c.shape != (R, 3, 3):
+        raise ValueError(f"cells has shape {c.shape}; expected (3, 3) or ({R}, 3, 3)")
+    return c
 
 
 class VerletList:
@@ -40,12 +53,7 @@ class VerletList:
         if skin < 0:
             raise ValueError(f"Verlet skin must be >= 0 Å, got {skin}")
         self.cutoff, self.skin, self.R = float(cutoff), float(skin), int(n_replicas)
-        c = np.zeros((self.R, 3, 3)) if cells is None else np.asarray(cells, dtype=np.float64)
-        if c.shape == (3, 3):
-            c = np.repeat(c[None], self.R, axis=0)
-        if c.shape != (self.R, 3, 3):
-            raise ValueError(f"cells has shape {c.shape}; expected (3, 3) or ({self.R}, 3, 3)")
-        self.cells = c
+        c = self.cells = replica_cells(cells, self.R)
         self.periodic = np.abs(c).sum(axis=(1, 2)) > 0
         self.device, self.dtype = device, dtype
         self.n_builds = 0  # replica list builds, for statistics

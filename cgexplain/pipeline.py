@@ -219,9 +219,8 @@ def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
         ks = np.linspace(0, nf - 1, s.n_replicas).round().astype(int).tolist()
     if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
         raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
-    x0, c0 = traj.positions[ks], traj.cells[ks]
-    return run_simulation(model, meta, run / "cg" / "topology.pdb", x0[0] if s.n_replicas == 1 else x0, traj.bead_types,
-                          traj.bead_masses, c0[0] if s.n_replicas == 1 else c0, s, d, progress=progress)
+    return run_simulation(model, meta, run / "cg" / "topology.pdb", traj.positions[ks], traj.bead_types, traj.bead_masses,
+                          traj.cells[ks], s, d, progress=progress)
 
 
 def _cg_frames(run):

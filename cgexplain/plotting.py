@@ -7,7 +7,8 @@ import numpy as np
 
 from .fileio import atomic_path
 
-__all__ = ["plot_rdf", "plot_adf", "plot_distribution", "plot_relevance_over"]
+__all__ = ["plot_rdf", "plot_adf", "plot_distribution", "plot_relevance_curves", "plot_relevance_over", "plot_nbody_relevance",
+           "relevance_unit"]
 
 
 def _plt():
@@ -65,24 +66,60 @@ def plot_distribution(x, curves: dict, xlabel: str, ylabel: str, path: str | Pat
     return fig
 
 
-def plot_relevance_over(x, mean, sem, bg_x, bg_y, xlabel: str, bg_label: str, rel_label: str, path: str | Path | None = None, title: str = ""):
-    """Binned mean relevance (with ±SEM band) on the left axis, over a structural curve (RDF or
-    ADF, shaded) on the right axis. Empty bins (NaN) are left out."""
+def plot_relevance_curves(curves: dict, bg_x, bg_y, xlabel: str, bg_label: str, rel_label: str, path: str | Path | None = None,
+                          title: str = ""):
+    """Binned mean relevance curves ({label: (x, mean, sem or None)}, each with a ±SEM band) on the
+    left axis, over a structural curve (RDF or ADF, shaded) on the right axis. Empty bins (NaN)
+    are left out; a legend is drawn for more than one curve. Returns the figure."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.8, 3.9))
     ax2 = ax.twinx()
     ax2.fill_between(bg_x, 0, bg_y, color="0.85", label=bg_label)
     ax2.set_ylabel(bg_label, color="0.4")
     ax2.set_ylim(bottom=0)
-    ok = np.isfinite(mean)
-    ax.plot(np.asarray(x)[ok], np.asarray(mean)[ok], "o-", ms=3, color="C3", label=rel_label)
-    if sem is not None:
-        s = np.nan_to_num(np.asarray(sem)[ok])
-        ax.fill_between(np.asarray(x)[ok], np.asarray(mean)[ok] - s, np.asarray(mean)[ok] + s, color="C3", alpha=0.25)
+    for k, (label, (x, mean, sem)) in enumerate(curves.items()):
+        x, mean = np.asarray(x), np.asarray(mean)
+        ok = np.isfinite(mean)
+        ax.plot(x[ok], mean[ok], "o-", ms=3, color=f"C{3 + k}", label=label)
+        if sem is not None:
+            e = np.nan_to_num(np.asarray(sem)[ok])
+            ax.fill_between(x[ok], mean[ok] - e, mean[ok] + e, color=f"C{3 + k}", alpha=0.25)
     ax.axhline(0.0, color="k", lw=0.7)
     ax.set_zorder(ax2.get_zorder() + 1)
     ax.patch.set_visible(False)
     ax.set(xlabel=xlabel, ylabel=rel_label, title=title)
+    if len(curves) > 1:
+        ax.legend(frameon=False, fontsize=8)
     if path:
         _save(fig, path)
     return fig
+
+
+def plot_relevance_over(x, mean, sem, bg_x, bg_y, xlabel: str, bg_label: str, rel_label: str, path: str | Path | None = None, title: str = ""):
+    """Binned mean relevance (with ±SEM band) on the left axis, over a structural curve (RDF or
+    ADF, shaded) on the right axis. Empty bins (NaN) are left out."""
+    return plot_relevance_curves({rel_label: (x, mean, sem)}, bg_x, bg_y, xlabel, bg_label, rel_label, path, title)
+
+
+def relevance_unit(normalise: str) -> str:
+    """Axis label of relevance curves under a per-frame normalisation ('mean_abs', 'sum_abs', 'none')."""
+    if normalise == "mean_abs":
+        return "relevance / mean |R|"
+    return "relevance (normalised)" if normalise != "none" else "relevance (kcal/mol)"
+
+
+def plot_nbody_relevance(stats: dict, structure: dict, normalise: str, title: str = "", path_2body=None, path_3body=None):
+    """The two standard figures (publication Figure 2): 2-body relevance against distance over the
+    CG RDF, and 3-body relevance against angle over the CG ADF.
+
+    stats: ``nbody_statistics.npz`` arrays; structure: ``structure.npz`` arrays; normalise: the
+    per-frame normalisation of the run ('none' plots the raw kcal/mol statistics). Returns the two
+    figures, saved to the paths given."""
+    suf, unit = ("norm" if normalise != "none" else "raw"), relevance_unit(normalise)
+    f2 = plot_relevance_over(stats[f"two_{suf}_centers"], stats[f"two_{suf}_mean"], stats[f"two_{suf}_sem"], structure["cg_r"],
+                             structure["cg_g"], "r (Å)", "g(r), CG model", f"2-body {unit}", path_2body,
+                             title=f"{title}: 2-body relevance vs distance")
+    f3 = plot_relevance_over(stats[f"three_{suf}_centers"], stats[f"three_{suf}_mean"], stats[f"three_{suf}_sem"], structure["cg_theta"],
+                             structure["cg_p"], "θ (degrees)", "ADF, CG model", f"3-body {unit}", path_3body,
+                             title=f"{title}: 3-body relevance vs angle")
+    return f2, f3

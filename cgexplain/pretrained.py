@@ -101,19 +101,10 @@ def plot_pretrained_relevance(results: dict, title: str = "", path_prefix=None):
     distance over the CG RDF, and 3-body relevance against angle over the CG ADF (publication
     Figure 2), per-frame normalised curves with their standard errors. Returns the two figures
     (written to ``<path_prefix>_2body.png`` / ``_3body.png`` if given)."""
-    from .plotting import plot_relevance_over
+    from .plotting import plot_nbody_relevance
 
-    s, st = results["structure"], results["nbody"]
-    norm = results["lrp"].get("normalise", "mean_abs")
-    suf = "norm" if norm != "none" else "raw"
-    unit = "relevance / mean |R|" if norm == "mean_abs" else ("relevance (normalised)" if norm != "none" else "relevance (kcal/mol)")
-    p2 = None if path_prefix is None else Path(f"{path_prefix}_2body.png")
-    p3 = None if path_prefix is None else Path(f"{path_prefix}_3body.png")
-    f2 = plot_relevance_over(st[f"two_{suf}_centers"], st[f"two_{suf}_mean"], st[f"two_{suf}_sem"], s["cg_r"], s["cg_g"], "r (Å)",
-                             "g(r), CG model", f"2-body {unit}", p2, title=f"{title}: 2-body relevance vs distance")
-    f3 = plot_relevance_over(st[f"three_{suf}_centers"], st[f"three_{suf}_mean"], st[f"three_{suf}_sem"], s["cg_theta"], s["cg_p"],
-                             "θ (degrees)", "ADF, CG model", f"3-body {unit}", p3, title=f"{title}: 3-body relevance vs angle")
-    return f2, f3
+    paths = (None, None) if path_prefix is None else (Path(f"{path_prefix}_2body.png"), Path(f"{path_prefix}_3body.png"))
+    return plot_nbody_relevance(results["nbody"], results["structure"], results["lrp"].get("normalise", "mean_abs"), title, *paths)
 
 
 def plot_relevance_comparison(stats: dict, structure: dict, kind: str = "two", path=None, title: str = ""):
@@ -126,27 +117,11 @@ def plot_relevance_comparison(stats: dict, structure: dict, kind: str = "two", p
     different energy scales compare by shape. Returns the figure (saved to ``path`` if given).
     Raises ValueError for another kind.
     """
-    from .plotting import _plt, _save
+    from .plotting import plot_relevance_curves
 
     if kind not in ("two", "three"):
         raise ValueError(f"kind must be 'two' or 'three', got {kind!r}")
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.8, 3.9))
-    ax2 = ax.twinx()
-    bx, by = (structure["cg_r"], structure["cg_g"]) if kind == "two" else (structure["cg_theta"], structure["cg_p"])
-    ax2.fill_between(bx, 0, by, color="0.88")
-    ax2.set_ylabel("g(r)" if kind == "two" else "ADF", color="0.4")
-    ax2.set_ylim(bottom=0)
-    for k, (label, st) in enumerate(stats.items()):
-        x, m, e = (np.asarray(st[f"{kind}_norm_{q}"]) for q in ("centers", "mean", "sem"))
-        ok = np.isfinite(m)
-        ax.plot(x[ok], m[ok], "o-", ms=3, color=f"C{3 + k}", label=label)
-        ax.fill_between(x[ok], m[ok] - np.nan_to_num(e[ok]), m[ok] + np.nan_to_num(e[ok]), color=f"C{3 + k}", alpha=0.2)
-    ax.axhline(0.0, color="k", lw=0.7)
-    ax.set_zorder(ax2.get_zorder() + 1)
-    ax.patch.set_visible(False)
-    ax.set(xlabel="r (Å)" if kind == "two" else "θ (degrees)", ylabel=f"{'2' if kind == 'two' else '3'}-body relevance / mean |R|", title=title)
-    ax.legend(frameon=False, fontsize=8)
-    if path:
-        _save(fig, path)
-    return fig
+    curves = {label: tuple(st[f"{kind}_norm_{q}"] for q in ("centers", "mean", "sem")) for label, st in stats.items()}
+    if kind == "two":
+        return plot_relevance_curves(curves, structure["cg_r"], structure["cg_g"], "r (Å)", "g(r)", "2-body relevance / mean |R|", path, title)
+    return plot_relevance_curves(curves, structure["cg_theta"], structure["cg_p"], "θ (degrees)", "ADF", "3-body relevance / mean |R|", path, title)

@@ -27,6 +27,7 @@ import torch
 from . import units
 from .config import settings_from_dict
 from .fileio import read_json, save_npz, write_json
+from .neighbors import VerletList, replica_cells
 
 __all__ = ["SimulationError", "SimSettings", "CGForceField", "AsyncFrameWriter", "langevin", "run_simulation",
            "kinetic_temperature", "replica_generators", "trajectory_paths"]
@@ -83,8 +84,6 @@ class CGForceField:
 
     def __init__(self, model, types, cells, cutoff, skin=1.0, n_replicas=1, device=None):
         import schnetpack.properties as P
-
-        from .neighbors import VerletList
 
         p = next(model.parameters(), None)
         self.device = torch.device(device) if device is not None else (p.device if p is not None else torch.device("cpu"))
@@ -209,10 +208,8 @@ def langevin(model, positions, types, masses, cell, cutoff, settings: SimSetting
     R, n = x0.shape[:2]
     if len(types) != n or len(masses) != n:
         raise ValueError(f"positions have {n} beads but types has {len(types)} and masses {len(masses)}")
-    cells = np.zeros((R, 3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
-    cells = np.repeat(cells[None], R, axis=0) if cells.shape == (3, 3) else cells
-    ff = CGForceField(model, types, cells, cutoff, skin=getattr(settings, "skin", 0.0), n_replicas=R,
-                      device=getattr(settings, "device", None))
+    ff = CGForceField(model, types, cell, cutoff, skin=settings.skin, n_replicas=R, device=settings.device)
+    cells = ff.nl.cells
     dev = ff.device
     m_np = np.asarray(masses, dtype=np.float64)
     m = torch.as_tensor(m_np, device=dev)[None, :, None]
@@ -325,8 +322,7 @@ def run_simulation(model, meta: dict, topology_pdb: str | Path, start_positions,
     x0 = x0[None] if x0.ndim == 2 else x0
     if x0.shape[0] != R:
         raise ValueError(f"{x0.shape[0]} start configurations for n_replicas={R}")
-    cells = np.zeros((R, 3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
-    cells = np.repeat(cells[None], R, axis=0) if cells.shape == (3, 3) else cells
+    cells = replica_cells(cell, R)
     cutoff = float(meta["hparams"]["cutoff"])
     u = mda.Universe(str(topology_pdb))
     dims = [triclinic_box(*c) if np.abs(c).sum() > 0 else None for c in cells]
@@ -360,7 +356,7 @@ def run_simulation(model, meta: dict, topology_pdb: str | Path, start_positions,
 
     try:
         start = x0[0] if R == 1 else x0
-        final = langevin(model, start, types, masses, cells[0] if R == 1 else cells, cutoff, settings, writer=writer,
+        final = langevin(model, start, types, masses, cells, cutoff, settings, writer=writer,
                          state=state, on_checkpoint=save_ckpt, progress=progress)
     finally:
         try:

@@ -28,6 +28,24 @@ def water_universe(n_mol=4, box=8.0, seed=0):
     return u
 
 
+def harmonic_frames(n_frames=12, n=16, L=7.0, seed=0, mass=16.0):
+    """Toy CG frames (a MappedTrajectory) in a periodic cube of side L Å: uniform random beads with
+    harmonic pair forces (rest length 2 Å, cutoff 3 Å), so a model has something real to fit."""
+    from cgexplain.mapping import MappedTrajectory
+
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0, L, (n_frames, n, 3)).astype(np.float32)
+    frc = np.zeros_like(pos)
+    for f in range(n_frames):
+        d = pos[f][None] - pos[f][:, None]
+        d -= L * np.round(d / L)
+        r = np.linalg.norm(d, axis=-1) + np.eye(n)
+        w = np.where((r < 3.0) & (r > 0), (r - 2.0) / r, 0.0)
+        frc[f] = (w[..., None] * d).sum(1)
+    cells = np.repeat(np.eye(3)[None] * L, n_frames, 0).astype(np.float32)
+    return MappedTrajectory(pos, frc, cells, np.ones(n, int), np.full(n, mass))
+
+
 @pytest.fixture
 def small_water(tmp_path):
     """Write a 4-molecule water PDB + TRR (3 frames, random forces); returns paths and arrays."""

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from cgexplain.distributed import Ranks, is_main_process, launcher_ranks
+from conftest import harmonic_frames
 
 
 def _run(cmd, env=None, timeout=240, cwd=None):
@@ -29,16 +30,6 @@ def _run(cmd, env=None, timeout=240, cwd=None):
 def _tiny_system(tmp_path, name, batch_size, n_frames=16, n=16, L=7.0):
     """A system folder (system.yaml) and a run folder holding cg/mapped.npz + cg/mapping.json of
     toy frames with harmonic pair forces."""
-    from cgexplain.mapping import MappedTrajectory
-
-    rng = np.random.default_rng(0)
-    pos = rng.uniform(0, L, (n_frames, n, 3)).astype(np.float32)
-    frc = np.zeros_like(pos)
-    for f in range(n_frames):
-        d = pos[f][None] - pos[f][:, None]
-        d -= L * np.round(d / L)
-        r = np.linalg.norm(d, axis=-1) + np.eye(n)
-        frc[f] = (np.where((r < 3.0) & (r > 0), (r - 2.0) / r, 0.0)[..., None] * d).sum(1)
     sysdir = tmp_path / f"sys_{name}"
     sysdir.mkdir()
     (sysdir / "system.yaml").write_text(
@@ -46,7 +37,7 @@ def _tiny_system(tmp_path, name, batch_size, n_frames=16, n=16, L=7.0):
         f"training: {{epochs: 3, batch_size: {batch_size}, lr: 0.005, val_fraction: 0.25, seed: 3}}\nprofiles: {{quick: {{}}}}\n")
     cg = tmp_path / f"run_{name}" / "cg"
     cg.mkdir(parents=True)
-    MappedTrajectory(pos, frc, np.repeat(np.eye(3)[None] * L, n_frames, 0).astype(np.float32), np.ones(n, int), np.full(n, 18.0)).save(cg / "mapped.npz")
+    harmonic_frames(n_frames, n, L, seed=0, mass=18.0).save(cg / "mapped.npz")
     (cg / "mapping.json").write_text(json.dumps({"type_table": {"W": 1}}))
     return sysdir, cg.parent
 

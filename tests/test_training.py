@@ -1,24 +1,15 @@
 import numpy as np
 import torch
 
-from cgexplain.mapping import MappedTrajectory, write_cg_dataset
+from cgexplain.mapping import write_cg_dataset
 from cgexplain.models import load_model
 from cgexplain.training import TrainSettings, train
+from conftest import harmonic_frames
 
 
 def _dataset(tmp_path, n_frames=12, n=16, L=7.0, seed=0):
-    """Toy CG data: harmonic pair forces, so the model has something real to fit."""
-    rng = np.random.default_rng(seed)
-    pos = rng.uniform(0, L, (n_frames, n, 3)).astype(np.float32)
-    frc = np.zeros_like(pos)
-    for f in range(n_frames):
-        d = pos[f][None] - pos[f][:, None]
-        d -= L * np.round(d / L)
-        r = np.linalg.norm(d, axis=-1) + np.eye(n)
-        w = np.where((r < 3.0) & (r > 0), (r - 2.0) / r, 0.0)
-        frc[f] = (w[..., None] * d).sum(1)
-    t = MappedTrajectory(pos, frc, np.repeat(np.eye(3)[None] * L, n_frames, 0).astype(np.float32), np.ones(n, int), np.full(n, 16.0))
-    return write_cg_dataset(tmp_path / "d.db", t, progress=False)
+    """Toy CG data (harmonic pair forces) as an ASEAtomsData file."""
+    return write_cg_dataset(tmp_path / "d.db", harmonic_frames(n_frames, n, L, seed), progress=False)
 
 
 HP = {"representation": "painn", "n_atom_basis": 8, "n_interactions": 2, "cutoff": 3.0, "n_rbf": 8}

@@ -96,7 +96,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     Raises ValueError for workers < 1, workers > 1 together with launcher ranks, or workers > 1
     with a model object instead of a folder; RuntimeError if another rank failed.
     """
-    from .spread import rank_device, record_failure, run_workers, share, wait_for_frames
+    from .spread import failure_marker, rank_device, record_failure, run_workers, share, wait_for_frames
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,8 +125,6 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
             model = model.to(rank_device(device, 0 if ranks is None else ranks.local_rank))
         if world > 1 and ranks.rank != 0:
             ks = share(len(positions), ranks.rank, world)
-            from .spread import failure_marker
-
             failure_marker(out, ranks.rank).unlink(missing_ok=True)
             try:
                 compute_frames(model, *args, ks=ks, progress=False)
@@ -164,13 +162,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     }
     write_json(out / "lrp.json", summary)
     if figures is not None and structure is not None and Path(structure).exists():
-        from ..plotting import plot_relevance_over
+        from ..plotting import plot_nbody_relevance
 
-        s = np.load(structure)
-        suf = "norm" if norm != "none" else "raw"
-        unit = "relevance / mean |R|" if norm == "mean_abs" else ("relevance (normalised)" if norm != "none" else "relevance (kcal/mol)")
-        plot_relevance_over(stats[f"two_{suf}_centers"], stats[f"two_{suf}_mean"], stats[f"two_{suf}_sem"], s["cg_r"], s["cg_g"],
-                            "r (Å)", "g(r), CG model", f"2-body {unit}", Path(figures) / "relevance_2body.png", title=f"{title}: 2-body relevance vs distance")
-        plot_relevance_over(stats[f"three_{suf}_centers"], stats[f"three_{suf}_mean"], stats[f"three_{suf}_sem"], s["cg_theta"], s["cg_p"],
-                            "θ (degrees)", "ADF, CG model", f"3-body {unit}", Path(figures) / "relevance_3body.png", title=f"{title}: 3-body relevance vs angle")
+        plot_nbody_relevance(stats, np.load(structure), norm, title, Path(figures) / "relevance_2body.png", Path(figures) / "relevance_3body.png")
     return summary
