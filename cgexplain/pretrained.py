@@ -33,7 +33,7 @@ _FILES = {  # name in the pretrained folder: path in the run folder
     "model.pt": "model/model.pt",
     "model.json": "model/model.json",
     "training.json": "model/training.json",
-    "training_log.csv": "model/log/version_0/metrics.csv",
+    "training_log.csv": "model/training_log.csv",  # older runs: merged from model/log/version_*
     "structure.npz": "analysis/structure.npz",
     "analysis.json": "analysis/analysis.json",
     "nbody_statistics.npz": "lrp/nbody_statistics.npz",
@@ -50,8 +50,12 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     provenance dict. Raises FileNotFoundError naming the first missing run file, and ValueError
     if the folder would exceed :data:`MAX_BYTES`.
     """
+    from .training import merge_training_logs
+
     run, dest = Path(run_dir), Path(dest)
-    missing = [rel for rel in ["summary.json", *_FILES.values()] if not (run / rel).exists()]
+    merged_log = not (run / _FILES["training_log.csv"]).exists()
+    missing = [rel for rel in ["summary.json", *_FILES.values()]
+               if not (run / rel).exists() and not (merged_log and rel == _FILES["training_log.csv"])]
     if missing:
         raise FileNotFoundError(f"{run}: {missing[0]} missing; finish the run first (cgexplain run ...)")
     summary = read_json(run / "summary.json")
@@ -59,7 +63,10 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, rel in _FILES.items():
-        shutil.copyfile(run / rel, tmp / name)
+        if merged_log and name == "training_log.csv":
+            merge_training_logs(run / "model" / "log", tmp / name)
+        else:
+            shutil.copyfile(run / rel, tmp / name)
     prov = {
         "system": summary.get("system"), "profile": summary.get("profile"), "run_folder": str(run),
         "exported": datetime.date.today().isoformat(),

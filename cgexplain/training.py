@@ -32,7 +32,7 @@ from .config import settings_from_dict
 from .fileio import read_json, save_npz, write_json
 from .models import build_model, save_model
 
-__all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces"]
+__all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces", "merge_training_logs"]
 
 DATA_PATHS = ("cached", "schnetpack")
 
@@ -266,13 +266,15 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
     task = ForceMatching(model_hparams, lr=settings.lr)
     ckpt_dir = out / "checkpoints"
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_last=True, save_weights_only=False)
+    last = ckpt_dir / "last.ckpt"
+    # Lightning's CSVLogger deletes an existing metrics.csv, so a resumed run logs to a new version
+    log_version = len(list((out / "log").glob("version_*"))) if last.exists() else 0
     trainer = pl.Trainer(
         max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
         strategy=_strategy(settings), use_distributed_sampler=False, callbacks=[best_cb],
-        logger=CSVLogger(str(out), name="log", version=0), inference_mode=False,
+        logger=CSVLogger(str(out), name="log", version=log_version), inference_mode=False,
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
     )
-    last = ckpt_dir / "last.ckpt"
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     if not trainer.is_global_zero:
         return {"global_rank": int(trainer.global_rank), "world_size": int(trainer.world_size)}
@@ -296,5 +298,43 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
         "units": "kcal/mol/Angstrom",
     }
     save_model(model, model_hparams, out, extra={"training": result, **(extra_meta or {})})
+    merge_training_logs(out / "log", out / "training_log.csv")
     write_json(out / "training.json", result)
     return result
+
+
+def merge_training_logs(log_dir: str | Path, dest: str | Path) -> int:
+    """Merge the CSV logs of a training that was resumed into one ``dest`` CSV; return its rows.
+
+    log_dir: Lightning ``CSVLogger`` folder with ``version_0/metrics.csv``, ``version_1/...``, one
+    per start of the run (the first, then each resume). A resume restarts from the last finished
+    epoch, so rows of a version at or after the first step logged by the next version were rolled
+    back and are dropped. Columns are the union over versions, rows sorted by (step, epoch).
+    Written atomically. Raises FileNotFoundError when ``log_dir`` holds no ``metrics.csv``.
+    """
+    import csv
+    import io
+
+    from .fileio import atomic_path
+
+    files = sorted(Path(log_dir).glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1]))
+    if not files:
+        raise FileNotFoundError(f"{log_dir}: no version_*/metrics.csv to merge")
+    rows: list[dict] = []
+    cols: list[str] = []
+    for f in files:
+        with open(f, newline="") as fh:
+            new = list(csv.DictReader(fh))
+        cols += [c for c in (new[0].keys() if new else []) if c not in cols]
+        if new:
+            first = min(int(r["step"]) for r in new)
+            rows = [r for r in rows if int(r["step"]) < first]
+        rows += new
+    rows.sort(key=lambda r: (int(r["step"]), int(r["epoch"])))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    with atomic_path(dest) as tmp:
+        Path(tmp).write_text(buf.getvalue())
+    return len(rows)
