@@ -16,7 +16,7 @@ import yaml
 
 __all__ = ["load_system", "section_hash", "settings_from_dict", "SECTIONS"]
 
-SECTIONS = ("reference", "mapping", "model", "training", "simulation", "analysis", "lrp")
+SECTIONS = ("reference", "mapping", "priors", "model", "training", "simulation", "analysis", "lrp")
 
 
 def _merge(base: dict, over: dict) -> dict:

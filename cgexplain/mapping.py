@@ -25,6 +25,10 @@ from . import units
 from .fileio import atomic_path, save_npz
 
 __all__ = [
+    "AMINO_ACID_TYPES",
+    "RESIDUE_ALIASES",
+    "CAP_RESIDUES",
+    "amino_acid_name",
     "MappingError",
     "Mapping",
     "make_mapping",
@@ -35,6 +39,30 @@ __all__ = [
     "write_cg_dataset",
     "write_cg_topology",
 ]
+
+
+#: bead types of a one-bead-per-residue protein model: the 20 standard residues, alphabetical
+#: three-letter codes -> 1..20. A mutation changes only this integer.
+AMINO_ACID_TYPES = {name: k + 1 for k, name in enumerate(sorted(
+    ["ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
+     "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL"]))}
+
+#: force-field residue variants (protonation states, disulfides) -> the standard name
+RESIDUE_ALIASES = {"HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HSD": "HIS", "HSE": "HIS", "HSP": "HIS",
+                   "CYX": "CYS", "CYM": "CYS", "ASH": "ASP", "GLH": "GLU", "LYN": "LYS"}
+
+#: terminal caps and the neighbour residue they join (-1 the previous, +1 the next)
+CAP_RESIDUES = {"ACE": +1, "NME": -1, "NHE": -1, "NH2": -1}
+
+
+def amino_acid_name(name: str) -> str:
+    """The standard three-letter name of a residue name (``HIE`` -> ``HIS``). Raises MappingError
+    for a name that is neither standard nor a known variant, listing the allowed names."""
+    n = RESIDUE_ALIASES.get(str(name).upper(), str(name).upper())
+    if n not in AMINO_ACID_TYPES:
+        raise MappingError(f"residue name {name!r} is not a standard amino acid; allowed: {', '.join(AMINO_ACID_TYPES)}"
+                           f" (and variants {', '.join(RESIDUE_ALIASES)})")
+    return n
 
 
 class MappingError(ValueError):
@@ -112,7 +140,8 @@ def make_mapping(
     atom_name: str | None = None,
     groups: Sequence[Sequence[int]] | None = None,
     bead_names: Sequence[str] | None = None,
-    type_table: dict | None = None,
+    type_table: dict | str | None = None,
+    merge_caps: bool = True,
 ) -> Mapping:
     """Build a :class:`Mapping` from an MDAnalysis Universe.
 
@@ -126,6 +155,11 @@ def make_mapping(
         bead_names: per-bead type names, or one name for every bead; default the residue name
             of the bead's first atom.
         type_table: name -> int (>= 1); default numbers the names in order of appearance.
+            ``"amino_acids"``: :data:`AMINO_ACID_TYPES`, with bead names made standard by
+            :func:`amino_acid_name` (``HIE`` -> ``HIS``).
+        merge_caps: with ``by="residue"``, put the atoms of a terminal cap (:data:`CAP_RESIDUES`,
+            e.g. the C-terminal amide ``NHE``) into the residue it is bonded to, so the force map
+            sums them with that residue (their bond constraints then cancel).
 
     Returns: Mapping.
     Raises: MappingError for unassigned atoms, atoms in two beads, an unknown ``method`` or
@@ -139,7 +173,15 @@ def make_mapping(
             except Exception as exc:  # no bonds in the topology
                 raise MappingError(f"by='fragment' needs bonds in the topology ({exc}); use by='residue'") from exc
         elif by == "residue":
-            groups = [r.atoms.indices for r in universe.residues]
+            groups = [list(r.atoms.indices) for r in universe.residues]
+            names_ = [r.resname for r in universe.residues]
+            if merge_caps:
+                for k in [k for k, n in enumerate(names_) if n in CAP_RESIDUES]:
+                    t = k + CAP_RESIDUES[names_[k]]
+                    if not 0 <= t < len(groups) or names_[t] in CAP_RESIDUES:
+                        raise MappingError(f"cap residue {names_[k]} {universe.residues[k].resid} has no residue to join")
+                    groups[t] = sorted(groups[t] + groups[k])
+                groups = [g for g, n in zip(groups, names_) if n not in CAP_RESIDUES]
         else:
             raise MappingError(f"unknown grouping by={by!r}; use 'fragment' or 'residue', or pass groups")
     groups = [np.asarray(g, dtype=int) for g in groups]
@@ -165,7 +207,14 @@ def make_mapping(
             C[b, hit[0]] = 1.0
         else:
             raise MappingError(f"unknown position map method={method!r}; use 'com', 'cog' or 'atom'")
-    resnames = [universe.atoms[g[0]].resname for g in groups]
+    all_res = universe.atoms.resnames
+    resnames = [next((all_res[i] for i in g if all_res[i] not in CAP_RESIDUES), all_res[g[0]]) for g in groups]
+    if isinstance(type_table, str):
+        if type_table != "amino_acids":
+            raise MappingError(f"type_table {type_table!r}: use 'amino_acids' or a name -> int mapping")
+        type_table = dict(AMINO_ACID_TYPES)
+        if bead_names is None:
+            bead_names = [amino_acid_name(r) for r in resnames]
     if isinstance(bead_names, str):
         bead_names = [bead_names] * n_beads
     names = list(bead_names) if bead_names is not None else resnames

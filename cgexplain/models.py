@@ -3,8 +3,9 @@
 The energy is a sum of atomwise terms, E = Σ_i ε(x_i^L), and forces come from autograd,
 F = -∂E/∂R (schnetpack ``Atomwise`` + ``Forces``). A model folder holds ``model.pt``
 (``state_dict``) and ``model.json`` (architecture, hyper-parameters, cutoff, bead-type table,
-units, cgexplain version); loading rebuilds the modules from the JSON and loads the weights with
-``torch.load(..., weights_only=True)``. Whole modules are never pickled.
+units, cgexplain version, prior parameters under ``hparams["priors"]``); loading rebuilds the
+modules from the JSON and loads the weights with ``torch.load(..., weights_only=True)``. Whole
+modules are never pickled.
 """
 from __future__ import annotations
 
@@ -26,14 +27,18 @@ DEFAULT_HPARAMS = {
     "n_rbf": 20,
     "lmax": 2,  # SO3net only
     "shared_interactions": False,
+    "priors": None,  # a params dict of cgexplain.priors (proteins), or None: no prior
 }
 
 
 def build_model(hparams: dict) -> torch.nn.Module:
     """Build a schnetpack ``NeuralNetworkPotential`` from ``hparams`` (see DEFAULT_HPARAMS).
 
-    Outputs: ``energy`` (kcal/mol, sum of atomwise terms) and ``forces`` (kcal/mol/Å).
-    Raises ValueError for an unknown representation.
+    Outputs: ``energy`` (kcal/mol, sum of atomwise terms) and ``forces`` (kcal/mol/Å). With
+    ``hparams["priors"]`` a params dict (:func:`cgexplain.priors.fit_priors`), the output modules are
+    [Atomwise, :class:`~cgexplain.priors.PriorEnergy`, Forces]: ``energy`` is the network energy plus
+    the prior energy (also output as ``prior_energy``), and the forces include the prior's.
+    Raises ValueError for an unknown representation or malformed prior params.
     """
     import schnetpack as spk
 
@@ -53,13 +58,16 @@ def build_model(hparams: dict) -> torch.nn.Module:
         )
     else:
         raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn' or 'so3net'")
+    outputs = [spk.atomistic.Atomwise(n_in=hp["n_atom_basis"], output_key="energy", aggregation_mode="sum")]
+    if hp.get("priors"):
+        from .priors import PriorEnergy
+
+        outputs.append(PriorEnergy.from_params(hp["priors"]))
+    outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
     return spk.model.NeuralNetworkPotential(
         representation=rep,
         input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[
-            spk.atomistic.Atomwise(n_in=hp["n_atom_basis"], output_key="energy", aggregation_mode="sum"),
-            spk.atomistic.Forces(energy_key="energy", force_key="forces"),
-        ],
+        output_modules=outputs,
     )
 
 

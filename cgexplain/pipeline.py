@@ -22,10 +22,10 @@ __all__ = ["STAGES", "stage_reference", "stage_map", "stage_train", "stage_simul
 _DEPS = {
     "reference": ("reference",),
     "cg": ("reference", "mapping"),
-    "model": ("reference", "mapping", "model", "training"),
-    "simulation": ("reference", "mapping", "model", "training", "simulation"),
-    "analysis": ("reference", "mapping", "model", "training", "simulation", "analysis"),
-    "lrp": ("reference", "mapping", "model", "training", "simulation", "analysis", "lrp"),
+    "model": ("reference", "mapping", "priors", "model", "training"),
+    "simulation": ("reference", "mapping", "priors", "model", "training", "simulation"),
+    "analysis": ("reference", "mapping", "priors", "model", "training", "simulation", "analysis"),
+    "lrp": ("reference", "mapping", "priors", "model", "training", "simulation", "analysis", "lrp"),
 }
 
 
@@ -75,7 +75,8 @@ def _prepare(cfg, run_dir, folder) -> Path:
     from .distributed import is_main_process, wait_for
 
     d = Path(run_dir) / folder
-    h = section_hash(*[_hashed_section(cfg, s) for s in _DEPS[folder]])
+    # an empty priors section (the fluids) is left out, so their hashes did not change when it was added
+    h = section_hash(*[_hashed_section(cfg, s) for s in _DEPS[folder] if s != "priors" or cfg.get("priors")])
     marker = d / "inputs.json"
     if not is_main_process():  # rank 0 clears and marks the folder; the other ranks wait for it
         wait_for(lambda: marker.exists() and read_json(marker).get("hash") == h, f"{marker} (written by rank 0)")
@@ -104,6 +105,10 @@ def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
     from .reference import ReferenceSettings, read_reference, run_reference
 
     d = _prepare(cfg, run_dir, "reference")
+    if cfg.get("kind") == "protein":
+        from .protein_stages import protein_reference
+
+        return protein_reference(cfg, d, _figures(run_dir), progress)
     rc = dict(cfg["reference"])
     check = rc.pop("check", None)
     summary = run_reference(ReferenceSettings.from_dict(rc), d, progress=progress)
@@ -168,7 +173,8 @@ def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
     ref = Path(run_dir) / "reference"
     mc = cfg["mapping"]
     u = load_universe(ref / "topology.pdb", ref / "trajectory.trr")
-    m = make_mapping(u, by=mc.get("by", "residue"), method=mc.get("method", "com"), atom_name=mc.get("atom_name"), bead_names=mc.get("bead_name"))
+    m = make_mapping(u, by=mc.get("by", "residue"), method=mc.get("method", "com"), atom_name=mc.get("atom_name"), bead_names=mc.get("bead_name"),
+                     type_table=mc.get("type_table"), merge_caps=bool(mc.get("merge_caps", True)))
     traj = map_universe(u, m, progress=progress)
     traj.save(d / "mapped.npz")
     write_cg_topology(d / "topology.pdb", m, traj.positions[0], traj.cells[0])
@@ -194,6 +200,10 @@ def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
     hp = {**DEFAULT_HPARAMS, **cfg["model"]}
     table = read_json(cg / "mapping.json")["type_table"]
     settings = TrainSettings.from_dict(cfg["training"])
+    if cfg.get("kind") == "protein":  # priors fitted to the mapped reference; the network learns the residual
+        from .protein_stages import protein_priors
+
+        hp["priors"] = protein_priors(cfg, Path(run_dir), d, _figures(run_dir))
     data = cg / ("mapped.npz" if settings.data_path == "cached" else "dataset.db")
     return train(data, d, hp, settings, extra_meta={"type_table": table}, progress=progress)
 
@@ -211,7 +221,11 @@ def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
     traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
     s = SimSettings.from_dict(cfg["simulation"])
     nf = len(traj.positions)
-    if s.n_replicas == 1:
+    if cfg.get("kind") == "protein" and s.start_frames is None:
+        from .protein_stages import protein_start_frames
+
+        ks = protein_start_frames(run, s.n_replicas)
+    elif s.n_replicas == 1:
         ks = [s.start_frame]
     elif s.start_frames is not None:
         ks = list(s.start_frames)
@@ -223,9 +237,9 @@ def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
                           traj.cells[ks], s, d, progress=progress)
 
 
-def _cg_frames(run):
+def _cg_frames(run, lengths: bool = False):
     """CG frames of the simulation stage, all replicas concatenated: positions (F, n, 3) Å and
-    cells (F, 3, 3) Å."""
+    cells (F, 3, 3) Å; with ``lengths`` also the number of frames of each replica."""
     import MDAnalysis as mda
     from MDAnalysis.lib.mdamath import triclinic_vectors
 
@@ -237,6 +251,8 @@ def _cg_frames(run):
         u = mda.Universe(str(run / "cg" / "topology.pdb"), str(path))
         pos.append(u.trajectory.timeseries(order="fac").astype(np.float64))
         cells.append(np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory]))
+    if lengths:
+        return np.concatenate(pos), np.concatenate(cells), [len(p) for p in pos]
     return np.concatenate(pos), np.concatenate(cells)
 
 
@@ -251,6 +267,11 @@ def stage_analyse(cfg: dict, run_dir, progress: bool = True) -> dict:
     if (d / "analysis.json").exists():
         return read_json(d / "analysis.json")
     run = Path(run_dir)
+    if cfg.get("kind") == "protein":
+        from .protein_stages import protein_analyse
+
+        pos, _, lens = _cg_frames(run, lengths=True)
+        return protein_analyse(cfg, run, d, _figures(run), (pos, lens))
     ac = cfg["analysis"]
     ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
     cg_pos, cg_cells = _cg_frames(run)
@@ -292,6 +313,12 @@ def stage_explain(cfg: dict, run_dir, progress: bool = True) -> dict:
     d = _prepare(cfg, run_dir, "lrp")
     run = Path(run_dir)
     pos, cells = _cg_frames(run)
+    if cfg.get("kind") == "protein":
+        from .protein_stages import protein_explain
+
+        if (d / "lrp.json").exists():
+            return read_json(d / "lrp.json")
+        return protein_explain(cfg, run, d, _figures(run), pos, progress=progress)
     types = np.load(run / "cg" / "mapped.npz")["bead_types"]
     lc = dict(cfg["lrp"])
     workers, device = int(lc.pop("workers", 1)), lc.pop("device", None)

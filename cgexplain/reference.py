@@ -270,7 +270,7 @@ def write_trajectory_with_forces(topology, path, positions, forces, cells, dt: f
     """Write positions (Å), forces (kcal/mol/Å) and cells (Å) to a trajectory MDAnalysis reads.
 
     Parameters: ``positions`` and ``forces`` (n_frames, n_atoms, 3); ``cells`` (n_frames, 3, 3)
-    box vectors as rows; ``dt`` frame spacing in ps. The format follows the suffix of ``path``
+    box vectors as rows, all zero for a system without a box; ``dt`` frame spacing in ps. The format follows the suffix of ``path``
     (TRR or H5MD store forces). Written atomically.
     """
     import MDAnalysis as mda
@@ -285,7 +285,7 @@ def write_trajectory_with_forces(topology, path, positions, forces, cells, dt: f
                 ts = u.trajectory.ts
                 ts.positions = positions[k]
                 ts.forces = units.kcal_a_to_kj_a(forces[k])
-                ts.dimensions = triclinic_box(*cells[k])
+                ts.dimensions = triclinic_box(*cells[k]) if np.abs(cells[k]).sum() > 0 else None  # no box: not periodic
                 ts.time = k * dt
                 ts.frame = k
                 w.write(u.atoms)

@@ -158,15 +158,19 @@ def _inputs(model, atoms, neighbors, cutoff):
 
 @torch.no_grad()
 def _model_energy(model, inp) -> float:
-    """The model's energy (kcal/mol) without building a graph for forces."""
+    """The network's energy (kcal/mol) without building a graph for forces: the output modules
+    except ``Forces`` and prior terms (:class:`~cgexplain.priors.PriorEnergy`), which the walks do
+    not explain."""
     from schnetpack.atomistic import Forces
+
+    from ..priors import PriorEnergy
 
     x = dict(inp)
     for m in model.input_modules:
         x = m(x)
     x = model.representation(x)
     for m in model.output_modules:
-        if not isinstance(m, Forces):
+        if not isinstance(m, (Forces, PriorEnergy)):
             x = m(x)
     return float(x["energy"].sum())
 
@@ -177,7 +181,7 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
 
     Args:
         model: schnetpack ``NeuralNetworkPotential`` with a PaiNN or SO3net representation, one Atomwise
-            sum energy head.
+            sum energy head (and optionally a PriorEnergy module, which is left out).
         atoms: ``ase.Atoms`` frame (Å; periodic or not); atomic numbers are the bead types.
         gamma, bias_rule: LRP rule (parity README): γ with the bias rule (default γ = 0.1), or
             γ = 0 without it.
@@ -190,6 +194,9 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
 
     Returns: :class:`WalkResult` with ``walks`` (n_walks, L+1) and ``relevance`` (n_walks,)
     kcal/mol, the model energy, the modified-pass energy and Σ h0·∂E/∂h0 without masks.
+    A model with priors (:class:`~cgexplain.priors.PriorEnergy` output module, proteins): the walks
+    explain the network energy only, since the prior terms are explicit and known; ``E_model`` is
+    then the network energy (Atomwise head), not the total energy the model outputs.
     Raises: TypeError for an unsupported representation; ValueError for an unsupported rule or a
     walk that is not in the graph.
     """

@@ -1,0 +1,458 @@
+"""Residue relevance maps of a one-bead-per-residue protein model (GNN-LRP walks -> residues).
+
+Following the NTL9 analysis of Bonneau et al. (arXiv 2407.04526) with the walk relevances of
+Schnake et al. (IEEE TPAMI 44, 7581 (2022)): every walk (j0..jL) has a relevance R (kcal/mol)
+and a body order (number of distinct beads). With one bead per residue, bead index k is residue
+k + 1.
+
+Conventions (all relevances in kcal/mol; negative = stabilising, positive = destabilising):
+
+- **pair map** P (n, n): P[i, j] = P[j, i] = the summed relevance of the 2-body walks whose
+  distinct beads are {i, j}, stored *in full in both triangles* (not halved). So the strict
+  upper triangle sums to the 2-body total, and the whole matrix sums to twice it. The diagonal
+  is 0 (1-body walks are kept apart, in :func:`residue_one_body`).
+- **triplets**: the summed relevance of the 3-body walks per sorted bead triplet (i < j < k).
+- **triplet projection** p (n,): each triplet's relevance shared equally (1/3 each) by its three
+  residues, so p sums to the 3-body total.
+- Walks of body order 4 and higher are not mapped to residues; their totals are in the body-order
+  sums.
+
+Array indices are 0-based; the tables (:func:`pair_table`) and figures number residues 1..n.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import save_npz, write_json
+from .nbody import body_order, nbody_sums, pair_relevance, triplet_relevance
+
+__all__ = ["residue_pair_map", "residue_one_body", "residue_triplets", "triplet_projection", "explain_protein_frames",
+           "pair_table", "format_pair_table", "segment_of", "plot_pair_map", "plot_triplet_projection", "plot_pair_map_difference"]
+
+
+# --------------------------------------------------------------------------------------------
+# maps from one frame's walks
+
+
+def residue_pair_map(walks: np.ndarray, relevance: np.ndarray, n: int) -> np.ndarray:
+    """Residue-pair relevance map of one frame: (n, n) symmetric, kcal/mol.
+
+    ``P[i, j] = P[j, i]`` = Σ relevance of the 2-body walks whose distinct beads are {i, j}
+    (stored in full in both triangles, diagonal 0), so ``P[np.triu_indices(n, 1)].sum()`` is the
+    2-body total. walks (m, L+1) 0-based bead indices; relevance (m,)."""
+    P = np.zeros((int(n), int(n)))
+    walks = np.asarray(walks)
+    if len(walks) == 0:
+        return P
+    pairs, rel, _ = pair_relevance(walks, np.asarray(relevance, dtype=float))
+    if len(pairs):
+        _check_range(pairs, n)
+        P[pairs[:, 0], pairs[:, 1]] = rel
+        P[pairs[:, 1], pairs[:, 0]] = rel
+    return P
+
+
+def residue_one_body(walks: np.ndarray, relevance: np.ndarray, n: int) -> np.ndarray:
+    """Relevance of the 1-body walks (j, j, ..., j) per residue: (n,) kcal/mol."""
+    walks = np.asarray(walks)
+    sel = body_order(walks) == 1 if len(walks) else np.zeros(0, bool)
+    out = np.bincount(walks[sel, 0], weights=np.asarray(relevance, float)[sel], minlength=int(n)) if sel.any() else np.zeros(int(n))
+    if len(out) > n:
+        raise ValueError(f"walks hold bead indices >= n = {n}")
+    return out
+
+
+def _check_range(idx, n):
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"walks hold bead indices outside 0..{n - 1}")
+
+
+def triplet_projection(triplets: np.ndarray, relevance: np.ndarray, n: int) -> np.ndarray:
+    """Share each triplet's relevance equally among its three residues: (n,) kcal/mol whose sum is
+    Σ relevance. triplets (T, 3) 0-based, relevance (T,)."""
+    t = np.asarray(triplets, dtype=np.int64).reshape(-1, 3)
+    _check_range(t, n)
+    r = np.asarray(relevance, float)
+    return np.bincount(t.ravel(), weights=np.repeat(r / 3.0, 3), minlength=int(n)).astype(float)
+
+
+def _top(rel, top):
+    """Indices of the ``top`` most negative (only R < 0) and most positive (only R > 0)."""
+    o = np.argsort(rel, kind="stable")
+    neg = [k for k in o[:top] if rel[k] < 0]
+    pos = [k for k in o[::-1][:top] if rel[k] > 0]
+    return np.array(neg, dtype=np.int64), np.array(pos, dtype=np.int64)
+
+
+def residue_triplets(walks: np.ndarray, relevance: np.ndarray, n: int, top: int = 10) -> dict:
+    """3-body relevance per residue triplet of one frame.
+
+    Returns a dict:
+      ``triplets`` (T, 3) sorted 0-based bead indices (i < j < k, rows in lexicographic order);
+      ``relevance`` (T,) kcal/mol (Σ over the 3-body walks on exactly these beads);
+      ``top_stabilising`` (≤top, 3) and ``top_stabilising_relevance``: the most negative triplets,
+      most negative first (only triplets with R < 0);
+      ``top_destabilising`` (≤top, 3) and ``top_destabilising_relevance``: the most positive,
+      most positive first (only R > 0);
+      ``triplet_projection`` (n,): each triplet's relevance shared 1/3 per residue (sums to the
+      3-body total).
+    """
+    walks = np.asarray(walks)
+    if len(walks):
+        tri, rel = triplet_relevance(walks, np.asarray(relevance, dtype=float))
+    else:
+        tri, rel = np.zeros((0, 3), np.int64), np.zeros(0)
+    tri = np.asarray(tri, dtype=np.int64).reshape(-1, 3)
+    return _triplet_dict(tri, np.asarray(rel, float), n, top)
+
+
+def _triplet_dict(tri, rel, n, top):
+    neg, pos = _top(rel, int(top))
+    return {
+        "triplets": tri, "relevance": rel,
+        "top_stabilising": tri[neg].reshape(-1, 3), "top_stabilising_relevance": rel[neg],
+        "top_destabilising": tri[pos].reshape(-1, 3), "top_destabilising_relevance": rel[pos],
+        "triplet_projection": triplet_projection(tri, rel, n),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# many frames, with per-frame checkpoints
+
+
+def _frame_done(path: Path, frame_id, pos, types, gamma, bias_rule) -> bool:
+    """A frame file is reused only if it was written for the same frame, geometry, types and rule."""
+    if not path.exists():
+        return False
+    try:
+        with np.load(path) as z:
+            return (int(z["frame"]) == int(frame_id) and z["positions"].shape == pos.shape and np.array_equal(z["positions"], pos)
+                    and np.array_equal(z["types"], types) and float(z["gamma"]) == float(gamma) and bool(z["bias_rule"]) == bool(bias_rule))
+    except (OSError, KeyError, ValueError):
+        return False  # unreadable or from another writer: recompute
+
+
+def _explain_one(model, pos, types, gamma, bias_rule):
+    from ..mapping import to_atoms
+    from .engine import walk_relevance
+
+    n = len(types)
+    res = walk_relevance(model, to_atoms(pos, types), gamma=gamma, bias_rule=bias_rule)
+    w, rel = res["walks"], res["relevance"]
+    sums = nbody_sums(w, rel)
+    tri = residue_triplets(w, rel, n, top=0)
+    return dict(
+        pair_map=residue_pair_map(w, rel, n), one_body=residue_one_body(w, rel, n),
+        triplets=tri["triplets"].astype(np.int32), triplet_relevance=tri["relevance"], triplet_projection=tri["triplet_projection"],
+        body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
+        conservation=np.array([rel.sum(), res["E_modified"], res["sum_h0_grad"], res["E_model"]]),
+        n_walks=len(rel), time_s=res["wall_time_s"],
+    )
+
+
+def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1, bias_rule: bool = True, frame_ids=None,
+                           progress: bool = True, *, top: int = 10, resnames=None, segments=None) -> dict:
+    """Residue relevance maps averaged over the frames of a one-bead-per-residue protein.
+
+    model: a schnetpack potential (PaiNN or SO3net; a :class:`~cgexplain.priors.PriorEnergy` module,
+    if any, is not explained: LRP explains the network energy). positions (F, n, 3) Å, non-periodic; types (n,) bead types.
+    Each frame k is written to ``out_dir/frame_XXXX.npz`` (XXXX = k, its position in
+    ``positions``) and reused by a later call if it holds the same frame id, positions, types and
+    rule (gamma, bias_rule); an interrupted run resumes. The averages are written to
+    ``out_dir/residue_relevance.npz`` and ``out_dir/residue_relevance.json`` (recomputed from the
+    frame files at every call, which is cheap). ``resnames``/``segments`` (optional) only add the
+    top-pair tables to the JSON summary.
+
+    Returns a dict (kcal/mol):
+      ``pair_map`` (n, n) mean over frames (convention in the module docstring), ``pair_map_sem``
+      (n, n) standard error over frames (NaN for one frame), ``triplet_projection`` (n,) mean,
+      ``one_body`` (n,) mean 1-body relevance per residue, ``triplets`` (T, 3) the union over
+      frames and ``triplet_relevance`` (T,) their mean (a triplet absent from a frame counts 0),
+      ``top_stabilising`` / ``top_destabilising`` (+ ``_relevance``) from the mean,
+      ``body_sum_per_frame`` (F, L+1), ``body_sum_mean`` {order: mean}, ``conservation`` (F, 4)
+      columns [Σ walk relevance, modified-pass energy, Σ h0·∂E/∂h0 without masks, network energy
+      (``E_model`` of :func:`~cgexplain.lrp.walk_relevance`: the Atomwise head, prior left out)],
+      ``seconds_per_frame`` (F,), ``n_frames_computed`` / ``n_frames_reused``
+      in this call, ``wall_time_s`` and ``summary`` (what the JSON holds).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pos_all = np.asarray(positions, dtype=np.float64)
+    if pos_all.ndim == 2:
+        pos_all = pos_all[None]
+    types = np.asarray(types, dtype=np.int64)
+    F, n = pos_all.shape[:2]
+    if pos_all.shape[2] != 3 or len(types) != n:
+        raise ValueError(f"positions must be (F, n, 3) with n = len(types) = {len(types)}, got {pos_all.shape}")
+    frame_ids = np.arange(F) if frame_ids is None else np.asarray(frame_ids)
+    if len(frame_ids) != F:
+        raise ValueError(f"frame_ids has {len(frame_ids)} entries for {F} frames")
+    computed = 0
+    for k in tqdm(range(F), desc="residue relevance over frames", disable=not progress):
+        path = out / f"frame_{k:04d}.npz"
+        if _frame_done(path, frame_ids[k], pos_all[k], types, gamma, bias_rule):
+            continue
+        r = _explain_one(model, pos_all[k], types, gamma, bias_rule)
+        save_npz(path, frame=frame_ids[k], positions=pos_all[k], types=types, gamma=float(gamma), bias_rule=bool(bias_rule), **r)
+        computed += 1
+
+    maps, proj, one, body, cons, secs, nw, keys, krel = [], [], [], [], [], [], [], [], []
+    for k in range(F):
+        with np.load(out / f"frame_{k:04d}.npz") as z:
+            maps.append(z["pair_map"])
+            proj.append(z["triplet_projection"])
+            one.append(z["one_body"])
+            body.append(z["body_sum"])
+            cons.append(z["conservation"])
+            secs.append(float(z["time_s"]))
+            nw.append(int(z["n_walks"]))
+            t = z["triplets"].astype(np.int64)
+            keys.append((t[:, 0] * n + t[:, 1]) * n + t[:, 2])
+            krel.append(z["triplet_relevance"])
+    maps = np.array(maps)
+    pair_map = maps.mean(0)
+    pair_sem = maps.std(0, ddof=1) / np.sqrt(F) if F > 1 else np.full((n, n), np.nan)
+    uk, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    tri_rel = np.bincount(inv.ravel(), weights=np.concatenate(krel), minlength=len(uk)) / F
+    tri = np.stack([uk // (n * n), (uk // n) % n, uk % n], axis=1).astype(np.int64)
+    td = _triplet_dict(tri, tri_rel, n, top)
+    body = np.array(body)
+    cons = np.array(cons)
+    orders = list(range(1, body.shape[1] + 1))
+    body_mean = {o: float(body[:, i].mean()) for i, o in enumerate(orders)}
+    result = {
+        "pair_map": pair_map, "pair_map_sem": pair_sem, "triplet_projection": np.mean(proj, axis=0), "one_body": np.mean(one, axis=0),
+        "triplets": tri, "triplet_relevance": tri_rel,
+        **{key: td[key] for key in ("top_stabilising", "top_stabilising_relevance", "top_destabilising", "top_destabilising_relevance")},
+        "body_sum_per_frame": body, "body_sum_mean": body_mean, "conservation": cons, "seconds_per_frame": np.array(secs),
+        "frame_ids": frame_ids, "n_frames_computed": computed, "n_frames_reused": F - computed,
+    }
+    save_npz(out / "residue_relevance.npz", **{k: v for k, v in result.items() if k != "body_sum_mean"}, gamma=float(gamma), bias_rule=bool(bias_rule),
+             types=types)
+    result["wall_time_s"] = time.perf_counter() - t0
+
+    def trip_rows(t, r):
+        return [{"residues": [int(a) + 1 for a in row], "relevance": float(v)} for row, v in zip(t, r)]
+
+    summary = {
+        "n_frames": F, "n_residues": n, "gamma": float(gamma), "bias_rule": bool(bias_rule), "units": "kcal/mol",
+        "pair_map_convention": "P[i,j] = P[j,i] = full 2-body relevance of pair {i,j}; upper triangle sums to the 2-body total",
+        "walks_per_frame_mean": float(np.mean(nw)),
+        "relevance_by_body_order_kcal_mol_mean": {str(o): v for o, v in body_mean.items()},
+        "two_body_total_mean": float(np.triu(pair_map, 1).sum()), "three_body_total_mean": float(result["triplet_projection"].sum()),
+        "conservation_per_frame": [
+            {"frame": int(frame_ids[k]), "sum_walk_relevance": float(c[0]), "E_modified_forward": float(c[1]), "difference": float(c[0] - c[1]),
+             "sum_h0_dE_dh0_no_masks": float(c[2]), "E_network": float(c[3])} for k, c in enumerate(cons)],
+        "top_stabilising_triplets": trip_rows(td["top_stabilising"], td["top_stabilising_relevance"]),
+        "top_destabilising_triplets": trip_rows(td["top_destabilising"], td["top_destabilising_relevance"]),
+        "seconds_per_frame_mean": float(np.mean(secs)), "n_frames_computed": computed, "n_frames_reused": F - computed,
+        "wall_time_s": result["wall_time_s"],
+    }
+    if resnames is not None or segments is not None:
+        stab, destab = pair_table(pair_map, segments=segments, resnames=resnames, k=top)
+        summary["top_stabilising_pairs"], summary["top_destabilising_pairs"] = stab, destab
+    write_json(out / "residue_relevance.json", summary)
+    result["summary"] = summary
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def segment_of(residue: int, segments) -> str:
+    """Name of the segment holding 1-based ``residue`` (:func:`cgexplain.protein.element_of`), or
+    "coil" when no segment holds it (a list of helices and strands only)."""
+    from ..protein import element_of
+
+    try:
+        return str(element_of(int(residue), segments or []))
+    except ValueError:
+        return "coil"
+
+
+def pair_table(pair_map: np.ndarray, segments=None, resnames=None, k: int = 5):
+    """The ``k`` most stabilising (most negative relevance; only R < 0) and ``k`` most
+    destabilising (most positive; only R > 0) residue pairs of a pair map.
+
+    Returns two lists of dicts {i, j (1-based residue numbers, i < j), separation (j - i),
+    resname_i, resname_j, relevance (kcal/mol), element_i, element_j}. ``resnames`` (n,) adds
+    the residue names, ``segments`` (list of {"name", "kind", "start", "end"}, 1-based inclusive,
+    e.g. from :func:`cgexplain.protein.ss_segments`, which covers every residue) the element
+    names ("coil" for a residue in no segment); without them those keys are left out."""
+    P = np.asarray(pair_map, float)
+    n = P.shape[0]
+    iu, ju = np.triu_indices(n, 1)
+    v = P[iu, ju]
+    neg, pos = _top(v, int(k))
+
+    def row(m):
+        i, j = int(iu[m]) + 1, int(ju[m]) + 1
+        d = {"i": i, "j": j, "separation": j - i}
+        if resnames is not None:
+            d["resname_i"], d["resname_j"] = str(resnames[i - 1]), str(resnames[j - 1])
+        d["relevance"] = float(v[m])
+        if segments is not None:
+            d["element_i"], d["element_j"] = segment_of(i, segments), segment_of(j, segments)
+        return d
+
+    return [row(m) for m in neg], [row(m) for m in pos]
+
+
+def format_pair_table(pair_map, segments=None, resnames=None, k: int = 5, digits: int = 3) -> str:
+    """Markdown of :func:`pair_table`: two tables, most stabilising then most destabilising.
+    ``pair_map`` may also be the (stabilising, destabilising) lists that :func:`pair_table`
+    returned."""
+    if isinstance(pair_map, (tuple, list)) and len(pair_map) == 2 and not isinstance(pair_map[0], np.ndarray) and \
+            all(isinstance(x, list) for x in pair_map):
+        stab, destab = pair_map
+    else:
+        stab, destab = pair_table(pair_map, segments=segments, resnames=resnames, k=k)
+    rows = stab + destab
+    has_names = any("resname_i" in r for r in rows) or (resnames is not None)
+    has_el = any("element_i" in r for r in rows) or (segments is not None)
+    head = ["rank", "residue i", "residue j", "j − i"] + (["elements"] if has_el else []) + ["relevance (kcal/mol)"]
+
+    def fmt(rank, r):
+        a = f"{r.get('resname_i', '')}{r['i']}" if has_names else str(r["i"])
+        b = f"{r.get('resname_j', '')}{r['j']}" if has_names else str(r["j"])
+        cells = [str(rank), a, b, str(r["j"] - r["i"])]
+        if has_el:
+            cells.append(f"{r.get('element_i', '')}–{r.get('element_j', '')}")
+        cells.append(f"{r['relevance']:+.{digits}f}")
+        return "| " + " | ".join(cells) + " |"
+
+    lines = []
+    for title, rs in (("Most stabilising pairs (most negative relevance)", stab), ("Most destabilising pairs (most positive relevance)", destab)):
+        lines += [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+        lines += [fmt(m + 1, r) for m, r in enumerate(rs)] or ["| – " * len(head) + "|"]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+_SS_COLOURS = {"E": "#d4a017", "H": "#8e44ad", "G": "#b07cc6", "I": "#b07cc6", "B": "#d4a017"}
+
+
+def _residue_axes(ax, n):
+    step = 5 if n <= 60 else 10
+    ticks = [1] + list(range(step, n + 1, step))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xlabel("residue")
+    ax.set_ylabel("residue")
+
+
+def _ss_bars(ax, segments, axis="both", y0=1.01, h=0.035):
+    """Secondary-structure bars outside the axes: along the top (x) and the right side (y)."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.transforms import blended_transform_factory
+
+    if not segments:
+        return
+    for s in segments:
+        c = _SS_COLOURS.get(str(s.get("kind", "")).upper()[:1], "0.5")
+        a, b = float(s["start"]) - 0.5, float(s["end"]) + 0.5
+        if axis in ("both", "x"):
+            tr = blended_transform_factory(ax.transData, ax.transAxes)
+            ax.add_patch(Rectangle((a, y0), b - a, h, transform=tr, color=c, clip_on=False))
+            ax.text((a + b) / 2, y0 + h + 0.005, str(s.get("name", "")), transform=tr, ha="center", va="bottom", fontsize=7)
+        if axis == "both":
+            tr = blended_transform_factory(ax.transAxes, ax.transData)
+            ax.add_patch(Rectangle((y0, a), h, b - a, transform=tr, color=c, clip_on=False))
+
+
+def _diverging(ax, M, title, label, fig):
+    n = M.shape[0]
+    vmax = float(np.nanmax(np.abs(M))) if np.isfinite(M).any() and np.nanmax(np.abs(M)) > 0 else 1.0
+    im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="upper", extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest")
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.08)
+    cb.set_label(label)
+    ax.set_title(title, pad=22)
+    _residue_axes(ax, n)
+    return im
+
+
+def plot_pair_map(pair_map, contact_map, path=None, title: str = "Residue-pair relevance", segments=None, contact_label: str | None = None,
+                  contact_cmap: str = "Greys"):
+    """Residue-pair relevance map (diverging, centred at 0, kcal/mol; blue = stabilising, red =
+    destabilising) beside the native contact map (an (n, n) array: binary contacts or a
+    distance/probability map, drawn with ``contact_cmap``). Residues are numbered 1..n; with
+    ``segments`` secondary-structure bars are drawn along the edges. Saves to ``path`` if given;
+    returns the figure."""
+    from ..plotting import _plt, _save
+
+    plt = _plt()
+    P = np.asarray(pair_map, float)
+    C = np.asarray(contact_map, float)
+    n = P.shape[0]
+    if C.shape != P.shape:
+        raise ValueError(f"contact_map shape {C.shape} differs from pair_map shape {P.shape}")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 4.8))
+    _diverging(a1, P, title, "relevance (kcal/mol)", fig)
+    _ss_bars(a1, segments)
+    binary = np.isin(C[np.isfinite(C)], (0.0, 1.0)).all()
+    im = a2.imshow(C, cmap=contact_cmap, origin="upper", extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest",
+                   vmin=0 if binary else None, vmax=1 if binary else None)
+    cb = fig.colorbar(im, ax=a2, fraction=0.046, pad=0.08)
+    cb.set_label(contact_label or ("native contact" if binary else "contact map"))
+    if binary:
+        cb.set_ticks([0, 1])
+    a2.set_title("Native contact map", pad=22)
+    _residue_axes(a2, n)
+    _ss_bars(a2, segments)
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def plot_pair_map_difference(diff, path=None, title: str = "Pair relevance: mutant − wild type", segments=None):
+    """Difference of two residue-pair maps (mutant − wild type), diverging colormap centred at 0,
+    kcal/mol. Saves to ``path`` if given; returns the figure."""
+    from ..plotting import _plt, _save
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.8, 4.9))
+    _diverging(ax, np.asarray(diff, float), title, "Δ relevance (kcal/mol)", fig)
+    _ss_bars(ax, segments)
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def plot_triplet_projection(projection, path=None, segments=None, title: str = "3-body relevance per residue", resnames=None, sem=None):
+    """Bar plot of the triplet projection per residue (1..n; kcal/mol; blue < 0 stabilising, red
+    > 0), optional ``sem`` error bars, residue names as tick labels and secondary-structure bars.
+    Saves to ``path`` if given; returns the figure."""
+    from ..plotting import _plt, _save
+
+    plt = _plt()
+    p = np.asarray(projection, float)
+    n = len(p)
+    x = np.arange(1, n + 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * n + 2), 3.6))
+    ax.bar(x, p, color=np.where(p < 0, "#2166ac", "#b2182b"), width=0.8, yerr=sem, error_kw={"lw": 0.8})
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set(xlabel="residue", ylabel="relevance (kcal/mol)", xlim=(0.5, n + 0.5))
+    ax.set_title(title, pad=22 if segments else 6)
+    if resnames is not None:
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{r}{k}" for k, r in zip(x, resnames)], rotation=90, fontsize=6)
+    else:
+        step = 5 if n <= 60 else 10
+        ax.set_xticks([1] + list(range(step, n + 1, step)))
+    _ss_bars(ax, segments, axis="x")
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig

@@ -1,0 +1,251 @@
+"""Stage 1 for proteins: implicit-solvent reference MD with forces (OpenMM).
+
+The protein (a PDB with hydrogens, e.g. NTL9 K12M with an ``NHE`` C-terminal cap) is built with
+an OpenMM force field (default amber14 with GBn2 implicit solvent, Nguyen, Roe & Simmerling,
+J. Chem. Theory Comput. 9, 2020 (2013)) and minimised. Then:
+
+1. ``n_native_runs`` runs start from the minimised (native) structure.
+2. ``n_seeded_runs`` runs start from snapshots of one short run at ``high_temperature``
+   (evenly spaced over its second half), so the reference samples more than the native basin.
+3. Every run is re-equilibrated at ``temperature`` for ``equilibration`` ps before any frame is
+   saved: force matching estimates the mean force of the atomistic ensemble at given CG
+   coordinates, which is valid once the atoms are at equilibrium at the target temperature
+   (Noid et al., J. Chem. Phys. 128, 244114 (2008)), wherever the CG coordinates were seeded.
+4. Production: Langevin (``LangevinMiddleIntegrator``), frames of positions and total forces
+   every ``save_interval`` ps, written in chunks with an OpenMM state after each, so an
+   interrupted run resumes from the last finished chunk.
+
+Hydrogen mass repartitioning (``hydrogen_mass`` amu moved onto each H from its heavy atom) allows
+4 fs steps; it changes dynamics but not the configurational ensemble or the forces.
+OpenMM's ``getForces`` leaves out the H-bond constraint forces; a force map that sums every
+atom of a residue cancels them (:mod:`cgexplain.mapping`).
+
+Output (``out_dir``): ``topology.pdb`` (the minimised structure), ``trajectory.trr`` (all runs
+one after another, no box, forces), ``native.pdb`` (the minimised structure, for RMSD and
+native contacts) and ``reference.json`` with ``run_lengths`` (frames per run, in order) and
+``run_kinds`` ("native" or "seeded"). Units: Å, ps, K, amu, kcal/mol/Å.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import units
+from .config import settings_from_dict
+from .fileio import atomic_path, read_json, save_npz, write_json
+
+__all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries"]
+
+
+@dataclasses.dataclass
+class ProteinReferenceSettings:
+    """Settings of a protein reference (units: Å, ps, K, amu)."""
+
+    pdb: str = ""  # path to the all-atom PDB with hydrogens
+    forcefield: tuple[str, ...] = ("amber14-all.xml", "implicit/gbn2.xml")
+    temperature: float = 300.0
+    timestep: float = 0.004
+    hydrogen_mass: float = 3.0  # amu; 0: no repartitioning (then use a 2 fs step)
+    friction: float = 1.0  # 1/ps
+    nonbonded_cutoff: float = 0.0  # Å; 0: no cutoff (exact GB)
+    n_native_runs: int = 2
+    n_seeded_runs: int = 2
+    high_temperature: float = 400.0
+    high_temperature_time: float = 100.0  # ps
+    equilibration: float = 20.0  # ps at the target temperature, per run, before frames are saved
+    production: float = 50.0  # ps per run
+    save_interval: float = 0.2  # ps
+    chunk: float = 10.0  # ps per checkpointed chunk
+    seed: int = 1
+    threads: int = 0  # OpenMM CPU threads; 0: OpenMM's default
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProteinReferenceSettings":
+        d = dict(d)
+        if "forcefield" in d:
+            d["forcefield"] = (d["forcefield"],) if isinstance(d["forcefield"], str) else tuple(d["forcefield"])
+        s = settings_from_dict(cls, d, "reference")
+        if not s.pdb:
+            raise ValueError("reference.pdb: a protein reference needs the all-atom PDB file")
+        if s.n_native_runs + s.n_seeded_runs < 1:
+            raise ValueError("reference: n_native_runs + n_seeded_runs must be at least 1")
+        if s.temperature <= 0 or s.timestep <= 0 or s.production <= 0 or s.save_interval <= 0:
+            raise ValueError("reference: temperature, timestep, production and save_interval must be > 0")
+        return s
+
+
+def _system(s: ProteinReferenceSettings):
+    from openmm import app, unit
+
+    pdb_path = Path(s.pdb)
+    if not pdb_path.exists():
+        raise FileNotFoundError(f"reference.pdb: {pdb_path} does not exist")
+    pdb = app.PDBFile(str(pdb_path))
+    ff = app.ForceField(*s.forcefield)
+    kw = dict(constraints=app.HBonds)
+    if s.hydrogen_mass > 0:
+        kw["hydrogenMass"] = s.hydrogen_mass * unit.amu
+    if s.nonbonded_cutoff > 0:
+        kw.update(nonbondedMethod=app.CutoffNonPeriodic, nonbondedCutoff=s.nonbonded_cutoff / 10.0 * unit.nanometer)
+    else:
+        kw["nonbondedMethod"] = app.NoCutoff
+    try:
+        system = ff.createSystem(pdb.topology, **kw)
+    except ValueError as exc:
+        raise ValueError(f"{pdb_path}: OpenMM force field {list(s.forcefield)} cannot build it: {exc}") from exc
+    return system, pdb.topology, pdb.positions
+
+
+def _simulation(system, topology, s: ProteinReferenceSettings, temperature: float, seed: int):
+    import openmm
+    from openmm import app, unit
+
+    integ = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, s.friction / unit.picosecond, s.timestep * unit.picoseconds)
+    integ.setRandomNumberSeed(seed)
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if "CUDA" in names:
+        return app.Simulation(topology, system, integ, openmm.Platform.getPlatformByName("CUDA"))
+    if "CPU" in names:
+        props = {"Threads": str(s.threads)} if s.threads > 0 else {}
+        return app.Simulation(topology, system, integ, openmm.Platform.getPlatformByName("CPU"), props)
+    return app.Simulation(topology, system, integ)
+
+
+def _steps(t: float, dt: float) -> int:
+    return max(1, int(round(t / dt)))
+
+
+def _save_state(sim, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        sim.saveState(str(tmp))
+
+
+def run_boundaries(run_lengths) -> list[tuple[int, int]]:
+    """(start, stop) frame indices of each run in the concatenated trajectory."""
+    ends = np.cumsum(np.asarray(run_lengths, dtype=int))
+    return [(int(e - n), int(e)) for e, n in zip(ends, run_lengths)]
+
+
+def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Path, progress: bool = True) -> dict:
+    """Run (or resume) the protein reference described in the module docstring; write ``out_dir``.
+
+    Returns the contents of ``reference.json``: settings, ``n_atoms``, ``n_frames``,
+    ``run_lengths``, ``run_kinds``, ``seed_times_ps`` (high-temperature snapshot times of the
+    seeded runs), minimised energy (kcal/mol) and timings (s).
+    Raises FileNotFoundError for a missing PDB, ValueError if the force field cannot build it,
+    RuntimeError naming the run, chunk and frame for non-finite positions or forces.
+    """
+    from openmm import app, unit
+    from tqdm.auto import tqdm
+
+    s = settings
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "reference.json"
+    if done.exists():
+        return read_json(done)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    system, topology, positions = _system(s)
+    n_atoms = topology.getNumAtoms()
+
+    # 1. minimise
+    mini = out / "minimised_state.xml"
+    if not mini.exists():
+        sim = _simulation(system, topology, s, s.temperature, s.seed)
+        sim.context.setPositions(positions)
+        sim.minimizeEnergy()
+        st = sim.context.getState(getPositions=True, getEnergy=True)
+        write_json(out / "minimisation.json", {"energy_kcal_mol": st.getPotentialEnergy().value_in_unit(unit.kilocalorie_per_mole)})
+        for name in ("native.pdb", "topology.pdb"):
+            with atomic_path(out / name) as tmp, open(tmp, "w") as fh:
+                app.PDBFile.writeFile(topology, st.getPositions(), fh)
+        _save_state(sim, mini)
+        timings["minimisation_s"] = time.perf_counter() - t0
+
+    # 2. seeds from one high-temperature run
+    seeds_dir = out / "seeds"
+    seed_times = [s.high_temperature_time * (0.5 + 0.5 * (k + 1) / s.n_seeded_runs) for k in range(s.n_seeded_runs)]
+    if s.n_seeded_runs and not (seeds_dir / "done").exists():
+        t1 = time.perf_counter()
+        shutil.rmtree(seeds_dir, ignore_errors=True)
+        seeds_dir.mkdir()
+        sim = _simulation(system, topology, s, s.high_temperature, s.seed + 7)
+        sim.loadState(str(mini))
+        sim.context.setVelocitiesToTemperature(s.high_temperature * unit.kelvin, s.seed + 7)
+        t_now = 0.0
+        for k, t in enumerate(tqdm(seed_times, desc=f"high-temperature run ({s.high_temperature:g} K)", disable=not progress)):
+            n = _steps(t - t_now, s.timestep)
+            sim.step(n)
+            t_now += n * s.timestep
+            _save_state(sim, seeds_dir / f"seed_{k:02d}.xml")
+        (seeds_dir / "done").write_text("ok\n")
+        timings["high_temperature_s"] = time.perf_counter() - t1
+
+    # 3-4. runs: re-equilibrate at the target temperature, then production in chunks
+    kinds = ["native"] * s.n_native_runs + ["seeded"] * s.n_seeded_runs
+    every = _steps(s.save_interval, s.timestep)
+    per_chunk = max(1, int(round(s.chunk / s.save_interval)))
+    n_frames = int(round(s.production / s.save_interval))
+    n_chunks = -(-n_frames // per_chunk)
+    t2 = time.perf_counter()
+    with tqdm(total=len(kinds) * n_frames, desc="reference production (frames)", disable=not progress) as bar:
+        for r, kind in enumerate(kinds):
+            rd = out / f"run_{r:02d}"
+            rd.mkdir(exist_ok=True)
+            sim = _simulation(system, topology, s, s.temperature, s.seed + 1000 * (r + 1))
+            eq = rd / "equilibrated_state.xml"
+            if not eq.exists():
+                start = mini if kind == "native" else seeds_dir / f"seed_{r - s.n_native_runs:02d}.xml"
+                sim.loadState(str(start))
+                sim.context.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1000 * (r + 1))
+                sim.step(_steps(s.equilibration, s.timestep))
+                _save_state(sim, eq)
+            for c in range(n_chunks):
+                path = rd / f"chunk_{c:04d}.npz"
+                nf = min(per_chunk, n_frames - c * per_chunk)
+                if path.exists():
+                    bar.update(nf)
+                    continue
+                sim.loadState(str(eq if c == 0 else rd / f"state_{c - 1:04d}.xml"))
+                sim.integrator.setRandomNumberSeed(s.seed + 1000 * (r + 1) + 1 + c)
+                pos = np.empty((nf, n_atoms, 3), np.float32)
+                frc = np.empty_like(pos)
+                for k in range(nf):
+                    sim.step(every)
+                    st = sim.context.getState(getPositions=True, getForces=True)
+                    pos[k] = st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+                    frc[k] = units.kj_nm_to_kcal_a(st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+                    if not (np.isfinite(pos[k]).all() and np.isfinite(frc[k]).all()):
+                        raise RuntimeError(f"protein reference: non-finite positions or forces in run {r}, chunk {c}, frame {k}")
+                    bar.update(1)
+                save_npz(path, positions=pos, forces=frc)
+                _save_state(sim, rd / f"state_{c:04d}.xml")
+    timings["production_s"] = time.perf_counter() - t2
+
+    from .reference import write_trajectory_with_forces
+
+    parts = [np.load(out / f"run_{r:02d}" / f"chunk_{c:04d}.npz") for r in range(len(kinds)) for c in range(n_chunks)]
+    pos = np.concatenate([p["positions"] for p in parts])
+    frc = np.concatenate([p["forces"] for p in parts])
+    write_trajectory_with_forces(out / "topology.pdb", out / "trajectory.trr", pos, frc, np.zeros((len(pos), 3, 3)), s.save_interval)
+    mini_info = read_json(out / "minimisation.json") if (out / "minimisation.json").exists() else {}
+    summary = {
+        "settings": dataclasses.asdict(s),
+        "n_atoms": int(n_atoms),
+        "n_frames": int(len(pos)),
+        "run_lengths": [n_frames] * len(kinds),
+        "run_kinds": kinds,
+        "seed_times_ps": seed_times,
+        "minimised_energy_kcal_mol": mini_info.get("energy_kcal_mol"),
+        "total_mass_amu": float(sum(system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles()))),
+        "steps_per_frame": every,
+        "simulated_ps": len(kinds) * (s.equilibration + s.production) + (max(seed_times) if seed_times else 0.0),
+        "timings_s": {**timings, "total_s": time.perf_counter() - t0},
+    }
+    write_json(done, summary)
+    return summary

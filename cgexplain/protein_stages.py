@@ -1,0 +1,274 @@
+"""Pipeline stages of a protein system (``kind: protein`` in system.yaml).
+
+The fluid stages in :mod:`cgexplain.pipeline` call these for a protein: the reference is an
+implicit-solvent OpenMM run (:mod:`cgexplain.protein_reference`), training adds priors fitted
+by Boltzmann inversion (:mod:`cgexplain.priors`), the analysis compares protein observables
+(:mod:`cgexplain.protein`) and the explanation builds residue maps and mutation what-ifs
+(:mod:`cgexplain.lrp.residues`, :mod:`cgexplain.mutations`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import read_json, write_json
+
+__all__ = ["protein_reference", "reference_ca_positions"]
+
+
+def _system_path(cfg: dict, rel: str) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else Path(cfg["system_dir"]) / p
+
+
+def reference_ca_positions(ref_dir) -> tuple[np.ndarray, np.ndarray]:
+    """CA positions of the reference: (native (n, 3) Å from ``native.pdb``, frames (F, n, 3) Å)."""
+    import MDAnalysis as mda
+
+    d = Path(ref_dir)
+    nat = mda.Universe(str(d / "native.pdb")).select_atoms("name CA").positions.astype(np.float64)
+    u = mda.Universe(str(d / "topology.pdb"), str(d / "trajectory.trr"))
+    ca = u.select_atoms("name CA")
+    return nat, np.array([ca.positions for _ in u.trajectory], dtype=np.float64)
+
+
+def protein_reference(cfg: dict, d: Path, figures: Path, progress: bool = True) -> dict:
+    """Run the protein reference into ``d`` and check what it sampled: CA-RMSD to the minimised
+    native structure per run (mean, max, fraction <= ``analysis.rmsd_threshold``), in
+    ``check.json`` and the figure ``reference_rmsd.png``."""
+    from .plotting import _plt, _save
+    from .protein import ca_rmsd
+    from .protein_reference import ProteinReferenceSettings, run_boundaries, run_protein_reference
+
+    rc = dict(cfg["reference"])
+    rc["pdb"] = str(_system_path(cfg, rc["pdb"]))
+    summary = run_protein_reference(ProteinReferenceSettings.from_dict(rc), d, progress=progress)
+    if not (d / "check.json").exists():
+        thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
+        nat, ca = reference_ca_positions(d)
+        rmsd = ca_rmsd(ca, nat)
+        runs = []
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6.5, 3.5))
+        t = np.arange(len(rmsd)) * float(rc.get("save_interval", 0.1))
+        for k, ((a, b), kind) in enumerate(zip(run_boundaries(summary["run_lengths"]), summary["run_kinds"])):
+            x = rmsd[a:b]
+            runs.append({"run": k, "kind": kind, "rmsd_mean_A": float(x.mean()), "rmsd_max_A": float(x.max()),
+                         f"fraction_rmsd_le_{thr:g}A": float((x <= thr).mean())})
+            ax.plot(t[a:b] - t[a], x, lw=0.8, label=f"run {k} ({kind})")
+        ax.axhline(thr, color="k", ls=":", lw=0.8)
+        ax.set_xlabel("time in run (ps)")
+        ax.set_ylabel("CA-RMSD to native (Å)")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{cfg['name']}: reference runs")
+        _save(fig, figures / "reference_rmsd.png")
+        plt.close(fig)
+        res = {"runs": runs, "rmsd_mean_A": float(rmsd.mean()), f"fraction_rmsd_le_{thr:g}A": float((rmsd <= thr).mean()),
+               "rmsd_threshold_A": thr, "passed": True}
+        write_json(d / "check.json", res)
+    c = read_json(d / "check.json")
+    print(f"reference ({cfg['name']}): {summary['n_frames']} frames in {len(summary['run_lengths'])} runs; "
+          f"CA-RMSD to native mean {c['rmsd_mean_A']:.2f} Å, " + ", ".join(f"run {r['run']} ({r['kind']}) {r['rmsd_mean_A']:.2f}" for r in c["runs"]))
+    return {**summary, "check": c}
+
+
+def protein_start_frames(run_dir, n_replicas: int) -> list[int]:
+    """Start frames of ``n_replicas`` CG replicas: spread evenly over the frames of the native
+    runs of the reference (so the replicas start from the native basin at the target
+    temperature). Indices into ``cg/mapped.npz``."""
+    from .protein_reference import run_boundaries
+
+    ref = read_json(Path(run_dir) / "reference" / "reference.json")
+    frames = np.concatenate([np.arange(a, b) for (a, b), kind in zip(run_boundaries(ref["run_lengths"]), ref["run_kinds"]) if kind == "native"]
+                            or [np.arange(sum(ref["run_lengths"]))])
+    return frames[np.linspace(0, len(frames) - 1, int(n_replicas)).round().astype(int)].tolist()
+
+
+def _timescales(tica, lag) -> list:
+    try:
+        return [float(t) for t in np.ravel(tica.timescales(lag))[:4]]
+    except Exception:  # a TICA model without implied timescales
+        return []
+
+
+def protein_analyse(cfg: dict, run: Path, d: Path, figures: Path, cg_frames) -> dict:
+    """CG ensemble against the mapped reference: CA-RMSD, Q, Rg, bonds, angles, dihedrals, and a
+    TICA free-energy surface (deeptime TICA fitted on the reference runs, both ensembles
+    projected on it). Writes ``analysis.json``, ``protein.npz`` and the figures
+    ``protein_distributions.png``, ``internal_distributions.png``, ``tica_fes.png``.
+
+    cg_frames: (positions (F, n, 3) Å, per-replica lengths) of the CG simulation.
+    The folded-state criterion (issue: CA-RMSD <= 3 Å in >= 90 % of CG frames) is reported as
+    ``folded_fraction_cg`` and ``folded_criterion_met``."""
+    from .fileio import save_npz
+    from .mapping import MappedTrajectory
+    from .plotting import _plt
+    from .protein import (compare_protein, free_energy_surface, native_contacts, plot_internal_distributions,
+                          plot_protein_distributions, plot_tica_fes, protein_observables, tica_features, tica_fit, tica_project)
+    from .protein_reference import run_boundaries
+
+    ac = cfg["analysis"]
+    thr = float(ac.get("rmsd_threshold", 3.0))
+    T = float(cfg["simulation"].get("temperature", cfg["reference"].get("temperature", 300.0)))
+    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    native, _ = reference_ca_positions(run / "reference")
+    cg_pos, cg_lengths = cg_frames
+    pairs, r0 = native_contacts(native, cutoff=float(ac.get("contact_cutoff", 8.0)))
+    masses = ref.bead_masses
+    obs_ref = protein_observables(ref.positions.astype(np.float64), native, pairs, r0, masses)
+    obs_cg = protein_observables(cg_pos, native, pairs, r0, masses)
+    cmp = compare_protein(obs_ref, obs_cg, rmsd_threshold=thr)
+    # TICA on the reference runs (no lagged pair spans two runs), both ensembles projected
+    runs = read_json(run / "reference" / "reference.json")["run_lengths"]
+    feats = [tica_features(ref.positions[a:b]) for a, b in run_boundaries(runs)]
+    lag = int(ac.get("tica_lag", 10))
+    tica = tica_fit(feats, lagtime=lag, dim=int(ac.get("tica_dim", 2)))
+    p_ref = np.concatenate(tica_project(tica, feats))
+    p_cg = tica_project(tica, tica_features(cg_pos))
+    lo, hi = np.percentile(np.concatenate([p_ref[:, :2], p_cg[:, :2]]), [0.5, 99.5], axis=0)
+    rng = [[lo[0], hi[0]], [lo[1], hi[1]]]
+    fes_ref = free_energy_surface(p_ref, T, bins=40, range=rng)
+    fes_cg = free_energy_surface(p_cg, T, bins=40, range=rng)
+    plt = _plt()
+    for fig in (plot_protein_distributions(obs_ref, obs_cg, figures / "protein_distributions.png", title=f"{cfg['name']}: CG vs reference"),
+                plot_internal_distributions(obs_ref, obs_cg, figures / "internal_distributions.png", title=f"{cfg['name']}: CA bonds, angles, dihedrals"),
+                plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)")):
+        plt.close(fig)
+    folded = float(np.mean(obs_cg["rmsd"] <= thr))
+    starts = np.concatenate([[0], np.cumsum(cg_lengths)])
+    per_replica = [float(np.mean(obs_cg["rmsd"][a:b] <= thr)) for a, b in zip(starts[:-1], starts[1:])]
+    res = {**cmp, "folded_fraction_cg": folded, "folded_fraction_per_replica": per_replica, "folded_criterion": f"CA-RMSD <= {thr:g} Å in >= 90 % of CG frames",
+           "folded_criterion_met": bool(folded >= 0.9), "n_native_contacts": int(len(pairs)), "tica_lag_frames": lag,
+           "tica_timescales_frames": _timescales(tica, lag),
+           "n_frames_reference": int(len(ref.positions)), "n_frames_cg": int(len(cg_pos)), "temperature_K": T}
+    save_npz(d / "protein.npz", **{f"reference_{k}": v for k, v in obs_ref.items()}, **{f"cg_{k}": v for k, v in obs_cg.items()},
+             tica_reference=p_ref, tica_cg=p_cg, fes_reference=fes_ref[2], fes_cg=fes_cg[2], fes_xedges=fes_ref[0], fes_yedges=fes_ref[1],
+             native=native, contact_pairs=pairs, contact_r0=r0)
+    write_json(d / "analysis.json", res)
+    return res
+
+
+def protein_priors(cfg: dict, run: Path, model_dir: Path, figures: Path) -> dict:
+    """Fit the priors (bonds, angles, dihedrals, repulsion) to the mapped reference by Boltzmann
+    inversion at the reference temperature; write ``model_dir/priors.json`` (parameters and the
+    mean |force| of the mapped reference before and after subtracting the prior force, kcal/mol/Å)
+    and the figure ``priors.png``. Returns the prior parameters (reused when priors.json exists)."""
+    from .mapping import MappedTrajectory
+    from .priors import fit_priors, plot_priors, prior_forces
+
+    path = model_dir / "priors.json"
+    if path.exists():
+        return read_json(path)["params"]
+    pc = dict(cfg.get("priors") or {})
+    T = float(pc.pop("temperature", cfg["reference"].get("temperature", 300.0)))
+    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    pos = ref.positions.astype(np.float64)
+    params = fit_priors(pos, T, **pc)
+    sub = np.linspace(0, len(pos) - 1, min(len(pos), 500)).round().astype(int)
+    fp = prior_forces(params, pos[sub])
+    f = ref.forces[sub].astype(np.float64)
+    plot_priors(params, pos, T, figures / "priors.png")
+    write_json(path, {"params": params, "temperature_K": T,
+                      "mean_abs_mapped_force": float(np.abs(f).mean()), "mean_abs_residual_force": float(np.abs(f - fp).mean()),
+                      "note": "the network is trained on the residual: mapped force minus prior force"})
+    return params
+
+
+def native_segments(cfg: dict) -> list[dict]:
+    """Secondary-structure elements of the native structure (DSSP via mdtraj) of the system's PDB."""
+    from .protein import secondary_structure, ss_segments
+
+    return ss_segments(secondary_structure(_system_path(cfg, cfg["reference"]["pdb"])))
+
+
+def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: np.ndarray, progress: bool = True) -> dict:
+    """Residue relevance of the CG model and one mutation what-if; writes ``lrp/``.
+
+    - Walk relevances (GNN-LRP, Schnake et al. TPAMI 2022; Bonneau et al. arXiv 2407.04526) on
+      ``lrp.n_frames`` folded CG frames (CA-RMSD <= ``analysis.rmsd_threshold``), averaged into a
+      39x39 residue-pair map (beside the native contact map), residue triplets and the triplet
+      relevance projected per residue; tables of the most stabilising and destabilising pairs with
+      the secondary-structure elements they join.
+    - ``lrp.mutations`` (e.g. "F5A"): the change of the total CG energy over
+      ``lrp.mutation_frames`` folded frames of the reference's native runs, and the pair-map
+      difference over the explained frames. The model never saw the mutant in training.
+    """
+    from .lrp.residues import (explain_protein_frames, format_pair_table, pair_table, plot_pair_map, plot_pair_map_difference,
+                               plot_triplet_projection)
+    from .mapping import MappedTrajectory
+    from .models import load_model
+    from .mutations import mutation_whatif
+    from .plotting import _plt
+    from .protein import ca_rmsd
+    from .protein_reference import run_boundaries
+
+    lc = cfg["lrp"]
+    thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
+    gamma, bias_rule = float(lc.get("gamma", 0.1)), bool(lc.get("bias_rule", True))
+    model, meta = load_model(run / "model")
+    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    types = ref.bead_types
+    table = meta.get("type_table") or read_json(run / "cg" / "mapping.json")["type_table"]
+    inv = {int(v): k for k, v in table.items()}
+    resnames = [inv[int(t)] for t in types]
+    native, _ = reference_ca_positions(run / "reference")
+    segments = native_segments(cfg)
+    rmsd = ca_rmsd(cg_positions, native)
+    folded = np.flatnonzero(rmsd <= thr)
+    if len(folded) == 0:
+        raise ValueError(f"lrp: no CG frame has CA-RMSD <= {thr} Å to the native structure; nothing folded to explain")
+    pick = folded[np.unique(np.linspace(0, len(folded) - 1, int(lc.get("n_frames", 5))).round().astype(int))]
+    res = explain_protein_frames(model, cg_positions[pick], types, d / "frames", gamma=gamma, bias_rule=bias_rule, frame_ids=pick,
+                                 progress=progress, resnames=resnames, segments=segments)
+    n = len(types)
+    dist = np.linalg.norm(native[:, None] - native[None], axis=-1)
+    sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
+    contact = ((dist < float(cfg["analysis"].get("contact_cutoff", 8.0))) & (sep >= 3)).astype(float)
+    plt = _plt()
+    for fig in (plot_pair_map(res["pair_map"], contact, figures / "residue_pair_relevance.png", segments=segments,
+                              title=f"{cfg['name']}: residue-pair (2-body) relevance, {len(pick)} folded frames",
+                              contact_label=f"native CA contacts (< {cfg['analysis'].get('contact_cutoff', 8.0)} Å, |i-j| >= 3)"),
+                plot_triplet_projection(res["triplet_projection"], figures / "triplet_projection.png", segments=segments, resnames=resnames,
+                                        title=f"{cfg['name']}: 3-body relevance projected on residues")):
+        plt.close(fig)
+    stab, destab = pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5)
+    out = {"n_frames": int(len(pick)), "frame_ids": pick.tolist(), "rmsd_threshold_A": thr, "gamma": gamma, "bias_rule": bias_rule,
+           "body_sum_mean_kcal_mol": {str(k): float(v) for k, v in res["body_sum_mean"].items()},
+           "conservation_max_abs_error": float(np.abs(res["conservation"][:, 0] - res["conservation"][:, 2]).max()),
+           "seconds_per_frame": float(np.mean(res["seconds_per_frame"])) if len(res["seconds_per_frame"]) else None,
+           "most_stabilising_pairs": stab, "most_destabilising_pairs": destab,
+           "pair_table_markdown": format_pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5),
+           "top_stabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_stabilising"]],
+           "top_stabilising_triplets_relevance": [float(x) for x in res["top_stabilising_relevance"]],
+           "top_destabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_destabilising"]],
+           "top_destabilising_triplets_relevance": [float(x) for x in res["top_destabilising_relevance"]],
+           "segments": segments}
+    spec = lc.get("mutations")
+    if spec:
+        runs = read_json(run / "reference" / "reference.json")
+        nat_frames = np.concatenate([np.arange(a, b) for (a, b), kind in zip(run_boundaries(runs["run_lengths"]), runs["run_kinds"]) if kind == "native"])
+        pos_nat = ref.positions[nat_frames].astype(np.float64)
+        pos_nat = pos_nat[ca_rmsd(pos_nat, native) <= thr]
+        sub = pos_nat[np.unique(np.linspace(0, len(pos_nat) - 1, int(lc.get("mutation_frames", 20))).round().astype(int))]
+        mut = mutation_whatif(model, sub, types, resnames, spec, table, explain=False, progress=progress)
+        mx = mutation_whatif(model, cg_positions[pick], types, resnames, spec, table, explain=True, gamma=gamma, bias_rule=bias_rule, progress=progress)
+        fig = plot_pair_map_difference(mx["pair_map_diff"], figures / "mutation_pair_difference.png", segments=segments,
+                                       title=f"{cfg['name']} {spec}: pair relevance, mutant − wild type")
+        plt.close(fig)
+        out["mutation"] = {"spec": spec, "n_frames": int(len(sub)), "frames": "folded frames of the reference's native runs",
+                           "dE_mean_kcal_mol": float(mut["dE_mean"]), "dE_sem_kcal_mol": float(mut["dE_sem"]), "dE_std_kcal_mol": float(mut["dE_std"]),
+                           "dE_explained_frames_kcal_mol": float(mx["dE_mean"]),
+                           "largest_pair_changes": _largest_changes(mx["pair_map_diff"], resnames),
+                           "limit": "the model never saw the mutant in training: ΔE is its extrapolation on wild-type conformations "
+                                    "(no relaxation), not a folding free energy change"}
+        np.savez(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
+    write_json(d / "lrp.json", out)
+    return out
+
+
+def _largest_changes(diff: np.ndarray, resnames, k: int = 5) -> list[dict]:
+    iu = np.triu_indices(len(diff), 1)
+    order = np.argsort(-np.abs(diff[iu]))[:k]
+    return [{"i": int(iu[0][o]) + 1, "j": int(iu[1][o]) + 1, "resname_i": resnames[iu[0][o]], "resname_j": resnames[iu[1][o]],
+             "change_kcal_mol": float(diff[iu][o])} for o in order]

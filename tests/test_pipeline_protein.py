@@ -1,0 +1,61 @@
+"""End-to-end: every stage of the protein path on a tiny NTL9 run (real OpenMM amber14/GBn2,
+priors, schnetpack, CG replicas, protein analysis, residue maps and a mutation what-if)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cgexplain.config import load_system
+from cgexplain.pipeline import run_all
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "reference": {"high_temperature_time": 0.4, "equilibration": 0.2, "production": 1.0, "save_interval": 0.05, "chunk": 0.5},
+    "model": {"n_atom_basis": 8, "n_interactions": 2, "cutoff": 8.0, "n_rbf": 8},
+    "training": {"epochs": 2, "batch_size": 8},
+    "simulation": {"n_steps": 100, "save_interval": 10, "n_replicas": 2},
+    "analysis": {"tica_lag": 2},
+    "lrp": {"n_frames": 2, "mutations": "F5A", "mutation_frames": 4},
+}
+
+
+@pytest.mark.slow
+def test_ntl9_pipeline_tiny(tmp_path):
+    sysdir = tmp_path / "ntl9"
+    shutil.copytree(ROOT / "systems" / "ntl9", sysdir, ignore=shutil.ignore_patterns("pretrained"))
+    raw = yaml.safe_load((sysdir / "system.yaml").read_text())
+    raw["profiles"]["tiny"] = TINY
+    (sysdir / "system.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_system(sysdir, "tiny")
+    run = tmp_path / "run"
+    s = run_all(cfg, run, progress=False)
+    ref = s["reference"]
+    assert ref["run_kinds"] == ["native", "seeded"] and ref["run_lengths"] == [20, 20] and ref["n_atoms"] == 624
+    assert len(ref["check"]["runs"]) == 2 and ref["check"]["rmsd_mean_A"] < 3.0  # short runs stay near the native
+    assert s["map"]["n_beads"] == 39 and len(s["map"]["type_table"]) == 20
+    # priors are part of the saved model, fitted by Boltzmann inversion to the mapped reference
+    from cgexplain.models import load_model
+    from cgexplain.priors import PriorEnergy
+
+    model, meta = load_model(run / "model")
+    assert any(isinstance(m, PriorEnergy) for m in model.output_modules)
+    pj = json.loads((run / "model" / "priors.json").read_text())
+    assert pj["params"]["n_beads"] == 39 and pj["mean_abs_residual_force"] < pj["mean_abs_mapped_force"]
+    a = s["analyse"]
+    for k in ("rmsd_mean_cg_A", "q_mean_cg", "rg_mean_cg_A", "fraction_rmsd_le_3A_cg", "folded_fraction_cg", "bond_js_distance"):
+        assert np.isfinite(a[k]), k
+    assert a["n_frames_cg"] == 2 * s["simulate"]["n_frames"]
+    e = s["explain"]
+    assert len(e["most_stabilising_pairs"]) <= 5 and e["conservation_max_abs_error"] < 1e-6
+    assert np.isfinite(e["mutation"]["dE_mean_kcal_mol"]) and e["mutation"]["spec"] == "F5A"
+    pm = np.load(run / "lrp" / "frames" / "residue_relevance.npz")["pair_map"]
+    assert pm.shape == (39, 39) and np.allclose(pm, pm.T)
+    for fig in ("reference_rmsd.png", "priors.png", "protein_distributions.png", "internal_distributions.png", "tica_fes.png",
+                "residue_pair_relevance.png", "triplet_projection.png", "mutation_pair_difference.png"):
+        assert (run / "figures" / fig).stat().st_size > 1000, fig
+    # a second run reuses every finished stage
+    s2 = run_all(cfg, run, progress=False)
+    assert s2["reused_stages"] == ["reference", "map", "train", "simulate", "analyse", "explain"]

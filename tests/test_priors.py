@@ -1,0 +1,365 @@
+"""Prior energy terms (cgexplain.priors): Boltzmann inversion, forces, invariances, batching,
+dihedral convention, round trips, model integration and LRP (the walks explain the network only)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from cgexplain.models import DEFAULT_HPARAMS, batch_inputs, build_model, load_model, save_model
+from cgexplain.priors import (PriorEnergy, bond_angles, chain_indices, dihedral_angles, fit_fourier, fit_harmonic, fit_priors,
+                              plot_priors, prior_energy, prior_forces)
+from cgexplain.units import KB_KCAL
+
+T = 300.0
+KT = KB_KCAL * T
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def nerf(r, th, ph):
+    """Chains (F, n, 3) Å from bond lengths r (F, n-1), angles th (F, n-2) and IUPAC dihedrals
+    ph (F, n-3) rad (natural extension reference frame)."""
+    F, nb = r.shape
+    x = np.zeros((F, nb + 1, 3))
+    x[:, 1, 0] = r[:, 0]
+    x[:, 2] = x[:, 1] + r[:, 1:2] * np.stack([-np.cos(th[:, 0]), np.sin(th[:, 0]), np.zeros(F)], 1)
+    for i in range(3, nb + 1):
+        a, b, c = x[:, i - 3], x[:, i - 2], x[:, i - 1]
+        bc = _unit(c - b)
+        nn = _unit(np.cross(b - a, bc))
+        m = np.cross(nn, bc)
+        t, p = th[:, i - 2:i - 1], ph[:, i - 3:i - 2]
+        x[:, i] = c + r[:, i - 1:i] * (-np.cos(t) * bc + np.sin(t) * np.cos(p) * m + np.sin(t) * np.sin(p) * nn)
+    return x
+
+
+def sample_grid(rng, grid, dens, size):
+    """Samples of an (unnormalised) density tabulated on a fine grid (inverse CDF)."""
+    cdf = np.concatenate([[0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(grid))])
+    return np.interp(rng.uniform(0, cdf[-1], size), cdf, grid)
+
+
+def sample_angle(rng, k, theta0, size):
+    """θ from p(θ) ∝ sin θ exp(-k(θ-θ0)²/2kT)."""
+    g = np.linspace(0, np.pi, 20001)
+    return sample_grid(rng, g, np.sin(g) * np.exp(-0.5 * k * (g - theta0) ** 2 / KT), size)
+
+
+def fourier(phi, a, b):
+    n = np.arange(1, np.shape(a)[-1] + 1)
+    phi = np.asarray(phi)[..., None]
+    return (a * np.cos(n * phi) + b * np.sin(n * phi)).sum(-1)
+
+
+def sample_dihedral(rng, a, b, size):
+    g = np.linspace(-np.pi, np.pi, 20001)
+    return sample_grid(rng, g, np.exp(-fourier(g, a, b) / KT), size)
+
+
+def random_chain(n=8, F=3, seed=0, step=3.8):
+    """Self-avoiding-ish random chains (F, n, 3) Å with CA-like spacing."""
+    rng = np.random.default_rng(seed)
+    r = rng.normal(step, 0.05, (F, n - 1))
+    th = rng.uniform(1.6, 2.4, (F, n - 2))
+    ph = rng.uniform(-np.pi, np.pi, (F, n - 3))
+    return nerf(r, th, ph) + rng.normal(0, 0.01, (F, n, 3))
+
+
+def random_params(n=8, seed=0, n_fourier=3):
+    """Params with random (non-trivial) values of every kind, for a chain of n beads."""
+    rng = np.random.default_rng(seed)
+    idx = chain_indices(n)
+    p = fit_priors(random_chain(n, F=40, seed=seed + 1), T, n_fourier=n_fourier)
+    p["bonds"]["k"] = rng.uniform(20, 80, len(idx["bonds"])).tolist()
+    p["angles"]["k"] = rng.uniform(5, 30, len(idx["angles"])).tolist()
+    p["dihedrals"]["a"] = rng.normal(0, 0.5, (len(idx["dihedrals"]), n_fourier)).tolist()
+    p["dihedrals"]["b"] = rng.normal(0, 0.5, (len(idx["dihedrals"]), n_fourier)).tolist()
+    p["repulsion"]["sigma"] = rng.uniform(4.0, 6.0, len(idx["repulsion"])).tolist()
+    return p
+
+
+def _rot(seed=3):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def _net(F=8, L=2, cutoff=5.0, seed=0, priors=None, scale=0.3):
+    torch.manual_seed(seed)
+    hp = {"n_atom_basis": F, "n_interactions": L, "cutoff": cutoff, "priors": priors}
+    m = build_model(hp).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return m.eval(), hp
+
+
+# ---- Boltzmann inversion ------------------------------------------------------------------------
+
+
+def test_fit_harmonic_bond_and_angle_jacobian():
+    rng = np.random.default_rng(0)
+    r = rng.normal(3.8, np.sqrt(KT / 60.0), (200_000, 2))
+    k, r0 = fit_harmonic(r, KT)
+    np.testing.assert_allclose(r0, 3.8, atol=2e-3)
+    np.testing.assert_allclose(k, 60.0, rtol=0.02)
+    # angles: p(θ) ∝ sin θ exp(-k(θ-θ0)²/2kT); the sin θ Jacobian shifts the plain mean by
+    # ≈ σ² cot θ0 ≈ -0.03 rad, the weighted fit removes it
+    th = sample_angle(rng, 15.0, 2.2, 200_000)
+    k, t0 = fit_harmonic(th, KT, jacobian="sin")
+    assert abs(t0[0] - 2.2) < 5e-3
+    assert k[0] == pytest.approx(15.0, rel=0.03)
+    _, naive = fit_harmonic(th, KT)
+    assert abs(naive[0] - 2.2) > 0.02  # the test would catch a missing Jacobian
+    with pytest.raises(ValueError, match="jacobian"):
+        fit_harmonic(th, KT, jacobian="r2")
+
+
+def test_fit_fourier_recovers_dihedral_potential():
+    rng = np.random.default_rng(1)
+    a, b = np.array([0.6, 0.3, 0.0]), np.array([-0.4, 0.0, 0.2])
+    phi = sample_dihedral(rng, a, b, 100_000)
+    fa, fb = fit_fourier(phi, KT, n_fourier=3)
+    np.testing.assert_allclose(fa[0], a, atol=0.04)
+    np.testing.assert_allclose(fb[0], b, atol=0.04)
+    g = np.linspace(-np.pi, np.pi, 361)
+    diff = fourier(g, fa[0], fb[0]) - fourier(g, a, b)
+    assert np.abs(diff - diff.mean()).max() < 0.06  # the curve up to a constant
+    # few samples and empty bins: still finite, and the well stays where the data are
+    few = sample_dihedral(rng, np.array([-1.5]), np.array([0.0]), 300)
+    fa, fb = fit_fourier(few, KT, n_fourier=3)
+    assert np.all(np.isfinite(fa)) and fa[0, 0] < -0.5
+    with pytest.raises(ValueError, match="bins"):
+        fit_fourier(phi, KT, n_fourier=3, bins=6)
+
+
+def test_fit_priors_recovers_chain_parameters():
+    """Chains built from independent internal coordinates with known Boltzmann distributions."""
+    rng = np.random.default_rng(2)
+    F, n = 40_000, 6
+    kb, r0 = np.array([40.0, 60.0, 80.0, 50.0, 70.0]), np.array([3.8, 3.75, 3.85, 3.8, 3.9])
+    ka, t0 = np.array([10.0, 15.0, 20.0, 12.0]), np.array([1.9, 2.1, 1.6, 2.3])
+    A = np.array([[0.6, 0.3, 0.0], [-0.5, 0.0, 0.2], [0.2, -0.3, 0.0]])
+    B = np.array([[-0.4, 0.0, 0.2], [0.5, 0.2, 0.0], [0.0, 0.3, -0.2]])
+    r = rng.normal(r0, np.sqrt(KT / kb), (F, n - 1))
+    th = np.stack([sample_angle(rng, ka[i], t0[i], F) for i in range(n - 2)], 1)
+    ph = np.stack([sample_dihedral(rng, A[i], B[i], F) for i in range(n - 3)], 1)
+    x = nerf(r, th, ph)
+    # the builder follows the IUPAC convention of cgexplain.priors
+    np.testing.assert_allclose(dihedral_angles(torch.from_numpy(x[:50]), torch.from_numpy(chain_indices(n)["dihedrals"])).numpy(),
+                               ph[:50], atol=1e-9)
+    p = fit_priors(x, T, n_fourier=3)
+    assert p["n_beads"] == n and p["temperature"] == T
+    np.testing.assert_allclose(p["bonds"]["r0"], r0, atol=3e-3)
+    np.testing.assert_allclose(p["bonds"]["k"], kb, rtol=0.04)
+    np.testing.assert_allclose(p["angles"]["theta0"], t0, atol=6e-3)
+    np.testing.assert_allclose(p["angles"]["k"], ka, rtol=0.04)
+    np.testing.assert_allclose(p["dihedrals"]["a"], A, atol=0.05)
+    np.testing.assert_allclose(p["dihedrals"]["b"], B, atol=0.05)
+    # repulsion: pairs j - i >= 3, σ = 1st percentile of the pair distance, ε = kT, p = 6
+    assert [tuple(ij) for ij in p["repulsion"]["index"]] == [(0, 3), (0, 4), (0, 5), (1, 4), (1, 5), (2, 5)]
+    d03 = np.linalg.norm(x[:, 3] - x[:, 0], axis=-1)
+    assert p["repulsion"]["sigma"][0] == pytest.approx(np.quantile(d03, 0.01))
+    assert p["repulsion"]["epsilon"] == [pytest.approx(KT)] * 6 and p["repulsion"]["exponent"] == 6.0
+    g = fit_priors(x[:200], T, repulsion_sigma=4.5, repulsion_exponent=12, min_separation=4)
+    assert g["repulsion"]["sigma"] == [4.5] * 3 and g["repulsion"]["exponent"] == 12.0
+
+
+def test_fit_priors_errors():
+    x = random_chain(6, F=5)
+    with pytest.raises(ValueError, match="shape"):
+        fit_priors(x[0], T)
+    with pytest.raises(ValueError, match="at least 4 beads"):
+        fit_priors(x[:, :3], T)
+    bad = x.copy()
+    bad[3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="frame 3"):
+        fit_priors(bad, T)
+    for t in (0.0, -5.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            fit_priors(x, t)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        fit_priors(x[:1], T)
+
+
+# ---- energies and forces --------------------------------------------------------------------------
+
+
+def test_forces_match_finite_differences():
+    p = random_params(8, seed=3)
+    x = random_chain(8, F=2, seed=4)
+    f = prior_forces(p, x)
+    assert f.shape == x.shape
+    h = 1e-5
+    fd = np.zeros_like(x)
+    for fr in range(2):
+        for i in range(8):
+            for c in range(3):
+                xp, xm = x[fr].copy(), x[fr].copy()
+                xp[i, c] += h
+                xm[i, c] -= h
+                fd[fr, i, c] = -(prior_energy(p, xp) - prior_energy(p, xm)) / (2 * h)
+    assert np.abs(f).max() > 0.1
+    np.testing.assert_allclose(f, fd, rtol=1e-6, atol=1e-6)
+    # each kind contributes (the test is not dominated by one term)
+    terms = PriorEnergy.from_params(p).energy_terms(x)
+    assert all(float(v.abs().min()) > 1e-3 for v in terms.values())
+
+
+def test_rotation_translation():
+    p = random_params(8, seed=5)
+    x = random_chain(8, F=3, seed=6)
+    q, t = _rot(), np.array([3.0, -7.0, 1.5])
+    y = x @ q.T + t
+    np.testing.assert_allclose(prior_energy(p, y), prior_energy(p, x), rtol=1e-12)
+    np.testing.assert_allclose(prior_forces(p, y), prior_forces(p, x) @ q.T, atol=1e-10)
+
+
+def test_batch_equals_one_by_one_and_wrong_bead_count():
+    p = random_params(8, seed=7)
+    mod = PriorEnergy.from_params(p)
+    x = random_chain(8, F=3, seed=8)
+    inp = batch_inputs(x, np.arange(1, 9), None, 5.0, dtype=torch.float64)
+    inp["energy"] = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    out = mod(inp)
+    one = [float(mod(batch_inputs(x[f], np.arange(1, 9), None, 5.0, dtype=torch.float64))["prior_energy"][0]) for f in range(3)]
+    np.testing.assert_allclose(out["prior_energy"].numpy(), one, rtol=1e-13)
+    np.testing.assert_allclose(out["energy"].numpy(), np.array([1.0, 2.0, 3.0]) + one, rtol=1e-13)
+    np.testing.assert_allclose(one, prior_energy(p, x), rtol=1e-13)
+    with pytest.raises(ValueError, match=r"8 beads.*7 beads"):
+        mod(batch_inputs(x[:, :7], np.arange(1, 8), None, 5.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="8 beads"):
+        prior_energy(p, x[:, :7])
+
+
+def test_dihedral_convention_equals_mdtraj():
+    md = pytest.importorskip("mdtraj")
+    n = 12
+    x = np.cumsum(np.random.default_rng(9).normal(0, 2.2, (4, n, 3)), axis=1)
+    top = md.Topology()
+    ch = top.add_chain()
+    for _ in range(n):
+        top.add_atom("CA", md.element.carbon, top.add_residue("ALA", ch))
+    traj = md.Trajectory(x / 10.0, top)  # nm
+    idx = chain_indices(n)
+    ref = md.compute_dihedrals(traj, idx["dihedrals"]).astype(np.float64)
+    phi = dihedral_angles(torch.from_numpy(x), torch.from_numpy(idx["dihedrals"])).numpy()
+    d = np.angle(np.exp(1j * (phi - ref)))
+    assert np.abs(d).max() < 1e-5
+    assert (phi > 0).any() and (phi < 0).any()
+    th = bond_angles(torch.from_numpy(x), torch.from_numpy(idx["angles"])).numpy()
+    np.testing.assert_allclose(th, md.compute_angles(traj, idx["angles"]), atol=1e-5)
+    # the energy is the Fourier series of that φ
+    p = random_params(n, seed=10)
+    e = PriorEnergy.from_params(p).energy_terms(x)["dihedrals"].numpy()
+    ref_e = fourier(ref, np.asarray(p["dihedrals"]["a"]), np.asarray(p["dihedrals"]["b"])).sum(-1)
+    np.testing.assert_allclose(e, ref_e, atol=1e-4)
+
+
+def test_degenerate_geometries_are_finite():
+    p = random_params(6, seed=11)
+    x = random_chain(6, F=1, seed=12)[0]
+    col = x.copy()
+    col[2] = col[1] + 1.2 * (col[1] - col[0])  # beads 0, 1, 2 collinear
+    same = x.copy()
+    same[4] = same[1]  # a repulsion pair at r = 0
+    for y in (col, same):
+        t = torch.tensor(y, requires_grad=True)
+        e = PriorEnergy.from_params(p).energy(t)
+        (g,) = torch.autograd.grad(e, t)
+        assert torch.isfinite(e) and torch.isfinite(g).all()
+        t32 = torch.tensor(y, dtype=torch.float32, requires_grad=True)
+        (g32,) = torch.autograd.grad(PriorEnergy.from_params(p).energy(t32), t32)
+        assert torch.isfinite(g32).all()
+
+
+# ---- serialisation and models ---------------------------------------------------------------------
+
+
+def test_params_round_trip_and_dtype(tmp_path):
+    p = random_params(8, seed=13)
+    p2 = json.loads(json.dumps(p))
+    mod = PriorEnergy.from_params(p2)
+    assert mod.params() == p and mod.n_beads == 8
+    x = random_chain(8, F=2, seed=14)
+    assert np.array_equal(prior_energy(mod.params(), x), prior_energy(p, x))
+    # float64 buffers stay exact when the module is cast; the computation follows R's dtype
+    mod.float()
+    assert all(v.dtype == torch.float64 for v in mod.state_dict().values())
+    assert mod.params() == p
+    e32 = mod.energy(torch.tensor(x, dtype=torch.float32))
+    assert e32.dtype == torch.float32
+    np.testing.assert_allclose(e32.numpy(), prior_energy(p, x), rtol=1e-4)
+    with pytest.raises(ValueError, match="one per instance"):
+        PriorEnergy.from_params({**p, "bonds": {**p["bonds"], "k": p["bonds"]["k"][:-1]}})
+    with pytest.raises(ValueError, match="outside"):
+        PriorEnergy.from_params({**p, "n_beads": 5})
+
+
+def test_model_with_priors_energy_forces_and_save_load(tmp_path):
+    assert DEFAULT_HPARAMS["priors"] is None
+    p = random_params(8, seed=15)
+    m, hp = _net(cutoff=5.0, priors=p)
+    m0, _ = _net(cutoff=5.0, priors=None)
+    missing, unexpected = m0.load_state_dict(m.state_dict(), strict=False)
+    assert not missing and all(k.startswith("output_modules.1.") for k in unexpected)
+    assert not any("prior" in k or "output_modules.1." in k for k in m0.state_dict())
+    x = random_chain(8, F=2, seed=16)
+    types = np.arange(1, 9)
+    out = m(batch_inputs(x, types, None, 5.0, dtype=torch.float64))
+    net = m0(batch_inputs(x, types, None, 5.0, dtype=torch.float64))
+    np.testing.assert_allclose(out["prior_energy"].detach().numpy(), prior_energy(p, x), rtol=1e-12)
+    np.testing.assert_allclose(out["energy"].detach().numpy(), net["energy"].detach().numpy() + prior_energy(p, x), rtol=1e-12)
+    np.testing.assert_allclose(out["forces"].detach().numpy(), net["forces"].detach().numpy() + prior_forces(p, x).reshape(-1, 3),
+                               rtol=1e-10, atol=1e-10)
+    # save (float32) / load round trip: params in model.json, buffers in model.pt, same numbers
+    save_model(m.float(), hp, tmp_path / "mdl")
+    m2, meta = load_model(tmp_path / "mdl")
+    assert meta["hparams"]["priors"] == p
+    a = m(batch_inputs(x, types, None, 5.0))
+    b = m2(batch_inputs(x, types, None, 5.0))
+    assert a["energy"].dtype == torch.float32
+    assert torch.equal(a["energy"], b["energy"]) and torch.equal(a["forces"], b["forces"])
+    assert torch.equal(a["prior_energy"], b["prior_energy"])
+
+
+@pytest.mark.parametrize("arch", ["painn", "so3net"])
+def test_walk_relevance_explains_the_network_only(arch):
+    from cgexplain.lrp.engine import walk_relevance
+
+    n = 7
+    p = random_params(n, seed=17)
+    torch.manual_seed(0)
+    hp = {"representation": arch, "n_atom_basis": 6, "n_interactions": 2, "cutoff": 5.0}
+    m0 = build_model(hp).double()
+    with torch.no_grad():
+        for q in m0.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    m = build_model({**hp, "priors": p}).double()
+    m.load_state_dict({**m0.state_dict(), **{f"output_modules.1.{k}": v for k, v in PriorEnergy.from_params(p).state_dict().items()}})
+    m0.eval(), m.eval()
+    x = random_chain(n, F=1, seed=18)[0]
+    at = Atoms(numbers=np.arange(1, n + 1), positions=x)  # bead types 1..n, not periodic
+    r0, r1 = walk_relevance(m0, at), walk_relevance(m, at)
+    assert np.array_equal(r0["walks"], r1["walks"])
+    np.testing.assert_allclose(r1["relevance"], r0["relevance"], rtol=1e-12, atol=1e-14)
+    assert abs(r1["relevance"].sum() - r1["sum_h0_grad"]) < 1e-10  # conservation as without priors
+    full = m(batch_inputs(x, at.numbers, None, 5.0, dtype=torch.float64))
+    e_net = float((full["energy"] - full["prior_energy"]).detach())
+    assert abs(float(full["prior_energy"].detach())) > 1e-3
+    assert r1["E_model"] == pytest.approx(e_net, abs=1e-10) and r1["E_model"] == pytest.approx(r0["E_model"], abs=1e-12)
+    g0 = walk_relevance(m, at, gamma=0.0, bias_rule=False)
+    assert abs(g0["E_modified"] - g0["E_model"]) < 1e-10
+
+
+def test_plot_priors(tmp_path):
+    x = random_chain(8, F=200, seed=19)
+    p = fit_priors(x, T)
+    out = plot_priors(p, x, T, tmp_path / "fig" / "priors.png")
+    assert out == tmp_path / "fig" / "priors.png" and out.stat().st_size > 10_000
