@@ -250,7 +250,8 @@ def _cg_frames(run, lengths: bool = False):
     for path in trajectory_paths(run / "simulation", int(sim.get("n_replicas", 1))):
         u = mda.Universe(str(run / "cg" / "topology.pdb"), str(path))
         pos.append(u.trajectory.timeseries(order="fac").astype(np.float64))
-        cells.append(np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory]))
+        cells.append(np.array([triclinic_vectors(ts.dimensions) if ts.dimensions is not None else np.zeros((3, 3))  # no box: not periodic
+                               for ts in u.trajectory]))
     if lengths:
         return np.concatenate(pos), np.concatenate(cells), [len(p) for p in pos]
     return np.concatenate(pos), np.concatenate(cells)

@@ -41,6 +41,24 @@ _FILES = {  # name in the pretrained folder: path in the run folder
 }
 
 
+#: a protein run (``kind: protein``) ships its priors, protein observables and residue maps instead
+_PROTEIN_FILES = {
+    "model.pt": "model/model.pt",
+    "model.json": "model/model.json",
+    "training.json": "model/training.json",
+    "training_log.csv": "model/training_log.csv",
+    "priors.json": "model/priors.json",
+    "analysis.json": "analysis/analysis.json",
+    "protein.npz": "analysis/protein.npz",
+    "lrp.json": "lrp/lrp.json",
+    "residue_relevance.npz": "lrp/frames/residue_relevance.npz",
+}
+
+
+def _files(run: Path) -> dict:
+    return _PROTEIN_FILES if (run / "analysis" / "protein.npz").exists() else _FILES
+
+
 def export_pretrained(run_dir, dest, note: str = "") -> dict:
     """Copy a finished run's model and its results into a pretrained folder ``dest``.
 
@@ -53,16 +71,17 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     from .training import merge_training_logs
 
     run, dest = Path(run_dir), Path(dest)
-    merged_log = not (run / _FILES["training_log.csv"]).exists()
-    missing = [rel for rel in ["summary.json", *_FILES.values()]
-               if not (run / rel).exists() and not (merged_log and rel == _FILES["training_log.csv"])]
+    files = _files(run)
+    merged_log = not (run / files["training_log.csv"]).exists()
+    missing = [rel for rel in ["summary.json", *files.values()]
+               if not (run / rel).exists() and not (merged_log and rel == files["training_log.csv"])]
     if missing:
         raise FileNotFoundError(f"{run}: {missing[0]} missing; finish the run first (cgexplain run ...)")
     summary = read_json(run / "summary.json")
     tmp = dest.parent / f".{dest.name}.exporting"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, rel in _FILES.items():
+    for name, rel in files.items():
         if merged_log and name == "training_log.csv":
             merge_training_logs(run / "model" / "log", tmp / name)
         else:
@@ -90,14 +109,19 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
 def load_pretrained(path, map_location: str = "cpu") -> tuple:
     """Load a pretrained folder. Returns (model, meta, results): the schnetpack model in eval
     mode, its JSON, and a dict with ``training``, ``analysis``, ``lrp``, ``provenance`` (JSON) and
-    ``structure``, ``nbody`` (dicts of arrays from the npz files). Raises FileNotFoundError
-    naming a missing file."""
+    ``structure``, ``nbody`` (dicts of arrays from the npz files); a protein folder has
+    ``priors`` (JSON), ``protein`` and ``residues`` (arrays) instead of ``structure`` and ``nbody``.
+    Raises FileNotFoundError naming a missing file."""
     from .models import load_model
 
     d = Path(path)
     model, meta = load_model(d, map_location=map_location)
     res = {k: read_json(d / f"{k}.json") for k in ("training", "analysis", "lrp", "provenance")}
-    for key, name in (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz")):
+    protein = (d / "protein.npz").exists()
+    if protein:
+        res["priors"] = read_json(d / "priors.json")
+    for key, name in ((("protein", "protein.npz"), ("residues", "residue_relevance.npz")) if protein
+                      else (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz"))):
         with np.load(d / name) as z:
             res[key] = {k: z[k] for k in z.files}
     return model, meta, res

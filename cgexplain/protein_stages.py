@@ -87,7 +87,8 @@ def protein_start_frames(run_dir, n_replicas: int) -> list[int]:
 
 def _timescales(tica, lag) -> list:
     try:
-        return [float(t) for t in np.ravel(tica.timescales(lag))[:4]]
+        ts = np.ravel(tica.timescales(lag))[:4]
+        return [float(t) for t in ts if np.isfinite(t) and t > 0]  # too little data gives no positive timescale
     except Exception:  # a TICA model without implied timescales
         return []
 
@@ -233,12 +234,19 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
                                         title=f"{cfg['name']}: 3-body relevance projected on residues")):
         plt.close(fig)
     stab, destab = pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5)
+    # tertiary pairs only (|i - j| >= 3): the chain neighbours, which dominate the full table, are left out
+    far = np.where(sep >= 3, res["pair_map"], 0.0)
+    stab_far, destab_far = pair_table(far, segments=segments, resnames=resnames, k=5)
     out = {"n_frames": int(len(pick)), "frame_ids": pick.tolist(), "rmsd_threshold_A": thr, "gamma": gamma, "bias_rule": bias_rule,
            "body_sum_mean_kcal_mol": {str(k): float(v) for k, v in res["body_sum_mean"].items()},
-           "conservation_max_abs_error": float(np.abs(res["conservation"][:, 0] - res["conservation"][:, 2]).max()),
+           # sum rule: Σ walk relevance = Σ h0·∂E/∂h0 of the modified pass, relative to Σ|body-order sums|
+           "conservation_max_rel_error": float((np.abs(res["conservation"][:, 0] - res["conservation"][:, 2])
+                                                / (np.abs(res["body_sum_per_frame"]).sum(axis=1) + 1e-12)).max()),
            "seconds_per_frame": float(np.mean(res["seconds_per_frame"])) if len(res["seconds_per_frame"]) else None,
            "most_stabilising_pairs": stab, "most_destabilising_pairs": destab,
+           "most_stabilising_tertiary_pairs": stab_far, "most_destabilising_tertiary_pairs": destab_far,
            "pair_table_markdown": format_pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5),
+           "tertiary_pair_table_markdown": format_pair_table(far, segments=segments, resnames=resnames, k=5),
            "top_stabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_stabilising"]],
            "top_stabilising_triplets_relevance": [float(x) for x in res["top_stabilising_relevance"]],
            "top_destabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_destabilising"]],
