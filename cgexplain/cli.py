@@ -147,8 +147,11 @@ def main(argv=None) -> int:
     summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
     print(f"cgexplain: done ({times}). Summary: {Path(run_dir).resolve() / 'summary.json'}")
-    if "analyse" in summary:
-        a = summary["analyse"]
+    a = summary.get("analyse")
+    if a and "folded_fraction_cg" in a:  # a protein
+        print(f"  CA-RMSD mean ref {a['rmsd_mean_reference_A']:.2f} Å, CG {a['rmsd_mean_cg_A']:.2f} Å; Q {a['q_mean_reference']:.2f} / {a['q_mean_cg']:.2f}; "
+              f"folded (CA-RMSD <= 3 Å) {100 * a['folded_fraction_cg']:.0f} % of CG frames")
+    elif a:
         print(f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
               f"ADF JS distance {a['adf_js_distance']:.3f}")
     print(f"  figures: {Path(run_dir).resolve() / 'figures'}")

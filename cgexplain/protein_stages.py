@@ -267,9 +267,16 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
         out["mutation"] = {"spec": spec, "n_frames": int(len(sub)), "frames": "folded frames of the reference's native runs",
                            "dE_mean_kcal_mol": float(mut["dE_mean"]), "dE_sem_kcal_mol": float(mut["dE_sem"]), "dE_std_kcal_mol": float(mut["dE_std"]),
                            "dE_explained_frames_kcal_mol": float(mx["dE_mean"]),
+                           # force matching leaves a constant energy per bead type undetermined (the
+                           # training composition never changes), so ΔE carries an arbitrary offset
+                           # ε(mutant type) − ε(wild type); the change of the 2..(L+1)-body relevance
+                           # is free of it
+                           "dE_by_body_order_kcal_mol": {str(k): float(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k]) for k in mx["body_sum_wt"]},
+                           "dE_multibody_kcal_mol": float(sum(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k] for k in mx["body_sum_wt"] if int(k) >= 2)),
                            "largest_pair_changes": _largest_changes(mx["pair_map_diff"], resnames),
                            "limit": "the model never saw the mutant in training: ΔE is its extrapolation on wild-type conformations "
-                                    "(no relaxation), not a folding free energy change"}
+                                    "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
+                                    "energy offset of force matching, the multi-body part does not"}
         np.savez(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
     write_json(d / "lrp.json", out)
     return out
