@@ -422,7 +422,7 @@ def _pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_exponent: float = 6, repulsion_quantile: float = 0.01,
                min_separation: int = 3, *, dihedral_bins: int = 36, pseudocount: float = 0.1, repulsion_sigma: float | None = None,
-               repulsion_epsilon: float | None = None) -> dict:
+               repulsion_epsilon: float | None = None, repulsion_scale: float = 1.0) -> dict:
     """Fit the prior (module docstring) to mapped reference CA positions by Boltzmann inversion.
 
     Reith, Pütz, Müller-Plathe, J. Comput. Chem. 24, 1624 (2003) (Boltzmann inversion);
@@ -441,6 +441,11 @@ def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_expo
         dihedral_bins, pseudocount: histogram of :func:`fit_fourier`.
         repulsion_sigma: one global σ Å for every pair instead of the per-pair quantile.
         repulsion_epsilon: ε kcal/mol (default kT).
+        repulsion_scale: σ is multiplied by this factor (default 1). Below 1 the wall sits inside
+            the distances the reference samples, so the repulsion does not push sampled contacts
+            apart: with 0.8 and p = 12, E at the quantile distance is 0.8^12 ε = 0.07 ε (with 1 and
+            p = 6 it is ε, summed over every close pair, a net outward force the network would have
+            to learn to cancel).
 
     Bonds: r0 = mean, k = kT/var (the r² Jacobian is neglected: it shifts r0 by 2 var/r0, ~1e-3 Å
     for CA-CA bonds). Angles: harmonic in θ with the sin θ Jacobian removed by 1/sin θ weights
@@ -478,6 +483,9 @@ def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_expo
         sigma = np.concatenate([np.quantile(_pair_distances(x, pairs[s:s + 32]), float(repulsion_quantile), axis=0)
                                 for s in range(0, len(pairs), 32)]) if len(pairs) else np.zeros(0)
         sigma = np.maximum(sigma, 10 * R_MIN)
+    if not float(repulsion_scale) > 0:
+        raise ValueError(f"repulsion_scale must be > 0, got {repulsion_scale}")
+    sigma = sigma * float(repulsion_scale)
     return {
         "format": PRIOR_FORMAT,
         "n_beads": int(n),
@@ -491,7 +499,7 @@ def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_expo
         "fit": {"method": "boltzmann_inversion", "n_frames": int(F), "n_fourier": int(n_fourier), "dihedral_bins": int(dihedral_bins),
                 "pseudocount": float(pseudocount), "angle_jacobian": "sin",
                 "repulsion_sigma": "global" if repulsion_sigma is not None else f"quantile {float(repulsion_quantile):g}",
-                "repulsion_quantile": float(repulsion_quantile), "min_separation": int(min_separation)},
+                "repulsion_quantile": float(repulsion_quantile), "repulsion_scale": float(repulsion_scale), "min_separation": int(min_separation)},
     }
 
 

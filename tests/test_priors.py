@@ -363,3 +363,25 @@ def test_plot_priors(tmp_path):
     p = fit_priors(x, T)
     out = plot_priors(p, x, T, tmp_path / "fig" / "priors.png")
     assert out == tmp_path / "fig" / "priors.png" and out.stat().st_size > 10_000
+
+
+def test_repulsion_scale_moves_the_wall_inside_the_sampled_distances():
+    """σ = scale × the per-pair quantile distance; with scale 0.8 and p = 12 the repulsion at the
+    quantile distance is 0.8^12 ε, so it does not push the sampled contacts apart."""
+    import numpy as np
+    from cgexplain.priors import PriorEnergy, fit_priors
+
+    rng = np.random.default_rng(3)
+    n, F = 8, 400
+    steps = rng.normal(size=(F, n, 3))
+    steps = 3.8 * steps / np.linalg.norm(steps, axis=-1, keepdims=True)
+    pos = np.cumsum(steps, axis=1)
+    p1 = fit_priors(pos, 300.0, repulsion_exponent=12)
+    p08 = fit_priors(pos, 300.0, repulsion_exponent=12, repulsion_scale=0.8)
+    s1, s08 = np.asarray(p1["repulsion"]["sigma"]), np.asarray(p08["repulsion"]["sigma"])
+    assert np.allclose(s08, 0.8 * s1) and p08["fit"]["repulsion_scale"] == 0.8
+    e = PriorEnergy.from_params(p08).energy_terms(torch.as_tensor(pos, dtype=torch.float64))["repulsion"]
+    e1 = PriorEnergy.from_params(p1).energy_terms(torch.as_tensor(pos, dtype=torch.float64))["repulsion"]
+    assert float(e.mean()) < 0.1 * float(e1.mean())
+    with pytest.raises(ValueError, match="repulsion_scale"):
+        fit_priors(pos, 300.0, repulsion_scale=0.0)

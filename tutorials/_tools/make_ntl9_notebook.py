@@ -101,8 +101,8 @@ cells.append(code("""ex = pipeline.stage_explain(cfg, run, progress=False)
 print(f"{ex['n_frames']} folded CG frames; relevance by body order (kcal/mol):",
       {k: round(v, 2) for k, v in ex["body_sum_mean_kcal_mol"].items()})
 print("secondary structure:", ", ".join(f"{s['name']} {s['start']}–{s['end']}" for s in ex["segments"]))
-display(Markdown("**All pairs** (chain neighbours dominate):\n\n" + ex["pair_table_markdown"]))
-display(Markdown("**Tertiary pairs** (|i − j| ≥ 3):\n\n" + ex["tertiary_pair_table_markdown"]))
+display(Markdown("**All pairs** (chain neighbours dominate):\\n\\n" + ex["pair_table_markdown"]))
+display(Markdown("**Tertiary pairs** (|i − j| ≥ 3):\\n\\n" + ex["tertiary_pair_table_markdown"]))
 display(Image(figs / "residue_pair_relevance.png"))
 display(Image(figs / "triplet_projection.png"))"""))
 cells.append(md("""## 8. A mutation what-if
@@ -149,7 +149,7 @@ else:
     a, l = pres["analysis"], pres["lrp"]
     print(f"pretrained: validation force MAE {pres['training']['validation']['force_mae']:.2f} kcal/mol/Å; "
           f"folded {100 * a['folded_fraction_cg']:.0f} % of CG frames (CA-RMSD ≤ 3 Å); Q {a['q_mean_cg']:.2f} (reference {a['q_mean_reference']:.2f})")
-    display(Markdown("**Tertiary pairs** (|i − j| ≥ 3) of the pretrained model:\n\n" + l["tertiary_pair_table_markdown"]))
+    display(Markdown("**Tertiary pairs** (|i − j| ≥ 3) of the pretrained model:\\n\\n" + l["tertiary_pair_table_markdown"]))
     if "mutation" in l:
         lm = l["mutation"]
         print(f"{lm['spec']}: total ΔE = {lm['dE_mean_kcal_mol']:+.2f} ± {lm['dE_sem_kcal_mol']:.2f} kcal/mol; "
