@@ -278,6 +278,10 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
                                     "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
                                     "energy offset of force matching, the multi-body part does not"}
         np.savez(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
+        n_mut = int(lc.get("mutant_simulation_steps", 0))
+        if n_mut > 0:
+            out["mutation"]["simulation"] = _mutant_simulation(cfg, run, d, figures, model, meta, spec, types, resnames, table, native,
+                                                               cg_positions, n_mut, progress)
     write_json(d / "lrp.json", out)
     return out
 
@@ -287,3 +291,47 @@ def _largest_changes(diff: np.ndarray, resnames, k: int = 5) -> list[dict]:
     order = np.argsort(-np.abs(diff[iu]))[:k]
     return [{"i": int(iu[0][o]) + 1, "j": int(iu[1][o]) + 1, "resname_i": resnames[iu[0][o]], "resname_j": resnames[iu[1][o]],
              "change_kcal_mol": float(diff[iu][o])} for o in order]
+
+
+def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec, types, resnames, table, native, cg_wt, n_steps: int,
+                       progress: bool) -> dict:
+    """CG Langevin of the mutant (same model, mutated bead types, the wild type's start frames and
+    settings, ``n_steps`` steps), compared with the wild-type CG ensemble ``cg_wt`` (F, n, 3) Å:
+    CA-RMSD, Q and Rg (means, folded fractions, JS distances); figure ``mutant_distributions.png``."""
+    import dataclasses
+
+    from .mapping import MappedTrajectory
+    from .mutations import mutate_types
+    from .plotting import _plt
+    from .protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
+    from .simulation import SimSettings, run_simulation, trajectory_paths
+
+    import MDAnalysis as mda
+
+    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    mtypes, _ = mutate_types(types, resnames, spec, table)
+    s = dataclasses.replace(SimSettings.from_dict(cfg["simulation"]), n_steps=int(n_steps))
+    ks = s.start_frames if s.start_frames is not None else protein_start_frames(run, s.n_replicas)
+    out_dir = d / "mutant_simulation"
+    sim = run_simulation(model, meta, run / "cg" / "topology.pdb", ref.positions[ks], mtypes, ref.bead_masses, np.zeros((len(ks), 3, 3)), s,
+                         out_dir, progress=progress)
+    pos = np.concatenate([mda.Universe(str(run / "cg" / "topology.pdb"), str(p)).trajectory.timeseries(order="fac").astype(np.float64)
+                          for p in trajectory_paths(out_dir, s.n_replicas)])
+    pairs, r0 = native_contacts(native, cutoff=float(cfg["analysis"].get("contact_cutoff", 8.0)))
+    thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
+    # the wild type over the same length of simulation as the mutant
+    per = len(cg_wt) // max(1, s.n_replicas)
+    keep = min(per, len(pos) // max(1, s.n_replicas))
+    wt = np.concatenate([cg_wt[r * per:r * per + keep] for r in range(s.n_replicas)])
+    o_wt, o_mut = (protein_observables(x, native, pairs, r0, ref.bead_masses) for x in (wt, pos))
+    cmp = compare_protein(o_wt, o_mut, rmsd_threshold=thr)
+    fig = plot_protein_distributions(o_wt, o_mut, figures / "mutant_distributions.png", labels=("wild type (CG)", f"{spec} (CG)"),
+                                     title=f"{cfg['name']}: CG wild type vs {spec}")
+    _plt().close(fig)
+    return {"n_steps": int(n_steps), "n_replicas": int(s.n_replicas), "n_frames": int(len(pos)),
+            "mean_kinetic_temperature_K": sim["mean_kinetic_temperature_K"],
+            "rmsd_mean_wild_type_A": cmp["rmsd_mean_reference_A"], "rmsd_mean_mutant_A": cmp["rmsd_mean_cg_A"],
+            "q_mean_wild_type": cmp["q_mean_reference"], "q_mean_mutant": cmp["q_mean_cg"],
+            "rg_mean_wild_type_A": cmp["rg_mean_reference_A"], "rg_mean_mutant_A": cmp["rg_mean_cg_A"],
+            f"folded_fraction_wild_type": cmp[f"fraction_rmsd_le_{thr:g}A_reference"], "folded_fraction_mutant": cmp[f"fraction_rmsd_le_{thr:g}A_cg"],
+            "rmsd_js_distance": cmp["rmsd_js_distance"], "q_js_distance": cmp["q_js_distance"]}

@@ -18,7 +18,7 @@ TINY = {
     "training": {"epochs": 2, "batch_size": 8},
     "simulation": {"n_steps": 100, "save_interval": 10, "n_replicas": 2},
     "analysis": {"tica_lag": 2},
-    "lrp": {"n_frames": 2, "mutations": "F5A", "mutation_frames": 4},
+    "lrp": {"n_frames": 2, "mutations": "F5A", "mutation_frames": 4, "mutant_simulation_steps": 50},
 }
 
 
@@ -52,10 +52,12 @@ def test_ntl9_pipeline_tiny(tmp_path):
     assert len(e["most_stabilising_pairs"]) <= 5 and e["conservation_max_rel_error"] < 1e-4
     assert all(abs(p["i"] - p["j"]) >= 3 for p in e["most_stabilising_tertiary_pairs"])
     assert np.isfinite(e["mutation"]["dE_mean_kcal_mol"]) and e["mutation"]["spec"] == "F5A"
+    ms = e["mutation"]["simulation"]
+    assert ms["n_frames"] == 2 * 5 and 0.0 <= ms["folded_fraction_mutant"] <= 1.0 and np.isfinite(ms["rmsd_mean_mutant_A"])
     pm = np.load(run / "lrp" / "frames" / "residue_relevance.npz")["pair_map"]
     assert pm.shape == (39, 39) and np.allclose(pm, pm.T)
     for fig in ("reference_rmsd.png", "priors.png", "protein_distributions.png", "internal_distributions.png", "tica_fes.png",
-                "residue_pair_relevance.png", "triplet_projection.png", "mutation_pair_difference.png"):
+                "residue_pair_relevance.png", "triplet_projection.png", "mutation_pair_difference.png", "mutant_distributions.png"):
         assert (run / "figures" / fig).stat().st_size > 1000, fig
     # a second run reuses every finished stage
     s2 = run_all(cfg, run, progress=False)

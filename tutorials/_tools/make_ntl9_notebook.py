@@ -121,6 +121,12 @@ print("ΔE by body order on the explained frames (kcal/mol):", {k: round(v, 2) f
 for c in mu["largest_pair_changes"][:3]:
     print(f"  pair {c['resname_i']}{c['i']}–{c['resname_j']}{c['j']}: {c['change_kcal_mol']:+.3f} kcal/mol")
 display(Image(figs / "mutation_pair_difference.png"))
+if "simulation" in mu:  # CG replicas of the mutant against the wild type's
+    ms = mu["simulation"]
+    print(f"CG simulation of {mu['spec']}: CA-RMSD mean {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
+          f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} % "
+          f"({100 * ms['folded_fraction_wild_type']:.0f} %)")
+    display(Image(figs / "mutant_distributions.png"))
 
 # the same in Python, for any mutation: positions are 1-based, names one-letter or three-letter
 from cgexplain.models import load_model
@@ -154,6 +160,10 @@ else:
         lm = l["mutation"]
         print(f"{lm['spec']}: total ΔE = {lm['dE_mean_kcal_mol']:+.2f} ± {lm['dE_sem_kcal_mol']:.2f} kcal/mol; "
               f"2+-body part {lm.get('dE_multibody_kcal_mol', float('nan')):+.2f} kcal/mol")
+        if "simulation" in lm:
+            ms = lm["simulation"]
+            print(f"  its CG replicas: CA-RMSD {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
+                  f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} %")
     from cgexplain.lrp.residues import plot_pair_map
     rr = pres["residues"]
     native = pres["protein"]["native"]
