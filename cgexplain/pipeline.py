@@ -313,13 +313,13 @@ def stage_explain(cfg: dict, run_dir, progress: bool = True) -> dict:
 
     d = _prepare(cfg, run_dir, "lrp")
     run = Path(run_dir)
-    pos, cells = _cg_frames(run)
     if cfg.get("kind") == "protein":
         from .protein_stages import protein_explain
 
         if (d / "lrp.json").exists():
             return read_json(d / "lrp.json")
-        return protein_explain(cfg, run, d, _figures(run), pos, progress=progress)
+        return protein_explain(cfg, run, d, _figures(run), _cg_frames(run)[0], progress=progress)
+    pos, cells = _cg_frames(run)
     types = np.load(run / "cg" / "mapped.npz")["bead_types"]
     lc = dict(cfg["lrp"])
     workers, device = int(lc.pop("workers", 1)), lc.pop("device", None)

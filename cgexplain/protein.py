@@ -429,6 +429,20 @@ def _plot_edges(key: str, ref, cg, n_bins: int) -> np.ndarray:
     return np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
 
 
+def _overlay_figure(specs, ref_obs, cg_obs, path, labels, n_bins, title):
+    """One row of histogram panels ((key, x label) per panel), both ensembles overlaid."""
+    from .plotting import _plt, _save
+
+    fig, axes = _plt().subplots(1, len(specs), figsize=(12.0, 3.6))
+    _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
 def _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins):
     for ax, (key, xlabel) in zip(axes, specs):
         edges = _plot_edges(key, ref_obs[key], cg_obs[key], n_bins)
@@ -443,18 +457,8 @@ def plot_protein_distributions(ref_obs: dict, cg_obs: dict, path: str | Path | N
     """Cα RMSD (Å), Q and Rg (Å) distributions of the two ensembles (dicts from
     :func:`protein_observables`), overlaid in three panels; save to ``path`` if given. Returns the
     figure."""
-    from .plotting import _plt, _save
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
-    _overlay(axes, (("rmsd", "Cα RMSD (Å)"), ("q", "Q (fraction of native contacts)"), ("rg", "Rg (Å)")), ref_obs, cg_obs,
-             labels, n_bins)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path:
-        _save(fig, path)
-    return fig
+    return _overlay_figure((("rmsd", "Cα RMSD (Å)"), ("q", "Q (fraction of native contacts)"), ("rg", "Rg (Å)")), ref_obs, cg_obs,
+                           path, labels, n_bins, title)
 
 
 def plot_internal_distributions(ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 90,
@@ -462,18 +466,8 @@ def plot_internal_distributions(ref_obs: dict, cg_obs: dict, path: str | Path | 
     """Bond length (Å), bond angle and dihedral (degrees) distributions, pooled over the chain,
     of the two ensembles (dicts from :func:`protein_observables`) in three panels; save to
     ``path`` if given. Returns the figure."""
-    from .plotting import _plt, _save
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
-    _overlay(axes, (("bonds", "Cα–Cα bond length (Å)"), ("angles", "Cα bond angle (degrees)"),
-                    ("dihedrals", "Cα dihedral (degrees)")), ref_obs, cg_obs, labels, n_bins)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path:
-        _save(fig, path)
-    return fig
+    return _overlay_figure((("bonds", "Cα–Cα bond length (Å)"), ("angles", "Cα bond angle (degrees)"),
+                            ("dihedrals", "Cα dihedral (degrees)")), ref_obs, cg_obs, path, labels, n_bins, title)
 
 
 def plot_tica_fes(ref_fes, cg_fes, path: str | Path | None = None, fmax: float | None = None,

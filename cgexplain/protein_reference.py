@@ -36,7 +36,8 @@ import numpy as np
 
 from . import units
 from .config import settings_from_dict
-from .fileio import atomic_path, read_json, save_npz, write_json
+from .fileio import atomic_path, read_json, write_json
+from .reference import run_chunks, write_trajectory_with_forces
 
 __all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries"]
 
@@ -205,29 +206,9 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
                 sim.context.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1000 * (r + 1))
                 sim.step(_steps(s.equilibration, s.timestep))
                 _save_state(sim, eq)
-            for c in range(n_chunks):
-                path = rd / f"chunk_{c:04d}.npz"
-                nf = min(per_chunk, n_frames - c * per_chunk)
-                if path.exists():
-                    bar.update(nf)
-                    continue
-                sim.loadState(str(eq if c == 0 else rd / f"state_{c - 1:04d}.xml"))
-                sim.integrator.setRandomNumberSeed(s.seed + 1000 * (r + 1) + 1 + c)
-                pos = np.empty((nf, n_atoms, 3), np.float32)
-                frc = np.empty_like(pos)
-                for k in range(nf):
-                    sim.step(every)
-                    st = sim.context.getState(getPositions=True, getForces=True)
-                    pos[k] = st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
-                    frc[k] = units.kj_nm_to_kcal_a(st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
-                    if not (np.isfinite(pos[k]).all() and np.isfinite(frc[k]).all()):
-                        raise RuntimeError(f"protein reference: non-finite positions or forces in run {r}, chunk {c}, frame {k}")
-                    bar.update(1)
-                save_npz(path, positions=pos, forces=frc)
-                _save_state(sim, rd / f"state_{c:04d}.xml")
+            run_chunks(sim, rd, eq, n_frames, per_chunk, every, lambda c, r=r: s.seed + 1000 * (r + 1) + 1 + c, bar,
+                       f"protein reference, run {r}", with_cell=False)
     timings["production_s"] = time.perf_counter() - t2
-
-    from .reference import write_trajectory_with_forces
 
     parts = [np.load(out / f"run_{r:02d}" / f"chunk_{c:04d}.npz") for r in range(len(kinds)) for c in range(n_chunks)]
     pos = np.concatenate([p["positions"] for p in parts])

@@ -14,7 +14,7 @@ import numpy as np
 
 from .fileio import read_json, write_json
 
-__all__ = ["protein_reference", "reference_ca_positions"]
+__all__ = ["protein_reference", "native_ca_positions", "reference_ca_positions"]
 
 
 def _system_path(cfg: dict, rel: str) -> Path:
@@ -22,12 +22,19 @@ def _system_path(cfg: dict, rel: str) -> Path:
     return p if p.is_absolute() else Path(cfg["system_dir"]) / p
 
 
+def native_ca_positions(ref_dir) -> np.ndarray:
+    """CA positions (n, 3) Å of the minimised native structure, ``native.pdb`` of a reference."""
+    import MDAnalysis as mda
+
+    return mda.Universe(str(Path(ref_dir) / "native.pdb")).select_atoms("name CA").positions.astype(np.float64)
+
+
 def reference_ca_positions(ref_dir) -> tuple[np.ndarray, np.ndarray]:
     """CA positions of the reference: (native (n, 3) Å from ``native.pdb``, frames (F, n, 3) Å)."""
     import MDAnalysis as mda
 
     d = Path(ref_dir)
-    nat = mda.Universe(str(d / "native.pdb")).select_atoms("name CA").positions.astype(np.float64)
+    nat = native_ca_positions(d)
     u = mda.Universe(str(d / "topology.pdb"), str(d / "trajectory.trr"))
     ca = u.select_atoms("name CA")
     return nat, np.array([ca.positions for _ in u.trajectory], dtype=np.float64)
@@ -113,7 +120,7 @@ def protein_analyse(cfg: dict, run: Path, d: Path, figures: Path, cg_frames) -> 
     thr = float(ac.get("rmsd_threshold", 3.0))
     T = float(cfg["simulation"].get("temperature", cfg["reference"].get("temperature", 300.0)))
     ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
-    native, _ = reference_ca_positions(run / "reference")
+    native = native_ca_positions(run / "reference")
     cg_pos, cg_lengths = cg_frames
     pairs, r0 = native_contacts(native, cutoff=float(ac.get("contact_cutoff", 8.0)))
     masses = ref.bead_masses
@@ -201,7 +208,7 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
     from .models import load_model
     from .mutations import mutation_whatif
     from .plotting import _plt
-    from .protein import ca_rmsd
+    from .protein import ca_rmsd, native_contacts
     from .protein_reference import run_boundaries
 
     lc = cfg["lrp"]
@@ -213,7 +220,7 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
     table = meta.get("type_table") or read_json(run / "cg" / "mapping.json")["type_table"]
     inv = {int(v): k for k, v in table.items()}
     resnames = [inv[int(t)] for t in types]
-    native, _ = reference_ca_positions(run / "reference")
+    native = native_ca_positions(run / "reference")
     segments = native_segments(cfg)
     rmsd = ca_rmsd(cg_positions, native)
     folded = np.flatnonzero(rmsd <= thr)
@@ -223,9 +230,11 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
     res = explain_protein_frames(model, cg_positions[pick], types, d / "frames", gamma=gamma, bias_rule=bias_rule, frame_ids=pick,
                                  progress=progress, resnames=resnames, segments=segments)
     n = len(types)
-    dist = np.linalg.norm(native[:, None] - native[None], axis=-1)
     sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
-    contact = ((dist < float(cfg["analysis"].get("contact_cutoff", 8.0))) & (sep >= 3)).astype(float)
+    # the map shows native contacts with |i - j| >= 3 (native_contacts counts j - i > min_separation)
+    pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"].get("contact_cutoff", 8.0)), min_separation=2)
+    contact = np.zeros((n, n))
+    contact[pairs[:, 0], pairs[:, 1]] = contact[pairs[:, 1], pairs[:, 0]] = 1.0
     plt = _plt()
     for fig in (plot_pair_map(res["pair_map"], contact, figures / "residue_pair_relevance.png", segments=segments,
                               title=f"{cfg['name']}: residue-pair (2-body) relevance, {len(pick)} folded frames",
@@ -280,7 +289,7 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
         np.savez(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
         n_mut = int(lc.get("mutant_simulation_steps", 0))
         if n_mut > 0:
-            out["mutation"]["simulation"] = _mutant_simulation(cfg, run, d, figures, model, meta, spec, types, resnames, table, native,
+            out["mutation"]["simulation"] = _mutant_simulation(cfg, run, d, figures, model, meta, spec, ref, resnames, table, native,
                                                                cg_positions, n_mut, progress)
     write_json(d / "lrp.json", out)
     return out
@@ -293,14 +302,13 @@ def _largest_changes(diff: np.ndarray, resnames, k: int = 5) -> list[dict]:
              "change_kcal_mol": float(diff[iu][o])} for o in order]
 
 
-def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec, types, resnames, table, native, cg_wt, n_steps: int,
+def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec, ref, resnames, table, native, cg_wt, n_steps: int,
                        progress: bool) -> dict:
-    """CG Langevin of the mutant (same model, mutated bead types, the wild type's start frames and
+    """CG Langevin of the mutant (same model, mutated bead types of the mapped reference ``ref``, the wild type's start frames and
     settings, ``n_steps`` steps), compared with the wild-type CG ensemble ``cg_wt`` (F, n, 3) Å:
     CA-RMSD, Q and Rg (means, folded fractions, JS distances); figure ``mutant_distributions.png``."""
     import dataclasses
 
-    from .mapping import MappedTrajectory
     from .mutations import mutate_types
     from .plotting import _plt
     from .protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
@@ -308,8 +316,7 @@ def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec
 
     import MDAnalysis as mda
 
-    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
-    mtypes, _ = mutate_types(types, resnames, spec, table)
+    mtypes, _ = mutate_types(ref.bead_types, resnames, spec, table)
     s = dataclasses.replace(SimSettings.from_dict(cfg["simulation"]), n_steps=int(n_steps))
     ks = s.start_frames if s.start_frames is not None else protein_start_frames(run, s.n_replicas)
     out_dir = d / "mutant_simulation"

@@ -22,7 +22,7 @@ from . import units
 from .config import settings_from_dict
 from .fileio import atomic_path, read_json, save_npz, write_json
 
-__all__ = ["ReferenceSettings", "build_water_box", "build_system", "run_reference", "read_reference"]
+__all__ = ["ReferenceSettings", "build_water_box", "build_system", "run_reference", "run_chunks", "read_reference"]
 
 
 @dataclasses.dataclass
@@ -221,30 +221,7 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
     n_chunks = -(-n_frames // per_chunk)
     t1 = time.perf_counter()
     with tqdm(total=n_frames, desc="reference production (frames)", disable=not progress) as bar:
-        for c in range(n_chunks):
-            path = chunks / f"chunk_{c:04d}.npz"
-            nf = min(per_chunk, n_frames - c * per_chunk)
-            if path.exists():
-                bar.update(nf)
-                continue
-            prev = eq_state if c == 0 else chunks / f"state_{c - 1:04d}.xml"
-            sim.loadState(str(prev))
-            sim.integrator.setRandomNumberSeed(settings.seed + 100 + c)
-            pos = np.empty((nf, topology.getNumAtoms(), 3), np.float32)
-            frc = np.empty_like(pos)
-            cell = np.empty((nf, 3, 3), np.float32)
-            for k in range(nf):
-                sim.step(every)
-                st = sim.context.getState(getPositions=True, getForces=True)
-                pos[k] = st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
-                frc[k] = units.kj_nm_to_kcal_a(st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
-                cell[k] = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
-                if not (np.isfinite(pos[k]).all() and np.isfinite(frc[k]).all()):
-                    raise RuntimeError(f"reference MD: non-finite positions or forces at chunk {c}, frame {k}")
-                bar.update(1)
-            save_npz(path, positions=pos, forces=frc, cell=cell)
-            with atomic_path(chunks / f"state_{c:04d}.xml") as tmp:
-                sim.saveState(str(tmp))
+        run_chunks(sim, chunks, eq_state, n_frames, per_chunk, every, lambda c: settings.seed + 100 + c, bar, "reference MD")
     timings["production_s"] = time.perf_counter() - t1
 
     parts = [dict(np.load(chunks / f"chunk_{c:04d}.npz")) for c in range(n_chunks)]
@@ -264,6 +241,45 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
     }
     write_json(done, summary)
     return summary
+
+
+def run_chunks(sim, chunk_dir, start_state, n_frames: int, per_chunk: int, steps_per_frame: int, seed_of, bar, where: str,
+               with_cell: bool = True) -> None:
+    """Production in checkpointed chunks: ``chunk_dir/chunk_XXXX.npz`` (positions Å, total forces
+    kcal/mol/Å, and box vectors Å with ``with_cell``, one frame every ``steps_per_frame`` steps)
+    and the OpenMM state after each chunk, ``state_XXXX.xml``. Chunk 0 starts from the state file
+    ``start_state``, chunk c from ``state_{c-1}``; a chunk already written is skipped, so an
+    interrupted run resumes. ``seed_of(c)`` seeds the integrator of chunk c; ``bar`` (tqdm)
+    advances by one per frame. Raises RuntimeError naming ``where``, the chunk and the frame for
+    non-finite positions or forces."""
+    from openmm import unit
+
+    chunk_dir = Path(chunk_dir)
+    n_atoms = sim.topology.getNumAtoms()
+    for c in range(-(-n_frames // per_chunk)):
+        path = chunk_dir / f"chunk_{c:04d}.npz"
+        nf = min(per_chunk, n_frames - c * per_chunk)
+        if path.exists():
+            bar.update(nf)
+            continue
+        sim.loadState(str(start_state if c == 0 else chunk_dir / f"state_{c - 1:04d}.xml"))
+        sim.integrator.setRandomNumberSeed(seed_of(c))
+        pos = np.empty((nf, n_atoms, 3), np.float32)
+        frc = np.empty_like(pos)
+        cell = np.empty((nf, 3, 3), np.float32)
+        for k in range(nf):
+            sim.step(steps_per_frame)
+            st = sim.context.getState(getPositions=True, getForces=True)
+            pos[k] = st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+            frc[k] = units.kj_nm_to_kcal_a(st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+            if with_cell:
+                cell[k] = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
+            if not (np.isfinite(pos[k]).all() and np.isfinite(frc[k]).all()):
+                raise RuntimeError(f"{where}: non-finite positions or forces at chunk {c}, frame {k}")
+            bar.update(1)
+        save_npz(path, positions=pos, forces=frc, **({"cell": cell} if with_cell else {}))
+        with atomic_path(chunk_dir / f"state_{c:04d}.xml") as tmp:
+            sim.saveState(str(tmp))
 
 
 def write_trajectory_with_forces(topology, path, positions, forces, cells, dt: float) -> None:
