@@ -1,16 +1,23 @@
 """CG MD throughput: how close cgexplain's Langevin integrator gets to the model's speed limit.
 
 For the water PaiNN model on a 512-bead box, in one process on the same input, prints medians of
-  (a) raw energy+force evaluations per second (fixed inputs, neighbour list precomputed): the limit;
-  (a') the same with the weights' requires_grad switched off, as cgexplain's force field does
-      (forces need only dE/dR, so autograd then keeps no activations for weight gradients);
+  (a) raw energy+force evaluations per second of the model as cgexplain evaluates it (fixed
+      inputs, neighbour list precomputed, weights' requires_grad off, cgexplain.kernels'
+      FastPaiNNInteraction): the limit for (b);
+  (a_spk) the same with schnetpack's own PaiNN modules and trainable weights, as schnetpack.md and
+      ASE evaluate it;
   (b) cgexplain's BAOAB Langevin steps/s (Verlet-skin neighbour list, DCD writing every
       ``--save-every`` steps on the background writer thread);
   (c) schnetpack.md's Simulator (VelocityVerlet + LangevinThermostat, SchNetPackCalculator with
-      NeighborListMD and the same skin);
-  (d) ASE's Langevin with schnetpack's SpkCalculator (VesinNeighborList, rebuilt every step);
-and the ratios b/a, b/c, b/d (targets on 2 CPU cores: b/a >= 0.9, b/c >= 1.2). The engines run
-interleaved, ``--repeats`` times each, so load changes hit all of them alike.
+      NeighborListMD and the same skin) with the model in schnetpack's own modules;
+  (c') the same Simulator given cgexplain's model object (fast kernels), to separate what the
+      kernels give from what the integrator gives;
+  (d) ASE's Langevin with schnetpack's SpkCalculator (VesinNeighborList, rebuilt every step),
+      schnetpack's modules;
+and the ratios b/a, b/c, b/c', b/d (targets on 2 CPU cores: b/a >= 0.9, b/c >= 1.2). The engines
+run interleaved, ``--repeats`` times each, so load changes hit all of them alike. Both model
+objects hold the same weights (``load_model(..., fast=False)`` gives schnetpack's modules); their
+forces agree to float round-off (printed).
 
 Then batched replicas: bead-steps/s of cgexplain's Langevin for R = 1, 4, 16 replicas of the box in
 one batched forward pass (on a GPU the target is R=16 >= 8x R=1).
@@ -99,8 +106,9 @@ def main(argv=None):
 
     dev = torch.device(args.device)
     model_dir = find_model(args.model)
-    model, meta = load_model(model_dir)
+    model, meta = load_model(model_dir)  # cgexplain's evaluation (fast kernels)
     model = model.to(dev)
+    spk_model = load_model(model_dir, fast=False)[0].to(dev)  # the same weights in schnetpack's modules
     hp = meta["hparams"]
     cutoff = float(hp["cutoff"])
     x, cell, src = box_512(model_dir)
@@ -116,22 +124,27 @@ def main(argv=None):
     inp = batch_inputs(x, types, cell, cutoff, device=dev)
     R_KEY = spk.properties.R
 
-    def raw(k):
+    def raw(k, mdl=spk_model):
         t0 = time.perf_counter()
         for _ in range(k):
-            out = model({**inp, R_KEY: inp[R_KEY].clone()})  # a fresh leaf for the position gradient
+            out = mdl({**inp, R_KEY: inp[R_KEY].clone()})  # a fresh leaf for the position gradient
             out["forces"].sum().item()
         return k / (time.perf_counter() - t0)
 
-    def raw_frozen(k):  # the same with the weights' requires_grad off, as cgexplain's force field does
+    def raw_cgx(k):  # weights' requires_grad off and fast kernels, as cgexplain's force field does
         ps = [p for p in model.parameters() if p.requires_grad]
         for p in ps:
             p.requires_grad_(False)
         try:
-            return raw(k)
+            return raw(k, model)
         finally:
             for p in ps:
                 p.requires_grad_(True)
+
+    f_fast = model({**inp, R_KEY: inp[R_KEY].clone()})["forces"].detach()
+    f_spk = spk_model({**inp, R_KEY: inp[R_KEY].clone()})["forces"].detach()
+    print(f"forces, cgexplain kernels against schnetpack's modules: max |dF| {float((f_fast - f_spk).abs().max()):.2e} "
+          f"of max |F| {float(f_spk.abs().max()):.2f} kcal/mol/Å (float32)")
 
     # (b) cgexplain
     tmp = Path(tempfile.mkdtemp(prefix="md_throughput_"))
@@ -171,14 +184,14 @@ def main(argv=None):
 
     atoms = Atoms(numbers=types, positions=x, cell=cell, pbc=True, masses=masses)
 
-    def spk_md(k):
+    def spk_md(k, mdl=spk_model):
         system = spk.md.System()
         system.load_molecules(atoms.copy(), n_replicas=1, position_unit_input="Angstrom")
         spk.md.initial_conditions.MaxwellBoltzmannInit(T, remove_center_of_mass=True, remove_translation=True,
                                                        remove_rotation=False).initialize_system(system)
         system = system.to(dev)
         nbl = spk.md.neighborlist_md.NeighborListMD(cutoff, args.skin, trn.VesinNeighborList)
-        calc = InMemoryCalculator(model, force_key="forces", energy_unit="kcal/mol", position_unit="Angstrom",
+        calc = InMemoryCalculator(mdl, force_key="forces", energy_unit="kcal/mol", position_unit="Angstrom",
                                   neighbor_list=nbl, energy_key="energy").to(dev)
         integ = spk.md.integrators.VelocityVerlet(dt_ps * 1000.0)  # fs
         thermo = spk.md.simulation_hooks.LangevinThermostat(T, 1000.0 / gamma)  # time constant fs
@@ -190,14 +203,16 @@ def main(argv=None):
     # (d) ASE
     def ase_md(k):
         a = atoms.copy()
-        a.calc = spk.interfaces.SpkCalculator(model=model, neighbor_list=trn.VesinNeighborList(cutoff), energy_key="energy",
+        a.calc = spk.interfaces.SpkCalculator(model=spk_model, neighbor_list=trn.VesinNeighborList(cutoff), energy_key="energy",
                                               force_key="forces", energy_unit="kcal/mol", position_unit="Ang", device=dev)
         dyn = AseLangevin(a, timestep=dt_ps * 1000 * aseu.fs, temperature_K=T, friction=gamma / (1000 * aseu.fs), rng=np.random.default_rng(1))
         t0 = time.perf_counter()
         dyn.run(k)
         return k / (time.perf_counter() - t0)
 
-    engines = {"a raw evaluation": raw, "a' raw, weights frozen": raw_frozen, "b cgexplain Langevin": cgx, "c schnetpack.md Simulator": spk_md, "d ASE Langevin": ase_md}
+    engines = {"a raw evaluation, cgexplain": raw_cgx, "a_spk raw evaluation, schnetpack": raw, "b cgexplain Langevin": cgx,
+               "c schnetpack.md Simulator": spk_md, "c' schnetpack.md, cgexplain model": lambda k: spk_md(k, model),
+               "d ASE Langevin": ase_md}
     for f in engines.values():  # warm-up
         f(5)
     rates = {k: [] for k in engines}
@@ -208,9 +223,11 @@ def main(argv=None):
     print("\nmedian rates (evaluations or steps per second; min-max over repeats):")
     for k, v in rates.items():
         tag, name = k.split(" ", 1)
-        print(f"  ({tag}) {name:28s} {m[k]:8.2f} /s   ({min(v):.2f}-{max(v):.2f})  = {1e3 / m[k]:.1f} ms")
-    ba, baf, bc, bd = (m["b cgexplain Langevin"] / m[k] for k in ("a raw evaluation", "a' raw, weights frozen", "c schnetpack.md Simulator", "d ASE Langevin"))
-    print(f"ratios: b/a {ba:.3f} (b/a' {baf:.3f}), b/c {bc:.2f}, b/d {bd:.2f}")
+        print(f"  ({tag:5s}) {name:33s} {m[k]:8.2f} /s   ({min(v):.2f}-{max(v):.2f})  = {1e3 / m[k]:.1f} ms")
+    ba, baspk, bc, bcc, bd = (m["b cgexplain Langevin"] / m[k] for k in (
+        "a raw evaluation, cgexplain", "a_spk raw evaluation, schnetpack", "c schnetpack.md Simulator",
+        "c' schnetpack.md, cgexplain model", "d ASE Langevin"))
+    print(f"ratios: b/a {ba:.3f} (b/a_spk {baspk:.3f}), b/c {bc:.2f} (b/c' {bcc:.2f}: integrator alone), b/d {bd:.2f}")
     print(f"target b/a >= 0.9: {'met' if ba >= 0.9 else 'NOT met'}; target b/c >= 1.2: {'met' if bc >= 1.2 else 'NOT met'}")
     nowrite = med([cgx(args.steps, write=False) for _ in range(args.repeats)])
     print(f"cgexplain without trajectory writing: {nowrite:.2f} steps/s (with writing every {args.save_every} steps: "

@@ -31,13 +31,15 @@ DEFAULT_HPARAMS = {
 }
 
 
-def build_model(hparams: dict) -> torch.nn.Module:
+def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
     """Build a schnetpack ``NeuralNetworkPotential`` from ``hparams`` (see DEFAULT_HPARAMS).
 
     Outputs: ``energy`` (kcal/mol, sum of atomwise terms) and ``forces`` (kcal/mol/Å). With
     ``hparams["priors"]`` a params dict (:func:`cgexplain.priors.fit_priors`), the output modules are
     [Atomwise, :class:`~cgexplain.priors.PriorEnergy`, Forces]: ``energy`` is the network energy plus
     the prior energy (also output as ``prior_energy``), and the forces include the prior's.
+    With ``fast`` (default), PaiNN's interaction blocks are :class:`cgexplain.kernels.FastPaiNNInteraction`
+    (the same parameters and function, evaluated faster); ``fast=False`` gives schnetpack's own modules.
     Raises ValueError for an unknown representation or malformed prior params.
     """
     import schnetpack as spk
@@ -64,11 +66,16 @@ def build_model(hparams: dict) -> torch.nn.Module:
 
         outputs.append(PriorEnergy.from_params(hp["priors"]))
     outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
-    return spk.model.NeuralNetworkPotential(
+    model = spk.model.NeuralNetworkPotential(
         representation=rep,
         input_modules=[spk.atomistic.PairwiseDistances()],
         output_modules=outputs,
     )
+    if fast:
+        from .kernels import accelerate
+
+        accelerate(model)
+    return model
 
 
 def save_model(model: torch.nn.Module, hparams: dict, directory: str | Path, extra: dict | None = None) -> Path:
@@ -87,17 +94,17 @@ def save_model(model: torch.nn.Module, hparams: dict, directory: str | Path, ext
     return d
 
 
-def load_model(directory: str | Path, map_location: str = "cpu"):
+def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = True):
     """Load a model folder written by :func:`save_model`.
 
-    Returns (model, meta) with the model in eval mode. Raises FileNotFoundError naming a missing
+    Returns (model, meta) with the model in eval mode; ``fast`` as in :func:`build_model`. Raises FileNotFoundError naming a missing
     file, and RuntimeError if the weights do not match the JSON architecture.
     """
     d = Path(directory)
     meta = read_json(d / "model.json")
     if not (d / "model.pt").exists():
         raise FileNotFoundError(f"{d / 'model.pt'}: no such file")
-    model = build_model(meta["hparams"])
+    model = build_model(meta["hparams"], fast=fast)
     state = torch.load(d / "model.pt", map_location=map_location, weights_only=True)
     try:
         model.load_state_dict(state)
