@@ -102,7 +102,7 @@ def main(argv=None):
     from ase.md.langevin import Langevin as AseLangevin
 
     from cgexplain.models import batch_inputs, load_model
-    from cgexplain.simulation import AsyncFrameWriter, SimSettings, langevin
+    from cgexplain.simulation import AsyncFrameWriter, SimSettings, frozen_weights, langevin
 
     dev = torch.device(args.device)
     model_dir = find_model(args.model)
@@ -132,14 +132,8 @@ def main(argv=None):
         return k / (time.perf_counter() - t0)
 
     def raw_cgx(k):  # weights' requires_grad off and fast kernels, as cgexplain's force field does
-        ps = [p for p in model.parameters() if p.requires_grad]
-        for p in ps:
-            p.requires_grad_(False)
-        try:
+        with frozen_weights(model):
             return raw(k, model)
-        finally:
-            for p in ps:
-                p.requires_grad_(True)
 
     f_fast = model({**inp, R_KEY: inp[R_KEY].clone()})["forces"].detach()
     f_spk = spk_model({**inp, R_KEY: inp[R_KEY].clone()})["forces"].detach()

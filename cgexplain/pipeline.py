@@ -323,12 +323,6 @@ def stage_explain(cfg: dict, run_dir, progress: bool = True) -> dict:
     types = np.load(run / "cg" / "mapped.npz")["bead_types"]
     lc = dict(cfg["lrp"])
     workers, device = int(lc.pop("workers", 1)), lc.pop("device", None)
-    r_hi, cutoff = float(lc.get("r_edges", [2.0, 6.0, 40])[1]), float(cfg.get("model", {}).get("cutoff", 6.0))
-    if r_hi < cutoff:
-        import warnings
-
-        warnings.warn(f"{cfg['name']}: lrp.r_edges ends at {r_hi} Å, below model.cutoff {cutoff} Å; "
-                      "the 2-body relevance curve stops short of the cutoff", stacklevel=2)
     ranks = launcher_ranks()
     frames = np.unique(np.linspace(0, len(pos) - 1, int(lc.get("n_frames", 5))).round().astype(int))
     return explain_frames(run / "model", pos[frames], cells[frames], types, d, lc, shell=float(cfg["analysis"]["shell_cutoff"]),

@@ -37,7 +37,7 @@ import numpy as np
 from . import units
 from .config import settings_from_dict
 from .fileio import atomic_path, read_json, write_json
-from .reference import run_chunks, write_trajectory_with_forces
+from .reference import run_chunks, save_state, write_trajectory_with_forces
 
 __all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries"]
 
@@ -120,11 +120,6 @@ def _steps(t: float, dt: float) -> int:
     return max(1, int(round(t / dt)))
 
 
-def _save_state(sim, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        sim.saveState(str(tmp))
-
-
 def run_boundaries(run_lengths) -> list[tuple[int, int]]:
     """(start, stop) frame indices of each run in the concatenated trajectory."""
     ends = np.cumsum(np.asarray(run_lengths, dtype=int))
@@ -165,7 +160,7 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
         for name in ("native.pdb", "topology.pdb"):
             with atomic_path(out / name) as tmp, open(tmp, "w") as fh:
                 app.PDBFile.writeFile(topology, st.getPositions(), fh)
-        _save_state(sim, mini)
+        save_state(sim, mini)
         timings["minimisation_s"] = time.perf_counter() - t0
 
     # 2. seeds from one high-temperature run
@@ -183,7 +178,7 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
             n = _steps(t - t_now, s.timestep)
             sim.step(n)
             t_now += n * s.timestep
-            _save_state(sim, seeds_dir / f"seed_{k:02d}.xml")
+            save_state(sim, seeds_dir / f"seed_{k:02d}.xml")
         (seeds_dir / "done").write_text("ok\n")
         timings["high_temperature_s"] = time.perf_counter() - t1
 
@@ -205,7 +200,7 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
                 sim.loadState(str(start))
                 sim.context.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1000 * (r + 1))
                 sim.step(_steps(s.equilibration, s.timestep))
-                _save_state(sim, eq)
+                save_state(sim, eq)
             run_chunks(sim, rd, eq, n_frames, per_chunk, every, lambda c, r=r: s.seed + 1000 * (r + 1) + 1 + c, bar,
                        f"protein reference, run {r}", with_cell=False)
     timings["production_s"] = time.perf_counter() - t2

@@ -22,7 +22,7 @@ from . import units
 from .config import settings_from_dict
 from .fileio import atomic_path, read_json, save_npz, write_json
 
-__all__ = ["ReferenceSettings", "build_water_box", "build_system", "run_reference", "run_chunks", "read_reference"]
+__all__ = ["ReferenceSettings", "build_water_box", "build_system", "run_reference", "run_chunks", "save_state", "read_reference"]
 
 
 @dataclasses.dataclass
@@ -168,8 +168,7 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
         mass = _total_mass_amu(sim.system)
         info = {"total_mass_amu": mass, "production_box_A": box.tolist(),
                 "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box)))}
-        with atomic_path(eq_state) as tmp:
-            sim.saveState(str(tmp))
+        save_state(sim, eq_state)
         write_json(info_path, info)
         timings["equilibration_s"] = time.perf_counter() - t0
     if not eq_state.exists():
@@ -207,8 +206,7 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
         n_nvt = _steps(settings.equilibration_nvt, settings.timestep)
         for _ in tqdm(range(0, n_nvt, block), desc="reference NVT equilibration", disable=not progress):
             sim2.step(block)
-        with atomic_path(eq_state) as tmp:
-            sim2.saveState(str(tmp))
+        save_state(sim2, eq_state)
         write_json(info_path, info)
         timings["equilibration_s"] = time.perf_counter() - t0
     info = read_json(info_path)
@@ -241,6 +239,13 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
     }
     write_json(done, summary)
     return summary
+
+
+def save_state(sim, path) -> None:
+    """Write the OpenMM simulation's state (positions, velocities, box, integrator) to ``path``
+    atomically, so an interrupted write leaves no half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        sim.saveState(str(tmp))
 
 
 def run_chunks(sim, chunk_dir, start_state, n_frames: int, per_chunk: int, steps_per_frame: int, seed_of, bar, where: str,
@@ -278,8 +283,7 @@ def run_chunks(sim, chunk_dir, start_state, n_frames: int, per_chunk: int, steps
                 raise RuntimeError(f"{where}: non-finite positions or forces at chunk {c}, frame {k}")
             bar.update(1)
         save_npz(path, positions=pos, forces=frc, **({"cell": cell} if with_cell else {}))
-        with atomic_path(chunk_dir / f"state_{c:04d}.xml") as tmp:
-            sim.saveState(str(tmp))
+        save_state(sim, chunk_dir / f"state_{c:04d}.xml")
 
 
 def write_trajectory_with_forces(topology, path, positions, forces, cells, dt: float) -> None:

@@ -168,6 +168,27 @@ def test_explain_spread_errors(model_and_traj, tmp_path):
     assert sorted(share(7, 0, 3) + share(7, 1, 3) + share(7, 2, 3)) == list(range(7))
 
 
+def test_explain_warns_when_r_edges_stop_short_of_the_cutoff(model_and_traj, tmp_path):
+    """The 2-body bins must reach the model cutoff (3 Å here), whether given a model or its folder."""
+    import warnings
+
+    from cgexplain.lrp.statistics import explain_frames
+    from cgexplain.models import load_model
+
+    with np.load(model_and_traj[1]) as z:
+        pos, cells, types = z["positions"][:1], z["cells"][:1], z["bead_types"]
+    model, _ = load_model(model_and_traj[0])
+    short, full = {"r_edges": [1.0, 2.5, 5], "save_walks": "none"}, {"r_edges": [1.0, 3.0, 5], "save_walks": "none"}
+    with pytest.warns(UserWarning, match="end at 2.5 Å, below the model cutoff 3 Å"):
+        explain_frames(model, pos, cells, types, tmp_path / "a", short, 3.0, progress=False)
+    with pytest.warns(UserWarning, match="end at 2.5 Å, below the model cutoff 3 Å"):
+        explain_frames(model_and_traj[0], pos, cells, types, tmp_path / "b", short, 3.0, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explain_frames(model, pos, cells, types, tmp_path / "c", full, 3.0, progress=False)
+    assert not [w for w in caught if "model cutoff" in str(w.message)]
+
+
 @pytest.mark.parametrize("env,joined", [
     ({"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}, ["train"]),  # started by Lightning's DDP launcher
     ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, ["train", "explain"]),  # torchrun / srun rank

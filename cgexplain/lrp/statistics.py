@@ -28,6 +28,19 @@ def _params(lc: dict) -> dict:
     }
 
 
+def _warn_short_r_range(model_dir, model, r_edges) -> None:
+    """Warn when the 2-body distance bins end below the model's cutoff (the curve would stop short)."""
+    if model_dir is not None:
+        cutoff = read_json(model_dir / "model.json")["hparams"].get("cutoff")
+    else:
+        cutoff = getattr(getattr(model, "representation", None), "cutoff", None)
+    if cutoff is not None and float(r_edges[-1]) < float(cutoff):
+        import warnings
+
+        warnings.warn(f"lrp r_edges end at {float(r_edges[-1]):g} Å, below the model cutoff {float(cutoff):g} Å: "
+                      "the 2-body relevance curve stops short of the cutoff", stacklevel=3)
+
+
 def _frame_done(path: Path, frame_id: int) -> bool:
     if not path.exists():
         return False
@@ -111,6 +124,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     model_dir = Path(model) if isinstance(model, (str, Path)) else None
     if workers > 1 and model_dir is None:
         raise ValueError("workers > 1: pass the model folder (each worker loads model.pt + model.json), not a model object")
+    _warn_short_r_range(model_dir, model, _params(lc)["r_edges"])
     frame_ids = np.arange(len(positions)) if frame_ids is None else np.asarray(frame_ids)
     t0, since = time.perf_counter(), time.time()
     args = (positions, cells, types, out, lc, shell, frame_ids)
