@@ -78,10 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frames", default="all", help="frames: 'all' (default), 'start:stop[:step]' or '0,5,9'")
     sp.add_argument("--gamma", type=float, default=0.1, help="LRP-gamma (default 0.1, with the bias rule)")
     sp.add_argument("--no-bias-rule", action="store_true", help="plain gradient x input rule (needs --gamma 0)")
-    sp.add_argument("--normalise", default="mean_abs", choices=["mean_abs", "sum_abs", "none"], help="per-frame normalisation of the curves (publication: mean_abs)")
+    sp.add_argument("--normalise", default="abs_mean_total", choices=["abs_mean_total", "mean_abs", "sum_abs", "none"],
+                    help="per-frame normalisation of the curves: abs_mean_total (default; the publication's |Σ R| / N_walks), "
+                    "mean_abs (mean |R|; needs every walk), sum_abs, none")
     sp.add_argument("--shell", type=float, default=None, help="leg cutoff (Å) of 3-body angles; default the first minimum of the frames' RDF")
     sp.add_argument("--r-range", type=float, nargs=3, default=[2.0, 10.0, 75], metavar=("LO", "HI", "BINS"), help="2-body distance bins (Å; default 2 10 75, as the publication)")
-    sp.add_argument("--save-walks", default="first", choices=["first", "all", "none"], help="write every walk's relevance for the first frame (default), all frames, or none")
+    sp.add_argument("--save-walks", default="first", choices=["first", "all", "none"],
+                    help="write every walk's relevance for the first frame (default), all frames (enumerates every walk), or none")
+    sp.add_argument("--enumeration", default="pruned", choices=["pruned", "all"],
+                    help="pruned (default): enumerate only walks with at most L distinct beads, the (L+1)-body total from the sum "
+                    "rule (same statistics, faster); all: every walk")
+    sp.add_argument("--chunk-frames", type=int, default=64, help="frames read from the trajectory at a time (bounds the memory)")
     _explain_options(sp)
     return ap
 
@@ -97,14 +104,16 @@ def _explain_model(args) -> int:
     r = args.r_range
     s = explain_trajectory(args.target, args.trajectory, out, topology=args.topology, types=types, frames=args.frames,
                            gamma=args.gamma, bias_rule=not args.no_bias_rule, normalise=args.normalise, shell=args.shell,
-                           r_edges=(r[0], r[1], int(r[2])), save_walks=args.save_walks, progress=not args.no_progress,
+                           r_edges=(r[0], r[1], int(r[2])), save_walks=args.save_walks, enumeration=args.enumeration,
+                           chunk_frames=args.chunk_frames, progress=not args.no_progress,
                            workers=args.workers or 1, device=args.device)
     if "rank" in s:  # a launcher rank > 0: its frames are written, rank 0 aggregates
         print(f"cgexplain explain: rank {s['rank']} of {s['world_size']} wrote {s['n_frames_computed']} frames")
         return 0
     body = ", ".join(f"{k}: {v:.3f}" for k, v in s["relevance_by_body_order_kcal_mol_mean"].items())
     c = s["conservation_mean_kcal_mol"]
-    print(f"  {s['n_frames']} frames, {s['walks_per_frame_mean']:.0f} walks per frame, {s['seconds_per_frame_mean']:.2f} s per frame")
+    print(f"  {s['n_frames']} frames, {s['walks_per_frame_mean']:.0f} walks per frame ({s['walks_enumerated_per_frame_mean']:.0f} enumerated, "
+          f"{s['enumeration']}), {s['seconds_per_frame_mean']:.2f} s per frame")
     print(f"  relevance by body order (kcal/mol, mean over frames): {body}")
     print(f"  Σ walks {c['sum_walk_relevance']:.4f} = Σ h0·∂E/∂h0 {c['sum_h0_dE_dh0_no_masks']:.4f}; modified-pass energy "
           f"{c['E_modified_forward']:.4f}; model energy {c['E_model']:.4f}")

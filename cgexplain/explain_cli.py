@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["parse_frames", "read_cg_frames", "explain_trajectory"]
+__all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]
 
 
 def parse_frames(spec: str | None, n_frames: int) -> np.ndarray:
@@ -35,10 +35,50 @@ def parse_frames(spec: str | None, n_frames: int) -> np.ndarray:
     return idx % n_frames
 
 
-def read_cg_frames(trajectory, topology=None, types=None):
-    """CG frames from an ``.npz`` (keys positions (F, n, 3) Å, cells (F, 3, 3) Å, bead_types (n,),
-    as written by the map stage) or any trajectory MDAnalysis reads with its ``topology``.
+def _resolve_types(trajectory, types, file_types):
+    if types is None:
+        types = file_types
+    elif isinstance(types, (str, Path)):
+        with np.load(types) as z:
+            if "bead_types" not in z:
+                raise KeyError(f"{types}: missing array 'bead_types'")
+            types = z["bead_types"]
+    if types is None:
+        raise ValueError(f"{trajectory}: bead types are needed: pass --types (an npz with bead_types, e.g. cg/mapped.npz, or a comma list)")
+    return np.asarray(types, dtype=np.int64)
 
+
+def open_cg_frames(trajectory, topology=None, types=None, frames=None):
+    """A :class:`~cgexplain.lrp.statistics.FrameSource` over the chosen frames of a CG trajectory.
+
+    trajectory: an ``.npz`` (keys positions (F, n, 3) Å, cells (F, 3, 3) Å, bead_types (n,), as
+    written by the map stage; read into memory) or any trajectory MDAnalysis reads with its
+    ``topology`` (read lazily, a chunk of frames at a time, so its length is not bounded by
+    memory). types: None (from the npz), an ``.npz`` with ``bead_types``, or a sequence of ints
+    (n,). frames: see :func:`parse_frames`.
+    Raises FileNotFoundError, KeyError or ValueError naming the file and the problem.
+    """
+    from .lrp.statistics import ArrayFrames, TrajectoryFrames
+
+    trajectory = Path(trajectory)
+    if not trajectory.exists():
+        raise FileNotFoundError(f"trajectory {trajectory} does not exist")
+    if trajectory.suffix == ".npz":
+        pos, cells, types = read_cg_frames(trajectory, topology, types)
+        idx = parse_frames(frames, len(pos))
+        return ArrayFrames(pos[idx], cells[idx], types, idx)
+    if topology is None:
+        raise ValueError(f"{trajectory}: a --topology (the CG PDB) is needed to read this trajectory")
+    src = TrajectoryFrames(topology, trajectory, _resolve_types(trajectory, types, None))
+    src.frame_ids = parse_frames(frames, len(src))
+    return src
+
+
+def read_cg_frames(trajectory, topology=None, types=None):
+    """All CG frames of a trajectory in memory (for long trajectories use :func:`open_cg_frames`).
+
+    trajectory: an ``.npz`` (keys positions (F, n, 3) Å, cells (F, 3, 3) Å, bead_types (n,), as
+    written by the map stage) or any trajectory MDAnalysis reads with its ``topology``.
     types: None (from the npz), an ``.npz`` with ``bead_types``, or a sequence of ints (n,).
     Returns positions (F, n, 3) Å, cells (F, 3, 3) Å (zeros: not periodic), types (n,).
     Raises FileNotFoundError, KeyError or ValueError naming the file and the problem.
@@ -55,28 +95,10 @@ def read_cg_frames(trajectory, topology=None, types=None):
             pos, cells = z["positions"].astype(np.float64), z["cells"].astype(np.float64)
             file_types = z["bead_types"] if "bead_types" in z else None
     else:
-        import MDAnalysis as mda
-        from MDAnalysis.lib.mdamath import triclinic_vectors
-
-        if topology is None:
-            raise ValueError(f"{trajectory}: a --topology (the CG PDB) is needed to read this trajectory")
-        u = mda.Universe(str(topology), str(trajectory))
-        pos = np.empty((len(u.trajectory), len(u.atoms), 3))
-        cells = np.zeros((len(u.trajectory), 3, 3))
-        for k, ts in enumerate(u.trajectory):
-            pos[k] = u.atoms.positions
-            if ts.dimensions is not None and np.all(ts.dimensions[:3] > 0):
-                cells[k] = triclinic_vectors(ts.dimensions)
-    if types is None:
-        types = file_types
-    elif isinstance(types, (str, Path)):
-        with np.load(types) as z:
-            if "bead_types" not in z:
-                raise KeyError(f"{types}: missing array 'bead_types'")
-            types = z["bead_types"]
-    if types is None:
-        raise ValueError(f"{trajectory}: bead types are needed: pass --types (an npz with bead_types, e.g. cg/mapped.npz, or a comma list)")
-    types = np.asarray(types, dtype=np.int64)
+        src = open_cg_frames(trajectory, topology, types)
+        pos, cells = src.read(np.arange(len(src)))
+        return pos, cells, src.types
+    types = _resolve_types(trajectory, types, file_types)
     if pos.ndim != 3 or pos.shape[2] != 3:
         raise ValueError(f"{trajectory}: positions must have shape (frames, beads, 3), got {pos.shape}")
     if len(types) != pos.shape[1]:
@@ -94,17 +116,23 @@ def _sha256(path) -> str:
 
 
 def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=None, frames=None, gamma=0.1, bias_rule=True,
-                       normalise="mean_abs", shell=None, r_edges=(2.0, 10.0, 75), angle_bins=36, save_walks="first",
+                       normalise="abs_mean_total", shell=None, r_edges=(2.0, 10.0, 75), angle_bins=36, save_walks="first",
+                       enumeration="pruned", chunk_frames: int = 64, structure_frames: int = 200,
                        progress=True, workers: int = 1, device: str | None = None, ranks="env") -> dict:
     """Walk relevances of the chosen frames of a CG trajectory, their statistics and figures.
 
     model_dir: folder with model.pt and model.json. trajectory/topology/types: see
-    :func:`read_cg_frames`. frames: see :func:`parse_frames`. shell (Å): leg cutoff of the 3-body
-    angles; default the first minimum of the frames' RDF. r_edges (lo Å, hi Å, n_bins) for the
-    2-body curve (publication: 2-10 Å, 75 bins). save_walks: 'first', 'all' or 'none' frames'
-    walk files. Writes into ``out_dir``: frame_XXXX.npz (and walks), nbody_statistics.npz,
-    structure.npz, lrp.json, figures/relevance_2body.png and relevance_3body.png. Resumes from
-    the frames already written. Returns the lrp summary dict.
+    :func:`open_cg_frames`; a trajectory file is streamed, ``chunk_frames`` frames at a time, so
+    the memory stays bounded whatever its length. frames: see :func:`parse_frames`. shell (Å):
+    leg cutoff of the 3-body angles; default the first minimum of the RDF. The RDF and ADF drawn
+    under the curves (``structure.npz``) come from at most ``structure_frames`` evenly spaced
+    frames of the selection. r_edges (lo Å, hi Å, n_bins) for the 2-body curve (publication:
+    2-10 Å, 75 bins). normalise: 'abs_mean_total' (the publication's |Σ R| / N_walks),
+    'mean_abs', 'sum_abs' or 'none'. enumeration: 'pruned' (walks with at most L distinct beads;
+    the (L+1)-body total from the sum rule) or 'all'. save_walks: 'first', 'all' or 'none' frames'
+    walk files (a saved frame is enumerated in full). Writes into ``out_dir``: frame_XXXX.npz (and
+    walks), nbody_statistics.npz, structure.npz, lrp.json, figures/relevance_2body.png and
+    relevance_3body.png. Resumes from the frames already written. Returns the lrp summary dict.
 
     workers: local processes sharing the frames (each loads the model; cores // workers torch
     threads each). ranks: 'env' (default) takes the ranks of a launcher (torchrun: RANK,
@@ -114,11 +142,13 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
     others return ``{"rank", "world_size", "n_frames_computed"}``. device: 'cpu' (default),
     'cuda' (the GPU of the local rank / worker) or 'cuda:N'. The numbers do not depend on how
     the frames are spread.
+    Raises FileNotFoundError, KeyError or ValueError (naming the file, key or frame) for bad input,
+    and ValueError when ``out_dir`` holds relevances for other inputs.
     """
     from .analysis import adf, first_minimum, rdf
     from .distributed import launcher_ranks
     from .fileio import read_json, save_npz, write_json
-    from .lrp.statistics import explain_frames
+    from .lrp.statistics import _params, explain_frames
     from .models import load_model
 
     if ranks == "env":
@@ -127,20 +157,24 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
         ranks = None
     main = ranks is None or ranks.rank == 0
     load_model(model_dir)  # fail early, with a clear message, on a bad model folder
-    pos, cells, types = read_cg_frames(trajectory, topology, types)
-    idx = parse_frames(frames, len(pos))
+    lc = {"gamma": gamma, "bias_rule": bias_rule, "normalise": normalise, "r_edges": list(r_edges), "angle_bins": angle_bins,
+          "save_walks": save_walks, "enumeration": enumeration}
+    _params(lc)  # unknown values fail here, before any frame is read
+    src = open_cg_frames(trajectory, topology, types, frames)
+    idx = src.frame_ids
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    periodic = bool(np.abs(cells).sum() > 0)
-    r_max = min(float(r_edges[1]), 0.5 * float(np.min(np.linalg.norm(cells[idx[0]], axis=1)))) if periodic else float(r_edges[1])
-    r, g = rdf(pos[idx], cells[idx], r_max=r_max, n_bins=max(50, int(r_max / 0.05)))
+    ks = np.unique(np.linspace(0, len(src) - 1, min(len(src), int(structure_frames))).round().astype(int))
+    pos_s, cells_s = src.read(ks)
+    periodic = bool(np.abs(cells_s).sum() > 0)
+    r_max = min(float(r_edges[1]), 0.5 * float(np.min(np.linalg.norm(cells_s[0], axis=1)))) if periodic else float(r_edges[1])
+    r, g = rdf(pos_s, cells_s, r_max=r_max, n_bins=max(50, int(r_max / 0.05)))
     if shell is None:
         shell = first_minimum(r, g)
-    th, p, _ = adf(pos[idx], cells[idx], shell=float(shell), n_bins=90)
+    th, p, _ = adf(pos_s, cells_s, shell=float(shell), n_bins=90)
+    del pos_s, cells_s
     if main:
-        save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell))
-    lc = {"gamma": gamma, "bias_rule": bias_rule, "normalise": normalise, "r_edges": list(r_edges), "angle_bins": angle_bins,
-          "save_walks": save_walks}
+        save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell), frames=idx[ks])
     inputs = {"model": str(Path(model_dir).resolve()), "model_sha256": _sha256(Path(model_dir) / "model.pt"),
               "trajectory": str(Path(trajectory).resolve()), "frames": idx.tolist(), "shell": float(shell), **lc}
     if (out / "explain_inputs.json").exists():
@@ -150,7 +184,7 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
             raise ValueError(f"{out} holds relevances for other inputs (differing: {', '.join(diff)}); use another --out or remove it")
     elif main:
         write_json(out / "explain_inputs.json", inputs)
-    summary = explain_frames(Path(model_dir), pos[idx], cells[idx], types, out, lc, shell=float(shell), structure=out / "structure.npz",
-                             figures=out / "figures", title=Path(trajectory).stem, frame_ids=idx, progress=progress and main,
-                             workers=workers, ranks=ranks, device=device)
+    summary = explain_frames(Path(model_dir), src, None, None, out, lc, shell=float(shell), structure=out / "structure.npz",
+                             figures=out / "figures", title=Path(trajectory).stem, progress=progress and main,
+                             workers=workers, ranks=ranks, device=device, chunk_frames=chunk_frames)
     return summary

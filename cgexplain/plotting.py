@@ -102,7 +102,10 @@ def plot_relevance_over(x, mean, sem, bg_x, bg_y, xlabel: str, bg_label: str, re
 
 
 def relevance_unit(normalise: str) -> str:
-    """Axis label of relevance curves under a per-frame normalisation ('mean_abs', 'sum_abs', 'none')."""
+    """Axis label of relevance curves under a per-frame normalisation ('abs_mean_total', 'mean_abs',
+    'sum_abs', 'none'; :func:`cgexplain.lrp.nbody.normalisation_factor`)."""
+    if normalise == "abs_mean_total":
+        return "relevance / (|Σ R| / N walks)"
     if normalise == "mean_abs":
         return "relevance / mean |R|"
     return "relevance (normalised)" if normalise != "none" else "relevance (kcal/mol)"

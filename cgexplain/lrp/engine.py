@@ -11,6 +11,16 @@ scalars: PaiNN J^t[i,j] = M_i (δ_ij 1 + diag(w_ij) Φ_j) (painn.py), SO3net
 J^t[i,j] = δ_ij 1 + Σ_s G_i[s] diag(K_ij[s]) (so3net.py).
 Walks sharing a suffix (j_t..jL) share its vector, so the cost is one F×F product per walk and
 layer. Output beads are processed in chunks, which bounds the memory.
+
+Pruning (``max_order``): the curves, the pair and triplet sums and the residue maps use only walks
+with at most L distinct beads; with L = 3 about nine in ten walks of a liquid frame are 4-body
+walks. A suffix that already holds ``max_order`` distinct beads is extended only to beads inside
+it, so the walks with more distinct beads are never built. Their total follows exactly from the
+sum rule: every walk's relevance is a term of one chain of Jacobian products, so the sum over all
+walks ending in the output beads is one dense backward pass through the same factors,
+    Σ_walks R = Σ_j0 h0[j0] · V_0[j0],   V_(t-1)[j] = Σ_i v·J^t[i,j] over V_t[i],   V_L = g on the outputs,
+(= Σ h0·∂E/∂h0 of the unmasked pass when every bead is an output), and the pruned walks' total is
+that sum minus the enumerated walks'. The walk count follows from the same recursion on counts.
 """
 from __future__ import annotations
 
@@ -22,7 +32,7 @@ import torch
 from .painn import PaiNNLRP
 from .so3net import SO3netLRP
 
-__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult"]
+__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order"]
 
 
 def make_lrp(model, gamma: float = 0.1, bias_rule: bool = True):
@@ -43,7 +53,10 @@ def make_lrp(model, gamma: float = 0.1, bias_rule: bool = True):
 class WalkResult(dict):
     """Result of :func:`walk_relevance`: ``walks`` (n_walks, L+1) int64 in order (j0..jL),
     ``relevance`` (n_walks,) kcal/mol, ``E_model``, ``E_modified``, ``sum_h0_grad`` (kcal/mol),
-    ``wall_time_s``."""
+    ``max_order`` (None: every walk enumerated), ``total_relevance`` and ``n_walks_total`` (Σ R and
+    count over every walk of the output beads, from the dense pass), ``remainder`` and
+    ``n_walks_remainder`` (Σ R and count of the walks with more than ``max_order`` distinct beads,
+    which were not enumerated; 0 without pruning), ``wall_time_s``."""
 
 
 def _adjacency(fac):
@@ -53,9 +66,13 @@ def _adjacency(fac):
     return ptr, fac.send
 
 
-def _expand(fac, t, heads, V, adj):
+def _expand(fac, t, heads, V, adj, path=None, n_distinct=None, max_order=None):
     """One backward step through layer t (1-based): suffixes with head beads ``heads`` (m,) and
-    vectors V (m, F) -> children (parent index, child bead, child vector), self children first."""
+    vectors V (m, F) -> children (parent index, child bead, child vector, child distinct-bead
+    count), self children first.
+
+    With ``max_order``, a suffix whose ``n_distinct`` (m,) already equals ``max_order`` gets only
+    children among its own beads (``path`` (m, k), columns j_t..j_L); the others are not built."""
     ptr, send = adj
     dev = heads.device
     U = fac.receive(t, heads, V)
@@ -65,11 +82,17 @@ def _expand(fac, t, heads, V, adj):
     within = torch.arange(len(parent_nb), device=dev) - torch.repeat_interleave(torch.cumsum(deg, 0) - deg, deg)
     pair = starts + within
     child_nb = send[pair]
+    nd = None
+    if max_order is not None:
+        new = (path[parent_nb] != child_nb.unsqueeze(1)).all(1)
+        keep = ~new | (n_distinct[parent_nb] < max_order)
+        pair, child_nb, parent_nb, new = pair[keep], child_nb[keep], parent_nb[keep], new[keep]
+        nd = torch.cat([n_distinct, n_distinct[parent_nb] + new.long()])
     V_self = fac.self_child(t, heads, V, U)
     V_nb = fac.neighbour_child(t, pair, child_nb, parent_nb, U)
     parents = torch.cat([torch.arange(len(heads), device=dev), parent_nb])
     beads = torch.cat([heads, child_nb])
-    return parents, beads, torch.cat([V_self, V_nb])
+    return parents, beads, torch.cat([V_self, V_nb]), nd
 
 
 def _chunks(ptr, L, outputs, chunk_walks):
@@ -90,7 +113,7 @@ def _chunks(ptr, L, outputs, chunk_walks):
 
 
 @torch.no_grad()
-def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
+def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool, max_order: int | None = None):
     from tqdm.auto import tqdm
 
     adj = _adjacency(fac)  # the same graph at every layer
@@ -101,14 +124,35 @@ def _relevance_from_factors(fac, outputs, chunk_walks: int, progress: bool):
         heads = torch.tensor(ch, dtype=torch.long, device=dev)
         V = fac.g[heads]
         path = heads.unsqueeze(1)  # columns j_t..j_L
+        nd = torch.ones(len(heads), dtype=torch.long, device=dev)
         for t in range(fac.L, 0, -1):
-            parents, beads, V = _expand(fac, t, heads, V, adj)
+            parents, beads, V, nd = _expand(fac, t, heads, V, adj, path, nd, max_order)
             path = torch.cat([beads.unsqueeze(1), path[parents]], dim=1)
             heads = beads
         rel = (fac.h0[heads] * V).sum(-1)
         walks_all.append(path.cpu())
         rel_all.append(rel.cpu())
     return torch.cat(walks_all), torch.cat(rel_all)
+
+
+@torch.no_grad()
+def _dense_total(fac, outputs) -> tuple[float, int]:
+    """Σ R and the number of walks over every walk whose last bead is in ``outputs``, by one
+    dense backward pass through the factors (module docstring): O(L·(n + P)) vector-matrix
+    products instead of one per walk."""
+    n, dev = fac.n, fac.h0.device
+    outputs = torch.as_tensor(outputs, dtype=torch.long, device=dev)
+    V = torch.zeros_like(fac.g)
+    V[outputs] = fac.g[outputs]
+    count = torch.zeros(n, dtype=torch.float64, device=dev)
+    count[outputs] = 1.0
+    heads = torch.arange(n, device=dev)
+    pairs = torch.arange(len(fac.recv), device=dev)
+    for t in range(fac.L, 0, -1):
+        U = fac.receive(t, heads, V)
+        V = fac.self_child(t, heads, V, U).index_add(0, fac.send, fac.neighbour_child(t, pairs, fac.send, fac.recv, U))
+        count = count.index_add(0, fac.send, count[fac.recv])
+    return float((fac.h0.double() * V.double()).sum()), int(round(float(count.sum())))
 
 
 @torch.no_grad()
@@ -175,8 +219,18 @@ def _model_energy(model, inp) -> float:
     return float(x["energy"].sum())
 
 
+def statistics_max_order(model) -> int | None:
+    """The pruning order the statistics can use for ``model``: L (its number of interaction
+    layers) when L >= 3, so every walk of 1..L distinct beads is enumerated and only the
+    (L+1)-body total comes from the sum rule; None (every walk) for L <= 2, whose 3-body angle
+    curve needs the (L+1)-body walks themselves."""
+    L = int(model.representation.n_interactions)
+    return L if L >= 3 else None
+
+
 def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None,
-                   output_beads=None, walks=None, chunk_walks: int = 2_000_000, progress: bool = False) -> WalkResult:
+                   output_beads=None, walks=None, chunk_walks: int = 2_000_000, progress: bool = False,
+                   max_order: int | None = None) -> WalkResult:
     """Relevance of every walk (or of the given walks) of one frame.
 
     Args:
@@ -191,33 +245,49 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
         output_beads: optional subset of beads jL; default all beads.
         walks: optional (m, L+1) array of walks (j0..jL) to evaluate instead of all walks.
         chunk_walks: about how many walks are held in memory at once.
+        max_order: None (default) enumerates every walk. An int k in 1..L enumerates only the walks
+            with at most k distinct beads (a suffix holding k distinct beads is extended only
+            within them); the relevance and count of all other walks are returned as
+            ``remainder`` and ``n_walks_remainder``, exact by the sum rule (module docstring).
+            With k = L the remainder is the (L+1)-body total. Not with ``walks``.
 
     Returns: :class:`WalkResult` with ``walks`` (n_walks, L+1) and ``relevance`` (n_walks,)
-    kcal/mol, the model energy, the modified-pass energy and Σ h0·∂E/∂h0 without masks.
+    kcal/mol, the model energy, the modified-pass energy, Σ h0·∂E/∂h0 without masks, and the
+    totals over every walk of the output beads (``total_relevance``, ``n_walks_total``).
+    Walk relevances sum to Σ h0·∂E/∂h0 of the rule-modified pass, not to the model energy.
     A model with priors (:class:`~cgexplain.priors.PriorEnergy` output module, proteins): the walks
     explain the network energy only, since the prior terms are explicit and known; ``E_model`` is
     then the network energy (Atomwise head), not the total energy the model outputs.
-    Raises: TypeError for an unsupported representation; ValueError for an unsupported rule or a
-    walk that is not in the graph.
+    Raises: TypeError for an unsupported representation; ValueError for an unsupported rule, a
+    walk that is not in the graph, or a ``max_order`` outside 1..L or together with ``walks``.
     """
     t0 = time.perf_counter()
+    if max_order is not None and walks is not None:
+        raise ValueError("max_order prunes the enumeration of all walks; it cannot be combined with walks=")
     lrp = make_lrp(model, gamma=gamma, bias_rule=bias_rule)
     if cutoff is None:
         cutoff = float(lrp.rep.cutoff)
     inp = _inputs(model, atoms, neighbors, cutoff)
     E_model = _model_energy(model, inp)
     fac = lrp.factors(inp)
+    if max_order is not None and not 1 <= int(max_order) <= fac.L:
+        raise ValueError(f"max_order must be in 1..{fac.L} (the model has {fac.L} layers), got {max_order}")
+    outs = torch.arange(fac.n) if output_beads is None else torch.as_tensor(np.asarray(output_beads), dtype=torch.long)
+    total, n_total = _dense_total(fac, outs)
     if walks is not None:
         w = torch.as_tensor(np.asarray(walks), dtype=torch.long)
         if w.ndim != 2 or w.shape[1] != fac.L + 1:
             raise ValueError(f"walks must have shape (m, {fac.L + 1}), got {tuple(w.shape)}")
         rel = _relevance_of_walks(fac, w)
     else:
-        outs = torch.arange(fac.n) if output_beads is None else torch.as_tensor(np.asarray(output_beads), dtype=torch.long)
-        w, rel = _relevance_from_factors(fac, outs, chunk_walks, progress)
+        w, rel = _relevance_from_factors(fac, outs, chunk_walks, progress, None if max_order is None else int(max_order))
+    rel = rel.double().cpu().numpy()
+    pruned = max_order is not None
     return WalkResult(
-        walks=w.cpu().numpy(), relevance=rel.double().cpu().numpy(), E_model=E_model, E_modified=fac.E_modified,
+        walks=w.cpu().numpy(), relevance=rel, E_model=E_model, E_modified=fac.E_modified,
         sum_h0_grad=fac.sum_h0_grad, gamma=gamma, bias_rule=bias_rule, n_layers=fac.L,
+        max_order=int(max_order) if pruned else None, total_relevance=total, n_walks_total=n_total,
+        remainder=total - float(rel.sum()) if pruned else 0.0, n_walks_remainder=n_total - len(rel) if pruned else 0,
         wall_time_s=time.perf_counter() - t0,
     )
 

@@ -4,14 +4,25 @@ Body order of a walk = number of distinct beads in it (1..L+1) (Bonneau et al.,
 arXiv 2407.04526, Sec. "Relevance of n-body contributions"). The publication's figures use
 every 2-body walk as a point (relevance, minimum-image distance of its two beads), and for every
 3-body walk the angle at each of its three beads whose two legs are shorter than a shell cutoff,
-binned; per-frame normalisation divides by the mean |R| of the frame's walks.
+binned. Per-frame normalisation (:func:`normalisation_factor`): the publication's processing script
+divides by |Σ_walks R| / N_walks (``abs_mean_total``); ``mean_abs`` divides by the mean |R|. Both
+constants are dominated by the 1-body walks, which absorb the per-type energy offset that force
+matching leaves free, so normalised amplitudes compare curve shapes, not models.
+
+Binned statistics are accumulated online as (count, mean, M2) per bin and merged with the
+pairwise update of Chan, Golub & LeVeque (Am. Stat. 37, 242 (1983)), so frames can be added one
+at a time, in any grouping, with the same result.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["body_order", "nbody_sums", "pair_relevance", "two_body_points", "three_body_points",
-           "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "finish_bins", "normalise", "normalisation_factor"]
+__all__ = ["body_order", "nbody_sums", "body_order_totals", "pair_relevance", "two_body_points", "three_body_points",
+           "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "merge_bins", "finish_bins", "normalise",
+           "normalisation_factor", "NORMALISATIONS"]
+
+NORMALISATIONS = ("abs_mean_total", "mean_abs", "sum_abs", "none")
+"""Per-frame normalisation modes; ``abs_mean_total`` is the publication's (|Σ R| / N_walks)."""
 
 
 def body_order(walks: np.ndarray) -> np.ndarray:
@@ -26,6 +37,26 @@ def nbody_sums(walks: np.ndarray, relevance: np.ndarray) -> dict:
     order = body_order(walks)
     L1 = walks.shape[1]
     return {int(k): (float(relevance[order == k].sum()), int((order == k).sum())) for k in range(1, L1 + 1)}
+
+
+def body_order_totals(result) -> dict:
+    """Total relevance (kcal/mol) and walk count per body order 1..L+1 of a
+    :class:`~cgexplain.lrp.engine.WalkResult`, pruned or not: {order: (sum, count)}.
+
+    For a result enumerated with ``max_order`` = L the (L+1)-body entry is the sum-rule
+    remainder (exact; see :mod:`cgexplain.lrp.engine`). The sums add up to ``total_relevance``.
+    Raises ValueError for a result pruned below L (the orders above it are not separable).
+    """
+    walks, rel = result["walks"], result["relevance"]
+    L = walks.shape[1] - 1
+    k = result.get("max_order")
+    if k is None:
+        return nbody_sums(walks, rel)
+    if int(k) != L:
+        raise ValueError(f"walks pruned at {k} distinct beads: orders {k + 1}..{L + 1} are one remainder, not separable")
+    sums = {o: v for o, v in nbody_sums(walks, rel).items() if o <= L}
+    sums[L + 1] = (float(result["remainder"]), int(result["n_walks_remainder"]))
+    return sums
 
 
 def _distinct(walks, k):
@@ -104,21 +135,39 @@ triplet_angle_relevance = three_body_points
 
 
 def accumulate_bins(x, y, edges) -> np.ndarray:
-    """Per-bin (count, Σy, Σy²) of y against x: returns (3, n_bins)."""
+    """Per-bin (count, mean, M2) of y against x, M2 = Σ (y - mean)²: returns (3, n_bins) float64
+    (empty bins: 0, 0, 0). Merge accumulators with :func:`merge_bins`."""
     k = np.digitize(np.asarray(x, float), edges) - 1
     ok = (k >= 0) & (k < len(edges) - 1)
     nb = len(edges) - 1
-    y = np.asarray(y, float)[ok]
-    return np.stack([np.bincount(k[ok], minlength=nb), np.bincount(k[ok], weights=y, minlength=nb), np.bincount(k[ok], weights=y * y, minlength=nb)]).astype(float)
+    k, y = k[ok], np.asarray(y, float)[ok]
+    cnt = np.bincount(k, minlength=nb).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(cnt > 0, np.bincount(k, weights=y, minlength=nb) / cnt, 0.0)
+    m2 = np.bincount(k, weights=(y - mean[k]) ** 2, minlength=nb)
+    return np.stack([cnt, mean, m2])
+
+
+def merge_bins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Merge two (count, mean, M2) accumulators (3, n_bins) into one: the statistics of the union
+    of their samples (Chan et al. 1983, eq. 2.1b). Associative up to round-off."""
+    na, ma, sa = a
+    nb, mb, sb = b
+    n = na + nb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = mb - ma
+        mean = np.where(n > 0, ma + d * np.where(n > 0, nb / n, 0.0), 0.0)
+        m2 = sa + sb + np.where(n > 0, d * d * na * nb / n, 0.0)
+    return np.stack([n, mean, m2])
 
 
 def finish_bins(acc: np.ndarray, edges) -> dict:
-    """Mean, std (n-1), count and SEM (std/√count, each bin's own count) from accumulators."""
-    cnt, s1, s2 = acc
+    """Mean, std (n-1), count and SEM (std/√count, each bin's own count) from a (count, mean, M2)
+    accumulator (3, n_bins). Empty bins give NaN mean/std/sem; one sample gives NaN std/sem."""
+    cnt, mean, m2 = acc
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(cnt > 0, s1 / cnt, np.nan)
-        var = np.where(cnt > 1, (s2 - cnt * mean**2) / (cnt - 1), np.nan)
-        std = np.sqrt(np.clip(var, 0, None))
+        mean = np.where(cnt > 0, mean, np.nan)
+        std = np.sqrt(np.clip(np.where(cnt > 1, m2 / (cnt - 1), np.nan), 0, None))
         sem = std / np.sqrt(cnt)
     return {"centers": 0.5 * (edges[1:] + edges[:-1]), "mean": mean, "std": std, "count": cnt.astype(int), "sem": sem}
 
@@ -129,19 +178,34 @@ def binned_statistics(x, y, edges) -> dict:
     return finish_bins(accumulate_bins(x, y, edges), edges)
 
 
-def normalisation_factor(relevance: np.ndarray, mode: str = "mean_abs") -> float:
-    """Per-frame normalisation constant c (normalised relevance = R / c): ``"none"`` 1;
-    ``"mean_abs"`` the mean |R| of the frame's walks (the publication's); ``"sum_abs"`` Σ|R|.
-    Raises ValueError for an unknown mode."""
+def normalisation_factor(relevance: np.ndarray, mode: str = "abs_mean_total", *, total: float | None = None,
+                         n_walks: int | None = None) -> float:
+    """Per-frame normalisation constant c (normalised relevance = R / c).
+
+    relevance (m,) kcal/mol: the frame's walk relevances. Modes:
+    ``"abs_mean_total"``: |Σ_walks R| / N_walks, the absolute mean walk relevance, which the
+    publication's processing script uses (Bonneau et al., arXiv 2407.04526; its
+    ``normalize="total_rel_x_n_walks"``); ``"mean_abs"``: the mean |R| of the walks;
+    ``"sum_abs"``: Σ|R|; ``"none"``: 1. ``total`` and ``n_walks`` give Σ R and N over every walk
+    when ``relevance`` holds a pruned subset (``abs_mean_total`` only needs them; the |R| modes
+    need every walk). Both non-trivial constants are dominated by the 1-body walks, which absorb
+    the energy offset that force matching leaves free.
+    Raises ValueError for an unknown mode.
+    """
     if mode == "none":
         return 1.0
+    if mode == "abs_mean_total":
+        tot = float(np.sum(relevance)) if total is None else float(total)
+        n = len(relevance) if n_walks is None else int(n_walks)
+        return abs(tot) / n
     if mode == "mean_abs":
         return float(np.mean(np.abs(relevance)))
     if mode == "sum_abs":
         return float(np.sum(np.abs(relevance)))
-    raise ValueError(f"unknown normalisation {mode!r}; use 'none', 'mean_abs' or 'sum_abs'")
+    raise ValueError(f"unknown normalisation {mode!r}; use one of {', '.join(NORMALISATIONS)}")
 
 
-def normalise(relevance: np.ndarray, mode: str = "mean_abs") -> np.ndarray:
-    """Per-frame normalised relevance R / c, with c from :func:`normalisation_factor`."""
+def normalise(relevance: np.ndarray, mode: str = "abs_mean_total") -> np.ndarray:
+    """Per-frame normalised relevance R / c, with c from :func:`normalisation_factor`;
+    relevance (m,) kcal/mol, every walk of one frame."""
     return relevance / normalisation_factor(relevance, mode)

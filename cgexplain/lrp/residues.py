@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import save_npz, write_json
-from .nbody import body_order, nbody_sums, pair_relevance, triplet_relevance
+from .nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
 
 __all__ = ["residue_pair_map", "residue_one_body", "residue_triplets", "triplet_projection", "explain_protein_frames",
            "pair_table", "format_pair_table", "segment_of", "plot_pair_map", "plot_triplet_projection", "plot_pair_map_difference"]
@@ -137,19 +137,20 @@ def _frame_done(path: Path, frame_id, pos, types, gamma, bias_rule) -> bool:
 
 def _explain_one(model, pos, types, gamma, bias_rule):
     from ..mapping import to_atoms
-    from .engine import walk_relevance
+    from .engine import statistics_max_order, walk_relevance
 
     n = len(types)
-    res = walk_relevance(model, to_atoms(pos, types), gamma=gamma, bias_rule=bias_rule)
+    # the maps use walks of 1 to 3 distinct beads: the (L+1)-body total comes from the sum rule
+    res = walk_relevance(model, to_atoms(pos, types), gamma=gamma, bias_rule=bias_rule, max_order=statistics_max_order(model))
     w, rel = res["walks"], res["relevance"]
-    sums = nbody_sums(w, rel)
+    sums = body_order_totals(res)
     tri = residue_triplets(w, rel, n, top=0)
     return dict(
         pair_map=residue_pair_map(w, rel, n), one_body=residue_one_body(w, rel, n),
         triplets=tri["triplets"].astype(np.int32), triplet_relevance=tri["relevance"], triplet_projection=tri["triplet_projection"],
         body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
-        conservation=np.array([rel.sum(), res["E_modified"], res["sum_h0_grad"], res["E_model"]]),
-        n_walks=len(rel), time_s=res["wall_time_s"],
+        conservation=np.array([res["total_relevance"], res["E_modified"], res["sum_h0_grad"], res["E_model"]]),
+        n_walks=res["n_walks_total"], time_s=res["wall_time_s"],
     )
 
 

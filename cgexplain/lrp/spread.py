@@ -55,8 +55,8 @@ def _worker(w, n_workers, threads, model_dir, device, args, kwargs):
     torch.set_num_threads(threads)
     model, _ = load_model(model_dir)
     model = model.to(rank_device(device, w))
-    positions = args[0]
-    compute_frames(model, *args, ks=share(len(positions), w, n_workers), **kwargs)
+    frames = args[0]
+    compute_frames(model, *args, ks=share(len(frames), w, n_workers), **kwargs)
 
 
 def run_workers(n_workers: int, model_dir, device, args: tuple, kwargs: dict) -> None:

@@ -1,9 +1,20 @@
 """Relevance over many frames: per-frame n-body sums and binned 2-body/3-body statistics.
 
-Each frame's results are written to ``frame_XXXX.npz`` (bin accumulators, n-body sums,
-conservation figures), so a run over many frames resumes after a kill. The aggregate is
-``nbody_statistics.npz`` (binned mean, std, count and SEM, raw in kcal/mol and per-frame
-normalised) and ``lrp.json``.
+Frames come from a :class:`FrameSource`: arrays in memory (:class:`ArrayFrames`) or any
+trajectory MDAnalysis reads (:class:`TrajectoryFrames`), read ``chunk_frames`` at a time, so the
+memory is bounded whatever the trajectory's length. Each frame's results are written to
+``frame_XXXX.npz`` (binned (count, mean, M2) accumulators, n-body sums, the relevance budget), so
+a run over many frames resumes after a kill. The aggregate is built by merging those
+accumulators one file at a time (:func:`~cgexplain.lrp.nbody.merge_bins`), never by keeping every
+walk's points: ``nbody_statistics.npz`` (binned mean, std, count and SEM, raw in kcal/mol and
+per-frame normalised) and ``lrp.json``.
+
+Enumeration (``lc['enumeration']``): ``'pruned'`` (default) enumerates only the walks with at
+most L distinct beads, which are all the curves, sums and maps use, and takes the (L+1)-body
+total from the sum rule (:mod:`cgexplain.lrp.engine`); the statistics equal the full
+enumeration's. ``'all'`` enumerates every walk; it is used whatever the setting for a frame whose
+walk file is written (``save_walks``) and for normalisations that need every |R| (``mean_abs``,
+``sum_abs``).
 """
 from __future__ import annotations
 
@@ -13,18 +24,135 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_json, save_npz, write_json
-from .engine import walk_relevance
-from .nbody import accumulate_bins, finish_bins, nbody_sums, normalisation_factor, three_body_points, two_body_points
+from .engine import statistics_max_order, walk_relevance
+from .nbody import (NORMALISATIONS, accumulate_bins, body_order_totals, finish_bins, merge_bins, normalisation_factor,
+                    three_body_points, two_body_points)
 
-__all__ = ["explain_frames", "compute_frames"]
+__all__ = ["explain_frames", "compute_frames", "aggregate_frames", "FrameSource", "ArrayFrames", "TrajectoryFrames", "FRAME_FORMAT"]
+
+FRAME_FORMAT = 2
+"""Version of the ``frame_XXXX.npz`` layout; files of another version are recomputed."""
+
+_BINNED = ("two_raw", "two_norm", "three_raw", "three_norm")
+
+
+class FrameSource:
+    """Frames to explain, read in chunks. Subclasses set ``types`` (n,) int bead types and
+    ``frame_ids`` (F,) int (the frames' indices in their trajectory) and implement :meth:`read`."""
+
+    types: np.ndarray
+    frame_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frame_ids)
+
+    def read(self, ks) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (len(ks), n, 3) Å and cells (len(ks), 3, 3) Å (zeros: not periodic) of the
+        frames at positions ``ks`` of this source."""
+        raise NotImplementedError
+
+    def chunks(self, ks, chunk_frames: int):
+        """Yield (ks_chunk, positions, cells) for ``ks`` in chunks of at most ``chunk_frames``."""
+        ks = list(ks)
+        for s in range(0, len(ks), max(1, int(chunk_frames))):
+            part = ks[s : s + int(chunk_frames)]
+            pos, cells = self.read(part)
+            yield part, pos, cells
+
+
+class ArrayFrames(FrameSource):
+    """Frames held in memory: positions (F, n, 3) Å, cells (F, 3, 3) Å, types (n,), frame ids (F,)
+    (default 0..F-1). Raises ValueError on mismatched shapes."""
+
+    def __init__(self, positions, cells, types, frame_ids=None):
+        self.positions = np.asarray(positions, dtype=np.float64)
+        self.cells = np.asarray(cells, dtype=np.float64)
+        self.types = np.asarray(types, dtype=np.int64)
+        if self.positions.ndim != 3 or self.positions.shape[2] != 3 or self.cells.shape != (len(self.positions), 3, 3):
+            raise ValueError(f"positions must be (F, n, 3) and cells (F, 3, 3); got {self.positions.shape} and {self.cells.shape}")
+        if len(self.types) != self.positions.shape[1]:
+            raise ValueError(f"{self.positions.shape[1]} beads per frame but {len(self.types)} bead types")
+        self.frame_ids = np.arange(len(self.positions)) if frame_ids is None else np.asarray(frame_ids, dtype=np.int64)
+
+    def read(self, ks):
+        ks = np.asarray(ks, dtype=np.int64)
+        return self.positions[ks], self.cells[ks]
+
+
+class TrajectoryFrames(FrameSource):
+    """Frames of any trajectory MDAnalysis reads (DCD, XTC, TRR, ...) with its ``topology``, read
+    on demand: only the frames of one chunk are in memory. types (n,) bead types; frame_ids:
+    the trajectory frames to use (default all). The universe is opened lazily, so the source can
+    be sent to worker processes.
+    Raises FileNotFoundError for a missing file and ValueError for a bead-count mismatch or an
+    out-of-range frame."""
+
+    def __init__(self, topology, trajectory, types, frame_ids=None):
+        self.topology, self.trajectory = str(topology), str(trajectory)
+        for f in (self.topology, self.trajectory):
+            if not Path(f).exists():
+                raise FileNotFoundError(f"{f} does not exist")
+        self.types = np.asarray(types, dtype=np.int64)
+        self._u = None
+        n_frames, n_atoms = len(self.universe.trajectory), len(self.universe.atoms)
+        if n_atoms != len(self.types):
+            raise ValueError(f"{self.trajectory}: {n_atoms} beads per frame but {len(self.types)} bead types")
+        self.frame_ids = np.arange(n_frames) if frame_ids is None else np.asarray(frame_ids, dtype=np.int64)
+        if len(self.frame_ids) and (self.frame_ids.min() < 0 or self.frame_ids.max() >= n_frames):
+            raise ValueError(f"{self.trajectory}: frame {int(self.frame_ids.max())} out of range ({n_frames} frames)")
+
+    @property
+    def universe(self):
+        if self._u is None:
+            import MDAnalysis as mda
+
+            self._u = mda.Universe(self.topology, self.trajectory)
+        return self._u
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_u"} | {"_u": None}
+
+    def read(self, ks):
+        from MDAnalysis.lib.mdamath import triclinic_vectors
+
+        u = self.universe
+        ids = self.frame_ids[np.asarray(ks, dtype=np.int64)]
+        pos = np.empty((len(ids), len(u.atoms), 3))
+        cells = np.zeros((len(ids), 3, 3))
+        for m, f in enumerate(ids.tolist()):
+            ts = u.trajectory[f]
+            pos[m] = u.atoms.positions
+            if ts.dimensions is not None and np.all(ts.dimensions[:3] > 0):
+                cells[m] = triclinic_vectors(ts.dimensions)
+        bad = np.argwhere(~np.isfinite(pos))
+        if len(bad):
+            raise ValueError(f"{self.trajectory}: non-finite position in frame {int(ids[bad[0][0]])}, bead {int(bad[0][1])}")
+        return pos, cells
+
+
+def _as_source(positions, cells, types, frame_ids) -> FrameSource:
+    if isinstance(positions, FrameSource):
+        return positions
+    return ArrayFrames(positions, cells, types, frame_ids)
 
 
 def _params(lc: dict) -> dict:
     lo, hi, nb = lc.get("r_edges", [2.0, 6.0, 40])
+    norm = lc.get("normalise", "abs_mean_total")
+    if norm not in NORMALISATIONS:
+        raise ValueError(f"lrp.normalise: unknown normalisation {norm!r}; use one of {', '.join(NORMALISATIONS)}")
+    enum = lc.get("enumeration", "pruned")
+    if enum not in ("pruned", "all"):
+        raise ValueError(f"lrp.enumeration: {enum!r}; use 'pruned' or 'all'")
+    save_walks = lc.get("save_walks", "first")
+    if save_walks not in ("first", "all", "none"):
+        raise ValueError(f"lrp.save_walks: {save_walks!r}; use 'first', 'all' or 'none'")
     return {
-        "gamma": float(lc.get("gamma", 0.1)), "bias_rule": bool(lc.get("bias_rule", True)), "norm": lc.get("normalise", "mean_abs"),
+        "gamma": float(lc.get("gamma", 0.1)), "bias_rule": bool(lc.get("bias_rule", True)), "norm": norm,
         "r_edges": np.linspace(float(lo), float(hi), int(nb) + 1), "a_edges": np.linspace(0.0, 180.0, int(lc.get("angle_bins", 36)) + 1),
-        "n_out": lc.get("output_beads"), "save_walks": lc.get("save_walks", "first"),
+        "n_out": lc.get("output_beads"), "save_walks": save_walks,
+        # every walk is needed for |R|-based normalisations and for walk files of every frame
+        "prune": enum == "pruned" and norm in ("abs_mean_total", "none") and save_walks != "all",
     }
 
 
@@ -44,59 +172,115 @@ def _warn_short_r_range(model_dir, model, r_edges) -> None:
 def _frame_done(path: Path, frame_id: int) -> bool:
     if not path.exists():
         return False
-    with np.load(path) as z:
-        return int(z["frame"]) == int(frame_id)
+    try:
+        with np.load(path) as z:
+            return int(z["format"]) == FRAME_FORMAT and int(z["frame"]) == int(frame_id)
+    except (OSError, KeyError, ValueError):
+        return False  # unreadable, truncated or from an older layout: recompute
 
 
-def compute_frames(model, positions, cells, types, out_dir, lc: dict, shell: float, frame_ids=None, *, ks=None, progress: bool = True) -> None:
-    """Walk relevances of the frames at positions ``ks`` (default all) of ``positions``; writes
-    ``frame_XXXX.npz`` (XXXX: position in ``positions``) for each frame not written yet, and the
-    walk files that ``lc['save_walks']`` asks for. Arguments as :func:`explain_frames`."""
-    from tqdm.auto import tqdm
+def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, all_walks: bool = False) -> tuple[dict, dict]:
+    """Walk relevances of one frame reduced to what the statistics keep.
 
+    position (n, 3) Å; cell (3, 3) Å (zeros: not periodic); types (n,); ``lc`` and ``shell`` as
+    :func:`explain_frames`; all_walks: enumerate every walk whatever ``lc['enumeration']``.
+    Returns (arrays, result): the per-frame arrays written to ``frame_XXXX.npz`` (binned
+    (count, mean, M2) accumulators of the 2-body relevance against distance and the 3-body
+    relevance against vertex angle, raw kcal/mol and normalised; ``body_sum`` and ``body_count``
+    per body order 1..L+1; ``conservation`` = [Σ all walks, Σ h0·∂E/∂h0, E_modified, E_model]
+    kcal/mol; walk counts) and the :class:`~cgexplain.lrp.engine.WalkResult`.
+    """
     from ..mapping import to_atoms
+
+    p = _params(lc)
+    outs = None if p["n_out"] is None else np.linspace(0, len(types) - 1, int(p["n_out"])).round().astype(int)
+    atoms = to_atoms(position, types, cell)
+    pruned = p["prune"] and not all_walks and statistics_max_order(model) is not None
+    res = walk_relevance(model, atoms, gamma=p["gamma"], bias_rule=p["bias_rule"], output_beads=outs,
+                         max_order=statistics_max_order(model) if pruned else None)
+    w, rel = res["walks"], res["relevance"]
+    c = normalisation_factor(rel, p["norm"], total=res["total_relevance"], n_walks=res["n_walks_total"])
+    sums = body_order_totals(res)
+    d2, r2 = two_body_points(w, rel, position, cell)
+    a3, r3 = three_body_points(w, rel, position, cell, shell)
+    r_edges, a_edges = p["r_edges"], p["a_edges"]
+    arrays = dict(
+        format=FRAME_FORMAT, two_raw=accumulate_bins(d2, r2, r_edges), two_norm=accumulate_bins(d2, r2 / c, r_edges),
+        three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3, r3 / c, a_edges),
+        body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
+        conservation=np.array([res["total_relevance"], res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
+        n_walks=res["n_walks_total"], n_walks_enumerated=len(rel), pruned=bool(pruned), time_s=res["wall_time_s"],
+    )
+    return arrays, res
+
+
+def compute_frames(model, frames: FrameSource, out_dir, lc: dict, shell: float, *, ks=None, progress: bool = True,
+                   chunk_frames: int = 64) -> None:
+    """Walk relevances of the frames at positions ``ks`` (default all) of ``frames``, read
+    ``chunk_frames`` at a time; writes ``frame_XXXX.npz`` (XXXX: position in ``frames``) for each
+    frame not written yet, and the walk files that ``lc['save_walks']`` asks for (a frame whose
+    walks are saved is enumerated in full). Arguments as :func:`explain_frames`."""
+    from tqdm.auto import tqdm
 
     out = Path(out_dir)
     p = _params(lc)
-    frame_ids = np.arange(len(positions)) if frame_ids is None else np.asarray(frame_ids)
-    ks = range(len(positions)) if ks is None else ks
-    n_out = p["n_out"]
-    for k in tqdm(ks, desc="relevance over frames", disable=not progress):
-        path = out / f"frame_{k:04d}.npz"
-        if _frame_done(path, frame_ids[k]):
-            continue  # finished in an earlier run
-        atoms = to_atoms(positions[k], types, cells[k])
-        outs = None if n_out is None else np.linspace(0, len(types) - 1, int(n_out)).round().astype(int)
-        res = walk_relevance(model, atoms, gamma=p["gamma"], bias_rule=p["bias_rule"], output_beads=outs)
-        w, rel = res["walks"], res["relevance"]
-        c = normalisation_factor(rel, p["norm"])
-        sums = nbody_sums(w, rel)
-        d2, r2 = two_body_points(w, rel, positions[k], cells[k])
-        a3, r3 = three_body_points(w, rel, positions[k], cells[k], shell)
-        r_edges, a_edges = p["r_edges"], p["a_edges"]
-        save_npz(path, frame=frame_ids[k], two_raw=accumulate_bins(d2, r2, r_edges), two_norm=accumulate_bins(d2, r2 / c, r_edges),
-                 three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3, r3 / c, a_edges),
-                 body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
-                 conservation=np.array([rel.sum(), res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
-                 n_walks=len(rel), time_s=res["wall_time_s"])
-        save_walks = p["save_walks"]
-        if save_walks == "all" or (save_walks == "first" and k == 0):
-            name = "walks_frame0.npz" if save_walks == "first" else f"walks_frame_{k:04d}.npz"
-            save_npz(out / name, frame=frame_ids[k], walks=w.astype(np.int32), relevance=rel.astype(np.float32),
-                     positions=positions[k], cell=cells[k], types=types)
+    ks = list(range(len(frames))) if ks is None else list(ks)
+    todo = [k for k in ks if not _frame_done(out / f"frame_{k:04d}.npz", frames.frame_ids[k])]  # others finished earlier
+    types = frames.types
+    save_walks = p["save_walks"]
+    with tqdm(total=len(ks), initial=len(ks) - len(todo), desc="relevance over frames", disable=not progress) as bar:
+        for part, pos, cells in frames.chunks(todo, chunk_frames):
+            for m, k in enumerate(part):
+                keep_walks = save_walks == "all" or (save_walks == "first" and k == 0)
+                arrays, res = explain_one_frame(model, pos[m], cells[m], types, lc, shell, all_walks=keep_walks)
+                fid = frames.frame_ids[k]
+                if keep_walks:
+                    name = "walks_frame0.npz" if save_walks == "first" else f"walks_frame_{k:04d}.npz"
+                    save_npz(out / name, frame=fid, walks=res["walks"].astype(np.int32), relevance=res["relevance"].astype(np.float32),
+                             positions=pos[m], cell=cells[m], types=types)
+                save_npz(out / f"frame_{k:04d}.npz", frame=fid, **arrays)
+                bar.update(1)
+
+
+def aggregate_frames(out_dir, n_frames: int, r_edges, a_edges) -> tuple[dict, np.ndarray, np.ndarray, list]:
+    """Merge the per-frame files ``frame_0000.npz`` .. of ``out_dir`` one at a time.
+
+    Returns (stats, body_sum (F, L+1), conservation (F, 4), per-frame info dicts): ``stats`` holds
+    ``{two,three}_{raw,norm}_{centers,mean,std,count,sem}`` over all frames (kcal/mol for raw).
+    Memory is O(frames + bins), not O(walks)."""
+    out = Path(out_dir)
+    acc: dict = {}
+    body, cons, info = [], [], []
+    for k in range(n_frames):
+        with np.load(out / f"frame_{k:04d}.npz") as z:
+            for key in _BINNED:
+                acc[key] = z[key] if key not in acc else merge_bins(acc[key], z[key])
+            body.append(z["body_sum"])
+            cons.append(z["conservation"])
+            info.append({"n_walks": int(z["n_walks"]), "n_walks_enumerated": int(z["n_walks_enumerated"]),
+                         "pruned": bool(z["pruned"]), "time_s": float(z["time_s"])})
+    stats = {}
+    for key in _BINNED:
+        edges = r_edges if key.startswith("two") else a_edges
+        for q, v in finish_bins(acc[key], edges).items():
+            stats[f"{key}_{q}"] = v
+    return stats, np.array(body), np.array(cons), info
 
 
 def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: float, structure=None, figures=None,
-                   title: str = "", frame_ids=None, progress: bool = True, *, workers: int = 1, ranks=None, device: str | None = None) -> dict:
+                   title: str = "", frame_ids=None, progress: bool = True, *, workers: int = 1, ranks=None, device: str | None = None,
+                   chunk_frames: int = 64) -> dict:
     """Walk relevances for each frame and their statistics.
 
     model: a loaded potential, or its model folder (model.pt + model.json; needed for
-    ``workers`` > 1, where each worker loads it). positions (n_frames, n, 3) Å; cells
-    (n_frames, 3, 3) Å; types (n,). ``lc`` keys: gamma, bias_rule, normalise ('mean_abs'
-    (publication), 'sum_abs' or 'none'), output_beads (None: all), r_edges [lo, hi, n_bins] Å,
-    angle_bins, save_walks ('first' (default): walks and relevances of the first frame in
-    walks_frame0.npz; 'all': walks_frame_XXXX.npz per frame; 'none'). ``shell`` Å: leg cutoff
-    for 3-body angles.
+    ``workers`` > 1, where each worker loads it). positions: (n_frames, n, 3) Å with cells
+    (n_frames, 3, 3) Å and types (n,), or a :class:`FrameSource` (then ``cells``, ``types`` and
+    ``frame_ids`` are None), which is read ``chunk_frames`` frames at a time. ``lc`` keys: gamma,
+    bias_rule, normalise ('abs_mean_total' (default; the publication's |Σ R| / N_walks),
+    'mean_abs', 'sum_abs' or 'none'), enumeration ('pruned' (default) or 'all'; module
+    docstring), output_beads (None: all), r_edges [lo, hi, n_bins] Å, angle_bins, save_walks
+    ('first' (default): every walk of the first frame and its relevance in walks_frame0.npz;
+    'all': walks_frame_XXXX.npz per frame; 'none'). ``shell`` Å: leg cutoff for 3-body angles.
     workers: local processes to spread the frames over (frame k to worker k mod N, each with
     cores // N torch threads); ranks: a :class:`cgexplain.distributed.Ranks` from a launcher
     (torchrun, srun): this process computes frames k ≡ rank (mod world_size), and rank 0 waits
@@ -106,8 +290,9 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     spread, so a run may resume with other workers.
     Writes ``out_dir`` files and, with ``figures``/``structure``, the two standard figures.
     Returns the lrp summary (per-body-order totals, conservation per frame, wall time).
-    Raises ValueError for workers < 1, workers > 1 together with launcher ranks, or workers > 1
-    with a model object instead of a folder; RuntimeError if another rank failed.
+    Raises ValueError for workers < 1, workers > 1 together with launcher ranks, workers > 1
+    with a model object instead of a folder, or an unknown ``lc`` value; RuntimeError if
+    another rank failed.
     """
     from .spread import failure_marker, rank_device, record_failure, run_workers, share, wait_for_frames
 
@@ -115,6 +300,8 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     out.mkdir(parents=True, exist_ok=True)
     if (out / "lrp.json").exists():
         return read_json(out / "lrp.json")
+    frames = _as_source(positions, cells, types, frame_ids)
+    p = _params(lc)
     workers = int(workers)
     world = 1 if ranks is None else int(ranks.world_size)
     if workers < 1:
@@ -124,12 +311,13 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     model_dir = Path(model) if isinstance(model, (str, Path)) else None
     if workers > 1 and model_dir is None:
         raise ValueError("workers > 1: pass the model folder (each worker loads model.pt + model.json), not a model object")
-    _warn_short_r_range(model_dir, model, _params(lc)["r_edges"])
-    frame_ids = np.arange(len(positions)) if frame_ids is None else np.asarray(frame_ids)
+    _warn_short_r_range(model_dir, model, p["r_edges"])
+    n_frames = len(frames)
     t0, since = time.perf_counter(), time.time()
-    args = (positions, cells, types, out, lc, shell, frame_ids)
+    args = (frames, out, lc, shell)
+    kw = {"chunk_frames": chunk_frames}
     if workers > 1:
-        run_workers(workers, model_dir, device, args, {"progress": False})
+        run_workers(workers, model_dir, device, args, {"progress": False, **kw})
     else:
         if model_dir is not None:
             from ..models import load_model
@@ -138,40 +326,35 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
         if device is not None:
             model = model.to(rank_device(device, 0 if ranks is None else ranks.local_rank))
         if world > 1 and ranks.rank != 0:
-            ks = share(len(positions), ranks.rank, world)
+            ks = share(n_frames, ranks.rank, world)
             failure_marker(out, ranks.rank).unlink(missing_ok=True)
             try:
-                compute_frames(model, *args, ks=ks, progress=False)
+                compute_frames(model, *args, ks=ks, progress=False, **kw)
             except BaseException:
                 record_failure(out, ranks.rank)
                 raise
             return {"rank": int(ranks.rank), "world_size": world, "n_frames_computed": len(ks)}
-        compute_frames(model, *args, ks=None if world == 1 else share(len(positions), 0, world), progress=progress)
+        compute_frames(model, *args, ks=None if world == 1 else share(n_frames, 0, world), progress=progress, **kw)
         if world > 1:
-            wait_for_frames(lambda: all(_frame_done(out / f"frame_{k:04d}.npz", frame_ids[k]) for k in range(len(positions))),
+            wait_for_frames(lambda: all(_frame_done(out / f"frame_{k:04d}.npz", frames.frame_ids[k]) for k in range(n_frames)),
                             out, world, since)
-    p = _params(lc)
     gamma, bias_rule, norm, n_out = p["gamma"], p["bias_rule"], p["norm"], p["n_out"]
     r_edges, a_edges = p["r_edges"], p["a_edges"]
-    files = [np.load(out / f"frame_{k:04d}.npz") for k in range(len(positions))]
-    acc = {key: sum(f[key] for f in files) for key in ("two_raw", "two_norm", "three_raw", "three_norm")}
-    stats = {}
-    for key, edges in (("two_raw", r_edges), ("two_norm", r_edges), ("three_raw", a_edges), ("three_norm", a_edges)):
-        for q, v in finish_bins(acc[key], edges).items():
-            stats[f"{key}_{q}"] = v
-    body = np.array([f["body_sum"] for f in files])
-    cons = np.array([f["conservation"] for f in files])
+    stats, body, cons, info = aggregate_frames(out, n_frames, r_edges, a_edges)
     save_npz(out / "nbody_statistics.npz", body_sum_per_frame=body, conservation_per_frame=cons, r_edges=r_edges, angle_edges=a_edges, **stats)
     orders = list(range(1, body.shape[1] + 1))
     summary = {
-        "gamma": gamma, "bias_rule": bias_rule, "normalise": norm, "n_frames": len(files),
-        "walks_per_frame_mean": float(np.mean([int(f["n_walks"]) for f in files])),
+        "gamma": gamma, "bias_rule": bias_rule, "normalise": norm, "n_frames": n_frames,
+        "enumeration": "pruned" if p["prune"] else "all",
+        "frames_enumerated_in_full": int(sum(not i["pruned"] for i in info)),
+        "walks_per_frame_mean": float(np.mean([i["n_walks"] for i in info])),
+        "walks_enumerated_per_frame_mean": float(np.mean([i["n_walks_enumerated"] for i in info])),
         "output_beads": "all" if n_out is None else int(n_out),
         "relevance_by_body_order_kcal_mol_mean": {str(o): float(body[:, i].mean()) for i, o in enumerate(orders)},
         "relevance_by_body_order_fraction_of_abs": {str(o): float(np.abs(body[:, i]).mean() / np.abs(body).sum(1).mean()) for i, o in enumerate(orders)},
         "conservation_mean_kcal_mol": {"sum_walk_relevance": float(cons[:, 0].mean()), "sum_h0_dE_dh0_no_masks": float(cons[:, 1].mean()),
                                        "E_modified_forward": float(cons[:, 2].mean()), "E_model": float(cons[:, 3].mean())},
-        "seconds_per_frame_mean": float(np.mean([float(f["time_s"]) for f in files])),
+        "seconds_per_frame_mean": float(np.mean([i["time_s"] for i in info])),
         "wall_time_s": time.perf_counter() - t0,
     }
     write_json(out / "lrp.json", summary)
