@@ -139,20 +139,27 @@ def plot_pretrained_relevance(results: dict, title: str = "", path_prefix=None):
 
 
 def plot_relevance_comparison(stats: dict, structure: dict, kind: str = "two", path=None, title: str = ""):
-    """Overlay the binned per-frame-normalised relevance curves of several models.
+    """Overlay the shapes of the binned relevance curves of several models.
 
     stats: {label: nbody statistics dict (from ``nbody_statistics.npz``)}; structure: a
     ``structure.npz`` dict whose CG RDF (kind "two") or ADF (kind "three") is shaded behind;
     kind: "two" (2-body relevance against distance, Å) or "three" (3-body against angle,
-    degrees). Curves are the 'norm' statistics (relevance / the frame's mean |R|), so models with
-    different energy scales compare by shape. Returns the figure (saved to ``path`` if given).
+    degrees). Each curve is the raw binned mean (kcal/mol per walk) divided by its own largest
+    |mean|, so the curves compare by shape whatever the models' energy scales and whatever
+    per-frame normalisation each run used (runs with different normalisations are not
+    comparable in their 'norm' curves). Returns the figure (saved to ``path`` if given).
     Raises ValueError for another kind.
     """
     from .plotting import plot_relevance_curves
 
     if kind not in ("two", "three"):
         raise ValueError(f"kind must be 'two' or 'three', got {kind!r}")
-    curves = {label: tuple(st[f"{kind}_norm_{q}"] for q in ("centers", "mean", "sem")) for label, st in stats.items()}
+    curves = {}
+    for label, st in stats.items():
+        c, m, e = (np.asarray(st[f"{kind}_raw_{q}"], float) for q in ("centers", "mean", "sem"))
+        scale = np.nanmax(np.abs(m)) if np.isfinite(m).any() else 1.0
+        curves[label] = (c, m / scale, e / scale)
+    ylabel = f"{'2' if kind == 'two' else '3'}-body relevance / its largest |mean|"
     if kind == "two":
-        return plot_relevance_curves(curves, structure["cg_r"], structure["cg_g"], "r (Å)", "g(r)", "2-body relevance / mean |R|", path, title)
-    return plot_relevance_curves(curves, structure["cg_theta"], structure["cg_p"], "θ (degrees)", "ADF", "3-body relevance / mean |R|", path, title)
+        return plot_relevance_curves(curves, structure["cg_r"], structure["cg_g"], "r (Å)", "g(r)", ylabel, path, title)
+    return plot_relevance_curves(curves, structure["cg_theta"], structure["cg_p"], "θ (degrees)", "ADF", ylabel, path, title)

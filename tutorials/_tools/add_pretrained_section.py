@@ -45,8 +45,9 @@ f2, f3 = plot_pretrained_relevance(pre, "{label}, pretrained")
         md("""### Quick model against pretrained model
 
 The same frame explained by both models, and the curves of this notebook's quick model (few frames, short
-training) over the pretrained model's 100-frame averages. The curves are divided by each frame's mean |R|, so
-models with different energy scales compare by shape."""),
+training) over the pretrained model's 100-frame averages. Each curve is divided by its own largest
+|mean| (raw kcal/mol curves), so models with different energy scales, or runs with different per-frame
+normalisations, compare by shape."""),
         code(f"""
 from cgexplain.lrp import walk_relevance, nbody_sums
 from cgexplain.mapping import MappedTrajectory, to_atoms
