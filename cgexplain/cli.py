@@ -116,7 +116,11 @@ def _explain_model(args) -> int:
           f"{s['enumeration']}), {s['seconds_per_frame_mean']:.2f} s per frame")
     print(f"  relevance by body order (kcal/mol, mean over frames): {body}")
     print(f"  Σ walks {c['sum_walk_relevance']:.4f} = Σ h0·∂E/∂h0 {c['sum_h0_dE_dh0_no_masks']:.4f}; modified-pass energy "
-          f"{c['E_modified_forward']:.4f}; model energy {c['E_model']:.4f}")
+          f"{c['E_modified_forward']:.4f}; model energy {c['E_model']:.4f} (relevance is not energy: the rule takes "
+          f"{c['E_model'] - c['E_modified_forward']:.4f}, biases {c['E_modified_forward'] - c['sum_walk_relevance']:.4f})")
+    if s.get("abs_share_by_body_order_ge2"):
+        sh = ", ".join(f"{k}: {v:.1%}" for k, v in s["abs_share_by_body_order_ge2"].items())
+        print(f"  share of Σ|R| over walks of 2 or more beads, by body order ({s['shares_from_n_frames']} fully enumerated frame(s)): {sh}")
     print(f"  files: {Path(out).resolve()} (nbody_statistics.npz, lrp.json, figures/)")
     return 0
 

@@ -9,7 +9,10 @@ A pretrained folder holds only plain files (no pickled objects):
   mapped reference, and the comparison numbers);
 - ``nbody_statistics.npz`` and ``lrp.json`` (walk relevances binned over distance and angle and
   summed per body order, over the run's explained frames);
-- ``provenance.json``: how the model was made (profile, settings, machine, date, wall times).
+- ``provenance.json``: how the model was made (profile, settings, machine, date, wall times);
+- fluids: ``frame.npz``, the last mapped reference frame (``positions`` (n, 3) Å, ``cell`` (3, 3) Å,
+  ``bead_types`` (n,), ``source``): a real frame for benchmarks (``benchmarks/lrp_statistics.py``,
+  ``benchmarks/gpu_check.py``).
 
 The whole folder is kept under 5 MB.
 """
@@ -96,6 +99,13 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
         "note": note,
     }
     write_json(tmp / "provenance.json", prov)
+    mapped = run / "cg" / "mapped.npz"
+    if files is _FILES and mapped.exists():
+        with np.load(mapped) as z:
+            k = len(z["positions"]) - 1
+            np.savez_compressed(tmp / "frame.npz", positions=z["positions"][k].astype(np.float32), cell=z["cells"][k].astype(np.float32),
+                                bead_types=z["bead_types"].astype(np.int32),
+                                source=np.array(f"mapped reference frame {k} of {len(z['positions'])}, {mapped}"))
     size = sum(p.stat().st_size for p in tmp.iterdir())
     if size > MAX_BYTES:
         shutil.rmtree(tmp)

@@ -107,7 +107,8 @@ def _same_results(a, b):
     for k in sa.files:
         np.testing.assert_allclose(sa[k], sb[k], rtol=1e-10, atol=1e-12, err_msg=k)
     ja, jb = json.loads((a / "lrp.json").read_text()), json.loads((b / "lrp.json").read_text())
-    for k in ("relevance_by_body_order_kcal_mol_mean", "relevance_by_body_order_fraction_of_abs", "conservation_mean_kcal_mol"):
+    for k in ("relevance_by_body_order_kcal_mol_mean", "abs_share_by_body_order_ge2", "signed_share_by_body_order_ge2", "conservation_mean_kcal_mol",
+              "relevance_budget_kcal_mol_mean"):
         for q in ja[k]:
             np.testing.assert_allclose(jb[k][q], ja[k][q], rtol=1e-10, atol=1e-12, err_msg=f"{k}/{q}")
     assert ja["n_frames"] == jb["n_frames"] and ja["walks_per_frame_mean"] == jb["walks_per_frame_mean"]

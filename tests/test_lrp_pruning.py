@@ -150,6 +150,9 @@ def test_explain_statistics_pruned_equal_full(tmp_path):
     assert a["walks_per_frame_mean"] == b["walks_per_frame_mean"]
     sa, sb = _stats(tmp_path / "pruned"), _stats(tmp_path / "all")
     scale = np.abs(sb["body_sum_per_frame"]).max()
+    # Σ|R| of the 4-body walks needs them enumerated: NaN in the pruned run, the rest equal
+    assert np.isnan(sa["body_abs_sum_per_frame"][:, 3]).all() and np.isfinite(sb["body_abs_sum_per_frame"]).all()
+    sa["body_abs_sum_per_frame"], sb["body_abs_sum_per_frame"] = sa["body_abs_sum_per_frame"][:, :3], sb["body_abs_sum_per_frame"][:, :3]
     for k in sb:
         if k.endswith("count"):
             assert np.array_equal(sa[k], sb[k]), k
@@ -274,3 +277,44 @@ def test_streamed_run_resumes_after_lost_frames(tmp_path):
     after = _stats(out)
     for k in before:
         np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+
+
+def test_shares_budget_and_fluctuations(tmp_path):
+    """lrp.json's body-order shares (1-body walks out of every denominator), relevance budget and
+    frame-to-frame fluctuations against a hand computation from every walk."""
+    from cgexplain.lrp.statistics import explain_frames
+
+    m = random_painn(F=6, L=3, cutoff=3.0, seed=13)
+    rng = np.random.default_rng(4)
+    pos = rng.uniform(0, 6.5, (3, 14, 3))
+    cells = np.repeat(np.eye(3)[None] * 6.5, 3, axis=0)
+    types = np.ones(14, int)
+    s = explain_frames(m, pos, cells, types, tmp_path / "all", {"enumeration": "all", "save_walks": "none"}, 2.5, progress=False)
+    ab, sg, body, budget = [], [], [], []
+    from cgexplain.mapping import to_atoms
+
+    for x, c in zip(pos, cells):
+        res = walk_relevance(m, to_atoms(x, types, c))
+        o = body_order(res["walks"])
+        r = res["relevance"]
+        den = np.abs(r[o >= 2]).sum()
+        ab.append([np.abs(r[o == k]).sum() / den for k in (2, 3, 4)])
+        sg.append([r[o == k].sum() / den for k in (2, 3, 4)])
+        body.append([r[o == k].sum() for k in (1, 2, 3, 4)])
+        budget.append([res["E_model"] - res["E_modified"], res["E_modified"] - r.sum()])
+    np.testing.assert_allclose([s["abs_share_by_body_order_ge2"][str(k)] for k in (2, 3, 4)], np.mean(ab, 0), rtol=1e-9)
+    np.testing.assert_allclose([s["signed_share_by_body_order_ge2"][str(k)] for k in (2, 3, 4)], np.mean(sg, 0), rtol=1e-9, atol=1e-12)
+    assert sum(s["abs_share_by_body_order_ge2"].values()) == pytest.approx(1.0)
+    assert s["shares_from_n_frames"] == 3
+    np.testing.assert_allclose([s["relevance_by_body_order_std_over_frames_kcal_mol"][str(k)] for k in (1, 2, 3, 4)],
+                               np.std(body, 0, ddof=1), rtol=1e-9)
+    b = s["relevance_budget_kcal_mol_mean"]
+    np.testing.assert_allclose([b["taken_by_rule_E_model_minus_E_modified"], b["taken_by_biases_E_modified_minus_sum_walks"]],
+                               np.mean(budget, 0), rtol=1e-9, atol=1e-12)
+    assert b["E_model"] - b["sum_walks"] == pytest.approx(b["taken_by_rule_E_model_minus_E_modified"] + b["taken_by_biases_E_modified_minus_sum_walks"])
+    # pruned: shares only from the fully enumerated first frame (its walk file), or none at all
+    s1 = explain_frames(m, pos, cells, types, tmp_path / "first", {}, 2.5, progress=False)
+    assert s1["shares_from_n_frames"] == 1
+    np.testing.assert_allclose([s1["abs_share_by_body_order_ge2"][str(k)] for k in (2, 3, 4)], ab[0], rtol=1e-9)
+    s0 = explain_frames(m, pos, cells, types, tmp_path / "none", {"save_walks": "none"}, 2.5, progress=False)
+    assert s0["shares_from_n_frames"] == 0 and s0["abs_share_by_body_order_ge2"] is None

@@ -64,6 +64,9 @@ def test_water_pipeline_tiny(tmp_path):
         assert torch.equal(a, b), k
     assert res["training"] == summ["train"] and res["provenance"]["note"] == "tiny test"
     assert np.array_equal(res["nbody"]["body_sum_per_frame"], np.load(run / "lrp" / "nbody_statistics.npz")["body_sum_per_frame"])
+    with np.load(tmp_path / "pre" / "frame.npz") as fr, np.load(run / "cg" / "mapped.npz") as mp:
+        np.testing.assert_allclose(fr["positions"], mp["positions"][-1], atol=1e-5)
+        assert np.array_equal(fr["bead_types"], mp["bead_types"])
     plot_pretrained_relevance(res, "tiny", tmp_path / "pre_fig")
     assert (tmp_path / "pre_fig_2body.png").stat().st_size > 1000
     from cgexplain.pretrained import plot_relevance_comparison

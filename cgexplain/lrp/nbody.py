@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["body_order", "nbody_sums", "body_order_totals", "pair_relevance", "two_body_points", "three_body_points",
+__all__ = ["body_order", "nbody_sums", "body_order_totals", "body_order_abs_sums", "body_order_shares", "pair_relevance", "two_body_points", "three_body_points",
            "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "merge_bins", "finish_bins", "normalise",
            "normalisation_factor", "NORMALISATIONS"]
 
@@ -57,6 +57,30 @@ def body_order_totals(result) -> dict:
     sums = {o: v for o, v in nbody_sums(walks, rel).items() if o <= L}
     sums[L + 1] = (float(result["remainder"]), int(result["n_walks_remainder"]))
     return sums
+
+
+def body_order_abs_sums(walks: np.ndarray, relevance: np.ndarray, n_orders: int) -> np.ndarray:
+    """Σ |R| per body order 1..n_orders (kcal/mol): (n_orders,). An order with no enumerated walk
+    gives 0; pass only every walk of a frame for shares (:func:`body_order_shares`)."""
+    order = body_order(walks)
+    return np.bincount(order - 1, weights=np.abs(relevance), minlength=n_orders)[:n_orders].astype(float)
+
+
+def body_order_shares(body_sum: np.ndarray, body_abs_sum: np.ndarray) -> dict:
+    """Body-order shares of one frame with the 1-body walks left out of every denominator.
+
+    body_sum (L+1,) signed Σ R per order 1..L+1; body_abs_sum (L+1,) Σ|R| per order (every walk
+    enumerated). Returns {"abs": s, "signed": σ}, each {order: value} for orders 2..L+1:
+    s_k = Σ_{walks of order k} |R| / Σ_{walks of order >= 2} |R| (sums to 1) and
+    σ_k = Σ_{walks of order k} R / Σ_{walks of order >= 2} |R| (|σ_k| <= s_k). The 1-body walks are
+    excluded because they absorb the per-type energy offset that force matching leaves free.
+    Raises ValueError when the |R| sums are missing (NaN: a pruned frame)."""
+    a = np.asarray(body_abs_sum, float)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("body-order shares need Σ|R| of every walk: this frame was enumerated with pruning")
+    den = a[1:].sum()
+    orders = range(2, len(a) + 1)
+    return {"abs": {k: float(a[k - 1] / den) for k in orders}, "signed": {k: float(body_sum[k - 1] / den) for k in orders}}
 
 
 def _distinct(walks, k):

@@ -2,7 +2,9 @@
 parity test and ``benchmarks/lrp_methane.py``.
 
 Files (``tests/data/parity`` in the repository): ``so3net_methane_state_dict.pt``,
-``methane_frame0.npz``, ``reference_walk_relevance.json``.
+``methane_frame0.npz``, ``reference_walk_relevance.json``; and a random-weight PaiNN on the same
+frame with the reference implementation's walk relevances: ``painn_random_state_dict.pt``,
+``painn_reference_walk_relevance.json``.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["build_parity_model", "load_parity"]
+__all__ = ["build_parity_model", "load_parity", "build_parity_painn", "load_parity_painn"]
 
 
 def build_parity_model():
@@ -51,3 +53,40 @@ def load_parity(directory):
     with open(d / "reference_walk_relevance.json") as fh:
         ref = json.load(fh)
     return model, atoms, (f["idx_i"], f["idx_j"], f["offsets"]), ref
+
+
+def build_parity_painn():
+    """The architecture of the random-weight PaiNN parity fixture: PaiNN(F=32, L=3,
+    GaussianRBF(20, 5 Å), CosineCutoff(5 Å)) with an Atomwise sum energy head and forces
+    (schnetpack's own modules)."""
+    import schnetpack as spk
+
+    rep = spk.representation.PaiNN(n_atom_basis=32, n_interactions=3, radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
+                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
+    return spk.model.NeuralNetworkPotential(
+        rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=32, output_key="energy", aggregation_mode="sum"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+    )
+
+
+def load_parity_painn(directory):
+    """Load the random-weight PaiNN fixture on the parity frame.
+
+    Returns (model in eval mode, ase.Atoms frame (Å), neighbors (idx_i, idx_j, offsets Å),
+    reference dict: ``energy``, ``n_walks``, ``walk_counts_by_body_order`` and per rule setting
+    32 walks with their relevance, ``E_modified`` and ``sum_h0_grad``, kcal/mol).
+    Raises FileNotFoundError naming the missing file."""
+    import torch
+
+    d = Path(directory)
+    for name in ("painn_random_state_dict.pt", "painn_reference_walk_relevance.json"):
+        if not (d / name).exists():
+            raise FileNotFoundError(f"parity data: {d / name} is missing")
+    _, atoms, nb, _ = load_parity(d)
+    model = build_parity_painn()
+    model.load_state_dict(torch.load(d / "painn_random_state_dict.pt", weights_only=True))
+    model.eval()
+    with open(d / "painn_reference_walk_relevance.json") as fh:
+        ref = json.load(fh)
+    return model, atoms, nb, ref

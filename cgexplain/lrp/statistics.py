@@ -25,8 +25,8 @@ import numpy as np
 
 from ..fileio import read_json, save_npz, write_json
 from .engine import statistics_max_order, walk_relevance
-from .nbody import (NORMALISATIONS, accumulate_bins, body_order_totals, finish_bins, merge_bins, normalisation_factor,
-                    three_body_points, two_body_points)
+from .nbody import (NORMALISATIONS, accumulate_bins, body_order_abs_sums, body_order_shares, body_order_totals, finish_bins,
+                    merge_bins, normalisation_factor, three_body_points, two_body_points)
 
 __all__ = ["explain_frames", "compute_frames", "aggregate_frames", "FrameSource", "ArrayFrames", "TrajectoryFrames", "FRAME_FORMAT"]
 
@@ -188,10 +188,12 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     (count, mean, M2) accumulators of the 2-body relevance against distance and the 3-body
     relevance against vertex angle, raw kcal/mol and normalised; ``body_sum`` and ``body_count``
     per body order 1..L+1; ``conservation`` = [Σ all walks, Σ h0·∂E/∂h0, E_modified, E_model]
-    kcal/mol; walk counts) and the :class:`~cgexplain.lrp.engine.WalkResult`.
+    kcal/mol; walk counts; ``time_s``, the wall time of this call) and the
+    :class:`~cgexplain.lrp.engine.WalkResult`.
     """
     from ..mapping import to_atoms
 
+    t0 = time.perf_counter()
     p = _params(lc)
     outs = None if p["n_out"] is None else np.linspace(0, len(types) - 1, int(p["n_out"])).round().astype(int)
     atoms = to_atoms(position, types, cell)
@@ -201,6 +203,9 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     w, rel = res["walks"], res["relevance"]
     c = normalisation_factor(rel, p["norm"], total=res["total_relevance"], n_walks=res["n_walks_total"])
     sums = body_order_totals(res)
+    abs_sums = body_order_abs_sums(w, rel, len(sums))
+    if pruned:
+        abs_sums[len(sums) - 1] = np.nan  # the (L+1)-body walks were not enumerated
     d2, r2 = two_body_points(w, rel, position, cell)
     a3, r3 = three_body_points(w, rel, position, cell, shell)
     r_edges, a_edges = p["r_edges"], p["a_edges"]
@@ -208,8 +213,9 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
         format=FRAME_FORMAT, two_raw=accumulate_bins(d2, r2, r_edges), two_norm=accumulate_bins(d2, r2 / c, r_edges),
         three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3, r3 / c, a_edges),
         body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
+        body_abs_sum=abs_sums,
         conservation=np.array([res["total_relevance"], res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
-        n_walks=res["n_walks_total"], n_walks_enumerated=len(rel), pruned=bool(pruned), time_s=res["wall_time_s"],
+        n_walks=res["n_walks_total"], n_walks_enumerated=len(rel), pruned=bool(pruned), time_s=time.perf_counter() - t0,
     )
     return arrays, res
 
@@ -246,16 +252,18 @@ def aggregate_frames(out_dir, n_frames: int, r_edges, a_edges) -> tuple[dict, np
     """Merge the per-frame files ``frame_0000.npz`` .. of ``out_dir`` one at a time.
 
     Returns (stats, body_sum (F, L+1), conservation (F, 4), per-frame info dicts): ``stats`` holds
-    ``{two,three}_{raw,norm}_{centers,mean,std,count,sem}`` over all frames (kcal/mol for raw).
+    ``{two,three}_{raw,norm}_{centers,mean,std,count,sem}`` over all frames (kcal/mol for raw) and
+    ``body_abs_sum_per_frame`` (F, L+1) Σ|R| per order (NaN where not enumerated).
     Memory is O(frames + bins), not O(walks)."""
     out = Path(out_dir)
     acc: dict = {}
-    body, cons, info = [], [], []
+    body, babs, cons, info = [], [], [], []
     for k in range(n_frames):
         with np.load(out / f"frame_{k:04d}.npz") as z:
             for key in _BINNED:
                 acc[key] = z[key] if key not in acc else merge_bins(acc[key], z[key])
             body.append(z["body_sum"])
+            babs.append(z["body_abs_sum"])
             cons.append(z["conservation"])
             info.append({"n_walks": int(z["n_walks"]), "n_walks_enumerated": int(z["n_walks_enumerated"]),
                          "pruned": bool(z["pruned"]), "time_s": float(z["time_s"])})
@@ -264,7 +272,21 @@ def aggregate_frames(out_dir, n_frames: int, r_edges, a_edges) -> tuple[dict, np
         edges = r_edges if key.startswith("two") else a_edges
         for q, v in finish_bins(acc[key], edges).items():
             stats[f"{key}_{q}"] = v
+    stats["body_abs_sum_per_frame"] = np.array(babs)
     return stats, np.array(body), np.array(cons), info
+
+
+def _shares(body: np.ndarray, body_abs: np.ndarray) -> dict:
+    """Mean body-order shares (orders >= 2, :func:`~cgexplain.lrp.nbody.body_order_shares`) over the
+    frames whose every walk was enumerated (the frames with walk files, or every frame with
+    ``enumeration: all``); None when there is no such frame."""
+    full = np.all(np.isfinite(body_abs), axis=1)
+    if not full.any():
+        return {"abs_share_by_body_order_ge2": None, "signed_share_by_body_order_ge2": None, "shares_from_n_frames": 0}
+    sh = [body_order_shares(b, a) for b, a in zip(body[full], body_abs[full])]
+    return {"abs_share_by_body_order_ge2": {str(k): float(np.mean([x["abs"][k] for x in sh])) for k in sh[0]["abs"]},
+            "signed_share_by_body_order_ge2": {str(k): float(np.mean([x["signed"][k] for x in sh])) for k in sh[0]["signed"]},
+            "shares_from_n_frames": int(full.sum())}
 
 
 def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: float, structure=None, figures=None,
@@ -351,9 +373,16 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
         "walks_enumerated_per_frame_mean": float(np.mean([i["n_walks_enumerated"] for i in info])),
         "output_beads": "all" if n_out is None else int(n_out),
         "relevance_by_body_order_kcal_mol_mean": {str(o): float(body[:, i].mean()) for i, o in enumerate(orders)},
-        "relevance_by_body_order_fraction_of_abs": {str(o): float(np.abs(body[:, i]).mean() / np.abs(body).sum(1).mean()) for i, o in enumerate(orders)},
+        # offset-free: the per-type energy offset that force matching leaves free is the same in every frame
+        "relevance_by_body_order_std_over_frames_kcal_mol": {str(o): float(body[:, i].std(ddof=1)) if n_frames > 1 else None
+                                                             for i, o in enumerate(orders)},
+        **_shares(body, stats["body_abs_sum_per_frame"]),
         "conservation_mean_kcal_mol": {"sum_walk_relevance": float(cons[:, 0].mean()), "sum_h0_dE_dh0_no_masks": float(cons[:, 1].mean()),
                                        "E_modified_forward": float(cons[:, 2].mean()), "E_model": float(cons[:, 3].mean())},
+        "relevance_budget_kcal_mol_mean": {
+            "E_model": float(cons[:, 3].mean()), "E_modified": float(cons[:, 2].mean()), "sum_walks": float(cons[:, 0].mean()),
+            "taken_by_rule_E_model_minus_E_modified": float((cons[:, 3] - cons[:, 2]).mean()),
+            "taken_by_biases_E_modified_minus_sum_walks": float((cons[:, 2] - cons[:, 0]).mean())},
         "seconds_per_frame_mean": float(np.mean([i["time_s"] for i in info])),
         "wall_time_s": time.perf_counter() - t0,
     }
