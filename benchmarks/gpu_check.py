@@ -211,7 +211,7 @@ def main(argv=None):
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("gpu_check: no GPU visible; use --device cpu --dry for a dry run")
     torch.set_num_threads(os.cpu_count() or 1)
-    card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none (dry run on the CPU)"
+    card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none (CPU only)"
     sizes = dict(repeats=1 if dry else 3, steps=2 if dry else 50, rsteps=2 if dry else 20, frames=8 if dry else 32, tsteps=2 if dry else 8)
     meth, wat = inputs(dry)
     t_start = time.perf_counter()

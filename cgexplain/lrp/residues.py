@@ -149,7 +149,7 @@ def _explain_one(model, pos, types, gamma, bias_rule):
         pair_map=residue_pair_map(w, rel, n), one_body=residue_one_body(w, rel, n),
         triplets=tri["triplets"].astype(np.int32), triplet_relevance=tri["relevance"], triplet_projection=tri["triplet_projection"],
         body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
-        conservation=np.array([res["total_relevance"], res["E_modified"], res["sum_h0_grad"], res["E_model"]]),
+        conservation=np.array([float(rel.sum()) + res["remainder"], res["E_modified"], res["sum_h0_grad"], res["E_model"]]),
         n_walks=res["n_walks_total"], time_s=res["wall_time_s"],
     )
 

@@ -214,7 +214,8 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
         three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3, r3 / c, a_edges),
         body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
         body_abs_sum=abs_sums,
-        conservation=np.array([res["total_relevance"], res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
+        # Σ of the enumerated walks plus the sum-rule remainder of the pruned ones (0 without pruning)
+        conservation=np.array([float(rel.sum()) + res["remainder"], res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
         n_walks=res["n_walks_total"], n_walks_enumerated=len(rel), pruned=bool(pruned), time_s=time.perf_counter() - t0,
     )
     return arrays, res
