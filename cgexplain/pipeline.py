@@ -134,6 +134,12 @@ def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
             curves["publication (digitised)"] = g_ref
             res.update(digitized=check["digitized"], rms_vs_digitized=rms, rms_range_A=[r_lo, r_hi], max_rms=float(check["max_rms"]),
                        passed=bool(res["passed"] and rms <= float(check["max_rms"])))
+        if "density_g_cm3" in check:  # the NPT equilibrium density against a literature range
+            lo, hi = check["density_g_cm3"]
+            rho = summary.get("npt_mean_density_g_cm3")
+            if rho is None:
+                raise ValueError("reference.check.density_g_cm3 needs an NPT equilibration (reference.equilibration_npt > 0)")
+            res.update(npt_mean_density_g_cm3=float(rho), expected_density_g_cm3=[lo, hi], passed=bool(res["passed"] and lo <= rho <= hi))
         save_npz(d / "check_rdf.npz", r=r, g=g)
         write_json(d / "check.json", res)
         plot_rdf(r, curves, _figures(run_dir) / "reference_rdf.png", title="Reference RDF check")
@@ -141,6 +147,8 @@ def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
         summary = {**summary, "check": read_json(d / "check.json")}
         c = summary["check"]
         extra = f"; RMS vs digitised {c['rms_vs_digitized']:.3f} (max {c['max_rms']})" if "rms_vs_digitized" in c else ""
+        if "npt_mean_density_g_cm3" in c:
+            extra += f"; NPT density {c['npt_mean_density_g_cm3']:.3f} g/cm³ (expected {c['expected_density_g_cm3']})"
         print(f"reference RDF check ({c['selection']}): first peak {c['first_peak_A']:.3f} Å, height {c['first_peak_height']:.2f}{extra}: "
               f"{'PASS' if c['passed'] else 'FAIL'}")
     return summary
@@ -173,6 +181,11 @@ def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
     ref = Path(run_dir) / "reference"
     mc = cfg["mapping"]
     u = load_universe(ref / "topology.pdb", ref / "trajectory.trr")
+    for name, mass in (mc.get("masses") or {}).items():  # masses by atom name, for particles without an element (mW)
+        sel = u.atoms[u.atoms.names == name]
+        if len(sel) == 0:
+            raise ValueError(f"mapping.masses: no atom named {name!r} in {ref / 'topology.pdb'}")
+        sel.masses = float(mass)
     m = make_mapping(u, by=mc.get("by", "residue"), method=mc.get("method", "com"), atom_name=mc.get("atom_name"), bead_names=mc.get("bead_name"),
                      type_table=mc.get("type_table"), merge_caps=bool(mc.get("merge_caps", True)))
     traj = map_universe(u, m, progress=progress)

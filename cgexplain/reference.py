@@ -22,14 +22,17 @@ from . import units
 from .config import settings_from_dict
 from .fileio import atomic_path, read_json, save_npz, write_json
 
-__all__ = ["ReferenceSettings", "build_water_box", "build_system", "run_reference", "run_chunks", "save_state", "read_reference"]
+__all__ = ["ReferenceSettings", "build_water_box", "build_bead_fluid", "build_system", "run_reference", "run_chunks", "save_state", "read_reference"]
 
 
 @dataclasses.dataclass
 class ReferenceSettings:
     """Settings of a reference run (units: Å, ps, K, bar)."""
 
-    system: str = "water"  # "water" (OpenMM force field + Modeller) or "methane" (OPLS-AA, cgexplain.methane)
+    system: str = "water"  # "water" (OpenMM force field + Modeller), "methane" (OPLS-AA, cgexplain.methane), "lj" or "mw"
+    #: parameters of the analytic potential of "lj" (cgexplain.potentials.LennardJones: sigma Å, epsilon kcal/mol,
+    #: cutoff Å, switch Å) or "mw" (cgexplain.potentials.MW); empty: the defaults there
+    potential: dict = dataclasses.field(default_factory=dict)
     forcefield: tuple[str, ...] = ("tip3p.xml",)
     water_model: str = "tip3p"
     n_molecules: int = 256
@@ -71,11 +74,51 @@ def build_water_box(settings: ReferenceSettings):
     return ff, modeller.topology, modeller.positions
 
 
+#: one-particle fluids with an analytic potential: (potential class name, residue/atom name, element, mass amu)
+BEAD_FLUIDS = {"lj": ("LennardJones", "AR", "Ar", 39.948), "mw": ("MW", "MW", None, 18.015)}
+
+
+def build_bead_fluid(settings: ReferenceSettings):
+    """A box of ``settings.n_molecules`` one-particle molecules of a :data:`BEAD_FLUIDS` fluid
+    (``settings.system``: "lj" argon, "mw" water) on a jittered simple cubic lattice at
+    ``settings.density`` g/cm³, with the analytic potential of :mod:`cgexplain.potentials`.
+
+    Returns (potential, topology, positions Å (n, 3), cell Å (3, 3), mass amu).
+    Raises ValueError for a density <= 0 or a box shorter than twice the potential's cutoff."""
+    from openmm import Vec3, app, unit
+
+    from . import potentials
+
+    cls_name, name, element, mass = BEAD_FLUIDS[settings.system]
+    pot = getattr(potentials, cls_name)(**settings.potential)
+    if settings.density <= 0:
+        raise ValueError(f"reference.density must be > 0 g/cm³ for system {settings.system!r}, got {settings.density}")
+    n = int(settings.n_molecules)
+    side = (n * mass / (settings.density * units.AVOGADRO * 1e-24)) ** (1 / 3)
+    if side < 2 * pot.cutoff:
+        raise ValueError(f"reference: a box of {n} particles at {settings.density} g/cm³ is {side:.2f} Å, shorter than twice "
+                         f"the potential cutoff {pot.cutoff:.2f} Å; use more particles")
+    k = int(np.ceil(n ** (1 / 3)))
+    g = (np.arange(k) + 0.5) * side / k
+    grid = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    rng = np.random.default_rng(settings.seed)
+    x = grid[rng.permutation(len(grid))[:n]] + rng.normal(0, 0.05 * side / k, (n, 3))
+    top = app.Topology()
+    chain = top.addChain()
+    el = app.Element.getBySymbol(element) if element else None
+    for _ in range(n):
+        top.addAtom(name, el, top.addResidue(name, chain))
+    top.setPeriodicBoxVectors([Vec3(side, 0, 0), Vec3(0, side, 0), Vec3(0, 0, side)] * unit.angstrom)
+    return pot, top, x % side, np.eye(3) * side, mass
+
+
 def build_system(settings: ReferenceSettings):
     """The reference system: (make_system() -> openmm.System, topology, positions).
 
-    ``settings.system`` picks water (force field files + Modeller, :func:`build_water_box`) or
-    methane (OPLS-AA, :mod:`cgexplain.methane`). Raises ValueError for another name."""
+    ``settings.system`` picks water (force field files + Modeller, :func:`build_water_box`),
+    methane (OPLS-AA, :mod:`cgexplain.methane`), or a fluid with an analytic potential whose
+    many-body split is known ("lj", "mw"; :func:`build_bead_fluid`). Raises ValueError for
+    another name."""
     from openmm import app, unit
 
     if settings.system == "water":
@@ -87,7 +130,12 @@ def build_system(settings: ReferenceSettings):
 
         top, pos, _ = build_methane_box(settings.n_molecules, settings.density, seed=settings.seed)
         return (lambda: methane_system(top, settings.nonbonded_cutoff)), top, pos * unit.angstrom
-    raise ValueError(f"reference.system {settings.system!r} is not known; use 'water' or 'methane'")
+    if settings.system in BEAD_FLUIDS:
+        from .potentials import openmm_system
+
+        pot, top, x, cell, mass = build_bead_fluid(settings)
+        return (lambda: openmm_system(pot, len(x), cell, mass)), top, x * unit.angstrom
+    raise ValueError(f"reference.system {settings.system!r} is not known; use 'water', 'methane', 'lj' or 'mw'")
 
 
 def _make_simulation(make_system, topology, positions, settings: ReferenceSettings, barostat: bool, seed: int):
