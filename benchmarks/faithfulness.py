@@ -2,7 +2,8 @@
 potential whose many-body split is known (systems/lj: pure pairs; systems/mw: pairs + triplets).
 
 For each run folder (a finished `cgexplain run systems/lj|mw [--arch so3net]`), on ``--frames``
-frames of its mapped reference (``cg/mapped.npz``):
+(50) frames of its mapped reference (``cg/mapped.npz``); the network's deletion interactions and
+pure terms on the first ``--deletion-frames`` (10) of them:
 
 Truth (cgexplain.potentials, the reference's own parameters): pair energies u_ij for every pair
 within the model cutoff, three-body energies t_ijk (mW; 0 for LJ), and the true deletion pair
@@ -116,7 +117,8 @@ def _curve_r(a, b):
     return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() >= 3 and np.std(b[ok]) > 0 and np.std(a[ok]) > 0 else float("nan")
 
 
-def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: float | None, seed: int, figures: Path | None) -> dict:
+def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: float | None, seed: int, figures: Path | None,
+            deletion_frames: int = 10) -> dict:
     system, pot = _potential(run)
     model, meta = load_model(run / "model")
     model = model.double()
@@ -146,8 +148,9 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
             for q in ((a, b), (a, c), (b, c)):
                 extra[q] = extra.get(q, 0.0) + v
         istar_all = u_all + np.array([extra.get(tuple(q), 0.0) for q in pairs.tolist()])
-        ps = pairs[rng.choice(len(pairs), min(n_pairs, len(pairs)), replace=False)]
-        ts = tri[rng.choice(len(tri), min(n_triplets, len(tri)), replace=False)]
+        deletion = fi < deletion_frames  # the network's expansion on the first frames only (a full model pass per subset)
+        ps = pairs[rng.choice(len(pairs), min(n_pairs if deletion else 0, len(pairs)), replace=False)]
+        ts = tri[rng.choice(len(tri), min(n_triplets if deletion else 0, len(tri)), replace=False)]
         E = SubsetEnergy(model, x, types, cell, batch_size=16)
         I2 = deletion_interactions(E, n, ps)
         I3 = deletion_interactions(E, n, ts)
@@ -184,7 +187,8 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
         print(f"  [{run.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
     cat = {k: np.concatenate(v) for k, v in acc.items() if k != "lrp"}
-    out = {"run": str(run), "system": system, "arch": hp["representation"], "frames": len(frames), "shell_A": shell,
+    out = {"run": str(run), "system": system, "arch": hp["representation"], "frames": len(frames),
+           "deletion_frames": int(min(deletion_frames, len(frames))), "shell_A": shell,
            "pairs_sampled": int(len(cat["u"])), "triplets_sampled": int(len(cat["t"])), "seconds": time.perf_counter() - t0}
     net = {"I_ij vs I*_ij": _stats(cat["I2"], cat["Istar"]), "d_ij vs u_ij": _stats(cat["d2"], cat["u"])}
     if system == "lj":
@@ -257,7 +261,8 @@ def _fmt(s):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=50, help="frames explained by LRP (evenly spaced)")
+    ap.add_argument("--deletion-frames", type=int, default=10, help="of those, the first N also get deletion interactions")
     ap.add_argument("--pairs", type=int, default=200, help="sampled pairs per frame for the deletion interactions")
     ap.add_argument("--triplets", type=int, default=200, help="sampled triplets per frame for the deletion interactions")
     ap.add_argument("--shell", type=float, default=None, help="triplet leg cutoff Å (default: mW aσ = 4.31, LJ 5.2)")
@@ -266,9 +271,10 @@ def main():
     ap.add_argument("--figures", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    results = [run_one(r, args.frames, args.pairs, args.triplets, args.shell, args.seed, args.figures) for r in args.runs]
+    results = [run_one(r, args.frames, args.pairs, args.triplets, args.shell, args.seed, args.figures, args.deletion_frames) for r in args.runs]
     for res in results:
-        print(f"\n== {res['system']} {res['arch']} ({res['run']}): {res['frames']} frames, {res['pairs_sampled']} sampled pairs, "
+        print(f"\n== {res['system']} {res['arch']} ({res['run']}): LRP on {res['frames']} frames; deletion interactions on "
+              f"{res['deletion_frames']} frames, {res['pairs_sampled']} sampled pairs, "
               f"{res['triplets_sampled']} sampled triplets, shell {res['shell_A']:.2f} Å, {res['seconds']:.0f} s")
         for k, v in res["network"].items():
             print(f"  network   {k:<38} {_fmt(v)}")

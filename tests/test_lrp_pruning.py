@@ -318,3 +318,23 @@ def test_shares_budget_and_fluctuations(tmp_path):
     np.testing.assert_allclose([s1["abs_share_by_body_order_ge2"][str(k)] for k in (2, 3, 4)], ab[0], rtol=1e-9)
     s0 = explain_frames(m, pos, cells, types, tmp_path / "none", {"save_walks": "none"}, 2.5, progress=False)
     assert s0["shares_from_n_frames"] == 0 and s0["abs_share_by_body_order_ge2"] is None
+
+
+def test_pair_triplet_sums_and_residue_maps_pruned_equal_full():
+    """Per-pair and per-triplet sums and the residue maps (proteins) from the pruned walks equal
+    those of every walk, float32 model."""
+    from cgexplain.lrp.nbody import pair_relevance, triplet_relevance
+    from cgexplain.lrp.residues import residue_pair_map, residue_triplets
+
+    m = random_painn(F=8, L=3, cutoff=3.0, seed=21, dtype=torch.float32)
+    at = _frame(n=12, box=6.0, seed=8)
+    full = walk_relevance(m, at)
+    pr = walk_relevance(m, at, max_order=3)
+    for fn in (pair_relevance, triplet_relevance):
+        a, b = fn(full["walks"], full["relevance"]), fn(pr["walks"], pr["relevance"])
+        assert np.array_equal(a[0], b[0]) and len(a[0]) > 5
+        np.testing.assert_allclose(b[1], a[1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(residue_pair_map(pr["walks"], pr["relevance"], 12), residue_pair_map(full["walks"], full["relevance"], 12),
+                               rtol=1e-6, atol=1e-7)
+    ta, tb = residue_triplets(full["walks"], full["relevance"], 12), residue_triplets(pr["walks"], pr["relevance"], 12)
+    np.testing.assert_allclose(tb["triplet_projection"], ta["triplet_projection"], rtol=1e-6, atol=1e-7)
