@@ -46,11 +46,10 @@ def failure_marker(out_dir, rank: int) -> Path:
     return Path(out_dir) / f"failed_rank_{rank:04d}.txt"
 
 
-def _worker(w, n_workers, threads, model_dir, device, args, kwargs):
+def _worker(w, n_workers, threads, model_dir, device, compute_frames, args, kwargs):
     import torch
 
     from ..models import load_model
-    from .statistics import compute_frames
 
     torch.set_num_threads(threads)
     model, _ = load_model(model_dir)
@@ -59,8 +58,9 @@ def _worker(w, n_workers, threads, model_dir, device, args, kwargs):
     compute_frames(model, *args, ks=share(len(frames), w, n_workers), **kwargs)
 
 
-def run_workers(n_workers: int, model_dir, device, args: tuple, kwargs: dict) -> None:
-    """Run :func:`cgexplain.lrp.statistics.compute_frames` over ``n_workers`` spawned processes,
+def run_workers(n_workers: int, model_dir, device, compute_frames, args: tuple, kwargs: dict) -> None:
+    """Run ``compute_frames`` (:func:`cgexplain.lrp.statistics.compute_frames`, passed in so that this
+    module does not import the statistics that use it) over ``n_workers`` spawned processes,
     worker w taking frames w, w + N, ...; each loads ``model_dir`` and uses cores // N torch
     threads (at least 1). Returns when all have finished; a worker's exception is raised here
     (torch.multiprocessing.ProcessRaisedException, with the worker's traceback)."""
@@ -69,7 +69,7 @@ def run_workers(n_workers: int, model_dir, device, args: tuple, kwargs: dict) ->
     from ..distributed import cpu_count
 
     threads = max(1, cpu_count() // n_workers)
-    mp.start_processes(_worker, args=(n_workers, threads, str(model_dir), device, args, kwargs), nprocs=n_workers,
+    mp.start_processes(_worker, args=(n_workers, threads, str(model_dir), device, compute_frames, args, kwargs), nprocs=n_workers,
                        join=True, start_method="spawn")
 
 

@@ -340,7 +340,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     args = (frames, out, lc, shell)
     kw = {"chunk_frames": chunk_frames}
     if workers > 1:
-        run_workers(workers, model_dir, device, args, {"progress": False, **kw})
+        run_workers(workers, model_dir, device, compute_frames, args, {"progress": False, **kw})
     else:
         if model_dir is not None:
             from ..models import load_model
