@@ -47,7 +47,7 @@ from scipy.stats import spearmanr
 from cgexplain.fileio import read_json
 from cgexplain.lrp import walk_relevance
 from cgexplain.lrp.interactions import SubsetEnergy, deletion_interactions, pairs_within, pure_terms, triplets_with_vertex
-from cgexplain.lrp.nbody import body_order, body_order_abs_sums, body_order_shares, nbody_sums, pair_relevance, triplet_relevance
+from cgexplain.lrp.nbody import binned_statistics, body_order_abs_sums, body_order_shares, nbody_sums, pair_relevance, triplet_relevance
 from cgexplain.mapping import to_atoms
 from cgexplain.models import load_model
 from cgexplain.potentials import MW, LennardJones
@@ -69,10 +69,14 @@ def _lookup(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray) -> np.
     return np.array([d.get(tuple(k), 0.0) for k in keys.tolist()])
 
 
-def _mic_dist(x, cell, a, b):
-    d = x[b] - x[a]
+def _mic(d, cell):
+    """Minimum-image displacement vectors d (m, 3) Å in the periodic cell (3, 3) Å."""
     f = d @ np.linalg.inv(cell)
-    return np.linalg.norm((f - np.round(f)) @ cell, axis=-1)
+    return (f - np.round(f)) @ cell
+
+
+def _mic_dist(x, cell, a, b):
+    return np.linalg.norm(_mic(x[b] - x[a], cell), axis=-1)
 
 
 def _vertex_points(x, cell, tri, shell):
@@ -80,9 +84,7 @@ def _vertex_points(x, cell, tri, shell):
     rows, ang = [], []
     for v in range(3):
         c, a, b = tri[:, v], tri[:, (v + 1) % 3], tri[:, (v + 2) % 3]
-        va, vb = x[a] - x[c], x[b] - x[c]
-        va = (va @ np.linalg.inv(cell) - np.round(va @ np.linalg.inv(cell))) @ cell
-        vb = (vb @ np.linalg.inv(cell) - np.round(vb @ np.linalg.inv(cell))) @ cell
+        va, vb = _mic(x[a] - x[c], cell), _mic(x[b] - x[c], cell)
         ra, rb = np.linalg.norm(va, axis=1), np.linalg.norm(vb, axis=1)
         ok = (ra < shell) & (rb < shell)
         cos = (va * vb).sum(1)[ok] / (ra[ok] * rb[ok])
@@ -102,14 +104,9 @@ def _stats(a, b):
 
 
 def _binned(x, y, edges, min_count=20):
-    k = np.digitize(x, edges) - 1
-    nb = len(edges) - 1
-    ok = (k >= 0) & (k < nb)
-    cnt = np.bincount(k[ok], minlength=nb)
-    s = np.bincount(k[ok], weights=y[ok], minlength=nb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(cnt >= min_count, s / np.maximum(cnt, 1), np.nan)
-    return mean, cnt
+    """Binned mean of y against x (NaN in bins with fewer than ``min_count`` points) and the counts."""
+    st = binned_statistics(x, y, edges)
+    return np.where(st["count"] >= min_count, st["mean"], np.nan), st["count"]
 
 
 def _curve_r(a, b):

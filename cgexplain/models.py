@@ -134,6 +134,14 @@ def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float,
     return i.astype(np.int64), j.astype(np.int64), offsets
 
 
+def pairs_within(positions, cell, cutoff: float) -> np.ndarray:
+    """Bead pairs (i < j) closer than ``cutoff`` Å (minimum image, from :func:`neighbor_list`):
+    (P, 2) int64, sorted, each pair once."""
+    i, j, _ = neighbor_list(np.asarray(positions, float), cell, cutoff)
+    keep = i < j
+    return np.unique(np.stack([i[keep], j[keep]], 1), axis=0).reshape(-1, 2)
+
+
 def batch_inputs(positions, types, cells, cutoff: float, dtype=torch.float32, device="cpu") -> dict:
     """schnetpack input dict for one or more frames (a batch of systems of equal size).
 

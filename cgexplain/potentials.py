@@ -48,11 +48,9 @@ class _Potential:
         raise NotImplementedError
 
     def _pairs(self, x, cell):
-        from .models import neighbor_list
+        from .models import pairs_within
 
-        i, j, _ = neighbor_list(np.asarray(x, float), cell, self.cutoff)
-        keep = i < j
-        return np.unique(np.stack([i[keep], j[keep]], 1), axis=0).reshape(-1, 2)
+        return pairs_within(x, cell, self.cutoff)
 
     def _dist(self, X, cell, a, b):
         return torch.linalg.norm(_min_image(X[b] - X[a], cell), dim=-1)
@@ -69,7 +67,7 @@ class _Potential:
         kcal/mol; none for a pair potential."""
         return np.zeros((0, 3), np.int64), np.zeros(0)
 
-    def energy_torch(self, X: torch.Tensor, cell, keep=None) -> torch.Tensor:
+    def energy_torch(self, X: torch.Tensor, cell) -> torch.Tensor:
         raise NotImplementedError
 
     def energy(self, positions, cell=None) -> float:
@@ -118,7 +116,7 @@ class LennardJones(_Potential):
         s = 1 - 10 * x**3 + 15 * x**4 - 6 * x**5
         return torch.where(r < self.cutoff, u * s, torch.zeros_like(r))
 
-    def energy_torch(self, X, cell, keep=None):
+    def energy_torch(self, X, cell):
         p = torch.as_tensor(self._pairs(X.detach().numpy(), cell))
         if len(p) == 0:
             return X.sum() * 0
@@ -154,21 +152,13 @@ class MW(_Potential):
         return self.lam * self.epsilon * (cos - self.cos0) ** 2 * self._exp(ra, self.gamma) * self._exp(rb, self.gamma)
 
     def _angles(self, x, cell):
-        """Vertex c and legs a < b with both legs inside the cutoff: (m,) each."""
-        from .models import neighbor_list
+        """Vertex c and legs a < b with both legs inside the cutoff, each angle once: (m,) each."""
+        from .analysis import angle_triplets
 
-        i, j, _ = neighbor_list(np.asarray(x, float), cell, self.cutoff)
-        nb = [[] for _ in range(len(x))]
-        for u, v in zip(i.tolist(), j.tolist()):
-            if u != v:
-                nb[u].append(v)
-        c, a, b = [], [], []
-        for u, s in enumerate(nb):
-            s = sorted(set(s))
-            for m in range(len(s)):
-                for k in range(m + 1, len(s)):
-                    c.append(u), a.append(s[m]), b.append(s[k])
-        return (np.array(c, np.int64), np.array(a, np.int64), np.array(b, np.int64))
+        c, j, k, _ = angle_triplets(np.asarray(x, float), cell, self.cutoff)
+        vab = np.stack([c, np.minimum(j, k), np.maximum(j, k)], 1)
+        vab = np.unique(vab[(j != k) & (c != j) & (c != k)], axis=0).reshape(-1, 3)  # one entry per bead in a small box
+        return vab[:, 0].astype(np.int64), vab[:, 1].astype(np.int64), vab[:, 2].astype(np.int64)
 
     def triplet_energies(self, positions, cell=None):
         X = torch.as_tensor(np.asarray(positions, float))
@@ -180,7 +170,7 @@ class MW(_Potential):
         uniq, inv = np.unique(tri, axis=0, return_inverse=True)
         return uniq, np.bincount(inv.ravel(), weights=e, minlength=len(uniq))
 
-    def energy_torch(self, X, cell, keep=None):
+    def energy_torch(self, X, cell):
         x = X.detach().numpy()
         p = torch.as_tensor(self._pairs(x, cell))
         e = self.pair_energy(self._dist(X, cell, p[:, 0], p[:, 1])).sum() if len(p) else X.sum() * 0

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import read_json, write_json
+from .fileio import read_json, save_npz, write_json
 
 __all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained", "plot_pretrained_relevance", "plot_relevance_comparison"]
 
@@ -103,9 +103,9 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     if files is _FILES and mapped.exists():
         with np.load(mapped) as z:
             k = len(z["positions"]) - 1
-            np.savez_compressed(tmp / "frame.npz", positions=z["positions"][k].astype(np.float32), cell=z["cells"][k].astype(np.float32),
-                                bead_types=z["bead_types"].astype(np.int32),
-                                source=np.array(f"mapped reference frame {k} of {len(z['positions'])}, {mapped}"))
+            save_npz(tmp / "frame.npz", positions=z["positions"][k].astype(np.float32), cell=z["cells"][k].astype(np.float32),
+                     bead_types=z["bead_types"].astype(np.int32),
+                     source=np.array(f"mapped reference frame {k} of {len(z['positions'])}, {mapped}"))
     size = sum(p.stat().st_size for p in tmp.iterdir())
     if size > MAX_BYTES:
         shutil.rmtree(tmp)

@@ -32,7 +32,8 @@ import torch
 from .painn import PaiNNLRP
 from .so3net import SO3netLRP
 
-__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order"]
+__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order",
+           "network_energies"]
 
 
 def make_lrp(model, gamma: float = 0.1, bias_rule: bool = True):
@@ -201,10 +202,10 @@ def _inputs(model, atoms, neighbors, cutoff):
 
 
 @torch.no_grad()
-def _model_energy(model, inp) -> float:
-    """The network's energy (kcal/mol) without building a graph for forces: the output modules
-    except ``Forces`` and prior terms (:class:`~cgexplain.priors.PriorEnergy`), which the walks do
-    not explain."""
+def network_energies(model, inp) -> torch.Tensor:
+    """The network's energy per system of a schnetpack input batch, (n_systems,) kcal/mol, without
+    building a graph for forces: the output modules except ``Forces`` and prior terms
+    (:class:`~cgexplain.priors.PriorEnergy`), which the walks do not explain."""
     from schnetpack.atomistic import Forces
 
     from ..priors import PriorEnergy
@@ -216,7 +217,7 @@ def _model_energy(model, inp) -> float:
     for m in model.output_modules:
         if not isinstance(m, (Forces, PriorEnergy)):
             x = m(x)
-    return float(x["energy"].sum())
+    return x["energy"]
 
 
 def statistics_max_order(model) -> int | None:
@@ -268,7 +269,7 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     if cutoff is None:
         cutoff = float(lrp.rep.cutoff)
     inp = _inputs(model, atoms, neighbors, cutoff)
-    E_model = _model_energy(model, inp)
+    E_model = float(network_energies(model, inp).sum())
     fac = lrp.factors(inp)
     if max_order is not None and not 1 <= int(max_order) <= fac.L:
         raise ValueError(f"max_order must be in 1..{fac.L} (the model has {fac.L} layers), got {max_order}")

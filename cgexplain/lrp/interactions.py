@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from ..models import pairs_within
+
 __all__ = ["SubsetEnergy", "deletion_interactions", "pure_terms", "all_pure_terms", "pairs_within", "triplets_with_vertex"]
 
 
@@ -82,20 +84,10 @@ class SubsetEnergy:
             P.n_atoms: t(counts.astype(np.int64)), P.idx_m: t(np.repeat(np.arange(B), counts)),
         }
 
-    @torch.no_grad()
     def _energies(self, keep: np.ndarray) -> np.ndarray:
-        from schnetpack.atomistic import Forces
+        from .engine import network_energies
 
-        from ..priors import PriorEnergy
-
-        x = self._batch(keep)
-        for m in self.model.input_modules:
-            x = m(x)
-        x = self.model.representation(x)
-        for m in self.model.output_modules:
-            if not isinstance(m, (Forces, PriorEnergy)):
-                x = m(x)
-        return x["energy"].double().cpu().numpy().reshape(len(keep))
+        return network_energies(self.model, self._batch(keep)).double().cpu().numpy().reshape(len(keep))
 
     def __call__(self, keep) -> np.ndarray:
         keep = np.asarray(keep, dtype=bool).reshape(-1, self.n)
@@ -189,27 +181,12 @@ def all_pure_terms(energy: Callable, n: int) -> dict:
     return {frozenset(b for b in range(n) if (s >> b) & 1): float(d[s]) for s in range(1, 1 << n)}
 
 
-def pairs_within(positions, cell, cutoff: float) -> np.ndarray:
-    """Bead pairs (i < j) closer than ``cutoff`` Å (minimum image): (P, 2) int64."""
-    from ..models import neighbor_list
-
-    i, j, _ = neighbor_list(np.asarray(positions, float), cell, cutoff)
-    keep = i < j
-    return np.unique(np.stack([i[keep], j[keep]], 1), axis=0)
-
-
 def triplets_with_vertex(positions, cell, shell: float) -> np.ndarray:
     """Bead triplets (i < j < k) in which some bead is the vertex of an angle whose two legs are
     shorter than ``shell`` Å: (T, 3) int64, sorted."""
-    from ..models import neighbor_list
+    from ..analysis import angle_triplets
 
-    i, j, _ = neighbor_list(np.asarray(positions, float), cell, shell)
-    nb = [set() for _ in range(len(positions))]
-    for a, b in zip(i.tolist(), j.tolist()):
-        if a != b:
-            nb[a].add(b)
-    tri = set()
-    for c, s in enumerate(nb):
-        for a, b in itertools.combinations(sorted(s), 2):
-            tri.add(tuple(sorted((c, a, b))))
-    return np.array(sorted(tri), dtype=np.int64).reshape(-1, 3)
+    c, a, b, _ = angle_triplets(np.asarray(positions, float), cell, shell)
+    tri = np.sort(np.stack([c, a, b], 1), axis=1)
+    distinct = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2])  # periodic images of one bead in a small box
+    return np.unique(tri[distinct], axis=0).reshape(-1, 3).astype(np.int64)

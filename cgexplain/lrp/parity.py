@@ -16,6 +16,18 @@ import numpy as np
 __all__ = ["build_parity_model", "load_parity", "build_parity_painn", "load_parity_painn"]
 
 
+def _potential(rep, n_in: int):
+    """A schnetpack NeuralNetworkPotential around ``rep``: pairwise distances in, an Atomwise sum
+    energy head (``n_in`` features) and forces out, as both parity fixtures are built."""
+    import schnetpack as spk
+
+    return spk.model.NeuralNetworkPotential(
+        rep, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=n_in, output_key="energy", aggregation_mode="sum"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+    )
+
+
 def build_parity_model():
     """The architecture of the publication's methane model: SO3net(F=128, L=3, lmax=2,
     GaussianRBF(20, 5 Å), CosineCutoff(5 Å)) with an Atomwise sum energy head and forces."""
@@ -25,11 +37,7 @@ def build_parity_model():
         n_atom_basis=128, n_interactions=3, lmax=2, shared_interactions=False,
         radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0), cutoff_fn=spk.nn.CosineCutoff(5.0),
     )
-    return spk.model.NeuralNetworkPotential(
-        rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=128, output_key="energy", aggregation_mode="sum"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
-    )
+    return _potential(rep, 128)
 
 
 def load_parity(directory):
@@ -63,11 +71,7 @@ def build_parity_painn():
 
     rep = spk.representation.PaiNN(n_atom_basis=32, n_interactions=3, radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
                                    cutoff_fn=spk.nn.CosineCutoff(5.0))
-    return spk.model.NeuralNetworkPotential(
-        rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=32, output_key="energy", aggregation_mode="sum"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
-    )
+    return _potential(rep, 32)
 
 
 def load_parity_painn(directory):
