@@ -5,7 +5,7 @@ For each run folder (a finished `cgexplain run systems/lj|mw [--arch so3net]`), 
 (50) frames of its mapped reference (``cg/mapped.npz``); the network's deletion interactions and
 pure terms on the first ``--deletion-frames`` (10) of them:
 
-Truth (cgexplain.potentials, the reference's own parameters): pair energies u_ij for every pair
+Truth (cgexplain.reference.potentials, the reference's own parameters): pair energies u_ij for every pair
 within the model cutoff, three-body energies t_ijk (mW; 0 for LJ), and the true deletion pair
 interaction I*_ij = u_ij + Σ_k t_ijk.
 
@@ -48,9 +48,9 @@ from cgexplain.fileio import read_json
 from cgexplain.lrp import walk_relevance
 from cgexplain.lrp.interactions import SubsetEnergy, deletion_interactions, pairs_within, pure_terms, triplets_with_vertex
 from cgexplain.lrp.nbody import binned_statistics, body_order_abs_sums, body_order_shares, nbody_sums, pair_relevance, triplet_relevance
-from cgexplain.mapping import to_atoms
-from cgexplain.models import load_model
-from cgexplain.potentials import MW, LennardJones
+from cgexplain.mapping.maps import to_atoms
+from cgexplain.model.potential import load_model
+from cgexplain.reference.potentials import MW, LennardJones
 
 RULES = {"γ0.1+bias": (0.1, True), "γ0": (0.0, False)}
 
@@ -223,7 +223,7 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
             s["|σ3|+|σ4|"] = float(sum(abs(v) for k, v in sh["signed"].items() if int(k) >= 3))
         lrp[rname] = s
         if figures is not None:
-            from cgexplain.plotting import plot_relevance_curves
+            from cgexplain.plots.core import plot_relevance_curves
 
             figures.mkdir(parents=True, exist_ok=True)
             cen = 0.5 * (redges[1:] + redges[:-1])

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from a source tree without installing cgexp
 
 from cgexplain.lrp import walk_relevance  # noqa: E402
 from cgexplain.lrp.nbody import body_order_totals  # noqa: E402
-from cgexplain.models import batch_inputs, build_model, load_model  # noqa: E402
+from cgexplain.model.potential import batch_inputs, build_model, load_model  # noqa: E402
 
 WATER_MASS = 18.015
 
@@ -98,7 +98,7 @@ def inputs(dry):
 
 
 def lrp_rows(dev, meth, wat, repeats):
-    from cgexplain.mapping import to_atoms
+    from cgexplain.mapping.maps import to_atoms
 
     so3, at, nb = meth
     water, x, cell = wat
@@ -120,7 +120,7 @@ def lrp_rows(dev, meth, wat, repeats):
 
 def sampled_relevance(dev, meth, wat, samples) -> dict:
     """Relevances of the sampled walks of both frames on ``dev``."""
-    from cgexplain.mapping import to_atoms
+    from cgexplain.mapping.maps import to_atoms
 
     so3, at, nb = meth
     water, x, cell = wat
@@ -129,7 +129,7 @@ def sampled_relevance(dev, meth, wat, samples) -> dict:
 
 
 def md_rows(dev, wat, steps, replica_steps, replicas):
-    from cgexplain.simulation import SimSettings, frozen_weights, langevin
+    from cgexplain.md.langevin import SimSettings, frozen_weights, langevin
 
     water, x, cell = wat
     model = water.to(dev)
@@ -164,7 +164,7 @@ def md_rows(dev, wat, steps, replica_steps, replicas):
 
 
 def train_row(dev, wat, n_frames, n_steps, batch_size=4):
-    from cgexplain.data import CachedFrames, cached_loader
+    from cgexplain.model.data import CachedFrames, cached_loader
 
     water, x, cell = wat
     hp = {"representation": "painn", "n_atom_basis": int(water.representation.n_atom_basis),

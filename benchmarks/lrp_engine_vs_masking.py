@@ -21,7 +21,7 @@ import torch
 from ase import Atoms
 
 from cgexplain.lrp import brute_force_relevance, walk_relevance
-from cgexplain.models import build_model, load_model
+from cgexplain.model.potential import build_model, load_model
 
 
 def frame(n_side=7, density=0.0334, seed=0):

@@ -20,7 +20,7 @@ from ase import Atoms
 
 from cgexplain.lrp import walk_relevance
 from cgexplain.lrp.nbody import nbody_sums
-from cgexplain.models import build_model
+from cgexplain.model.potential import build_model
 
 
 def frame(n=512, density=0.0334, seed=0):

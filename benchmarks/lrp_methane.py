@@ -22,7 +22,7 @@ import torch
 
 from cgexplain.lrp import brute_force_relevance, walk_relevance
 from cgexplain.lrp.parity import load_parity
-from cgexplain.models import build_model
+from cgexplain.model.potential import build_model
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity"
 

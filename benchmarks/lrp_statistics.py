@@ -35,8 +35,8 @@ import torch
 from cgexplain.lrp import walk_relevance
 from cgexplain.lrp.nbody import body_order_totals, nbody_sums
 from cgexplain.lrp.statistics import explain_one_frame
-from cgexplain.mapping import to_atoms
-from cgexplain.models import build_model, load_model
+from cgexplain.mapping.maps import to_atoms
+from cgexplain.model.potential import build_model, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER = ROOT / "systems" / "water" / "pretrained"

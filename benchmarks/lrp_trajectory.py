@@ -1,6 +1,6 @@
 """Whole-trajectory relevance: frames per hour, and how many frames a stable 2-body curve needs.
 
-Runs :func:`cgexplain.explain_cli.explain_trajectory` (streamed in chunks, pruned enumeration,
+Runs :func:`cgexplain.lrp.explain.explain_trajectory` (streamed in chunks, pruned enumeration,
 no walk files) over ``--frames`` frames of a CG trajectory and prints:
 - frames per hour of the explanation (wall time of the whole call, and from the median per-frame
   time);
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgexplain.explain_cli import explain_trajectory
+from cgexplain.lrp.explain import explain_trajectory
 from cgexplain.lrp.nbody import finish_bins, merge_bins
 
 

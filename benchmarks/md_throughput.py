@@ -2,7 +2,7 @@
 
 For the water PaiNN model on a 512-bead box, in one process on the same input, prints medians of
   (a) raw energy+force evaluations per second of the model as cgexplain evaluates it (fixed
-      inputs, neighbour list precomputed, weights' requires_grad off, cgexplain.kernels'
+      inputs, neighbour list precomputed, weights' requires_grad off, cgexplain.model.kernels'
       FastPaiNNInteraction): the limit for (b);
   (a_spk) the same with schnetpack's own PaiNN modules and trainable weights, as schnetpack.md and
       ASE evaluate it;
@@ -101,8 +101,8 @@ def main(argv=None):
     from ase import units as aseu
     from ase.md.langevin import Langevin as AseLangevin
 
-    from cgexplain.models import batch_inputs, load_model
-    from cgexplain.simulation import AsyncFrameWriter, SimSettings, frozen_weights, langevin
+    from cgexplain.model.potential import batch_inputs, load_model
+    from cgexplain.md.langevin import AsyncFrameWriter, SimSettings, frozen_weights, langevin
 
     dev = torch.device(args.device)
     model_dir = find_model(args.model)

@@ -36,8 +36,8 @@ def main(argv=None):
 
     from md_throughput import box_512, find_model
 
-    from cgexplain.models import load_model
-    from cgexplain.simulation import CGForceField
+    from cgexplain.model.potential import load_model
+    from cgexplain.md.langevin import CGForceField
 
     model_dir = find_model(args.model)
     model, meta = load_model(model_dir)
@@ -90,9 +90,9 @@ def main(argv=None):
     print("  top operators (self CPU):", ", ".join(f"{k} {v:.0f} %" for k, v in top_ops(prof)))
 
     # ---- training step
-    from cgexplain.data import CachedFrames
-    from cgexplain.mapping import MappedTrajectory
-    from cgexplain.models import build_model
+    from cgexplain.model.data import CachedFrames
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.potential import build_model
 
     mapped = Path(model_dir).parent / "cg" / "mapped.npz"
     if not mapped.exists():

@@ -5,9 +5,9 @@ size. A training step is forward, force-matching loss, backward and Adam step; t
 waiting for the next batch (``next(iterator)``: loading, neighbour lists, collation) is measured
 apart. Three paths:
 
-- cgexplain: what ``cgexplain train`` runs: :class:`cgexplain.data.CachedFrames` (frames in
+- cgexplain: what ``cgexplain train`` runs: :class:`cgexplain.model.data.CachedFrames` (frames in
   memory, neighbour lists computed once before training; their one-off cost is printed separately)
-  + :func:`cgexplain.data.cached_loader`, and the model with cgexplain.kernels'
+  + :func:`cgexplain.model.data.cached_loader`, and the model with cgexplain.model.kernels'
   FastPaiNNInteraction (same parameters and function as schnetpack's PaiNN);
 - cached+spk: the same cached data path with schnetpack's own PaiNN modules: the data path alone;
 - schnetpack: ``ASEAtomsData(cg/dataset.db)`` with ``VesinNeighborList`` + ``CastTo32``
@@ -36,8 +36,8 @@ def _loaders(run: Path, frames: np.ndarray, cutoff: float, batch_size: int, seed
     import schnetpack.transform as trn
     from schnetpack.data import ASEAtomsData, AtomsLoader
 
-    from cgexplain.data import CachedFrames, cached_loader
-    from cgexplain.mapping import MappedTrajectory
+    from cgexplain.model.data import CachedFrames, cached_loader
+    from cgexplain.mapping.maps import MappedTrajectory
 
     t = MappedTrajectory.load(run / "cg" / "mapped.npz")
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def _steps(model, opt, loader, n_steps: int):
 
 def main():
     from cgexplain.fileio import read_json
-    from cgexplain.models import DEFAULT_HPARAMS, build_model
+    from cgexplain.model.potential import DEFAULT_HPARAMS, build_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/water-quick"), help="run folder with cg/mapped.npz and cg/dataset.db")

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explain_model(args) -> int:
-    from .explain_cli import explain_trajectory
+    from cgexplain.lrp.explain import explain_trajectory
 
     types = args.types
     if types is not None and not types.endswith(".npz"):
@@ -139,9 +139,9 @@ def main(argv=None) -> int:
                 print(f"cgexplain explain: error: {e}", file=sys.stderr)
                 return 2
         args.system_dir = args.target
-    from .config import load_system
-    from .distributed import is_main_process
-    from .pipeline import default_run_dir, run_all
+    from cgexplain.config import load_system
+    from cgexplain.distributed import is_main_process
+    from cgexplain.workflow.stages import default_run_dir, run_all
 
     cfg = load_system(args.system_dir, args.profile, arch=args.arch)
     for key in ("accelerator", "devices", "num_nodes", "strategy", "data_path"):

@@ -31,7 +31,7 @@ def water_universe(n_mol=4, box=8.0, seed=0):
 def harmonic_frames(n_frames=12, n=16, L=7.0, seed=0, mass=16.0):
     """Toy CG frames (a MappedTrajectory) in a periodic cube of side L Å: uniform random beads with
     harmonic pair forces (rest length 2 Å, cutoff 3 Å), so a model has something real to fit."""
-    from cgexplain.mapping import MappedTrajectory
+    from cgexplain.mapping.maps import MappedTrajectory
 
     rng = np.random.default_rng(seed)
     pos = rng.uniform(0, L, (n_frames, n, 3)).astype(np.float32)
@@ -49,7 +49,7 @@ def harmonic_frames(n_frames=12, n=16, L=7.0, seed=0, mass=16.0):
 @pytest.fixture
 def small_water(tmp_path):
     """Write a 4-molecule water PDB + TRR (3 frames, random forces); returns paths and arrays."""
-    from cgexplain.reference import write_trajectory_with_forces
+    from cgexplain.reference.fluids import write_trajectory_with_forces
 
     u = water_universe()
     pdb = tmp_path / "w.pdb"
@@ -65,7 +65,7 @@ def small_water(tmp_path):
 
 def random_painn(F=8, L=2, cutoff=3.0, seed=0, scale=0.3, dtype=torch.float64, arch="painn", lmax=2):
     """A PaiNN (or, with arch="so3net", SO3net) potential with perturbed random weights."""
-    from cgexplain.models import build_model
+    from cgexplain.model.potential import build_model
 
     torch.manual_seed(seed)
     hp = {"representation": arch, "n_atom_basis": F, "n_interactions": L, "cutoff": cutoff}

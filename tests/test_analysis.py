@@ -2,7 +2,7 @@ import itertools
 
 import numpy as np
 
-from cgexplain.analysis import adf, angle_triplets, compare_structure, first_peak, rdf
+from cgexplain.analysis.structure import adf, angle_triplets, compare_structure, first_peak, rdf
 
 
 def test_rdf_ideal_gas_is_one():
@@ -53,7 +53,7 @@ def test_tetrahedral_order_exact_cases():
     translation, and q of an ideal gas averages 0 (Errington & Debenedetti)."""
     import numpy as np
 
-    from cgexplain.analysis import q_distribution, tetrahedral_order
+    from cgexplain.analysis.structure import q_distribution, tetrahedral_order
 
     a = 5.0
     fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])

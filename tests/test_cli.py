@@ -14,7 +14,7 @@ def test_help_every_command(cmd, capsys):
 
 
 def test_parse_frames():
-    from cgexplain.explain_cli import parse_frames
+    from cgexplain.lrp.explain import parse_frames
 
     assert parse_frames("all", 4).tolist() == [0, 1, 2, 3]
     assert parse_frames("1:4:2", 10).tolist() == [1, 3]
@@ -34,8 +34,8 @@ def test_explain_model_and_trajectory(tmp_path, capsys):
 
     from cgexplain.cli import main
     from cgexplain.lrp import nbody_sums, walk_relevance
-    from cgexplain.mapping import to_atoms
-    from cgexplain.models import save_model
+    from cgexplain.mapping.maps import to_atoms
+    from cgexplain.model.potential import save_model
     from conftest import random_painn
 
     m = random_painn(F=8, L=2, cutoff=3.0, seed=3, dtype=__import__("torch").float32)
@@ -53,7 +53,7 @@ def test_explain_model_and_trajectory(tmp_path, capsys):
               "figures/relevance_2body.png", "figures/relevance_3body.png"):
         assert (out / f).exists(), f
     st = np.load(out / "nbody_statistics.npz")
-    from cgexplain.models import load_model
+    from cgexplain.model.potential import load_model
 
     model, _ = load_model(tmp_path / "model")
     ref = walk_relevance(model, to_atoms(pos[2], types, cells[2]))

@@ -1,4 +1,4 @@
-"""The cached training data path (cgexplain.data): batches equal batch_inputs, the neighbour list
+"""The cached training data path (cgexplain.model.data): batches equal batch_inputs, the neighbour list
 follows its frame under shuffling, periodic images are complete, DDP sharding."""
 import itertools
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cgexplain.data import CachedFrames, ShardSampler, cached_loader, read_frames
-from cgexplain.models import batch_inputs
+from cgexplain.model.data import CachedFrames, ShardSampler, cached_loader, read_frames
+from cgexplain.model.potential import batch_inputs
 
 
 def _frames(n_frames=6, n=20, L=7.0, seed=0):
@@ -163,7 +163,7 @@ def test_ddp_shards_give_the_single_process_batches():
 
 
 def test_read_frames_and_bad_input(tmp_path):
-    from cgexplain.mapping import MappedTrajectory, write_cg_dataset
+    from cgexplain.mapping.maps import MappedTrajectory, write_cg_dataset
 
     pos, frc, cells, types = _frames(n_frames=5, n=5)
     t = MappedTrajectory(pos, frc, cells, types, np.full(5, 18.0))

@@ -89,7 +89,7 @@ def test_launcher_ranks_from_environment():
 
 @pytest.fixture
 def model_and_traj(tmp_path):
-    from cgexplain.models import save_model
+    from cgexplain.model.potential import save_model
     from conftest import random_painn
 
     m = random_painn(F=8, L=2, cutoff=3.0, seed=3, dtype=torch.float32)
@@ -120,7 +120,7 @@ def test_explain_workers_and_launcher_ranks_equal_one_process(model_and_traj, tm
     """The same frames explained by 1 process, by 2 local workers (spawn), and by 2 launcher
     ranks (RANK/WORLD_SIZE, as torchrun sets them; two CLI processes, rank 0 waits for rank 1's
     frame files): statistics and lrp.json agree to 1e-10."""
-    from cgexplain.explain_cli import explain_trajectory
+    from cgexplain.lrp.explain import explain_trajectory
 
     model_dir, traj = model_and_traj
     kw = dict(frames="0:5", shell=3.0, r_edges=(2.0, 6.0, 8), progress=False)
@@ -155,7 +155,7 @@ def test_explain_workers_and_launcher_ranks_equal_one_process(model_and_traj, tm
 def test_explain_spread_errors(model_and_traj, tmp_path):
     from cgexplain.lrp.statistics import explain_frames
     from cgexplain.lrp.spread import share
-    from cgexplain.models import load_model
+    from cgexplain.model.potential import load_model
 
     model, _ = load_model(model_and_traj[0])
     pos = np.zeros((2, 3, 3))
@@ -174,7 +174,7 @@ def test_explain_warns_when_r_edges_stop_short_of_the_cutoff(model_and_traj, tmp
     import warnings
 
     from cgexplain.lrp.statistics import explain_frames
-    from cgexplain.models import load_model
+    from cgexplain.model.potential import load_model
 
     with np.load(model_and_traj[1]) as z:
         pos, cells, types = z["positions"][:1], z["cells"][:1], z["bead_types"]
@@ -198,7 +198,7 @@ def test_run_all_in_a_rank_above_zero(tmp_path, monkeypatch, env, joined):
     """A rank > 0 of `cgexplain run` waits for rank 0's single-process stages (their done files),
     joins training (and, under a launcher, explain), stops after training when Lightning started
     it, and writes no summary.json."""
-    from cgexplain import pipeline
+    from cgexplain.workflow import stages as pipeline
 
     calls = []
     monkeypatch.setattr(pipeline, "STAGES", {k: (lambda cfg, run, progress=True, k=k: calls.append(k) or {k: 1}) for k in pipeline.STAGES})

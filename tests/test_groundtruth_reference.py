@@ -1,18 +1,18 @@
 """The ground-truth fluids (systems/lj, systems/mw) through the reference and map stages: the
 forces OpenMM writes, read back from the TRR and mapped with the identity mapping, are the
 analytic potential's forces at the mapped positions, so the true pair and triplet energies of
-every saved frame can be recomputed (cgexplain.potentials)."""
+every saved frame can be recomputed (cgexplain.reference.potentials)."""
 import numpy as np
 import pytest
 
 from cgexplain.config import load_system
-from cgexplain.potentials import MW, LennardJones
-from cgexplain.reference import ReferenceSettings, build_bead_fluid, run_reference
+from cgexplain.reference.potentials import MW, LennardJones
+from cgexplain.reference.fluids import ReferenceSettings, build_bead_fluid, run_reference
 
 
 @pytest.mark.parametrize("system,n,extra", [("lj", 80, {}), ("mw", 64, {"equilibration_npt": 0.2, "equilibration_nvt": 0.1})])
 def test_bead_fluid_reference_forces_are_the_analytic_ones(tmp_path, system, n, extra):
-    from cgexplain.mapping import load_universe, make_mapping, map_universe
+    from cgexplain.mapping.maps import load_universe, make_mapping, map_universe
 
     rc = dict(load_system(f"systems/{system}")["reference"])
     rc.pop("check")

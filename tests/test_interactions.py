@@ -9,7 +9,7 @@ import torch
 
 from cgexplain.lrp.interactions import (SubsetEnergy, all_pure_terms, deletion_interactions, pairs_within, pure_terms,
                                         triplets_with_vertex)
-from cgexplain.potentials import MW, LennardJones, openmm_system
+from cgexplain.reference.potentials import MW, LennardJones, openmm_system
 from conftest import random_painn
 
 
@@ -147,7 +147,7 @@ def test_subset_energy_matches_the_model_and_skips_priors():
     """SubsetEnergy of the whole frame equals the network energy that walk_relevance reports
     (E_model: the Atomwise head, no prior)."""
     from cgexplain.lrp import walk_relevance
-    from cgexplain.mapping import to_atoms
+    from cgexplain.mapping.maps import to_atoms
 
     m = random_painn(F=6, L=2, cutoff=3.0, seed=2)
     x, cell = _small_frame(n=10, box=6.0, seed=1, min_dist=1.2)

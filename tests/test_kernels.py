@@ -1,4 +1,4 @@
-"""cgexplain.kernels: the fast PaiNN interaction computes exactly schnetpack's function."""
+"""cgexplain.model.kernels: the fast PaiNN interaction computes exactly schnetpack's function."""
 import copy
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from schnetpack.representation.painn import PaiNNInteraction
 
-from cgexplain.kernels import FastPaiNNInteraction, accelerate, is_accelerated
-from cgexplain.models import batch_inputs, build_model
+from cgexplain.model.kernels import FastPaiNNInteraction, accelerate, is_accelerated
+from cgexplain.model.potential import batch_inputs, build_model
 from conftest import random_painn
 
 

@@ -141,7 +141,7 @@ def test_unsupported_rule_and_representation():
     m = random_painn(F=8, L=2)
     with pytest.raises(ValueError, match="not a supported LRP setting"):
         walk_relevance(m, _frame(True), gamma=0.1, bias_rule=False)
-    from cgexplain.models import build_model
+    from cgexplain.model.potential import build_model
 
     from schnetpack.representation import SchNet
 

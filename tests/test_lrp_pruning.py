@@ -197,9 +197,9 @@ def test_streamed_trajectory_equals_all_points_in_memory(tmp_path, monkeypatch):
     """A 400-frame DCD of a small box, explained in chunks of 16 frames: the streamed, pruned
     statistics equal binned statistics over every walk's points of every frame kept in memory
     (full enumeration), and the reader never holds more than one chunk of frames."""
-    from cgexplain.explain_cli import explain_trajectory
+    from cgexplain.lrp.explain import explain_trajectory
     from cgexplain.lrp.statistics import TrajectoryFrames
-    from cgexplain.models import save_model
+    from cgexplain.model.potential import save_model
 
     box, n, n_frames, chunk = 6.0, 10, 400, 16
     m = random_painn(F=4, L=3, cutoff=2.6, seed=4, dtype=torch.float32)
@@ -227,7 +227,7 @@ def test_streamed_trajectory_equals_all_points_in_memory(tmp_path, monkeypatch):
     # reference: every walk of every frame, points concatenated in memory, binned once
     import MDAnalysis as mda
 
-    from cgexplain.mapping import to_atoms
+    from cgexplain.mapping.maps import to_atoms
 
     u = mda.Universe(str(tmp_path / "t.pdb"), str(tmp_path / "t.dcd"))
     re = np.linspace(r_edges[0], r_edges[1], r_edges[2] + 1)
@@ -257,8 +257,8 @@ def test_streamed_trajectory_equals_all_points_in_memory(tmp_path, monkeypatch):
 def test_streamed_run_resumes_after_lost_frames(tmp_path):
     """Frame files removed after a finished run (as a kill would leave them missing) are
     recomputed on the next call, and the result is the same."""
-    from cgexplain.explain_cli import explain_trajectory
-    from cgexplain.models import save_model
+    from cgexplain.lrp.explain import explain_trajectory
+    from cgexplain.model.potential import save_model
 
     m = random_painn(F=4, L=3, cutoff=2.6, seed=2, dtype=torch.float32)
     save_model(m, {"representation": "painn", "n_atom_basis": 4, "n_interactions": 3, "cutoff": 2.6}, tmp_path / "model")
@@ -291,7 +291,7 @@ def test_shares_budget_and_fluctuations(tmp_path):
     types = np.ones(14, int)
     s = explain_frames(m, pos, cells, types, tmp_path / "all", {"enumeration": "all", "save_walks": "none"}, 2.5, progress=False)
     ab, sg, body, budget = [], [], [], []
-    from cgexplain.mapping import to_atoms
+    from cgexplain.mapping.maps import to_atoms
 
     for x, c in zip(pos, cells):
         res = walk_relevance(m, to_atoms(x, types, c))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cgexplain.mapping import (MappingError, load_universe, make_mapping, map_positions, map_universe, validate_groups,
+from cgexplain.mapping.maps import (MappingError, load_universe, make_mapping, map_positions, map_universe, validate_groups,
                                write_cg_dataset, write_cg_topology)
 from conftest import water_universe
 
@@ -100,7 +100,7 @@ def test_bad_input_atom_count(small_water, tmp_path):
 
 
 def test_bad_input_nan(small_water, tmp_path):
-    from cgexplain.reference import write_trajectory_with_forces
+    from cgexplain.reference.fluids import write_trajectory_with_forces
 
     pos = small_water["positions"].copy()
     pos[2, 5, 1] = np.nan

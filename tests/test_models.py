@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgexplain.models import batch_inputs, load_model, save_model
+from cgexplain.model.potential import batch_inputs, load_model, save_model
 from conftest import random_painn
 
 

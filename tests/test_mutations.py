@@ -1,11 +1,11 @@
-"""Mutation what-ifs (cgexplain.mutations): the type table, parsing and its errors, ΔE against
+"""Mutation what-ifs (cgexplain.lrp.mutations): the type table, parsing and its errors, ΔE against
 direct model calls, the identity mutation, and the relevance-map difference."""
 import numpy as np
 import pytest
 import torch
 
-from cgexplain.models import batch_inputs
-from cgexplain.mutations import (AMINO_ACID_TYPES, Mutation, canonical_resname, model_energies, mutate_types, mutation_whatif,
+from cgexplain.model.potential import batch_inputs
+from cgexplain.lrp.mutations import (AMINO_ACID_TYPES, Mutation, canonical_resname, model_energies, mutate_types, mutation_whatif,
                                  parse_mutations)
 from test_residues import CUTOFF, NTL9_RESNAMES, NTL9_TYPES, chain, tiny_model
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from cgexplain.config import load_system
-from cgexplain.pipeline import run_all
+from cgexplain.workflow.stages import run_all
 
 TINY = {
     "reference": {"n_molecules": 64, "nonbonded_cutoff": 6.0, "equilibration_npt": 1.0, "equilibration_nvt": 0.5,
@@ -51,8 +51,8 @@ def test_water_pipeline_tiny(tmp_path):
     # export as a pretrained folder and load it back
     import torch
 
-    from cgexplain.models import load_model
-    from cgexplain.pretrained import MAX_BYTES, export_pretrained, load_pretrained, plot_pretrained_relevance
+    from cgexplain.model.potential import load_model
+    from cgexplain.workflow.pretrained import MAX_BYTES, export_pretrained, load_pretrained, plot_pretrained_relevance
 
     with pytest.raises(FileNotFoundError, match="summary.json"):
         export_pretrained(tmp_path / "nothing", tmp_path / "pre")
@@ -69,7 +69,7 @@ def test_water_pipeline_tiny(tmp_path):
         assert np.array_equal(fr["bead_types"], mp["bead_types"])
     plot_pretrained_relevance(res, "tiny", tmp_path / "pre_fig")
     assert (tmp_path / "pre_fig_2body.png").stat().st_size > 1000
-    from cgexplain.pretrained import plot_relevance_comparison
+    from cgexplain.workflow.pretrained import plot_relevance_comparison
 
     plot_relevance_comparison({"a": res["nbody"], "b": res["nbody"]}, res["structure"], "three", tmp_path / "cmp.png")
     assert (tmp_path / "cmp.png").stat().st_size > 1000

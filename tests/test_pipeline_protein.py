@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cgexplain.config import load_system
-from cgexplain.pipeline import run_all
+from cgexplain.workflow.stages import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -37,8 +37,8 @@ def test_ntl9_pipeline_tiny(tmp_path):
     assert len(ref["check"]["runs"]) == 2 and ref["check"]["rmsd_mean_A"] < 3.0  # short runs stay near the native
     assert s["map"]["n_beads"] == 39 and len(s["map"]["type_table"]) == 20
     # priors are part of the saved model, fitted by Boltzmann inversion to the mapped reference
-    from cgexplain.models import load_model
-    from cgexplain.priors import PriorEnergy
+    from cgexplain.model.potential import load_model
+    from cgexplain.model.priors import PriorEnergy
 
     model, meta = load_model(run / "model")
     assert any(isinstance(m, PriorEnergy) for m in model.output_modules)
@@ -65,7 +65,7 @@ def test_ntl9_pipeline_tiny(tmp_path):
     # the run exports as a pretrained folder (priors, protein observables, residue maps) and loads back
     import torch
 
-    from cgexplain.pretrained import export_pretrained, load_pretrained
+    from cgexplain.workflow.pretrained import export_pretrained, load_pretrained
 
     export_pretrained(run, tmp_path / "pre", note="tiny")
     pmodel, pmeta, res = load_pretrained(tmp_path / "pre")

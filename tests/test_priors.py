@@ -1,4 +1,4 @@
-"""Prior energy terms (cgexplain.priors): Boltzmann inversion, forces, invariances, batching,
+"""Prior energy terms (cgexplain.model.priors): Boltzmann inversion, forces, invariances, batching,
 dihedral convention, round trips, model integration and LRP (the walks explain the network only)."""
 import json
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from ase import Atoms
 
-from cgexplain.models import DEFAULT_HPARAMS, batch_inputs, build_model, load_model, save_model
-from cgexplain.priors import (PriorEnergy, bond_angles, chain_indices, dihedral_angles, fit_fourier, fit_harmonic, fit_priors,
+from cgexplain.model.potential import DEFAULT_HPARAMS, batch_inputs, build_model, load_model, save_model
+from cgexplain.model.priors import (PriorEnergy, bond_angles, chain_indices, dihedral_angles, fit_fourier, fit_harmonic, fit_priors,
                               plot_priors, prior_energy, prior_forces)
 from cgexplain.units import KB_KCAL
 
@@ -151,7 +151,7 @@ def test_fit_priors_recovers_chain_parameters():
     th = np.stack([sample_angle(rng, ka[i], t0[i], F) for i in range(n - 2)], 1)
     ph = np.stack([sample_dihedral(rng, A[i], B[i], F) for i in range(n - 3)], 1)
     x = nerf(r, th, ph)
-    # the builder follows the IUPAC convention of cgexplain.priors
+    # the builder follows the IUPAC convention of cgexplain.model.priors
     np.testing.assert_allclose(dihedral_angles(torch.from_numpy(x[:50]), torch.from_numpy(chain_indices(n)["dihedrals"])).numpy(),
                                ph[:50], atol=1e-9)
     p = fit_priors(x, T, n_fourier=3)
@@ -369,7 +369,7 @@ def test_repulsion_scale_moves_the_wall_inside_the_sampled_distances():
     """σ = scale × the per-pair quantile distance; with scale 0.8 and p = 12 the repulsion at the
     quantile distance is 0.8^12 ε, so it does not push the sampled contacts apart."""
     import numpy as np
-    from cgexplain.priors import PriorEnergy, fit_priors
+    from cgexplain.model.priors import PriorEnergy, fit_priors
 
     rng = np.random.default_rng(3)
     n, F = 8, 400

@@ -1,4 +1,4 @@
-"""Protein observables (cgexplain.protein): the maths against brute force and independent
+"""Protein observables (cgexplain.analysis.protein): the maths against brute force and independent
 implementations (numpy Kabsch, MDAnalysis soft_cut_q, mdtraj dihedrals), TICA on a synthetic
 slow process, and the comparison numbers."""
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgexplain import protein as P
+from cgexplain.analysis import protein as P
 from cgexplain.units import KB_KCAL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import torch
 from cgexplain.lrp import brute_force_relevance, nbody_sums, walk_relevance
 from cgexplain.lrp.residues import (explain_protein_frames, format_pair_table, pair_table, plot_pair_map, plot_pair_map_difference,
                                     plot_triplet_projection, residue_one_body, residue_pair_map, residue_triplets, triplet_projection)
-from cgexplain.mapping import to_atoms
-from cgexplain.mutations import AMINO_ACID_TYPES, THREE_LETTER
+from cgexplain.mapping.maps import to_atoms
+from cgexplain.lrp.mutations import AMINO_ACID_TYPES, THREE_LETTER
 
 # NTL9 (residues 1-39)
 NTL9 = "MKVIFLKDVKGKGKKGEIKNVADGYANNFLFKQGLAIEA"
@@ -22,7 +22,7 @@ CUTOFF = 8.0
 def tiny_model(seed=0):
     """A tiny PaiNN without priors in float64, random weights (fixed seed, perturbed so that
     biases are not zero)."""
-    from cgexplain.models import build_model
+    from cgexplain.model.potential import build_model
 
     torch.manual_seed(seed)
     m = build_model({"representation": "painn", "n_atom_basis": 8, "n_interactions": 2, "cutoff": CUTOFF, "n_rbf": 8}).double()

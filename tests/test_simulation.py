@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgexplain.simulation import SimSettings, SimulationError, kinetic_temperature, langevin, run_simulation
+from cgexplain.md.langevin import SimSettings, SimulationError, kinetic_temperature, langevin, run_simulation
 from conftest import random_painn
 
 
@@ -118,8 +118,8 @@ def test_verlet_list_equals_fresh_list_along_a_trajectory():
     """Unwrapped beads drifting across the periodic box: every step the skin list filtered to the
     cutoff holds exactly the pairs (and image offsets) of a list built from scratch, and it is
     rebuilt far less often than every step."""
-    from cgexplain.models import neighbor_list
-    from cgexplain.neighbors import VerletList
+    from cgexplain.model.potential import neighbor_list
+    from cgexplain.md.neighbors import VerletList
 
     rng = np.random.default_rng(0)
     L, n, cutoff = 9.0, 60, 3.5
@@ -140,7 +140,7 @@ def test_verlet_list_equals_fresh_list_along_a_trajectory():
 
 def test_verlet_forces_equal_rebuild_every_step():
     """Langevin with a 1 Å skin gives the trajectory and forces of rebuilding every step (skin 0)."""
-    from cgexplain.simulation import CGForceField
+    from cgexplain.md.langevin import CGForceField
 
     model = _scaled(random_painn(F=8, L=2, cutoff=3.0, seed=0), 0.01).double()
     x, cell = _lattice()
@@ -162,7 +162,7 @@ def test_verlet_forces_equal_rebuild_every_step():
 
 
 def test_batched_replicas_match_single_evaluations_and_are_reproducible():
-    from cgexplain.simulation import CGForceField
+    from cgexplain.md.langevin import CGForceField
 
     model = _scaled(random_painn(F=8, L=2, cutoff=3.0, seed=0), 0.01).double()
     x, cell = _lattice()
@@ -196,7 +196,7 @@ def dataclasses_replace(s, **kw):
 def test_async_writer_keeps_order_and_reports_errors():
     import time as _time
 
-    from cgexplain.simulation import AsyncFrameWriter
+    from cgexplain.md.langevin import AsyncFrameWriter
 
     got = []
 

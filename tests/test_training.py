@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from cgexplain.mapping import write_cg_dataset
-from cgexplain.models import load_model
-from cgexplain.training import TrainSettings, train
+from cgexplain.mapping.maps import write_cg_dataset
+from cgexplain.model.potential import load_model
+from cgexplain.model.training import TrainSettings, train
 from conftest import harmonic_frames
 
 
@@ -43,7 +43,7 @@ def test_train_checkpoint_resume_and_metrics(tmp_path):
 
 
 def test_merge_training_logs_drops_rolled_back_rows(tmp_path):
-    from cgexplain.training import merge_training_logs
+    from cgexplain.model.training import merge_training_logs
     import csv
     log = tmp_path / "log"
     (log / "version_0").mkdir(parents=True)

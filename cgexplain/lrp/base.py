@@ -2,7 +2,7 @@
 layer, the energy head and the walk mask at a layer boundary (parity README)."""
 from __future__ import annotations
 
-from .rules import check_rule, silu_rule
+from cgexplain.lrp.rules import check_rule, silu_rule
 
 __all__ = ["RuleModifiedPass"]
 

@@ -29,8 +29,8 @@ import time
 import numpy as np
 import torch
 
-from .painn import PaiNNLRP
-from .so3net import SO3netLRP
+from cgexplain.lrp.painn import PaiNNLRP
+from cgexplain.lrp.so3net import SO3netLRP
 
 __all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order",
            "network_energies"]
@@ -187,7 +187,7 @@ def _relevance_of_walks(fac, walks: torch.Tensor):
 
 def _inputs(model, atoms, neighbors, cutoff):
     import schnetpack.properties as P
-    from ..models import batch_inputs
+    from cgexplain.model.potential import batch_inputs
 
     cell = np.asarray(atoms.cell.array) if atoms.pbc.any() else None
     types = atoms.get_atomic_numbers()
@@ -205,10 +205,10 @@ def _inputs(model, atoms, neighbors, cutoff):
 def network_energies(model, inp) -> torch.Tensor:
     """The network's energy per system of a schnetpack input batch, (n_systems,) kcal/mol, without
     building a graph for forces: the output modules except ``Forces`` and prior terms
-    (:class:`~cgexplain.priors.PriorEnergy`), which the walks do not explain."""
+    (:class:`~cgexplain.model.priors.PriorEnergy`), which the walks do not explain."""
     from schnetpack.atomistic import Forces
 
-    from ..priors import PriorEnergy
+    from cgexplain.model.priors import PriorEnergy
 
     x = dict(inp)
     for m in model.input_modules:
@@ -256,7 +256,7 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     kcal/mol, the model energy, the modified-pass energy, Σ h0·∂E/∂h0 without masks, and the
     totals over every walk of the output beads (``total_relevance``, ``n_walks_total``).
     Walk relevances sum to Σ h0·∂E/∂h0 of the rule-modified pass, not to the model energy.
-    A model with priors (:class:`~cgexplain.priors.PriorEnergy` output module, proteins): the walks
+    A model with priors (:class:`~cgexplain.model.priors.PriorEnergy` output module, proteins): the walks
     explain the network energy only, since the prior terms are explicit and known; ``E_model`` is
     then the network energy (Atomwise head), not the total energy the model outputs.
     Raises: TypeError for an unsupported representation; ValueError for an unsupported rule, a

@@ -16,7 +16,7 @@ energy as a function of which beads are present (Harsanyi, Int. Econ. Rev. 4, 19
 Energies are given by a *subset energy*: a callable taking keep masks (B, n) bool and returning
 E(X_T) (B,) kcal/mol for those subsets of one frame. :class:`SubsetEnergy` evaluates a cgexplain /
 schnetpack model (its network energy, priors left out, as LRP explains), batched;
-:mod:`cgexplain.potentials` gives the analytic ones. Each interaction costs 2^|S| evaluations
+:mod:`cgexplain.reference.potentials` gives the analytic ones. Each interaction costs 2^|S| evaluations
 (shared between sets through a cache); with a receptive field L·r_cut that spans the box, each is a
 full model pass, so on fluids of 128 or more beads this is the slow, exact reference, not the
 everyday tool.
@@ -29,14 +29,14 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from ..models import pairs_within
+from cgexplain.model.potential import pairs_within
 
 __all__ = ["SubsetEnergy", "deletion_interactions", "pure_terms", "all_pure_terms", "pairs_within", "triplets_with_vertex"]
 
 
 class SubsetEnergy:
     """E(X_T) of one frame for many bead subsets T: the network energy of a cgexplain or
-    schnetpack model (the Atomwise head; :class:`~cgexplain.priors.PriorEnergy` terms left out,
+    schnetpack model (the Atomwise head; :class:`~cgexplain.model.priors.PriorEnergy` terms left out,
     as LRP explains the network), batched.
 
     model: a schnetpack ``NeuralNetworkPotential``; positions (n, 3) Å; types (n,); cell (3, 3) Å
@@ -47,7 +47,7 @@ class SubsetEnergy:
     """
 
     def __init__(self, model, positions, types, cell=None, cutoff: float | None = None, batch_size: int = 16):
-        from ..models import neighbor_list
+        from cgexplain.model.potential import neighbor_list
 
         self.model = model
         p = next(model.parameters())
@@ -85,7 +85,7 @@ class SubsetEnergy:
         }
 
     def _energies(self, keep: np.ndarray) -> np.ndarray:
-        from .engine import network_energies
+        from cgexplain.lrp.engine import network_energies
 
         return network_energies(self.model, self._batch(keep)).double().cpu().numpy().reshape(len(keep))
 
@@ -184,7 +184,7 @@ def all_pure_terms(energy: Callable, n: int) -> dict:
 def triplets_with_vertex(positions, cell, shell: float) -> np.ndarray:
     """Bead triplets (i < j < k) in which some bead is the vertex of an angle whose two legs are
     shorter than ``shell`` Å: (T, 3) int64, sorted."""
-    from ..analysis import angle_triplets
+    from cgexplain.analysis.structure import angle_triplets
 
     c, a, b, _ = angle_triplets(np.asarray(positions, float), cell, shell)
     tri = np.sort(np.stack([c, a, b], 1), axis=1)

@@ -21,8 +21,8 @@ import torch
 
 import schnetpack.properties as P
 
-from .factors import PaiNNFactors, nodewise_jacobian, pair_sums
-from .base import RuleModifiedPass
+from cgexplain.lrp.factors import PaiNNFactors, nodewise_jacobian, pair_sums
+from cgexplain.lrp.base import RuleModifiedPass
 
 __all__ = ["PaiNNLRP"]
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import save_npz, write_json
-from .nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
+from cgexplain.fileio import save_npz, write_json
+from cgexplain.lrp.nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
 
 __all__ = ["residue_pair_map", "residue_one_body", "residue_triplets", "triplet_projection", "explain_protein_frames",
            "pair_table", "format_pair_table", "segment_of", "plot_pair_map", "plot_triplet_projection", "plot_pair_map_difference"]
@@ -136,8 +136,8 @@ def _frame_done(path: Path, frame_id, pos, types, gamma, bias_rule) -> bool:
 
 
 def _explain_one(model, pos, types, gamma, bias_rule):
-    from ..mapping import to_atoms
-    from .engine import statistics_max_order, walk_relevance
+    from cgexplain.mapping.maps import to_atoms
+    from cgexplain.lrp.engine import statistics_max_order, walk_relevance
 
     n = len(types)
     # the maps use walks of 1 to 3 distinct beads: the (L+1)-body total comes from the sum rule
@@ -158,7 +158,7 @@ def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1,
                            progress: bool = True, *, top: int = 10, resnames=None, segments=None) -> dict:
     """Residue relevance maps averaged over the frames of a one-bead-per-residue protein.
 
-    model: a schnetpack potential (PaiNN or SO3net; a :class:`~cgexplain.priors.PriorEnergy` module,
+    model: a schnetpack potential (PaiNN or SO3net; a :class:`~cgexplain.model.priors.PriorEnergy` module,
     if any, is not explained: LRP explains the network energy). positions (F, n, 3) Å, non-periodic; types (n,) bead types.
     Each frame k is written to ``out_dir/frame_XXXX.npz`` (XXXX = k, its position in
     ``positions``) and reused by a later call if it holds the same frame id, positions, types and
@@ -268,9 +268,9 @@ def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1,
 
 
 def segment_of(residue: int, segments) -> str:
-    """Name of the segment holding 1-based ``residue`` (:func:`cgexplain.protein.element_of`), or
+    """Name of the segment holding 1-based ``residue`` (:func:`cgexplain.analysis.protein.element_of`), or
     "coil" when no segment holds it (a list of helices and strands only)."""
-    from ..protein import element_of
+    from cgexplain.analysis.protein import element_of
 
     try:
         return str(element_of(int(residue), segments or []))
@@ -285,7 +285,7 @@ def pair_table(pair_map: np.ndarray, segments=None, resnames=None, k: int = 5):
     Returns two lists of dicts {i, j (1-based residue numbers, i < j), separation (j - i),
     resname_i, resname_j, relevance (kcal/mol), element_i, element_j}. ``resnames`` (n,) adds
     the residue names, ``segments`` (list of {"name", "kind", "start", "end"}, 1-based inclusive,
-    e.g. from :func:`cgexplain.protein.ss_segments`, which covers every residue) the element
+    e.g. from :func:`cgexplain.analysis.protein.ss_segments`, which covers every residue) the element
     names ("coil" for a residue in no segment); without them those keys are left out."""
     P = np.asarray(pair_map, float)
     n = P.shape[0]
@@ -389,9 +389,9 @@ def plot_pair_map(pair_map, contact_map, path=None, title: str = "Residue-pair r
     distance/probability map, drawn with ``contact_cmap``). Residues are numbered 1..n; with
     ``segments`` secondary-structure bars are drawn along the edges. Saves to ``path`` if given;
     returns the figure."""
-    from ..plotting import _plt, _save
+    from cgexplain.plots.core import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     P = np.asarray(pair_map, float)
     C = np.asarray(contact_map, float)
     n = P.shape[0]
@@ -412,22 +412,22 @@ def plot_pair_map(pair_map, contact_map, path=None, title: str = "Residue-pair r
     _ss_bars(a2, segments)
     fig.tight_layout()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
 def plot_pair_map_difference(diff, path=None, title: str = "Pair relevance: mutant − wild type", segments=None):
     """Difference of two residue-pair maps (mutant − wild type), diverging colormap centred at 0,
     kcal/mol. Saves to ``path`` if given; returns the figure."""
-    from ..plotting import _plt, _save
+    from cgexplain.plots.core import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.8, 4.9))
     _diverging(ax, np.asarray(diff, float), title, "Δ relevance (kcal/mol)", fig)
     _ss_bars(ax, segments)
     fig.tight_layout()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
@@ -435,9 +435,9 @@ def plot_triplet_projection(projection, path=None, segments=None, title: str = "
     """Bar plot of the triplet projection per residue (1..n; kcal/mol; blue < 0 stabilising, red
     > 0), optional ``sem`` error bars, residue names as tick labels and secondary-structure bars.
     Saves to ``path`` if given; returns the figure."""
-    from ..plotting import _plt, _save
+    from cgexplain.plots.core import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     p = np.asarray(projection, float)
     n = len(p)
     x = np.arange(1, n + 1)
@@ -455,5 +455,5 @@ def plot_triplet_projection(projection, path=None, segments=None, title: str = "
     _ss_bars(ax, segments, axis="x")
     fig.tight_layout()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig

@@ -26,8 +26,8 @@ import torch
 
 import schnetpack.properties as P
 
-from .factors import SO3netFactors, nodewise_jacobian, pair_sums
-from .base import RuleModifiedPass
+from cgexplain.lrp.factors import SO3netFactors, nodewise_jacobian, pair_sums
+from cgexplain.lrp.base import RuleModifiedPass
 
 __all__ = ["SO3netLRP"]
 

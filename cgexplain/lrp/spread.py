@@ -49,7 +49,7 @@ def failure_marker(out_dir, rank: int) -> Path:
 def _worker(w, n_workers, threads, model_dir, device, compute_frames, args, kwargs):
     import torch
 
-    from ..models import load_model
+    from cgexplain.model.potential import load_model
 
     torch.set_num_threads(threads)
     model, _ = load_model(model_dir)
@@ -66,7 +66,7 @@ def run_workers(n_workers: int, model_dir, device, compute_frames, args: tuple, 
     (torch.multiprocessing.ProcessRaisedException, with the worker's traceback)."""
     import torch.multiprocessing as mp
 
-    from ..distributed import cpu_count
+    from cgexplain.distributed import cpu_count
 
     threads = max(1, cpu_count() // n_workers)
     mp.start_processes(_worker, args=(n_workers, threads, str(model_dir), device, compute_frames, args, kwargs), nprocs=n_workers,
@@ -76,7 +76,7 @@ def run_workers(n_workers: int, model_dir, device, compute_frames, args: tuple, 
 def wait_for_frames(done, out_dir, world_size: int, since: float, poll_s: float = 2.0, timeout_s: float | None = None) -> None:
     """Rank 0: wait until ``done()`` (every frame file written); raise RuntimeError if another rank
     left a failure marker newer than ``since`` (time.time())."""
-    from ..distributed import wait_for
+    from cgexplain.distributed import wait_for
 
     def failed():
         for r in range(1, world_size):
@@ -90,7 +90,7 @@ def wait_for_frames(done, out_dir, world_size: int, since: float, poll_s: float 
 
 def record_failure(out_dir, rank: int) -> None:
     """Write this rank's failure marker (the current exception's traceback)."""
-    from ..fileio import atomic_path
+    from cgexplain.fileio import atomic_path
 
     with atomic_path(failure_marker(out_dir, rank)) as tmp:
         tmp.write_text(f"{time.ctime()}\n{traceback.format_exc()}")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import read_json, save_npz, write_json
-from .engine import statistics_max_order, walk_relevance
-from .nbody import (NORMALISATIONS, accumulate_bins, body_order_abs_sums, body_order_shares, body_order_totals, finish_bins,
+from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.engine import statistics_max_order, walk_relevance
+from cgexplain.lrp.nbody import (NORMALISATIONS, accumulate_bins, body_order_abs_sums, body_order_shares, body_order_totals, finish_bins,
                     merge_bins, normalisation_factor, three_body_points, two_body_points)
 
 __all__ = ["explain_frames", "compute_frames", "aggregate_frames", "FrameSource", "ArrayFrames", "TrajectoryFrames", "FRAME_FORMAT"]
@@ -191,7 +191,7 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     kcal/mol; walk counts; ``time_s``, the wall time of this call) and the
     :class:`~cgexplain.lrp.engine.WalkResult`.
     """
-    from ..mapping import to_atoms
+    from cgexplain.mapping.maps import to_atoms
 
     t0 = time.perf_counter()
     p = _params(lc)
@@ -317,7 +317,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     with a model object instead of a folder, or an unknown ``lc`` value; RuntimeError if
     another rank failed.
     """
-    from .spread import failure_marker, rank_device, record_failure, run_workers, share, wait_for_frames
+    from cgexplain.lrp.spread import failure_marker, rank_device, record_failure, run_workers, share, wait_for_frames
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,7 +343,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
         run_workers(workers, model_dir, device, compute_frames, args, {"progress": False, **kw})
     else:
         if model_dir is not None:
-            from ..models import load_model
+            from cgexplain.model.potential import load_model
 
             model, _ = load_model(model_dir)
         if device is not None:
@@ -389,7 +389,7 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
     }
     write_json(out / "lrp.json", summary)
     if figures is not None and structure is not None and Path(structure).exists():
-        from ..plotting import plot_nbody_relevance
+        from cgexplain.plots.core import plot_nbody_relevance
 
         plot_nbody_relevance(stats, np.load(structure), norm, title, Path(figures) / "relevance_2body.png", Path(figures) / "relevance_3body.png")
     return summary

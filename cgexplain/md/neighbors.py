@@ -105,7 +105,7 @@ class VerletList:
 
         Returns idx_i, idx_j (n_pairs,) int64 and offsets (n_pairs, 3) Å with
         r_ij = R[j] - R[i] + offset, |r_ij| < cutoff: the full list (both directions), as
-        :func:`cgexplain.models.neighbor_list` gives. Call :meth:`update` first.
+        :func:`cgexplain.model.potential.neighbor_list` gives. Call :meth:`update` first.
         """
         if self._cat is None:
             raise RuntimeError("VerletList.pairs called before update()")

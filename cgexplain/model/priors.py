@@ -19,11 +19,11 @@ Müller-Plathe, J. Comput. Chem. 24, 1624 (2003)): a coordinate x with distribut
 temperature T has the potential of mean force U(x) = -kT ln p(x) (+ const); a harmonic U gives a
 Gaussian p with variance kT/k.
 
-The params dict (JSON-serialisable; ``format`` "cgexplain.priors/1") holds ``n_beads``,
+The params dict (JSON-serialisable; ``format`` "cgexplain.model.priors/1") holds ``n_beads``,
 ``temperature`` (K, the fit temperature), ``units``, the four kinds, each with an explicit
 ``index`` list, and the ``fit`` settings::
 
-    {"format": "cgexplain.priors/1", "n_beads": n, "temperature": T, "units": {...},
+    {"format": "cgexplain.model.priors/1", "n_beads": n, "temperature": T, "units": {...},
      "bonds": {"index": [[i, i+1], ...], "k": [...], "r0": [...]},
      "angles": {"index": [[i, i+1, i+2], ...], "k": [...], "theta0": [...]},
      "dihedrals": {"index": [[i, .., i+3], ...], "a": [[a_1..a_N], ...], "b": [[b_1..b_N], ...]},
@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .units import KB_KCAL
+from cgexplain.units import KB_KCAL
 
 __all__ = ["PriorEnergy", "fit_priors", "prior_forces", "prior_energy", "plot_priors", "fit_harmonic", "fit_fourier", "kT_kcal",
            "bond_lengths", "bond_angles", "dihedral_angles", "chain_indices", "PRIOR_FORMAT", "PRIOR_KINDS"]
 
-PRIOR_FORMAT = "cgexplain.priors/1"
+PRIOR_FORMAT = "cgexplain.model.priors/1"
 PRIOR_KINDS = ("bonds", "angles", "dihedrals", "repulsion")
 UNITS = {"length": "Angstrom", "energy": "kcal/mol", "angle": "rad", "temperature": "K"}
 
@@ -583,7 +583,7 @@ def plot_priors(params: dict, positions, temperature: float, path: str | Path) -
     as -kT ln p against ε(σ/r)^p / kT·kT (the prior is an excluded-volume wall, not a fit of this
     distribution). Raises ValueError as :func:`fit_priors` for bad positions or temperature.
     """
-    from .plotting import _plt, _save
+    from cgexplain.plots.core import pyplot, save_figure
 
     mod = params if isinstance(params, PriorEnergy) else PriorEnergy.from_params(params)
     x = _check_positions(positions, min_beads=mod.n_beads, min_frames=1)
@@ -593,7 +593,7 @@ def plot_priors(params: dict, positions, temperature: float, path: str | Path) -
     p = mod.params()
     idx = {k: np.asarray(p[k]["index"], dtype=np.int64).reshape(-1, _ARITY[k]) for k in PRIOR_KINDS}
     q = _internal(x, idx)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.2))
     data_kw = dict(ls="none", marker="o", ms=3, color="C0", label="mapped reference (pooled)")
     fit_kw = dict(lw=1.8, color="C3", label="prior (pooled Boltzmann)")
@@ -657,6 +657,6 @@ def plot_priors(params: dict, positions, temperature: float, path: str | Path) -
     axes[1, 1].legend(frameon=False, fontsize=8)
     fig.suptitle(f"CG prior vs mapped reference, T = {float(temperature):g} K")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return Path(path)

@@ -1,10 +1,10 @@
 """Pipeline stages of a protein system (``kind: protein`` in system.yaml).
 
-The fluid stages in :mod:`cgexplain.pipeline` call these for a protein: the reference is an
-implicit-solvent OpenMM run (:mod:`cgexplain.protein_reference`), training adds priors fitted
-by Boltzmann inversion (:mod:`cgexplain.priors`), the analysis compares protein observables
-(:mod:`cgexplain.protein`) and the explanation builds residue maps and mutation what-ifs
-(:mod:`cgexplain.lrp.residues`, :mod:`cgexplain.mutations`).
+The fluid stages in :mod:`cgexplain.workflow.stages` call these for a protein: the reference is an
+implicit-solvent OpenMM run (:mod:`cgexplain.reference.protein`), training adds priors fitted
+by Boltzmann inversion (:mod:`cgexplain.model.priors`), the analysis compares protein observables
+(:mod:`cgexplain.analysis.protein`) and the explanation builds residue maps and mutation what-ifs
+(:mod:`cgexplain.lrp.residues`, :mod:`cgexplain.lrp.mutations`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import read_json, write_json
+from cgexplain.fileio import read_json, write_json
 
 __all__ = ["protein_reference", "native_ca_positions", "reference_ca_positions"]
 
@@ -44,9 +44,9 @@ def protein_reference(cfg: dict, d: Path, figures: Path, progress: bool = True) 
     """Run the protein reference into ``d`` and check what it sampled: CA-RMSD to the minimised
     native structure per run (mean, max, fraction <= ``analysis.rmsd_threshold``), in
     ``check.json`` and the figure ``reference_rmsd.png``."""
-    from .plotting import _plt, _save
-    from .protein import ca_rmsd
-    from .protein_reference import ProteinReferenceSettings, run_boundaries, run_protein_reference
+    from cgexplain.plots.core import pyplot, save_figure
+    from cgexplain.analysis.protein import ca_rmsd
+    from cgexplain.reference.protein import ProteinReferenceSettings, run_boundaries, run_protein_reference
 
     rc = dict(cfg["reference"])
     rc["pdb"] = str(_system_path(cfg, rc["pdb"]))
@@ -56,7 +56,7 @@ def protein_reference(cfg: dict, d: Path, figures: Path, progress: bool = True) 
         nat, ca = reference_ca_positions(d)
         rmsd = ca_rmsd(ca, nat)
         runs = []
-        plt = _plt()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.5, 3.5))
         t = np.arange(len(rmsd)) * float(rc.get("save_interval", 0.1))
         for k, ((a, b), kind) in enumerate(zip(run_boundaries(summary["run_lengths"]), summary["run_kinds"])):
@@ -69,7 +69,7 @@ def protein_reference(cfg: dict, d: Path, figures: Path, progress: bool = True) 
         ax.set_ylabel("CA-RMSD to native (Å)")
         ax.legend(fontsize=7)
         ax.set_title(f"{cfg['name']}: reference runs")
-        _save(fig, figures / "reference_rmsd.png")
+        save_figure(fig, figures / "reference_rmsd.png")
         plt.close(fig)
         res = {"runs": runs, "rmsd_mean_A": float(rmsd.mean()), f"fraction_rmsd_le_{thr:g}A": float((rmsd <= thr).mean()),
                "rmsd_threshold_A": thr, "passed": True}
@@ -84,7 +84,7 @@ def protein_start_frames(run_dir, n_replicas: int) -> list[int]:
     """Start frames of ``n_replicas`` CG replicas: spread evenly over the frames of the native
     runs of the reference (so the replicas start from the native basin at the target
     temperature). Indices into ``cg/mapped.npz``."""
-    from .protein_reference import run_boundaries
+    from cgexplain.reference.protein import run_boundaries
 
     ref = read_json(Path(run_dir) / "reference" / "reference.json")
     frames = np.concatenate([np.arange(a, b) for (a, b), kind in zip(run_boundaries(ref["run_lengths"]), ref["run_kinds"]) if kind == "native"]
@@ -109,12 +109,12 @@ def protein_analyse(cfg: dict, run: Path, d: Path, figures: Path, cg_frames) -> 
     cg_frames: (positions (F, n, 3) Å, per-replica lengths) of the CG simulation.
     The folded-state criterion (issue: CA-RMSD <= 3 Å in >= 90 % of CG frames) is reported as
     ``folded_fraction_cg`` and ``folded_criterion_met``."""
-    from .fileio import save_npz
-    from .mapping import MappedTrajectory
-    from .plotting import _plt
-    from .protein import (compare_protein, free_energy_surface, native_contacts, plot_internal_distributions,
+    from cgexplain.fileio import save_npz
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.plots.core import pyplot
+    from cgexplain.analysis.protein import (compare_protein, free_energy_surface, native_contacts, plot_internal_distributions,
                           plot_protein_distributions, plot_tica_fes, protein_observables, tica_features, tica_fit, tica_project)
-    from .protein_reference import run_boundaries
+    from cgexplain.reference.protein import run_boundaries
 
     ac = cfg["analysis"]
     thr = float(ac.get("rmsd_threshold", 3.0))
@@ -138,7 +138,7 @@ def protein_analyse(cfg: dict, run: Path, d: Path, figures: Path, cg_frames) -> 
     rng = [[lo[0], hi[0]], [lo[1], hi[1]]]
     fes_ref = free_energy_surface(p_ref, T, bins=40, range=rng)
     fes_cg = free_energy_surface(p_cg, T, bins=40, range=rng)
-    plt = _plt()
+    plt = pyplot()
     for fig in (plot_protein_distributions(obs_ref, obs_cg, figures / "protein_distributions.png", title=f"{cfg['name']}: CG vs reference"),
                 plot_internal_distributions(obs_ref, obs_cg, figures / "internal_distributions.png", title=f"{cfg['name']}: CA bonds, angles, dihedrals"),
                 plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)")):
@@ -162,8 +162,8 @@ def protein_priors(cfg: dict, run: Path, model_dir: Path, figures: Path) -> dict
     inversion at the reference temperature; write ``model_dir/priors.json`` (parameters and the
     mean |force| of the mapped reference before and after subtracting the prior force, kcal/mol/Å)
     and the figure ``priors.png``. Returns the prior parameters (reused when priors.json exists)."""
-    from .mapping import MappedTrajectory
-    from .priors import fit_priors, plot_priors, prior_forces
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.priors import fit_priors, plot_priors, prior_forces
 
     path = model_dir / "priors.json"
     if path.exists():
@@ -185,7 +185,7 @@ def protein_priors(cfg: dict, run: Path, model_dir: Path, figures: Path) -> dict
 
 def native_segments(cfg: dict) -> list[dict]:
     """Secondary-structure elements of the native structure (DSSP via mdtraj) of the system's PDB."""
-    from .protein import secondary_structure, ss_segments
+    from cgexplain.analysis.protein import secondary_structure, ss_segments
 
     return ss_segments(secondary_structure(_system_path(cfg, cfg["reference"]["pdb"])))
 
@@ -202,14 +202,14 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
       ``lrp.mutation_frames`` folded frames of the reference's native runs, and the pair-map
       difference over the explained frames. The model never saw the mutant in training.
     """
-    from .lrp.residues import (explain_protein_frames, format_pair_table, pair_table, plot_pair_map, plot_pair_map_difference,
+    from cgexplain.lrp.residues import (explain_protein_frames, format_pair_table, pair_table, plot_pair_map, plot_pair_map_difference,
                                plot_triplet_projection)
-    from .mapping import MappedTrajectory
-    from .models import load_model
-    from .mutations import mutation_whatif
-    from .plotting import _plt
-    from .protein import ca_rmsd, native_contacts
-    from .protein_reference import run_boundaries
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.potential import load_model
+    from cgexplain.lrp.mutations import mutation_whatif
+    from cgexplain.plots.core import pyplot
+    from cgexplain.analysis.protein import ca_rmsd, native_contacts
+    from cgexplain.reference.protein import run_boundaries
 
     lc = cfg["lrp"]
     thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
@@ -235,7 +235,7 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
     pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"].get("contact_cutoff", 8.0)), min_separation=2)
     contact = np.zeros((n, n))
     contact[pairs[:, 0], pairs[:, 1]] = contact[pairs[:, 1], pairs[:, 0]] = 1.0
-    plt = _plt()
+    plt = pyplot()
     for fig in (plot_pair_map(res["pair_map"], contact, figures / "residue_pair_relevance.png", segments=segments,
                               title=f"{cfg['name']}: residue-pair (2-body) relevance, {len(pick)} folded frames",
                               contact_label=f"native CA contacts (< {cfg['analysis'].get('contact_cutoff', 8.0)} Å, |i-j| >= 3)"),
@@ -309,10 +309,10 @@ def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec
     CA-RMSD, Q and Rg (means, folded fractions, JS distances); figure ``mutant_distributions.png``."""
     import dataclasses
 
-    from .mutations import mutate_types
-    from .plotting import _plt
-    from .protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
-    from .simulation import SimSettings, run_simulation, trajectory_paths
+    from cgexplain.lrp.mutations import mutate_types
+    from cgexplain.plots.core import pyplot
+    from cgexplain.analysis.protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
+    from cgexplain.md.langevin import SimSettings, run_simulation, trajectory_paths
 
     import MDAnalysis as mda
 
@@ -334,7 +334,7 @@ def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec
     cmp = compare_protein(o_wt, o_mut, rmsd_threshold=thr)
     fig = plot_protein_distributions(o_wt, o_mut, figures / "mutant_distributions.png", labels=("wild type (CG)", f"{spec} (CG)"),
                                      title=f"{cfg['name']}: CG wild type vs {spec}")
-    _plt().close(fig)
+    pyplot().close(fig)
     return {"n_steps": int(n_steps), "n_replicas": int(s.n_replicas), "n_frames": int(len(pos)),
             "mean_kinetic_temperature_K": sim["mean_kinetic_temperature_K"],
             "rmsd_mean_wild_type_A": cmp["rmsd_mean_reference_A"], "rmsd_mean_mutant_A": cmp["rmsd_mean_cg_A"],

@@ -5,13 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_path
+from cgexplain.fileio import atomic_path
 
-__all__ = ["plot_rdf", "plot_adf", "plot_distribution", "plot_relevance_curves", "plot_relevance_over", "plot_nbody_relevance",
+__all__ = ["pyplot", "save_figure", "plot_rdf", "plot_adf", "plot_distribution", "plot_relevance_curves", "plot_relevance_over", "plot_nbody_relevance",
            "relevance_unit"]
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot, switched to the non-interactive Agg backend unless a notebook's inline
+    backend is active (so figures render on clusters without a display)."""
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
@@ -21,14 +23,15 @@ def _plt():
     return plt
 
 
-def _save(fig, path):
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` to ``path`` (PNG at 130 dpi, tight box) atomically: the file appears whole or not at all."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=130, bbox_inches="tight")
 
 
 def plot_rdf(r, curves: dict, path: str | Path | None = None, title: str = "Radial distribution function"):
     """Plot g(r) curves ({label: g}) against r (Å); save to ``path`` if given. Returns the figure."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for label, g in curves.items():
         ax.plot(r, g, label=label, lw=1.6)
@@ -36,33 +39,33 @@ def plot_rdf(r, curves: dict, path: str | Path | None = None, title: str = "Radi
     ax.set(xlabel="r (Å)", ylabel="g(r)", title=title)
     ax.legend()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
 def plot_adf(theta, curves: dict, path: str | Path | None = None, title: str = "Bead–bead–bead angle distribution"):
     """Plot ADF curves ({label: p(θ)}) against θ (degrees); save to ``path`` if given."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for label, p in curves.items():
         ax.plot(theta, p, label=label, lw=1.6)
     ax.set(xlabel="θ (degrees)", ylabel="p(θ) (1/degree)", title=title, xlim=(0, 180))
     ax.legend()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
 def plot_distribution(x, curves: dict, xlabel: str, ylabel: str, path: str | Path | None = None, title: str = ""):
     """Plot distributions ({label: p(x)}) against x; save to ``path`` if given."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for label, p in curves.items():
         ax.plot(x, p, label=label, lw=1.6)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
@@ -71,7 +74,7 @@ def plot_relevance_curves(curves: dict, bg_x, bg_y, xlabel: str, bg_label: str, 
     """Binned mean relevance curves ({label: (x, mean, sem or None)}, each with a ±SEM band) on the
     left axis, over a structural curve (RDF or ADF, shaded) on the right axis. Empty bins (NaN)
     are left out; a legend is drawn for more than one curve. Returns the figure."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.8, 3.9))
     ax2 = ax.twinx()
     ax2.fill_between(bg_x, 0, bg_y, color="0.85", label=bg_label)
@@ -91,7 +94,7 @@ def plot_relevance_curves(curves: dict, bg_x, bg_y, xlabel: str, bg_label: str, 
     if len(curves) > 1:
         ax.legend(frameon=False, fontsize=8)
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 

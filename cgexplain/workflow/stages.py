@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import section_hash
-from .fileio import read_json, save_npz, write_json
+from cgexplain.config import section_hash
+from cgexplain.fileio import read_json, save_npz, write_json
 
 __all__ = ["STAGES", "stage_reference", "stage_map", "stage_train", "stage_simulate", "stage_analyse", "stage_explain", "run_all", "default_run_dir"]
 
@@ -72,7 +72,7 @@ def _hashed_section(cfg, s):
 
 
 def _prepare(cfg, run_dir, folder) -> Path:
-    from .distributed import is_main_process, wait_for
+    from cgexplain.distributed import is_main_process, wait_for
 
     d = Path(run_dir) / folder
     # an empty priors section (the fluids) is left out, so their hashes did not change when it was added
@@ -100,13 +100,13 @@ def _figures(run_dir) -> Path:
 # ---------------------------------------------------------------- reference
 def stage_reference(cfg: dict, run_dir, progress: bool = True) -> dict:
     """Atomistic reference MD (OpenMM) and its RDF sanity check; writes ``reference/``."""
-    from .analysis import first_peak, rdf
-    from .plotting import plot_rdf
-    from .reference import ReferenceSettings, read_reference, run_reference
+    from cgexplain.analysis.structure import first_peak, rdf
+    from cgexplain.plots.core import plot_rdf
+    from cgexplain.reference.fluids import ReferenceSettings, read_reference, run_reference
 
     d = _prepare(cfg, run_dir, "reference")
     if cfg.get("kind") == "protein":
-        from .protein_stages import protein_reference
+        from cgexplain.workflow.kinds.protein import protein_reference
 
         return protein_reference(cfg, d, _figures(run_dir), progress)
     rc = dict(cfg["reference"])
@@ -172,7 +172,7 @@ def _rdf_rms_against_digitized(r, g, path, r_range):
 # ---------------------------------------------------------------- mapping
 def stage_map(cfg: dict, run_dir, progress: bool = True) -> dict:
     """Map the reference to beads; writes ``cg/`` (mapped.npz, topology.pdb, dataset.db, mapping.json)."""
-    from .mapping import load_universe, make_mapping, map_universe, write_cg_dataset, write_cg_topology
+    from cgexplain.mapping.maps import load_universe, make_mapping, map_universe, write_cg_dataset, write_cg_topology
 
     d = _prepare(cfg, run_dir, "cg")
     if (d / "mapping.json").exists():
@@ -205,8 +205,8 @@ def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
 
     Reads ``cg/mapped.npz`` (``training.data_path: cached``, the default) or ``cg/dataset.db``
     (``schnetpack``). Under DDP every process calls this; only global rank 0 writes the results."""
-    from .models import DEFAULT_HPARAMS
-    from .training import TrainSettings, train
+    from cgexplain.model.potential import DEFAULT_HPARAMS
+    from cgexplain.model.training import TrainSettings, train
 
     d = _prepare(cfg, run_dir, "model")
     cg = Path(run_dir) / "cg"
@@ -214,7 +214,7 @@ def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
     table = read_json(cg / "mapping.json")["type_table"]
     settings = TrainSettings.from_dict(cfg["training"])
     if cfg.get("kind") == "protein":  # priors fitted to the mapped reference; the network learns the residual
-        from .protein_stages import protein_priors
+        from cgexplain.workflow.kinds.protein import protein_priors
 
         hp["priors"] = protein_priors(cfg, Path(run_dir), d, _figures(run_dir))
     data = cg / ("mapped.npz" if settings.data_path == "cached" else "dataset.db")
@@ -224,9 +224,9 @@ def stage_train(cfg: dict, run_dir, progress: bool = True) -> dict:
 # ---------------------------------------------------------------- simulation
 def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
     """CG Langevin simulation from a mapped reference frame; writes ``simulation/``."""
-    from .mapping import MappedTrajectory
-    from .models import load_model
-    from .simulation import SimSettings, run_simulation
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.potential import load_model
+    from cgexplain.md.langevin import SimSettings, run_simulation
 
     d = _prepare(cfg, run_dir, "simulation")
     run = Path(run_dir)
@@ -235,7 +235,7 @@ def stage_simulate(cfg: dict, run_dir, progress: bool = True) -> dict:
     s = SimSettings.from_dict(cfg["simulation"])
     nf = len(traj.positions)
     if cfg.get("kind") == "protein" and s.start_frames is None:
-        from .protein_stages import protein_start_frames
+        from cgexplain.workflow.kinds.protein import protein_start_frames
 
         ks = protein_start_frames(run, s.n_replicas)
     elif s.n_replicas == 1:
@@ -256,7 +256,7 @@ def _cg_frames(run, lengths: bool = False):
     import MDAnalysis as mda
     from MDAnalysis.lib.mdamath import triclinic_vectors
 
-    from .simulation import trajectory_paths
+    from cgexplain.md.langevin import trajectory_paths
 
     sim = read_json(run / "simulation" / "simulation.json")
     pos, cells = [], []
@@ -273,16 +273,16 @@ def _cg_frames(run, lengths: bool = False):
 # ---------------------------------------------------------------- analysis
 def stage_analyse(cfg: dict, run_dir, progress: bool = True) -> dict:
     """RDF and ADF of the CG simulation against the mapped reference; writes ``analysis/`` and figures."""
-    from .analysis import adf, compare_structure, q_distribution, rdf
-    from .mapping import MappedTrajectory
-    from .plotting import plot_adf, plot_distribution, plot_rdf
+    from cgexplain.analysis.structure import adf, compare_structure, q_distribution, rdf
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.plots.core import plot_adf, plot_distribution, plot_rdf
 
     d = _prepare(cfg, run_dir, "analysis")
     if (d / "analysis.json").exists():
         return read_json(d / "analysis.json")
     run = Path(run_dir)
     if cfg.get("kind") == "protein":
-        from .protein_stages import protein_analyse
+        from cgexplain.workflow.kinds.protein import protein_analyse
 
         pos, _, lens = _cg_frames(run, lengths=True)
         return protein_analyse(cfg, run, d, _figures(run), (pos, lens))
@@ -321,13 +321,13 @@ def stage_explain(cfg: dict, run_dir, progress: bool = True) -> dict:
 
     ``lrp.workers`` (default 1) local processes share the frames; under a launcher (torchrun,
     srun) each rank takes its share and rank 0 aggregates."""
-    from .distributed import launcher_ranks
-    from .lrp.statistics import explain_frames
+    from cgexplain.distributed import launcher_ranks
+    from cgexplain.lrp.statistics import explain_frames
 
     d = _prepare(cfg, run_dir, "lrp")
     run = Path(run_dir)
     if cfg.get("kind") == "protein":
-        from .protein_stages import protein_explain
+        from cgexplain.workflow.kinds.protein import protein_explain
 
         if (d / "lrp.json").exists():
             return read_json(d / "lrp.json")
@@ -369,7 +369,7 @@ def run_all(cfg: dict, run_dir, progress: bool = True, stages=None) -> dict:
     ``wall_time_s`` keeps, per stage, the time of the run that computed it; stages reused in this
     run are listed in ``reused_stages``. In a process of rank > 0 (Lightning's DDP launcher,
     torchrun, srun) see :func:`_run_as_other_rank`; only rank 0 writes ``summary.json``."""
-    from .distributed import is_main_process, launcher_ranks, wait_for
+    from cgexplain.distributed import is_main_process, launcher_ranks, wait_for
 
     run = Path(run_dir)
     if not is_main_process():

@@ -58,7 +58,7 @@ def open_cg_frames(trajectory, topology=None, types=None, frames=None):
     (n,). frames: see :func:`parse_frames`.
     Raises FileNotFoundError, KeyError or ValueError naming the file and the problem.
     """
-    from .lrp.statistics import ArrayFrames, TrajectoryFrames
+    from cgexplain.lrp.statistics import ArrayFrames, TrajectoryFrames
 
     trajectory = Path(trajectory)
     if not trajectory.exists():
@@ -145,11 +145,11 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
     Raises FileNotFoundError, KeyError or ValueError (naming the file, key or frame) for bad input,
     and ValueError when ``out_dir`` holds relevances for other inputs.
     """
-    from .analysis import adf, first_minimum, rdf
-    from .distributed import launcher_ranks
-    from .fileio import read_json, save_npz, write_json
-    from .lrp.statistics import _params, explain_frames
-    from .models import load_model
+    from cgexplain.analysis.structure import adf, first_minimum, rdf
+    from cgexplain.distributed import launcher_ranks
+    from cgexplain.fileio import read_json, save_npz, write_json
+    from cgexplain.lrp.statistics import _params, explain_frames
+    from cgexplain.model.potential import load_model
 
     if ranks == "env":
         ranks = launcher_ranks()

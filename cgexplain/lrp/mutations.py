@@ -5,10 +5,10 @@ sits on the CA either way). :func:`mutation_whatif` evaluates the trained model 
 type's frames with the mutant's types: the energy change per frame and, optionally, how the
 residue-pair relevance map (:mod:`cgexplain.lrp.residues`) moves.
 
-Bead types come from :data:`AMINO_ACID_TYPES` (defined in :mod:`cgexplain.mapping`, re-exported
+Bead types come from :data:`AMINO_ACID_TYPES` (defined in :mod:`cgexplain.mapping.maps`, re-exported
 here): the 20 standard residues in alphabetical order of their three-letter codes (ALA = 1 ...
 VAL = 20). Protonation and force-field variants are read as their parent residue
-(:data:`cgexplain.mapping.RESIDUE_ALIASES`): histidine HID, HIE, HIP (Amber) and HSD, HSE, HSP
+(:data:`cgexplain.mapping.maps.RESIDUE_ALIASES`): histidine HID, HIE, HIP (Amber) and HSD, HSE, HSP
 (CHARMM) -> HIS, and likewise CYX/CYM -> CYS, ASH -> ASP, GLH -> GLU, LYN -> LYS; a CG bead does
 not resolve protonation states.
 """
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .mapping import AMINO_ACID_TYPES, RESIDUE_ALIASES  # the one table of bead types
+from cgexplain.mapping.maps import AMINO_ACID_TYPES, RESIDUE_ALIASES  # the one table of bead types
 
 __all__ = ["AMINO_ACID_TYPES", "AMINO_ACIDS", "ONE_LETTER", "THREE_LETTER", "RESIDUE_ALIASES", "Mutation", "canonical_resname",
            "parse_mutations", "mutate_types", "model_energies", "mutation_whatif"]
@@ -186,14 +186,14 @@ def _cutoff(model) -> float:
 def model_energies(model, positions, types, *, batch_size: int = 32, cutoff: float | None = None, progress: bool = False) -> np.ndarray:
     """The model's total energy (kcal/mol; the output ``energy``: network plus any prior module)
     of each frame. positions (F, n, 3) Å, non-periodic; types (n,). Frames go through the model in
-    batches of ``batch_size`` (:func:`cgexplain.models.batch_inputs`, in the model's dtype); the
+    batches of ``batch_size`` (:func:`cgexplain.model.potential.batch_inputs`, in the model's dtype); the
     forces module is skipped. cutoff Å: the neighbour-list cutoff (default the representation's).
     Returns (F,) float64."""
     import torch
     from schnetpack.atomistic import Forces
     from tqdm.auto import tqdm
 
-    from .models import batch_inputs
+    from cgexplain.model.potential import batch_inputs
 
     pos = np.asarray(positions, dtype=np.float64)
     if pos.ndim == 2:
@@ -270,7 +270,7 @@ def mutation_whatif(model, positions, types, resnames, mutations, type_table=Non
     if explain:
         from pathlib import Path
 
-        from .lrp.residues import explain_protein_frames
+        from cgexplain.lrp.residues import explain_protein_frames
 
         tag = "_".join(m.code for m in muts) or "none"
         with tempfile.TemporaryDirectory(prefix="cgexplain_mut_") as tmp:

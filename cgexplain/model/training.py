@@ -4,10 +4,10 @@ The loss is the force-matching mean squared error (Noid et al., J. Chem. Phys. 1
 (2008), eq. 29; Wang et al., ACS Cent. Sci. 5, 755 (2019)): L = <|F_map - F_θ(R)|²> over beads and
 components, in (kcal/mol/Å)². Lightning writes ``last.ckpt`` after every epoch, so a killed run
 resumes where it stopped; the checkpoints hold only tensors and plain hyper-parameters. At the end
-the best weights (lowest validation loss) are saved with :func:`cgexplain.models.save_model`.
+the best weights (lowest validation loss) are saved with :func:`cgexplain.model.potential.save_model`.
 
 Data: by default the frames are held in memory with neighbour lists computed once
-(:class:`cgexplain.data.CachedFrames`, ``data_path: cached``); ``data_path: schnetpack`` uses
+(:class:`cgexplain.model.data.CachedFrames`, ``data_path: cached``); ``data_path: schnetpack`` uses
 schnetpack's ``ASEAtomsData`` with ``VesinNeighborList`` computed each time a frame is loaded.
 
 Several devices or nodes: ``devices``, ``num_nodes``, ``strategy`` and ``accelerator`` go to the
@@ -28,9 +28,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from .config import settings_from_dict
-from .fileio import read_json, save_npz, write_json
-from .models import build_model, save_model
+from cgexplain.config import settings_from_dict
+from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.model.potential import build_model, save_model
 
 __all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces", "merge_training_logs"]
 
@@ -152,7 +152,7 @@ class _FrameData(pl.LightningDataModule):
         return _loader(self.train_set, self.batch_size, sampler, self.kind)
 
     def val_dataloader(self):
-        from .data import ShardSampler
+        from cgexplain.model.data import ShardSampler
 
         rank, world = self._rank()
         return _loader(self.val_set, self.batch_size, ShardSampler(len(self.val_set), rank, world), self.kind)
@@ -173,7 +173,7 @@ def _strategy(settings: TrainSettings) -> str:
 
 def _loader(ds, batch_size, sampler, kind):
     if kind == "cached":
-        from .data import cached_loader
+        from cgexplain.model.data import cached_loader
 
         return cached_loader(ds, batch_size, sampler)
     from schnetpack.data import AtomsLoader
@@ -209,7 +209,7 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
           progress: bool = True) -> dict:
     """Train a potential by force matching on the frames in ``data``; write ``out_dir``.
 
-    data: ``cg/mapped.npz`` (a :class:`cgexplain.mapping.MappedTrajectory`) or a schnetpack
+    data: ``cg/mapped.npz`` (a :class:`cgexplain.mapping.maps.MappedTrajectory`) or a schnetpack
     ``ASEAtomsData`` ``.db``; positions Å, forces kcal/mol/Å. ``settings.data_path`` 'cached'
     reads either; 'schnetpack' needs the ``.db``.
     Writes ``out_dir/model.pt`` + ``model.json`` (best weights), ``training.json`` (settings,
@@ -234,7 +234,7 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
         raise FileNotFoundError(f"{data}: no such file (training data)")
     cutoff = float(model_hparams["cutoff"])
     if settings.data_path == "cached":
-        from .data import read_frames
+        from cgexplain.model.data import read_frames
 
         pos, frc, cells, types = read_frames(data)
         n_total = len(pos)
@@ -254,7 +254,7 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
         save_npz(split_path, train=np.sort(idx[n_val:]), val=np.sort(idx[:n_val]))
     split = np.load(split_path)
     if settings.data_path == "cached":
-        from .data import CachedFrames
+        from cgexplain.model.data import CachedFrames
 
         train_set, val_set = (CachedFrames(pos[s], frc[s], cells[s], types, cutoff, progress=progress, desc=f"neighbour lists ({k})")
                               for k, s in (("train", split["train"]), ("validation", split["val"])))
@@ -315,7 +315,7 @@ def merge_training_logs(log_dir: str | Path, dest: str | Path) -> int:
     import csv
     import io
 
-    from .fileio import atomic_path
+    from cgexplain.fileio import atomic_path
 
     files = sorted(Path(log_dir).glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1]))
     if not files:

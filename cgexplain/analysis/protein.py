@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .units import KB_KCAL
+from cgexplain.units import KB_KCAL
 
 __all__ = [
     "ca_rmsd", "native_contacts", "fraction_native_contacts", "radius_of_gyration", "bond_lengths", "bond_angles",
@@ -431,15 +431,15 @@ def _plot_edges(key: str, ref, cg, n_bins: int) -> np.ndarray:
 
 def _overlay_figure(specs, ref_obs, cg_obs, path, labels, n_bins, title):
     """One row of histogram panels ((key, x label) per panel), both ensembles overlaid."""
-    from .plotting import _plt, _save
+    from cgexplain.plots.core import pyplot, save_figure
 
-    fig, axes = _plt().subplots(1, len(specs), figsize=(12.0, 3.6))
+    fig, axes = pyplot().subplots(1, len(specs), figsize=(12.0, 3.6))
     _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
@@ -475,9 +475,9 @@ def plot_tica_fes(ref_fes, cg_fes, path: str | Path | None = None, fmax: float |
     """Two free energy surfaces (each (xedges, yedges, F) from :func:`free_energy_surface`, F in
     kcal/mol) side by side on one colour scale, 0 to ``fmax`` (default: the largest finite F of
     either); empty bins are left blank. Save to ``path`` if given. Returns the figure."""
-    from .plotting import _plt, _save
+    from cgexplain.plots.core import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     finite = [f[np.isfinite(f)] for _, _, f in (ref_fes, cg_fes)]
     vmax = fmax if fmax is not None else max(float(v.max()) if v.size else 0.0 for v in finite) or 1.0
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True, sharey=True)
@@ -489,5 +489,5 @@ def plot_tica_fes(ref_fes, cg_fes, path: str | Path | None = None, fmax: float |
     if title:
         fig.suptitle(title)
     if path:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig

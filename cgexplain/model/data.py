@@ -2,11 +2,11 @@
 
 :class:`CachedFrames` keeps the CG frames of a mapped trajectory (positions Å, forces
 kcal/mol/Å, cells Å, bead types) as numpy arrays and computes every frame's neighbour list once, with
-:func:`cgexplain.models.neighbor_list` (vesin). The lists are kept compactly: pair indices as
+:func:`cgexplain.model.potential.neighbor_list` (vesin). The lists are kept compactly: pair indices as
 int16 (int32 above 32,767 beads) and integer cell shifts as int8 (wider only if a shift needs it),
 and the offsets are formed at collate time, ``offsets = shifts @ cell``. :meth:`CachedFrames.collate`
 turns a list of frame indices into exactly the schnetpack input dict that
-:func:`cgexplain.models.batch_inputs` builds (same keys and dtypes), plus ``forces``.
+:func:`cgexplain.model.potential.batch_inputs` builds (same keys and dtypes), plus ``forces``.
 
 schnetpack's own path (``ASEAtomsData`` + ``VesinNeighborList`` per loaded frame) recomputes the
 neighbour list every time a frame is loaded; ``benchmarks/train_throughput.py`` compares the two.
@@ -23,8 +23,8 @@ __all__ = ["CachedFrames", "read_frames", "ShardSampler", "cached_loader"]
 
 
 def read_frames(path: str | Path):
-    """Frames of a mapped trajectory: ``cg/mapped.npz`` (:class:`cgexplain.mapping.MappedTrajectory`)
-    or a schnetpack ``ASEAtomsData`` ``.db`` written by :func:`cgexplain.mapping.write_cg_dataset`.
+    """Frames of a mapped trajectory: ``cg/mapped.npz`` (:class:`cgexplain.mapping.maps.MappedTrajectory`)
+    or a schnetpack ``ASEAtomsData`` ``.db`` written by :func:`cgexplain.mapping.maps.write_cg_dataset`.
 
     Returns positions (F, n, 3) Å, forces (F, n, 3) kcal/mol/Å, cells (F, 3, 3) Å (zeros: not
     periodic), types (n,) int64. Raises FileNotFoundError for a missing file, ValueError for
@@ -34,7 +34,7 @@ def read_frames(path: str | Path):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (training data: cg/mapped.npz or cg/dataset.db)")
     if path.suffix == ".npz":
-        from .mapping import MappedTrajectory
+        from cgexplain.mapping.maps import MappedTrajectory
 
         t = MappedTrajectory.load(path)
         return t.positions, t.forces, t.cells, np.asarray(t.bead_types, dtype=np.int64)
@@ -88,7 +88,7 @@ class CachedFrames:
     def __init__(self, positions, forces, cells, types, cutoff: float, progress: bool = True, desc: str = "neighbour lists"):
         from tqdm.auto import tqdm
 
-        from .models import neighbor_list
+        from cgexplain.model.potential import neighbor_list
 
         pos = np.asarray(positions, dtype=np.float64)
         frc = np.asarray(forces, dtype=np.float64)
@@ -146,7 +146,7 @@ class CachedFrames:
     def collate(self, frames) -> dict:
         """The schnetpack input dict of ``frames`` (a sequence of frame indices, in batch order).
 
-        Keys and dtypes as :func:`cgexplain.models.batch_inputs` (``_atomic_numbers``,
+        Keys and dtypes as :func:`cgexplain.model.potential.batch_inputs` (``_atomic_numbers``,
         ``_positions`` (B·n, 3) float32 Å, ``_cell`` (B, 3, 3) float32, ``_pbc`` (B, 3) bool,
         ``_idx_i``/``_idx_j`` int64, ``_offsets`` float32 Å, ``_n_atoms`` (B,), ``_idx_m``
         (B·n,)), plus ``forces`` (B·n, 3) float32 kcal/mol/Å. Raises IndexError for a frame

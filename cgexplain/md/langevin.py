@@ -5,7 +5,7 @@ Integrator: BAOAB Langevin splitting (Leimkuhler & Matthews, Appl. Math. Res. Ex
     v += (dt/2) F/m;  x += (dt/2) v;  v = c v + sqrt((1 - c²) kT/m) ξ;  x += (dt/2) v;
     F = F(x);  v += (dt/2) F/m,            with c = exp(-γ dt).
 (1 kcal/mol/Å/amu = 418.4 Å/ps².) The integrator runs in float64 torch on the model's
-device. The neighbour list is a Verlet list (:mod:`cgexplain.neighbors`) rebuilt only when a bead
+device. The neighbour list is a Verlet list (:mod:`cgexplain.md.neighbors`) rebuilt only when a bead
 has moved more than half the skin. ``R`` replicas (independent copies, each with its own random
 stream) are evaluated in one batched forward pass.
 
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import units
-from .config import settings_from_dict
-from .fileio import read_json, save_npz, write_json
-from .neighbors import VerletList, replica_cells
+from cgexplain import units
+from cgexplain.config import settings_from_dict
+from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.md.neighbors import VerletList, replica_cells
 
 __all__ = ["SimulationError", "SimSettings", "CGForceField", "frozen_weights", "AsyncFrameWriter", "langevin", "run_simulation",
            "kinetic_temperature", "replica_generators", "trajectory_paths"]
@@ -94,7 +94,7 @@ class CGForceField:
 
     model: a schnetpack potential with ``energy`` (kcal/mol) and ``forces`` (kcal/mol/Å)
     outputs; types (n,) bead types; cells (3, 3) or (R, 3, 3) Å (zeros/None: not periodic);
-    cutoff Å; skin Å (Verlet skin of :class:`cgexplain.neighbors.VerletList`; 0 rebuilds every
+    cutoff Å; skin Å (Verlet skin of :class:`cgexplain.md.neighbors.VerletList`; 0 rebuilds every
     step). The constant inputs (types, cells, batch indices) are built once.
     Calling it with positions x (R, n, 3) Å (torch, any float dtype) returns energies (R,)
     kcal/mol and forces (R, n, 3) kcal/mol/Å as float64 tensors on the model's device.

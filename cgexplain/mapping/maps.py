@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import units
-from .fileio import atomic_path, save_npz
+from cgexplain import units
+from cgexplain.fileio import atomic_path, save_npz
 
 __all__ = [
     "AMINO_ACID_TYPES",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import read_json, save_npz, write_json
+from cgexplain.fileio import read_json, save_npz, write_json
 
 __all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained", "plot_pretrained_relevance", "plot_relevance_comparison"]
 
@@ -71,7 +71,7 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     provenance dict. Raises FileNotFoundError naming the first missing run file, and ValueError
     if the folder would exceed :data:`MAX_BYTES`.
     """
-    from .training import merge_training_logs
+    from cgexplain.model.training import merge_training_logs
 
     run, dest = Path(run_dir), Path(dest)
     files = _files(run)
@@ -122,7 +122,7 @@ def load_pretrained(path, map_location: str = "cpu") -> tuple:
     ``structure``, ``nbody`` (dicts of arrays from the npz files); a protein folder has
     ``priors`` (JSON), ``protein`` and ``residues`` (arrays) instead of ``structure`` and ``nbody``.
     Raises FileNotFoundError naming a missing file."""
-    from .models import load_model
+    from cgexplain.model.potential import load_model
 
     d = Path(path)
     model, meta = load_model(d, map_location=map_location)
@@ -142,7 +142,7 @@ def plot_pretrained_relevance(results: dict, title: str = "", path_prefix=None):
     distance over the CG RDF, and 3-body relevance against angle over the CG ADF (publication
     Figure 2), per-frame normalised curves with their standard errors. Returns the two figures
     (written to ``<path_prefix>_2body.png`` / ``_3body.png`` if given)."""
-    from .plotting import plot_nbody_relevance
+    from cgexplain.plots.core import plot_nbody_relevance
 
     paths = (None, None) if path_prefix is None else (Path(f"{path_prefix}_2body.png"), Path(f"{path_prefix}_3body.png"))
     return plot_nbody_relevance(results["nbody"], results["structure"], results["lrp"].get("normalise", "mean_abs"), title, *paths)
@@ -160,7 +160,7 @@ def plot_relevance_comparison(stats: dict, structure: dict, kind: str = "two", p
     comparable in their 'norm' curves). Returns the figure (saved to ``path`` if given).
     Raises ValueError for another kind.
     """
-    from .plotting import plot_relevance_curves
+    from cgexplain.plots.core import plot_relevance_curves
 
     if kind not in ("two", "three"):
         raise ValueError(f"kind must be 'two' or 'three', got {kind!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models import neighbor_list
+from cgexplain.model.potential import neighbor_list
 
 __all__ = ["rdf", "angle_triplets", "adf", "tetrahedral_order", "q_distribution", "first_peak", "first_minimum", "compare_structure"]
 

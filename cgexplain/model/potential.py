@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .fileio import atomic_path, read_json, write_json
+from cgexplain import __version__
+from cgexplain.fileio import atomic_path, read_json, write_json
 
 __all__ = ["DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
 
@@ -27,7 +27,7 @@ DEFAULT_HPARAMS = {
     "n_rbf": 20,
     "lmax": 2,  # SO3net only
     "shared_interactions": False,
-    "priors": None,  # a params dict of cgexplain.priors (proteins), or None: no prior
+    "priors": None,  # a params dict of cgexplain.model.priors (proteins), or None: no prior
 }
 
 
@@ -35,10 +35,10 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
     """Build a schnetpack ``NeuralNetworkPotential`` from ``hparams`` (see DEFAULT_HPARAMS).
 
     Outputs: ``energy`` (kcal/mol, sum of atomwise terms) and ``forces`` (kcal/mol/Å). With
-    ``hparams["priors"]`` a params dict (:func:`cgexplain.priors.fit_priors`), the output modules are
-    [Atomwise, :class:`~cgexplain.priors.PriorEnergy`, Forces]: ``energy`` is the network energy plus
+    ``hparams["priors"]`` a params dict (:func:`cgexplain.model.priors.fit_priors`), the output modules are
+    [Atomwise, :class:`~cgexplain.model.priors.PriorEnergy`, Forces]: ``energy`` is the network energy plus
     the prior energy (also output as ``prior_energy``), and the forces include the prior's.
-    With ``fast`` (default), PaiNN's interaction blocks are :class:`cgexplain.kernels.FastPaiNNInteraction`
+    With ``fast`` (default), PaiNN's interaction blocks are :class:`cgexplain.model.kernels.FastPaiNNInteraction`
     (the same parameters and function, evaluated faster); ``fast=False`` gives schnetpack's own modules.
     Raises ValueError for an unknown representation or malformed prior params.
     """
@@ -62,7 +62,7 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
         raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn' or 'so3net'")
     outputs = [spk.atomistic.Atomwise(n_in=hp["n_atom_basis"], output_key="energy", aggregation_mode="sum")]
     if hp.get("priors"):
-        from .priors import PriorEnergy
+        from cgexplain.model.priors import PriorEnergy
 
         outputs.append(PriorEnergy.from_params(hp["priors"]))
     outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
@@ -72,7 +72,7 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
         output_modules=outputs,
     )
     if fast:
-        from .kernels import accelerate
+        from cgexplain.model.kernels import accelerate
 
         accelerate(model)
     return model

@@ -48,7 +48,7 @@ class _Potential:
         raise NotImplementedError
 
     def _pairs(self, x, cell):
-        from .models import pairs_within
+        from cgexplain.model.potential import pairs_within
 
         return pairs_within(x, cell, self.cutoff)
 
@@ -153,7 +153,7 @@ class MW(_Potential):
 
     def _angles(self, x, cell):
         """Vertex c and legs a < b with both legs inside the cutoff, each angle once: (m,) each."""
-        from .analysis import angle_triplets
+        from cgexplain.analysis.structure import angle_triplets
 
         c, j, k, _ = angle_triplets(np.asarray(x, float), cell, self.cutoff)
         vab = np.stack([c, np.minimum(j, k), np.maximum(j, k)], 1)

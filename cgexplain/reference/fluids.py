@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import units
-from .config import settings_from_dict
-from .fileio import atomic_path, read_json, save_npz, write_json
+from cgexplain import units
+from cgexplain.config import settings_from_dict
+from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
 
 __all__ = ["ReferenceSettings", "build_water_box", "build_bead_fluid", "build_system", "run_reference", "run_chunks", "save_state", "read_reference"]
 
@@ -29,9 +29,9 @@ __all__ = ["ReferenceSettings", "build_water_box", "build_bead_fluid", "build_sy
 class ReferenceSettings:
     """Settings of a reference run (units: Å, ps, K, bar)."""
 
-    system: str = "water"  # "water" (OpenMM force field + Modeller), "methane" (OPLS-AA, cgexplain.methane), "lj" or "mw"
-    #: parameters of the analytic potential of "lj" (cgexplain.potentials.LennardJones: sigma Å, epsilon kcal/mol,
-    #: cutoff Å, switch Å) or "mw" (cgexplain.potentials.MW); empty: the defaults there
+    system: str = "water"  # "water" (OpenMM force field + Modeller), "methane" (OPLS-AA, cgexplain.reference.methane), "lj" or "mw"
+    #: parameters of the analytic potential of "lj" (cgexplain.reference.potentials.LennardJones: sigma Å, epsilon kcal/mol,
+    #: cutoff Å, switch Å) or "mw" (cgexplain.reference.potentials.MW); empty: the defaults there
     potential: dict = dataclasses.field(default_factory=dict)
     forcefield: tuple[str, ...] = ("tip3p.xml",)
     water_model: str = "tip3p"
@@ -81,13 +81,13 @@ BEAD_FLUIDS = {"lj": ("LennardJones", "AR", "Ar", 39.948), "mw": ("MW", "MW", No
 def build_bead_fluid(settings: ReferenceSettings):
     """A box of ``settings.n_molecules`` one-particle molecules of a :data:`BEAD_FLUIDS` fluid
     (``settings.system``: "lj" argon, "mw" water) on a jittered simple cubic lattice at
-    ``settings.density`` g/cm³, with the analytic potential of :mod:`cgexplain.potentials`.
+    ``settings.density`` g/cm³, with the analytic potential of :mod:`cgexplain.reference.potentials`.
 
     Returns (potential, topology, positions Å (n, 3), cell Å (3, 3), mass amu).
     Raises ValueError for a density <= 0 or a box shorter than twice the potential's cutoff."""
     from openmm import Vec3, app, unit
 
-    from . import potentials
+    from cgexplain.reference import potentials
 
     cls_name, name, element, mass = BEAD_FLUIDS[settings.system]
     pot = getattr(potentials, cls_name)(**settings.potential)
@@ -116,7 +116,7 @@ def build_system(settings: ReferenceSettings):
     """The reference system: (make_system() -> openmm.System, topology, positions).
 
     ``settings.system`` picks water (force field files + Modeller, :func:`build_water_box`),
-    methane (OPLS-AA, :mod:`cgexplain.methane`), or a fluid with an analytic potential whose
+    methane (OPLS-AA, :mod:`cgexplain.reference.methane`), or a fluid with an analytic potential whose
     many-body split is known ("lj", "mw"; :func:`build_bead_fluid`). Raises ValueError for
     another name."""
     from openmm import app, unit
@@ -126,12 +126,12 @@ def build_system(settings: ReferenceSettings):
         return (lambda: ff.createSystem(top, nonbondedMethod=app.PME, nonbondedCutoff=settings.nonbonded_cutoff / 10.0 * unit.nanometer,
                                         constraints=app.HBonds, rigidWater=True)), top, pos
     if settings.system == "methane":
-        from .methane import build_methane_box, methane_system
+        from cgexplain.reference.methane import build_methane_box, methane_system
 
         top, pos, _ = build_methane_box(settings.n_molecules, settings.density, seed=settings.seed)
         return (lambda: methane_system(top, settings.nonbonded_cutoff)), top, pos * unit.angstrom
     if settings.system in BEAD_FLUIDS:
-        from .potentials import openmm_system
+        from cgexplain.reference.potentials import openmm_system
 
         pot, top, x, cell, mass = build_bead_fluid(settings)
         return (lambda: openmm_system(pot, len(x), cell, mass)), top, x * unit.angstrom

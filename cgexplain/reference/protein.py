@@ -18,7 +18,7 @@ J. Chem. Theory Comput. 9, 2020 (2013)) and minimised. Then:
 Hydrogen mass repartitioning (``hydrogen_mass`` amu moved onto each H from its heavy atom) allows
 4 fs steps; it changes dynamics but not the configurational ensemble or the forces.
 OpenMM's ``getForces`` leaves out the H-bond constraint forces; a force map that sums every
-atom of a residue cancels them (:mod:`cgexplain.mapping`).
+atom of a residue cancels them (:mod:`cgexplain.mapping.maps`).
 
 Output (``out_dir``): ``topology.pdb`` (the minimised structure), ``trajectory.trr`` (all runs
 one after another, no box, forces), ``native.pdb`` (the minimised structure, for RMSD and
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import units
-from .config import settings_from_dict
-from .fileio import atomic_path, read_json, write_json
-from .reference import run_chunks, save_state, write_trajectory_with_forces
+from cgexplain import units
+from cgexplain.config import settings_from_dict
+from cgexplain.fileio import atomic_path, read_json, write_json
+from cgexplain.reference.fluids import run_chunks, save_state, write_trajectory_with_forces
 
 __all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries"]
 

@@ -14,7 +14,7 @@ exactly the function of :class:`schnetpack.representation.painn.PaiNNInteraction
   ``dmumu_ij * mu_j`` is skipped, since it is exactly zero.
 
 The class only overrides ``forward``, so the module keeps its parameters, ``state_dict`` keys and
-saved files; models built by :func:`cgexplain.models.build_model` use it unless ``fast=False``,
+saved files; models built by :func:`cgexplain.model.potential.build_model` use it unless ``fast=False``,
 and the LRP engine (``cgexplain.lrp.painn``) has its own forward and is not affected. Energies and
 forces agree with schnetpack's to float round-off, and the training gradients too (tested in
 ``tests/test_kernels.py``); the speed-up is measured in ``benchmarks/md_throughput.py`` and

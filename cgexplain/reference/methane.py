@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .units import AVOGADRO
+from cgexplain.units import AVOGADRO
 
 __all__ = ["METHANE_MASS_AMU", "build_methane_box", "methane_system"]
 

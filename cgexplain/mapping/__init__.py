@@ -1,0 +1,2 @@
+"""Atoms to beads: position maps, consistent force maps, bead types and the CG topology (:mod:`.maps`).
+"""

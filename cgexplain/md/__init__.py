@@ -1,0 +1,2 @@
+"""CG molecular dynamics: neighbour lists (:mod:`.neighbors`) and Langevin integration (:mod:`.langevin`).
+"""
