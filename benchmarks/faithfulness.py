@@ -32,6 +32,7 @@ curves. Sample sizes are printed beside every number. Not a timed test.
 
     python benchmarks/faithfulness.py runs/lj-quick runs/mw-quick [--frames 10] [--pairs 200] [--triplets 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,11 +97,21 @@ def _vertex_points(x, cell, tri, shell):
 def _stats(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return {"n": len(a), "pearson": float("nan"), "spearman": float("nan"), "rmse": float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan"),
-                "sign_agreement": float("nan")}
+        return {
+            "n": len(a),
+            "pearson": float("nan"),
+            "spearman": float("nan"),
+            "rmse": float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan"),
+            "sign_agreement": float("nan"),
+        }
     nz = np.abs(b) > 1e-12
-    return {"n": len(a), "pearson": float(np.corrcoef(a, b)[0, 1]), "spearman": float(spearmanr(a, b)[0]),
-            "rmse": float(np.sqrt(np.mean((a - b) ** 2))), "sign_agreement": float(np.mean(np.sign(a[nz]) == np.sign(b[nz]))) if nz.any() else float("nan")}
+    return {
+        "n": len(a),
+        "pearson": float(np.corrcoef(a, b)[0, 1]),
+        "spearman": float(spearmanr(a, b)[0]),
+        "rmse": float(np.sqrt(np.mean((a - b) ** 2))),
+        "sign_agreement": float(np.mean(np.sign(a[nz]) == np.sign(b[nz]))) if nz.any() else float("nan"),
+    }
 
 
 def _binned(x, y, edges, min_count=20):
@@ -114,8 +125,9 @@ def _curve_r(a, b):
     return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() >= 3 and np.std(b[ok]) > 0 and np.std(a[ok]) > 0 else float("nan")
 
 
-def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: float | None, seed: int, figures: Path | None,
-            deletion_frames: int = 10) -> dict:
+def run_one(
+    run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: float | None, seed: int, figures: Path | None, deletion_frames: int = 10
+) -> dict:
     system, pot = _potential(run)
     model, meta = load_model(run / "model")
     model = model.double()
@@ -126,9 +138,33 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
         P, C, types = z["positions"], z["cells"], z["bead_types"]
     frames = np.unique(np.linspace(0, len(P) - 1, n_frames).round().astype(int))
     rng = np.random.default_rng(seed)
-    acc: dict = {"u": [], "Istar": [], "I2": [], "d2": [], "dist": [], "t": [], "I3": [], "d3": [], "ang_I3": [], "ang_t_s": [],
-                 "lrp": {r: {"p_all": [], "u_all": [], "dist_all": [], "p_s": [], "t_all": [], "tri_all_lrp": [], "tri_s": [], "ang": [], "ang_t": [],
-                             "shares": None} for r in RULES}}
+    acc: dict = {
+        "u": [],
+        "Istar": [],
+        "I2": [],
+        "d2": [],
+        "dist": [],
+        "t": [],
+        "I3": [],
+        "d3": [],
+        "ang_I3": [],
+        "ang_t_s": [],
+        "lrp": {
+            r: {
+                "p_all": [],
+                "u_all": [],
+                "dist_all": [],
+                "p_s": [],
+                "t_all": [],
+                "tri_all_lrp": [],
+                "tri_s": [],
+                "ang": [],
+                "ang_t": [],
+                "shares": None,
+            }
+            for r in RULES
+        },
+    }
     t0 = time.perf_counter()
     for fi, f in enumerate(frames):
         x, cell = P[f].astype(float), C[f].astype(float)
@@ -181,12 +217,22 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
             rows_all, ang_all = _vertex_points(x, cell, tri, shell)
             a["ang"].append(np.stack([ang_all, _lookup(tri, lt, ltr)[rows_all]], 1))
             a["ang_t"].append(np.stack([ang_all, t_all[rows_all]], 1))
-        print(f"  [{run.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"  [{run.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     cat = {k: np.concatenate(v) for k, v in acc.items() if k != "lrp"}
-    out = {"run": str(run), "system": system, "arch": hp["representation"], "frames": len(frames),
-           "deletion_frames": int(min(deletion_frames, len(frames))), "shell_A": shell,
-           "pairs_sampled": int(len(cat["u"])), "triplets_sampled": int(len(cat["t"])), "seconds": time.perf_counter() - t0}
+    out = {
+        "run": str(run),
+        "system": system,
+        "arch": hp["representation"],
+        "frames": len(frames),
+        "deletion_frames": int(min(deletion_frames, len(frames))),
+        "shell_A": shell,
+        "pairs_sampled": int(len(cat["u"])),
+        "triplets_sampled": int(len(cat["t"])),
+        "seconds": time.perf_counter() - t0,
+    }
     net = {"I_ij vs I*_ij": _stats(cat["I2"], cat["Istar"]), "d_ij vs u_ij": _stats(cat["d2"], cat["u"])}
     if system == "lj":
         net["rms(I_ijk)/rms(I_ij)"] = float(np.sqrt(np.mean(cat["I3"] ** 2)) / np.sqrt(np.mean(cat["I2"] ** 2)))
@@ -212,10 +258,15 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
         c3, n3 = _binned(ang[:, 0], ang[:, 1], aedges, 200)
         t3, _ = _binned(angt[:, 0], angt[:, 1], aedges, 200)
         sh = a["shares"]
-        s = {"pairs vs u_ij (all pairs)": _stats(pa, ua), "pairs vs I_ij (network)": _stats(np.concatenate(a["p_s"]), cat["I2"]),
-             "triplets vs I_ijk (network)": _stats(np.concatenate(a["tri_s"]), cat["I3"]),
-             "2-body curve r vs u(r)": _curve_r(c2, u2), "3-body curve min points per bin": int(n3.min()),
-             "s_k": {str(k): v for k, v in sh["abs"].items()}, "sigma_k": {str(k): v for k, v in sh["signed"].items()}}
+        s = {
+            "pairs vs u_ij (all pairs)": _stats(pa, ua),
+            "pairs vs I_ij (network)": _stats(np.concatenate(a["p_s"]), cat["I2"]),
+            "triplets vs I_ijk (network)": _stats(np.concatenate(a["tri_s"]), cat["I3"]),
+            "2-body curve r vs u(r)": _curve_r(c2, u2),
+            "3-body curve min points per bin": int(n3.min()),
+            "s_k": {str(k): v for k, v in sh["abs"].items()},
+            "sigma_k": {str(k): v for k, v in sh["signed"].items()},
+        }
         if system == "mw":
             s["triplets vs t_ijk (all triplets)"] = _stats(np.concatenate(a["tri_all_lrp"]), np.concatenate(a["t_all"]))
             s["3-body curve r vs t"] = _curve_r(c3, t3)
@@ -228,17 +279,34 @@ def run_one(run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: floa
             figures.mkdir(parents=True, exist_ok=True)
             cen = 0.5 * (redges[1:] + redges[:-1])
             sc = np.nanmax(np.abs(c2)) / max(np.nanmax(np.abs(u2)), 1e-12)
-            plot_relevance_curves({"LRP per-pair sum": (cen, c2, None), f"u(r) × {sc:.2g}": (cen, u2 * sc, None)}, cen, np.zeros_like(cen),
-                                  "r (Å)", "", "kcal/mol", figures / f"faithfulness_{system}_{hp['representation']}_{_tag(rname)}_2body.png",
-                                  f"{system} {hp['representation']} {rname}: 2-body")
+            plot_relevance_curves(
+                {"LRP per-pair sum": (cen, c2, None), f"u(r) × {sc:.2g}": (cen, u2 * sc, None)},
+                cen,
+                np.zeros_like(cen),
+                "r (Å)",
+                "",
+                "kcal/mol",
+                figures / f"faithfulness_{system}_{hp['representation']}_{_tag(rname)}_2body.png",
+                f"{system} {hp['representation']} {rname}: 2-body",
+            )
             if system == "mw":
                 ca = 0.5 * (aedges[1:] + aedges[:-1])
                 sc3 = np.nanmax(np.abs(c3)) / max(np.nanmax(np.abs(t3)), 1e-12)
                 sci = np.nanmax(np.abs(c3)) / max(np.nanmax(np.abs(tI)), 1e-12)
-                plot_relevance_curves({"LRP per-triplet sum": (ca, c3, None), f"true φ3 × {sc3:.2g}": (ca, t3 * sc3, None),
-                                       f"deletion I_ijk × {sci:.2g}": (ca, tI * sci, None)}, ca, np.zeros_like(ca), "vertex angle (degrees)", "",
-                                      "kcal/mol", figures / f"faithfulness_{system}_{hp['representation']}_{_tag(rname)}_3body.png",
-                                      f"{system} {hp['representation']} {rname}: 3-body")
+                plot_relevance_curves(
+                    {
+                        "LRP per-triplet sum": (ca, c3, None),
+                        f"true φ3 × {sc3:.2g}": (ca, t3 * sc3, None),
+                        f"deletion I_ijk × {sci:.2g}": (ca, tI * sci, None),
+                    },
+                    ca,
+                    np.zeros_like(ca),
+                    "vertex angle (degrees)",
+                    "",
+                    "kcal/mol",
+                    figures / f"faithfulness_{system}_{hp['representation']}_{_tag(rname)}_3body.png",
+                    f"{system} {hp['representation']} {rname}: 3-body",
+                )
     out["lrp"] = lrp
     return out
 
@@ -270,9 +338,11 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     results = [run_one(r, args.frames, args.pairs, args.triplets, args.shell, args.seed, args.figures, args.deletion_frames) for r in args.runs]
     for res in results:
-        print(f"\n== {res['system']} {res['arch']} ({res['run']}): LRP on {res['frames']} frames; deletion interactions on "
-              f"{res['deletion_frames']} frames, {res['pairs_sampled']} sampled pairs, "
-              f"{res['triplets_sampled']} sampled triplets, shell {res['shell_A']:.2f} Å, {res['seconds']:.0f} s")
+        print(
+            f"\n== {res['system']} {res['arch']} ({res['run']}): LRP on {res['frames']} frames; deletion interactions on "
+            f"{res['deletion_frames']} frames, {res['pairs_sampled']} sampled pairs, "
+            f"{res['triplets_sampled']} sampled triplets, shell {res['shell_A']:.2f} Å, {res['seconds']:.0f} s"
+        )
         for k, v in res["network"].items():
             print(f"  network   {k:<38} {_fmt(v)}")
         for rname, s in res["lrp"].items():

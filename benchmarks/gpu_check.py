@@ -21,6 +21,7 @@ wheelhouse described in benchmarks/README.md.
     python benchmarks/gpu_check.py --device cpu --dry # tiny sizes, both columns on the CPU (the suite's check)
     python benchmarks/gpu_check.py --json out.json    # also write the table as JSON
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,12 +111,20 @@ def lrp_rows(dev, meth, wat, repeats):
     t_pr, res_p = timed(lambda: walk_relevance(w, aw, max_order=3), dev, repeats)
     body = body_order_totals(res_p)
     rng = np.random.default_rng(0)
-    samples = {"methane": res_m["walks"][rng.choice(len(res_m["walks"]), min(1000, len(res_m["walks"])), replace=False)],
-               "water": res_w["walks"][rng.choice(len(res_w["walks"]), min(1000, len(res_w["walks"])), replace=False)],
-               "methane_max": float(np.abs(res_m["relevance"]).max()), "water_max": float(np.abs(res_w["relevance"]).max())}
-    return {"lrp_methane_all_s": t_m, "lrp_water512_all_s": t_all, "lrp_water512_pruned_s": t_pr,
-            "n_walks_methane": len(res_m["walks"]), "n_walks_water512": len(res_w["walks"]),
-            "four_body_total_water512": body[4][0]}, samples
+    samples = {
+        "methane": res_m["walks"][rng.choice(len(res_m["walks"]), min(1000, len(res_m["walks"])), replace=False)],
+        "water": res_w["walks"][rng.choice(len(res_w["walks"]), min(1000, len(res_w["walks"])), replace=False)],
+        "methane_max": float(np.abs(res_m["relevance"]).max()),
+        "water_max": float(np.abs(res_w["relevance"]).max()),
+    }
+    return {
+        "lrp_methane_all_s": t_m,
+        "lrp_water512_all_s": t_all,
+        "lrp_water512_pruned_s": t_pr,
+        "n_walks_methane": len(res_m["walks"]),
+        "n_walks_water512": len(res_w["walks"]),
+        "four_body_total_water512": body[4][0],
+    }, samples
 
 
 def sampled_relevance(dev, meth, wat, samples) -> dict:
@@ -124,8 +133,10 @@ def sampled_relevance(dev, meth, wat, samples) -> dict:
 
     so3, at, nb = meth
     water, x, cell = wat
-    return {"methane": walk_relevance(so3.to(dev), at, neighbors=nb, walks=samples["methane"])["relevance"],
-            "water": walk_relevance(water.to(dev), to_atoms(x, np.ones(len(x), int), cell), walks=samples["water"])["relevance"]}
+    return {
+        "methane": walk_relevance(so3.to(dev), at, neighbors=nb, walks=samples["methane"])["relevance"],
+        "water": walk_relevance(water.to(dev), to_atoms(x, np.ones(len(x), int), cell), walks=samples["water"])["relevance"],
+    }
 
 
 def md_rows(dev, wat, steps, replica_steps, replicas):
@@ -150,8 +161,18 @@ def md_rows(dev, wat, steps, replica_steps, replicas):
     out = {"md_raw_evals_per_s": steps / t_raw}
 
     def run(k, R):
-        s = SimSettings(temperature=300.0, timestep=0.002, friction=1.0, n_steps=k, save_interval=max(k, 1), seed=1, skin=1.0,
-                        n_replicas=R, device=str(dev), max_force=1e4)
+        s = SimSettings(
+            temperature=300.0,
+            timestep=0.002,
+            friction=1.0,
+            n_steps=k,
+            save_interval=max(k, 1),
+            seed=1,
+            skin=1.0,
+            n_replicas=R,
+            device=str(dev),
+            max_force=1e4,
+        )
         start = x if R == 1 else np.repeat(x[None], R, axis=0)
         langevin(model, start, types, masses, cell, cutoff, s, writer=None, progress=False)
 
@@ -167,8 +188,12 @@ def train_row(dev, wat, n_frames, n_steps, batch_size=4):
     from cgexplain.model.data import CachedFrames, cached_loader
 
     water, x, cell = wat
-    hp = {"representation": "painn", "n_atom_basis": int(water.representation.n_atom_basis),
-          "n_interactions": int(water.representation.n_interactions), "cutoff": float(water.representation.cutoff)}
+    hp = {
+        "representation": "painn",
+        "n_atom_basis": int(water.representation.n_atom_basis),
+        "n_interactions": int(water.representation.n_interactions),
+        "cutoff": float(water.representation.cutoff),
+    }
     n = min(len(x), 256)
     rng = np.random.default_rng(0)
     pos = x[None, :n] + rng.normal(0, 0.05, (n_frames, n, 3))
@@ -248,8 +273,10 @@ def main(argv=None):
         ("training, batch 4 x 256 beads", "frames/s", "train_frames_per_s", True),
     ]
     when = datetime.date.today().isoformat()
-    print(f"\ngpu_check {when}: accelerator {card}; torch {torch.__version__}; host {platform.machine()}, {os.cpu_count()} CPU cores"
-          + (" (DRY RUN: tiny random models, figures are not speeds)" if dry else ""))
+    print(
+        f"\ngpu_check {when}: accelerator {card}; torch {torch.__version__}; host {platform.machine()}, {os.cpu_count()} CPU cores"
+        + (" (DRY RUN: tiny random models, figures are not speeds)" if dry else "")
+    )
     print(f"{'figure':<47} {'unit':<13} {'CPU':>12} {args.device:>12} {'speed-up':>9}")
     table = []
     for label, unit, key, higher in rows:
@@ -259,14 +286,28 @@ def main(argv=None):
         print(f"{label:<47} {unit:<13} {c:>12.4g} {g:>12.4g} {up:>8.1f}x")
     r16 = acc["md_R16_bead_steps_per_s"] / acc["md_R1_bead_steps_per_s"]
     print(f"walks: methane {cpu['n_walks_methane']:,}, water 512 {cpu['n_walks_water512']:,}")
-    print(f"{args.device} against CPU relevances, 1,000 sampled walks each: largest |ΔR| / max|R| = methane {diffs['methane']:.1e}, "
-          f"water {diffs['water']:.1e}")
+    print(
+        f"{args.device} against CPU relevances, 1,000 sampled walks each: largest |ΔR| / max|R| = methane {diffs['methane']:.1e}, "
+        f"water {diffs['water']:.1e}"
+    )
     print(f"target R = 16 >= 8 x R = 1 (bead-steps/s) on {args.device}: {r16:.2f}x ({'met' if r16 >= 8 else 'NOT met'})")
     print(f"total wall time {time.perf_counter() - t_start:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"date": when, "accelerator": card, "torch": torch.__version__, "dry": dry, "rows": table,
-                                         "relative_difference": diffs, "R16_over_R1": r16,
-                                         "walks": {"methane": cpu["n_walks_methane"], "water512": cpu["n_walks_water512"]}}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": when,
+                    "accelerator": card,
+                    "torch": torch.__version__,
+                    "dry": dry,
+                    "rows": table,
+                    "relative_difference": diffs,
+                    "R16_over_R1": r16,
+                    "walks": {"methane": cpu["n_walks_methane"], "water512": cpu["n_walks_water512"]},
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ walks are also checked for agreement.
 Without --model a PaiNN of the quick water size (F=32, 3 layers, 5 Å) with random weights is
 used on a 256-bead box at liquid-water density (the timing does not depend on the weights).
 """
+
 import argparse
 import os
 import platform
@@ -47,7 +48,9 @@ def main():
         torch.manual_seed(0)
         model = build_model({"n_atom_basis": 32, "n_interactions": 3, "cutoff": 5.0}).eval()
     at = frame()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     times, res = [], None
     for _ in range(args.repeats):
         t0 = time.perf_counter()

@@ -8,6 +8,7 @@ of the whole frame are returned. Peak resident memory of the process is read fro
 
     python benchmarks/lrp_memory.py --arch painn|so3net [--features 128] [--chunk-walks 2000000]
 """
+
 import argparse
 import os
 import platform
@@ -54,11 +55,16 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"model: {args.arch}, F={args.features}, L=3, cutoff 6 Å" + (f", lmax {args.lmax}" if args.arch == "so3net" else ""))
     print(f"frame: {len(at)} beads, {len(res['walks']):,} walks; chunks of about {args.chunk_walks:,} walks")
-    print(f"wall time {wall:.1f} s; peak resident memory {peak:.2f} GiB (before the call {base:.2f} GiB); limit 8 GiB: "
-          f"{'met' if peak <= 8 else 'NOT met'}")
+    print(
+        f"wall time {wall:.1f} s; peak resident memory {peak:.2f} GiB (before the call {base:.2f} GiB); limit 8 GiB: "
+        f"{'met' if peak <= 8 else 'NOT met'}"
+    )
     sums = nbody_sums(res["walks"], res["relevance"])
-    print("relevance by body order (kcal/mol): " + ", ".join(f"{k}: {v[0]:.4f}" for k, v in sums.items())
-          + f"; Σ {res['relevance'].sum():.4f} vs Σ h0·∂E/∂h0 {res['sum_h0_grad']:.4f}")
+    print(
+        "relevance by body order (kcal/mol): "
+        + ", ".join(f"{k}: {v[0]:.4f}" for k, v in sums.items())
+        + f"; Σ {res['relevance'].sum():.4f} vs Σ h0·∂E/∂h0 {res['sum_h0_grad']:.4f}"
+    )
 
 
 if __name__ == "__main__":

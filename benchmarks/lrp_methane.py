@@ -10,6 +10,7 @@ The sampled walks are also checked for agreement.
 
     python benchmarks/lrp_methane.py [--repeats 3] [--sample 10] [--device cpu|cuda]
 """
+
 import argparse
 import os
 import platform
@@ -54,8 +55,10 @@ def bench(name, model, atoms, nb, repeats, sample, device):
     print(f"[{name}] per-walk masking: median {per_walk:.3f} s per walk ({sample} walks) -> {per_walk * n_walks / 3600:.1f} h for all walks")
     print(f"[{name}] ratio (masking, scaled / engine): {per_walk * n_walks / t_engine:,.0f}x")
     print(f"[{name}] largest relative difference on the sampled walks: {err:.2e}")
-    print(f"[{name}] Σ walks {res['relevance'].sum():.5f}, Σ h0·∂E/∂h0 {res['sum_h0_grad']:.5f}, "
-          f"modified-pass energy {res['E_modified']:.5f}, model energy {res['E_model']:.5f} kcal/mol")
+    print(
+        f"[{name}] Σ walks {res['relevance'].sum():.5f}, Σ h0·∂E/∂h0 {res['sum_h0_grad']:.5f}, "
+        f"modified-pass energy {res['E_modified']:.5f}, model energy {res['E_model']:.5f} kcal/mol"
+    )
     return t_engine
 
 
@@ -68,14 +71,18 @@ def main():
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     so3, atoms, nb, _ = load_parity(DATA)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}" + (f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else "")
+    )
     t_so3 = bench("SO3net (published)", so3, atoms, nb, args.repeats, args.sample, args.device)
     torch.manual_seed(0)
     painn = build_model({"representation": "painn", "n_atom_basis": 128, "n_interactions": 3, "cutoff": 5.0}).eval()
     t_painn = bench("PaiNN F=128 L=3", painn, atoms, nb, args.repeats, args.sample, args.device)
-    print(f"target <= 10 s for the whole frame: SO3net {t_so3:.2f} s ({'met' if t_so3 <= 10 else 'NOT met'}), "
-          f"PaiNN {t_painn:.2f} s ({'met' if t_painn <= max(t_so3, 10) else 'NOT met'})")
+    print(
+        f"target <= 10 s for the whole frame: SO3net {t_so3:.2f} s ({'met' if t_so3 <= 10 else 'NOT met'}), "
+        f"PaiNN {t_painn:.2f} s ({'met' if t_painn <= max(t_so3, 10) else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

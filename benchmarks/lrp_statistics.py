@@ -22,6 +22,7 @@ Cases:
 
     python benchmarks/lrp_statistics.py [--repeats 3] [--cases water,methane,...] [--device cpu|cuda]
 """
+
 import argparse
 import os
 import platform
@@ -93,8 +94,10 @@ def bench_stage(name, model, x, cell, types, shell, r_edges, repeats, device):
     dev_curve = max(_dev(a[k][1][a[k][0] > 0], b[k][1][b[k][0] > 0]) for k in ("two_raw", "three_raw"))
     same_counts = all(np.array_equal(a[k][0], b[k][0]) for k in ("two_raw", "three_raw"))
     mf, mp = statistics.median(tf), statistics.median(tp)
-    print(f"{name:<34} {len(types):>5} {int(b['n_walks']):>11,} {int(a['n_walks_enumerated']):>11,} {mf:>9.2f} {mp:>9.2f} "
-          f"{mf / mp:>6.2f}x  {dev_body:.1e} / {dev_curve:.1e}{'' if same_counts else ' COUNTS DIFFER'}")
+    print(
+        f"{name:<34} {len(types):>5} {int(b['n_walks']):>11,} {int(a['n_walks_enumerated']):>11,} {mf:>9.2f} {mp:>9.2f} "
+        f"{mf / mp:>6.2f}x  {dev_body:.1e} / {dev_curve:.1e}{'' if same_counts else ' COUNTS DIFFER'}"
+    )
     return mf / mp
 
 
@@ -118,8 +121,10 @@ def bench_engine(name, model, x, cell, types, repeats, device):
     a = np.array([v[0] for _, v in sorted(body_order_totals(pr).items())])
     b = np.array([v[0] for _, v in sorted(nbody_sums(full["walks"], full["relevance"]).items())])
     mf, mp = statistics.median(tf), statistics.median(tp)
-    print(f"{name + ' (engine)':<34} {len(types):>5} {len(full['walks']):>11,} {len(pr['walks']):>11,} {mf:>9.2f} {mp:>9.2f} "
-          f"{mf / mp:>6.2f}x  {_dev(a, b):.1e} / -")
+    print(
+        f"{name + ' (engine)':<34} {len(types):>5} {len(full['walks']):>11,} {len(pr['walks']):>11,} {mf:>9.2f} {mp:>9.2f} "
+        f"{mf / mp:>6.2f}x  {_dev(a, b):.1e} / -"
+    )
     return mf / mp
 
 
@@ -132,8 +137,10 @@ def main():
     if args.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     cases = args.cases.split(",")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+    )
     print(f"median of {args.repeats} interleaved repeats; deviation of pruned from full: body-order sums / binned means (relative)")
     print(f"{'case':<34} {'beads':>5} {'walks':>11} {'enumerated':>11} {'full s':>9} {'pruned s':>9} {'ratio':>7}  deviation")
     ratios = {}
@@ -145,21 +152,27 @@ def main():
     if "methane" in cases:
         ratios["methane"] = bench_stage("methane parity SO3net F128 L3 5Å", so3, xm, cm, tm, 5.608, [2.0, 10.0, 75], args.repeats, args.device)
     if "water-so3net" in cases:
-        ratios["water-so3net"] = bench_stage("water SO3net F64 L3 6Å (random)", random_model("so3net", 64, 3, 6.0), xw, cw, tw, 3.2,
-                                             [2.0, 6.0, 40], args.repeats, args.device)
+        ratios["water-so3net"] = bench_stage(
+            "water SO3net F64 L3 6Å (random)", random_model("so3net", 64, 3, 6.0), xw, cw, tw, 3.2, [2.0, 6.0, 40], args.repeats, args.device
+        )
     if "L2" in cases:
         bench_engine("water PaiNN F64 L2 6Å (random)", random_model("painn", 64, 2, 6.0), xw, cw, tw, args.repeats, args.device)
     if "L4" in cases:
-        ratios["L4 painn"] = bench_stage("methane PaiNN F32 L4 5Å (random)", random_model("painn", 32, 4, 5.0), xm, cm, tm, 5.608,
-                                         [2.0, 10.0, 75], args.repeats, args.device)
-        ratios["L4 so3net"] = bench_stage("methane SO3net F32 L4 5Å (random)", random_model("so3net", 32, 4, 5.0), xm, cm, tm, 5.608,
-                                          [2.0, 10.0, 75], args.repeats, args.device)
+        ratios["L4 painn"] = bench_stage(
+            "methane PaiNN F32 L4 5Å (random)", random_model("painn", 32, 4, 5.0), xm, cm, tm, 5.608, [2.0, 10.0, 75], args.repeats, args.device
+        )
+        ratios["L4 so3net"] = bench_stage(
+            "methane SO3net F32 L4 5Å (random)", random_model("so3net", 32, 4, 5.0), xm, cm, tm, 5.608, [2.0, 10.0, 75], args.repeats, args.device
+        )
     if "L4-water" in cases:
-        ratios["L4 water"] = bench_stage("water PaiNN F32 L4 5Å (random)", random_model("painn", 32, 4, 5.0), xw, cw, tw, 3.2,
-                                         [2.0, 5.0, 30], args.repeats, args.device)
+        ratios["L4 water"] = bench_stage(
+            "water PaiNN F32 L4 5Å (random)", random_model("painn", 32, 4, 5.0), xw, cw, tw, 3.2, [2.0, 5.0, 30], args.repeats, args.device
+        )
     if "water" in ratios:
-        print(f"target: explain stage on the water pretrained frame >= 4x faster than full enumeration: {ratios['water']:.2f}x "
-              f"({'met' if ratios['water'] >= 4 else 'NOT met'})")
+        print(
+            f"target: explain stage on the water pretrained frame >= 4x faster than full enumeration: {ratios['water']:.2f}x "
+            f"({'met' if ratios['water'] >= 4 else 'NOT met'})"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ no walk files) over ``--frames`` frames of a CG trajectory and prints:
     python benchmarks/lrp_trajectory.py --model systems/water/pretrained --trajectory runs/water-quick/cg/mapped.npz \\
         --frames 0:512:2 --r-range 2 6 40
 """
+
 import argparse
 import os
 import platform
@@ -44,21 +45,36 @@ def main():
     out = args.out or Path(tempfile.mkdtemp(prefix="lrp_trajectory_"))
     r = args.r_range
     types = args.types if args.types is None or args.types.endswith(".npz") else [int(t) for t in args.types.split(",")]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     t0 = time.perf_counter()
-    s = explain_trajectory(args.model, args.trajectory, out, topology=args.topology, types=types, frames=args.frames, shell=args.shell,
-                           r_edges=(r[0], r[1], int(r[2])), save_walks="none", progress=True, ranks=None)
+    s = explain_trajectory(
+        args.model,
+        args.trajectory,
+        out,
+        topology=args.topology,
+        types=types,
+        frames=args.frames,
+        shell=args.shell,
+        r_edges=(r[0], r[1], int(r[2])),
+        save_walks="none",
+        progress=True,
+    )
     wall = time.perf_counter() - t0
     n = s["n_frames"]
     per = []
     for k in range(n):
         with np.load(out / f"frame_{k:04d}.npz") as z:
             per.append(float(z["time_s"]))
-    print(f"model {args.model}, trajectory {args.trajectory} ({args.frames}): {n} frames, {s['walks_per_frame_mean']:,.0f} walks per "
-          f"frame ({s['walks_enumerated_per_frame_mean']:,.0f} enumerated, {s['enumeration']})")
-    print(f"wall time {wall:.1f} s -> {3600 * n / wall:,.0f} frames/hour (whole call, incl. structure and aggregation); "
-          f"median {np.median(per):.3f} s per frame -> {3600 / np.median(per):,.0f} frames/hour")
+    print(
+        f"model {args.model}, trajectory {args.trajectory} ({args.frames}): {n} frames, {s['walks_per_frame_mean']:,.0f} walks per "
+        f"frame ({s['walks_enumerated_per_frame_mean']:,.0f} enumerated, {s['enumeration']})"
+    )
+    print(
+        f"wall time {wall:.1f} s -> {3600 * n / wall:,.0f} frames/hour (whole call, incl. structure and aggregation); "
+        f"median {np.median(per):.3f} s per frame -> {3600 / np.median(per):,.0f} frames/hour"
+    )
     edges = np.linspace(r[0], r[1], int(r[2]) + 1)
     accs = []
     for k in range(n):

@@ -29,6 +29,7 @@ runs/water-quick/model. The 512-bead box is a mapped reference frame of the mode
 (runs/<...>/cg/mapped.npz) replicated to 512 beads if it has fewer, else a jittered cubic lattice
 at water density (0.0334 beads/Å³).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,8 +102,8 @@ def main(argv=None):
     from ase import units as aseu
     from ase.md.langevin import Langevin as AseLangevin
 
-    from cgexplain.model.potential import batch_inputs, load_model
     from cgexplain.md.langevin import AsyncFrameWriter, SimSettings, frozen_weights, langevin
+    from cgexplain.model.potential import batch_inputs, load_model
 
     dev = torch.device(args.device)
     model_dir = find_model(args.model)
@@ -116,9 +117,11 @@ def main(argv=None):
     types = np.ones(n, dtype=np.int64)
     masses = np.full(n, WATER_MASS)
     T, dt_ps, gamma = 300.0, 0.002, 1.0
-    print(f"model {model_dir}: {hp['representation']} F={hp['n_atom_basis']} L={hp['n_interactions']} cutoff {cutoff} Å; "
-          f"box {n} beads, {cell[0, 0]:.2f} Å ({src}); device {dev}; torch threads {torch.get_num_threads()}; "
-          f"{os.cpu_count()} CPUs; {args.steps} steps x {args.repeats} repeats per engine")
+    print(
+        f"model {model_dir}: {hp['representation']} F={hp['n_atom_basis']} L={hp['n_interactions']} cutoff {cutoff} Å; "
+        f"box {n} beads, {cell[0, 0]:.2f} Å ({src}); device {dev}; torch threads {torch.get_num_threads()}; "
+        f"{os.cpu_count()} CPUs; {args.steps} steps x {args.repeats} repeats per engine"
+    )
 
     # (a) raw evaluation: fixed inputs
     inp = batch_inputs(x, types, cell, cutoff, device=dev)
@@ -137,8 +140,10 @@ def main(argv=None):
 
     f_fast = model({**inp, R_KEY: inp[R_KEY].clone()})["forces"].detach()
     f_spk = spk_model({**inp, R_KEY: inp[R_KEY].clone()})["forces"].detach()
-    print(f"forces, cgexplain kernels against schnetpack's modules: max |dF| {float((f_fast - f_spk).abs().max()):.2e} "
-          f"of max |F| {float(f_spk.abs().max()):.2f} kcal/mol/Å (float32)")
+    print(
+        f"forces, cgexplain kernels against schnetpack's modules: max |dF| {float((f_fast - f_spk).abs().max()):.2e} "
+        f"of max |F| {float(f_spk.abs().max()):.2f} kcal/mol/Å (float32)"
+    )
 
     # (b) cgexplain
     tmp = Path(tempfile.mkdtemp(prefix="md_throughput_"))
@@ -146,8 +151,18 @@ def main(argv=None):
     def cgx(k, R=1, write=True):
         import MDAnalysis as mda
 
-        s = SimSettings(temperature=T, timestep=dt_ps, friction=gamma, n_steps=k, save_interval=args.save_every,
-                        seed=1, skin=args.skin, n_replicas=R, device=str(dev), max_force=1e4)
+        s = SimSettings(
+            temperature=T,
+            timestep=dt_ps,
+            friction=gamma,
+            n_steps=k,
+            save_interval=args.save_every,
+            seed=1,
+            skin=args.skin,
+            n_replicas=R,
+            device=str(dev),
+            max_force=1e4,
+        )
         start = x if R == 1 else np.repeat(x[None], R, axis=0)
         u = mda.Universe.empty(n, trajectory=True)
         w = mda.Writer(str(tmp / "b.dcd"), n_atoms=n)
@@ -181,12 +196,14 @@ def main(argv=None):
     def spk_md(k, mdl=spk_model):
         system = spk.md.System()
         system.load_molecules(atoms.copy(), n_replicas=1, position_unit_input="Angstrom")
-        spk.md.initial_conditions.MaxwellBoltzmannInit(T, remove_center_of_mass=True, remove_translation=True,
-                                                       remove_rotation=False).initialize_system(system)
+        spk.md.initial_conditions.MaxwellBoltzmannInit(
+            T, remove_center_of_mass=True, remove_translation=True, remove_rotation=False
+        ).initialize_system(system)
         system = system.to(dev)
         nbl = spk.md.neighborlist_md.NeighborListMD(cutoff, args.skin, trn.VesinNeighborList)
-        calc = InMemoryCalculator(mdl, force_key="forces", energy_unit="kcal/mol", position_unit="Angstrom",
-                                  neighbor_list=nbl, energy_key="energy").to(dev)
+        calc = InMemoryCalculator(
+            mdl, force_key="forces", energy_unit="kcal/mol", position_unit="Angstrom", neighbor_list=nbl, energy_key="energy"
+        ).to(dev)
         integ = spk.md.integrators.VelocityVerlet(dt_ps * 1000.0)  # fs
         thermo = spk.md.simulation_hooks.LangevinThermostat(T, 1000.0 / gamma)  # time constant fs
         sim = spk.md.Simulator(system, integ, calc, simulator_hooks=[thermo], progress=False).to(dev)
@@ -197,16 +214,28 @@ def main(argv=None):
     # (d) ASE
     def ase_md(k):
         a = atoms.copy()
-        a.calc = spk.interfaces.SpkCalculator(model=spk_model, neighbor_list=trn.VesinNeighborList(cutoff), energy_key="energy",
-                                              force_key="forces", energy_unit="kcal/mol", position_unit="Ang", device=dev)
+        a.calc = spk.interfaces.SpkCalculator(
+            model=spk_model,
+            neighbor_list=trn.VesinNeighborList(cutoff),
+            energy_key="energy",
+            force_key="forces",
+            energy_unit="kcal/mol",
+            position_unit="Ang",
+            device=dev,
+        )
         dyn = AseLangevin(a, timestep=dt_ps * 1000 * aseu.fs, temperature_K=T, friction=gamma / (1000 * aseu.fs), rng=np.random.default_rng(1))
         t0 = time.perf_counter()
         dyn.run(k)
         return k / (time.perf_counter() - t0)
 
-    engines = {"a raw evaluation, cgexplain": raw_cgx, "a_spk raw evaluation, schnetpack": raw, "b cgexplain Langevin": cgx,
-               "c schnetpack.md Simulator": spk_md, "c' schnetpack.md, cgexplain model": lambda k: spk_md(k, model),
-               "d ASE Langevin": ase_md}
+    engines = {
+        "a raw evaluation, cgexplain": raw_cgx,
+        "a_spk raw evaluation, schnetpack": raw,
+        "b cgexplain Langevin": cgx,
+        "c schnetpack.md Simulator": spk_md,
+        "c' schnetpack.md, cgexplain model": lambda k: spk_md(k, model),
+        "d ASE Langevin": ase_md,
+    }
     for f in engines.values():  # warm-up
         f(5)
     rates = {k: [] for k in engines}
@@ -218,14 +247,22 @@ def main(argv=None):
     for k, v in rates.items():
         tag, name = k.split(" ", 1)
         print(f"  ({tag:5s}) {name:33s} {m[k]:8.2f} /s   ({min(v):.2f}-{max(v):.2f})  = {1e3 / m[k]:.1f} ms")
-    ba, baspk, bc, bcc, bd = (m["b cgexplain Langevin"] / m[k] for k in (
-        "a raw evaluation, cgexplain", "a_spk raw evaluation, schnetpack", "c schnetpack.md Simulator",
-        "c' schnetpack.md, cgexplain model", "d ASE Langevin"))
+    ba, baspk, bc, bcc, bd = (
+        m["b cgexplain Langevin"] / m[k]
+        for k in (
+            "a raw evaluation, cgexplain",
+            "a_spk raw evaluation, schnetpack",
+            "c schnetpack.md Simulator",
+            "c' schnetpack.md, cgexplain model",
+            "d ASE Langevin",
+        )
+    )
     print(f"ratios: b/a {ba:.3f} (b/a_spk {baspk:.3f}), b/c {bc:.2f} (b/c' {bcc:.2f}: integrator alone), b/d {bd:.2f}")
     print(f"target b/a >= 0.9: {'met' if ba >= 0.9 else 'NOT met'}; target b/c >= 1.2: {'met' if bc >= 1.2 else 'NOT met'}")
     nowrite = med([cgx(args.steps, write=False) for _ in range(args.repeats)])
-    print(f"cgexplain without trajectory writing: {nowrite:.2f} steps/s (with writing every {args.save_every} steps: "
-          f"{m['b cgexplain Langevin']:.2f})")
+    print(
+        f"cgexplain without trajectory writing: {nowrite:.2f} steps/s (with writing every {args.save_every} steps: {m['b cgexplain Langevin']:.2f})"
+    )
 
     print(f"\nbatched replicas ({args.replica_steps} steps each, median of {args.repeats}):")
     base = None

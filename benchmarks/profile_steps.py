@@ -7,6 +7,7 @@ optimizer, data) and the top operators by self CPU time.
 
     python benchmarks/profile_steps.py [--model MODEL_DIR] [--steps 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,18 @@ def main(argv=None):
 
     from md_throughput import box_512, find_model
 
-    from cgexplain.model.potential import load_model
     from cgexplain.md.langevin import CGForceField
+    from cgexplain.model.potential import load_model
 
     model_dir = find_model(args.model)
     model, meta = load_model(model_dir)
     cutoff = float(meta["hparams"]["cutoff"])
     x, cell, src = box_512(model_dir)
     n = len(x)
-    print(f"model {model_dir} ({meta['hparams']['representation']} F={meta['hparams']['n_atom_basis']}); {n} beads; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model {model_dir} ({meta['hparams']['representation']} F={meta['hparams']['n_atom_basis']}); {n} beads; "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
     # ---- simulation step, phase by phase (the same calls CGForceField makes)
     ff = CGForceField(model, np.ones(n, int), cell, cutoff, skin=1.0)
@@ -90,8 +93,8 @@ def main(argv=None):
     print("  top operators (self CPU):", ", ".join(f"{k} {v:.0f} %" for k, v in top_ops(prof)))
 
     # ---- training step
-    from cgexplain.model.data import CachedFrames
     from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.data import CachedFrames
     from cgexplain.model.potential import build_model
 
     mapped = Path(model_dir).parent / "cg" / "mapped.npz"

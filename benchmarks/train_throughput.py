@@ -19,6 +19,7 @@ repeat); medians over repeats and the ratios to the schnetpack path are printed.
     python benchmarks/train_throughput.py [--run runs/water-quick] [--model runs/X/model/model.json]
         [--batch-size 4] [--steps 2] [--repeats 3] [--frames 48] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,8 @@ def _loaders(run: Path, frames: np.ndarray, cutoff: float, batch_size: int, seed
     import schnetpack.transform as trn
     from schnetpack.data import ASEAtomsData, AtomsLoader
 
-    from cgexplain.model.data import CachedFrames, cached_loader
     from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.data import CachedFrames, cached_loader
 
     t = MappedTrajectory.load(run / "cg" / "mapped.npz")
     t0 = time.perf_counter()
@@ -45,8 +46,7 @@ def _loaders(run: Path, frames: np.ndarray, cutoff: float, batch_size: int, seed
     t_cache = time.perf_counter() - t0
     g1 = torch.Generator().manual_seed(seed)
     cached = cached_loader(ds, batch_size, sampler=torch.utils.data.RandomSampler(range(len(ds)), generator=g1))
-    db = ASEAtomsData(str(run / "cg" / "dataset.db"), load_properties=["forces"],
-                      transforms=[trn.VesinNeighborList(cutoff=cutoff), trn.CastTo32()])
+    db = ASEAtomsData(str(run / "cg" / "dataset.db"), load_properties=["forces"], transforms=[trn.VesinNeighborList(cutoff=cutoff), trn.CastTo32()])
     g2 = torch.Generator().manual_seed(seed)
     sp = AtomsLoader(torch.utils.data.Subset(db, frames.tolist()), batch_size=batch_size, shuffle=True, num_workers=0, generator=g2)
     return {"cached": cached, "schnetpack": sp}, t_cache, ds
@@ -83,7 +83,9 @@ def main():
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/water-quick"), help="run folder with cg/mapped.npz and cg/dataset.db")
-    ap.add_argument("--model", type=Path, default=None, help="model.json whose hparams to use (default: cgexplain's DEFAULT_HPARAMS, PaiNN F=64, 3 layers, 6 Å)")
+    ap.add_argument(
+        "--model", type=Path, default=None, help="model.json whose hparams to use (default: cgexplain's DEFAULT_HPARAMS, PaiNN F=64, 3 layers, 6 Å)"
+    )
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--steps", type=int, default=2, help="training steps per repeat and path")
     ap.add_argument("--repeats", type=int, default=3)
@@ -97,12 +99,18 @@ def main():
     n_all = len(np.load(args.run / "cg" / "mapped.npz")["positions"])
     frames = np.arange(min(args.frames, n_all))
     loaders, t_cache, ds = _loaders(args.run, frames, float(hp["cutoff"]), args.batch_size, args.seed)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'} (benchmark runs on CPU)")
-    print(f"data: {args.run} ({ds.n_beads} beads, {len(frames)} frames); model: {hp['representation']} F={hp['n_atom_basis']}, "
-          f"{hp['n_interactions']} layers, cutoff {hp['cutoff']} Å; batch {args.batch_size} frames; {args.steps} steps x {args.repeats} repeats per path")
-    print(f"cached path one-off neighbour lists: {t_cache:.2f} s for {len(frames)} frames ({1e3 * t_cache / len(frames):.1f} ms a frame), "
-          f"{ds.nbytes / 2**20:.2f} MiB ({ds.nbytes / max(1, len(ds.idx_i)):.1f} bytes a pair, {len(ds.idx_i) / len(frames):.0f} pairs a frame)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+        f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'} (benchmark runs on CPU)"
+    )
+    print(
+        f"data: {args.run} ({ds.n_beads} beads, {len(frames)} frames); model: {hp['representation']} F={hp['n_atom_basis']}, "
+        f"{hp['n_interactions']} layers, cutoff {hp['cutoff']} Å; batch {args.batch_size} frames; {args.steps} steps x {args.repeats} repeats per path"
+    )
+    print(
+        f"cached path one-off neighbour lists: {t_cache:.2f} s for {len(frames)} frames ({1e3 * t_cache / len(frames):.1f} ms a frame), "
+        f"{ds.nbytes / 2**20:.2f} MiB ({ds.nbytes / max(1, len(ds.idx_i)):.1f} bytes a pair, {len(ds.idx_i) / len(frames):.0f} pairs a frame)"
+    )
 
     torch.manual_seed(args.seed)
     ref = build_model(hp)
@@ -117,7 +125,7 @@ def main():
     res = {name: {"fps": [], "wait": []} for name in paths}
     names = list(paths)
     for r in range(args.repeats):
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % 3 :] + names[: r % 3]:
             td, tc, nf = _steps(models[name], opts[name], loaders[paths[name][0]], args.steps)
             res[name]["fps"].append(nf / (td + tc))
             res[name]["wait"].append(td / (td + tc))
@@ -129,11 +137,15 @@ def main():
     for name in ("cgexplain", "cached+spk"):
         ratio = med[name][0] / med["schnetpack"][0]
         per_repeat = [a / b for a, b in zip(res[name]["fps"], res["schnetpack"]["fps"])]
-        print(f"ratio {name} / schnetpack frames/s: {ratio:.3f} (median of medians; per interleaved repeat "
-              f"{min(per_repeat):.3f}..{max(per_repeat):.3f})")
+        print(
+            f"ratio {name} / schnetpack frames/s: {ratio:.3f} (median of medians; per interleaved repeat "
+            f"{min(per_repeat):.3f}..{max(per_repeat):.3f})"
+        )
     ratio = med["cgexplain"][0] / med["schnetpack"][0]
-    print(f"target: data loading <= 10% of step time: {'met' if med['cgexplain'][1] <= 0.10 else 'not met'} "
-          f"(cgexplain {100 * med['cgexplain'][1]:.2f}%, schnetpack {100 * med['schnetpack'][1]:.2f}%)")
+    print(
+        f"target: data loading <= 10% of step time: {'met' if med['cgexplain'][1] <= 0.10 else 'not met'} "
+        f"(cgexplain {100 * med['cgexplain'][1]:.2f}%, schnetpack {100 * med['schnetpack'][1]:.2f}%)"
+    )
     print(f"target: ratio cgexplain / schnetpack >= 1: {'met' if ratio >= 1 else 'not met'}")
 
 

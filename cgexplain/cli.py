@@ -2,12 +2,18 @@
 
 Units everywhere: Å, ps, K, amu, kcal/mol, kcal/mol/Å.
 """
+
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
+
+from cgexplain.config import LrpSection
+
+_LRP = dataclasses.asdict(LrpSection())
 
 _STAGE_HELP = {
     "reference": "atomistic reference MD with OpenMM (positions Å and forces kcal/mol/Å every save_interval ps)",
@@ -37,21 +43,35 @@ def _train_options(p):
     g.add_argument("--devices", type=_devices, default=None, help="devices per node (default 1; e.g. 4 GPUs, or 2 CPU processes), or 'auto'")
     g.add_argument("--num-nodes", type=int, default=None, help="nodes (default 1; under SLURM: the job's nodes)")
     g.add_argument("--strategy", default=None, help="Lightning strategy: auto (default), ddp, ddp_spawn, ...; batch_size is per process")
-    g.add_argument("--data-path", default=None, choices=["cached", "schnetpack"],
-                   help="training data: frames in memory with neighbour lists computed once (cached, default) or schnetpack's ASEAtomsData")
+    g.add_argument(
+        "--data-path",
+        default=None,
+        choices=["cached", "schnetpack"],
+        help="training data: frames in memory with neighbour lists computed once (cached, default) or schnetpack's ASEAtomsData",
+    )
 
 
 def _explain_options(p):
-    p.add_argument("--workers", type=int, default=None, help="local processes sharing the frames (default 1); under torchrun/srun each rank takes its share instead")
-    p.add_argument("--device", default=None, help="device for the relevances: cpu (default), cuda (the local rank's GPU) or cuda:N")
+    p.add_argument("--workers", type=int, default=None, help="processes sharing the frames (default 1)")
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=["multiprocessing", "dask"],
+        help="how the frames are spread over workers (MDAnalysis parallel backends; default multiprocessing)",
+    )
+    p.add_argument("--device", default=None, help="device for the relevances: cpu (default), cuda or cuda:N")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="cgexplain", description="Machine-learned coarse-grained models and GNN-LRP explanations. "
-                                 "Units: Å, ps, K, amu, kcal/mol, kcal/mol/Å.")
+    ap = argparse.ArgumentParser(
+        prog="cgexplain", description="Machine-learned coarse-grained models and GNN-LRP explanations. Units: Å, ps, K, amu, kcal/mol, kcal/mol/Å."
+    )
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run every stage (reference, map, train, simulate, analyse, explain); finished stages are reused",
-                       description="Run every stage into one run folder; a second run reuses finished stages.")
+    p = sub.add_parser(
+        "run",
+        help="run every stage (reference, map, train, simulate, analyse, explain); finished stages are reused",
+        description="Run every stage into one run folder; a second run reuses finished stages.",
+    )
     _common(p)
     _train_options(p)
     _explain_options(p)
@@ -62,33 +82,56 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sp)
         if name == "train":
             _train_options(sp)
-    sp = sub.add_parser("explain", help=_STAGE_HELP["explain"] + "; for a run folder's stage or for any model and CG trajectory",
-                        description="Two forms.  'cgexplain explain SYSTEM_DIR': the explain stage of a run (needs the earlier "
-                        "stages).  'cgexplain explain MODEL_DIR TRAJECTORY --out DIR': walk relevances of every walk of the chosen "
-                        "frames of any CG trajectory (an .npz with positions, cells, bead_types such as cg/mapped.npz, or any "
-                        "trajectory MDAnalysis reads with --topology and --types), n-body statistics and the two standard figures.")
+    sp = sub.add_parser(
+        "explain",
+        help=_STAGE_HELP["explain"] + "; for a run folder's stage or for any model and CG trajectory",
+        description="Two forms.  'cgexplain explain SYSTEM_DIR': the explain stage of a run (needs the earlier "
+        "stages).  'cgexplain explain MODEL_DIR TRAJECTORY --out DIR': walk relevances of every walk of the chosen "
+        "frames of any CG trajectory (an .npz with positions, cells, bead_types such as cg/mapped.npz, or any "
+        "trajectory MDAnalysis reads with --topology and --types), n-body statistics and the two standard figures.",
+    )
     sp.add_argument("target", type=Path, help="SYSTEM_DIR (holds system.yaml) or MODEL_DIR (holds model.pt and model.json)")
     sp.add_argument("trajectory", type=Path, nargs="?", default=None, help="CG trajectory (with MODEL_DIR)")
     sp.add_argument("--profile", default="quick", help="settings profile (SYSTEM_DIR form)")
     sp.add_argument("--arch", default=None, choices=["painn", "so3net"], help="architecture (SYSTEM_DIR form)")
-    sp.add_argument("--out", type=Path, default=None, help="run folder (SYSTEM_DIR form) or output folder (MODEL_DIR form; default lrp-<trajectory name>)")
+    sp.add_argument(
+        "--out", type=Path, default=None, help="run folder (SYSTEM_DIR form) or output folder (MODEL_DIR form; default lrp-<trajectory name>)"
+    )
     sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sp.add_argument("--topology", type=Path, default=None, help="CG topology (PDB) for a trajectory that is not an .npz")
     sp.add_argument("--types", default=None, help="bead types: an .npz with bead_types (e.g. cg/mapped.npz) or a comma list of ints")
     sp.add_argument("--frames", default="all", help="frames: 'all' (default), 'start:stop[:step]' or '0,5,9'")
-    sp.add_argument("--gamma", type=float, default=0.1, help="LRP-gamma (default 0.1, with the bias rule)")
+    sp.add_argument("--gamma", type=float, default=_LRP["gamma"], help=f"LRP-gamma (default {_LRP['gamma']}, with the bias rule)")
     sp.add_argument("--no-bias-rule", action="store_true", help="plain gradient x input rule (needs --gamma 0)")
-    sp.add_argument("--normalise", default="abs_mean_total", choices=["abs_mean_total", "mean_abs", "sum_abs", "none"],
-                    help="per-frame normalisation of the curves: abs_mean_total (default; the publication's |Σ R| / N_walks), "
-                    "mean_abs (mean |R|; needs every walk), sum_abs, none")
+    sp.add_argument(
+        "--normalise",
+        default=_LRP["normalise"],
+        choices=["abs_mean_total", "mean_abs", "sum_abs", "none"],
+        help="per-frame normalisation of the curves: abs_mean_total (default; the publication's |Σ R| / N_walks), "
+        "mean_abs (mean |R|; needs every walk), sum_abs, none",
+    )
     sp.add_argument("--shell", type=float, default=None, help="leg cutoff (Å) of 3-body angles; default the first minimum of the frames' RDF")
-    sp.add_argument("--r-range", type=float, nargs=3, default=[2.0, 10.0, 75], metavar=("LO", "HI", "BINS"), help="2-body distance bins (Å; default 2 10 75, as the publication)")
-    sp.add_argument("--save-walks", default="first", choices=["first", "all", "none"],
-                    help="write every walk's relevance for the first frame (default), all frames (enumerates every walk), or none")
-    sp.add_argument("--enumeration", default="pruned", choices=["pruned", "all"],
-                    help="pruned (default): enumerate only walks with at most L distinct beads, the (L+1)-body total from the sum "
-                    "rule (same statistics, faster); all: every walk")
-    sp.add_argument("--chunk-frames", type=int, default=64, help="frames read from the trajectory at a time (bounds the memory)")
+    sp.add_argument(
+        "--r-range",
+        type=float,
+        nargs=3,
+        default=list(_LRP["r_edges"]),
+        metavar=("LO", "HI", "BINS"),
+        help="2-body distance bins (Å; default %(default)s, the publication's)",
+    )
+    sp.add_argument(
+        "--save-walks",
+        default=_LRP["save_walks"],
+        choices=["first", "all", "none"],
+        help="write every walk's relevance for the first frame (default), all frames (enumerates every walk), or none",
+    )
+    sp.add_argument(
+        "--enumeration",
+        default=_LRP["enumeration"],
+        choices=["pruned", "all"],
+        help="pruned (default): enumerate only walks with at most L distinct beads, the (L+1)-body total from the sum "
+        "rule (same statistics, faster); all: every walk",
+    )
     _explain_options(sp)
     return ap
 
@@ -102,22 +145,37 @@ def _explain_model(args) -> int:
     out = args.out or Path(f"lrp-{args.trajectory.stem}")
     print(f"cgexplain explain: model {args.target} on {args.trajectory} -> {Path(out).resolve()}")
     r = args.r_range
-    s = explain_trajectory(args.target, args.trajectory, out, topology=args.topology, types=types, frames=args.frames,
-                           gamma=args.gamma, bias_rule=not args.no_bias_rule, normalise=args.normalise, shell=args.shell,
-                           r_edges=(r[0], r[1], int(r[2])), save_walks=args.save_walks, enumeration=args.enumeration,
-                           chunk_frames=args.chunk_frames, progress=not args.no_progress,
-                           workers=args.workers or 1, device=args.device)
-    if "rank" in s:  # a launcher rank > 0: its frames are written, rank 0 aggregates
-        print(f"cgexplain explain: rank {s['rank']} of {s['world_size']} wrote {s['n_frames_computed']} frames")
-        return 0
+    s = explain_trajectory(
+        args.target,
+        args.trajectory,
+        out,
+        topology=args.topology,
+        types=types,
+        frames=args.frames,
+        gamma=args.gamma,
+        bias_rule=not args.no_bias_rule,
+        normalise=args.normalise,
+        shell=args.shell,
+        r_edges=(r[0], r[1], int(r[2])),
+        save_walks=args.save_walks,
+        enumeration=args.enumeration,
+        progress=not args.no_progress,
+        workers=args.workers or 1,
+        backend=args.backend or _LRP["backend"],
+        device=args.device,
+    )
     body = ", ".join(f"{k}: {v:.3f}" for k, v in s["relevance_by_body_order_kcal_mol_mean"].items())
     c = s["conservation_mean_kcal_mol"]
-    print(f"  {s['n_frames']} frames, {s['walks_per_frame_mean']:.0f} walks per frame ({s['walks_enumerated_per_frame_mean']:.0f} enumerated, "
-          f"{s['enumeration']}), {s['seconds_per_frame_mean']:.2f} s per frame")
+    print(
+        f"  {s['n_frames']} frames, {s['walks_per_frame_mean']:.0f} walks per frame ({s['walks_enumerated_per_frame_mean']:.0f} enumerated, "
+        f"{s['enumeration']}), {s['seconds_per_frame_mean']:.2f} s per frame"
+    )
     print(f"  relevance by body order (kcal/mol, mean over frames): {body}")
-    print(f"  Σ walks {c['sum_walk_relevance']:.4f} = Σ h0·∂E/∂h0 {c['sum_h0_dE_dh0_no_masks']:.4f}; modified-pass energy "
-          f"{c['E_modified_forward']:.4f}; model energy {c['E_model']:.4f} (relevance is not energy: the rule takes "
-          f"{c['E_model'] - c['E_modified_forward']:.4f}, biases {c['E_modified_forward'] - c['sum_walk_relevance']:.4f})")
+    print(
+        f"  Σ walks {c['sum_walk_relevance']:.4f} = Σ h0·∂E/∂h0 {c['sum_h0_dE_dh0_no_masks']:.4f}; modified-pass energy "
+        f"{c['E_modified_forward']:.4f}; model energy {c['E_model']:.4f} (relevance is not energy: the rule takes "
+        f"{c['E_model'] - c['E_modified_forward']:.4f}, biases {c['E_modified_forward'] - c['sum_walk_relevance']:.4f})"
+    )
     if s.get("abs_share_by_body_order_ge2"):
         sh = ", ".join(f"{k}: {v:.1%}" for k, v in s["abs_share_by_body_order_ge2"].items())
         print(f"  share of Σ|R| over walks of 2 or more beads, by body order ({s['shares_from_n_frames']} fully enumerated frame(s)): {sh}")
@@ -139,35 +197,46 @@ def main(argv=None) -> int:
                 print(f"cgexplain explain: error: {e}", file=sys.stderr)
                 return 2
         args.system_dir = args.target
-    from cgexplain.config import load_system
+    from cgexplain.config import EXECUTION_KEYS, ConfigError, load_system, validate_config
     from cgexplain.distributed import is_main_process
-    from cgexplain.workflow.stages import default_run_dir, run_all
+    from cgexplain.workflow.run import RunFolder
+    from cgexplain.workflow.stages import run_all
 
-    cfg = load_system(args.system_dir, args.profile, arch=args.arch)
-    for key in ("accelerator", "devices", "num_nodes", "strategy", "data_path"):
-        if getattr(args, key, None) is not None:
-            cfg["training"][key] = getattr(args, key)
-    for key in ("workers", "device"):
-        if getattr(args, key, None) is not None:
-            cfg["lrp"][key] = getattr(args, key)
-    run_dir = args.out or default_run_dir(cfg)
+    try:
+        cfg = load_system(args.system_dir, args.profile, arch=args.arch)
+        for section in ("training", "lrp"):  # the hardware options override the execution keys of system.yaml
+            for key in EXECUTION_KEYS[section]:
+                if getattr(args, key, None) is not None:
+                    cfg[section][key] = getattr(args, key)
+        cfg = {
+            **validate_config(cfg, args.system_dir / "system.yaml (with command-line options)"),
+            **{k: cfg[k] for k in ("name", "system_dir", "profile", "arch")},
+        }
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"cgexplain: error: {e}", file=sys.stderr)
+        return 2
+    run_dir = RunFolder(args.out) if args.out else RunFolder.default(cfg)
     stages = None if args.command == "run" else [args.command]
     main_process = is_main_process()
     if not main_process:  # a rank > 0 (DDP training, or explain under torchrun/srun): no report
         run_all(cfg, run_dir, progress=False, stages=stages)
         return 0
-    print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {Path(run_dir).resolve()}")
+    print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {run_dir.root.resolve()}")
     summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
-    print(f"cgexplain: done ({times}). Summary: {Path(run_dir).resolve() / 'summary.json'}")
+    print(f"cgexplain: done ({times}). Summary: {run_dir.summary_json.resolve()}")
     a = summary.get("analyse")
     if a and "folded_fraction_cg" in a:  # a protein
-        print(f"  CA-RMSD mean ref {a['rmsd_mean_reference_A']:.2f} Å, CG {a['rmsd_mean_cg_A']:.2f} Å; Q {a['q_mean_reference']:.2f} / {a['q_mean_cg']:.2f}; "
-              f"folded (CA-RMSD <= 3 Å) {100 * a['folded_fraction_cg']:.0f} % of CG frames")
+        print(
+            f"  CA-RMSD mean ref {a['rmsd_mean_reference_A']:.2f} Å, CG {a['rmsd_mean_cg_A']:.2f} Å; Q {a['q_mean_reference']:.2f} / {a['q_mean_cg']:.2f}; "
+            f"folded (CA-RMSD <= {cfg['analysis']['rmsd_threshold']:g} Å) {100 * a['folded_fraction_cg']:.0f} % of CG frames"
+        )
     elif a:
-        print(f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
-              f"ADF JS distance {a['adf_js_distance']:.3f}")
-    print(f"  figures: {Path(run_dir).resolve() / 'figures'}")
+        print(
+            f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
+            f"ADF JS distance {a['adf_js_distance']:.3f}"
+        )
+    print(f"  figures: {(run_dir.root / 'figures').resolve()}")
     return 0
 
 

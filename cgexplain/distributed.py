@@ -1,17 +1,20 @@
 """Which process am I: ranks from torchrun, SLURM's srun or Lightning's DDP launcher.
 
 cgexplain does not start process groups itself: Lightning does for training (DDP), and the
-explain stage spreads frames over processes through files (each rank writes its frames' files,
-rank 0 waits for them and aggregates). This module only reads the launchers' environment
-variables and waits for files.
+explain stage spreads frames through MDAnalysis's parallel backends
+(:mod:`cgexplain.lrp.frames`). This module only reads the launchers' environment variables
+(so that the other DDP processes skip the single-process stages), waits for files, and picks
+a process's device.
 """
+
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
-__all__ = ["Ranks", "launcher_ranks", "is_main_process", "wait_for", "cpu_count"]
+__all__ = ["Ranks", "launcher_ranks", "is_main_process", "wait_for", "cpu_count", "rank_device"]
 
 
 class Ranks(NamedTuple):
@@ -33,8 +36,11 @@ def launcher_ranks(environ=None) -> Ranks | None:
     Raises ValueError naming the variable whose value is not an integer or out of range.
     """
     env = os.environ if environ is None else environ
-    for r, w, lr in (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"),
-                     ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_RANK")):
+    for r, w, lr in (
+        ("RANK", "WORLD_SIZE", "LOCAL_RANK"),
+        ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"),
+        ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_RANK"),
+    ):
         if r in env and w in env:
             try:
                 rank, world, local = int(env[r]), int(env[w]), int(env.get(lr, env[r]))
@@ -56,8 +62,9 @@ def is_main_process(environ=None) -> bool:
     return int(env.get("NODE_RANK", 0) or 0) == 0 and int(env.get("LOCAL_RANK", 0) or 0) == 0
 
 
-def wait_for(ready: Callable[[], bool], what: str, poll_s: float = 2.0, timeout_s: float | None = None,
-             failed: Callable[[], str | None] | None = None) -> None:
+def wait_for(
+    ready: Callable[[], bool], what: str, poll_s: float = 2.0, timeout_s: float | None = None, failed: Callable[[], str | None] | None = None
+) -> None:
     """Poll ``ready()`` every ``poll_s`` seconds until it is True.
 
     ``failed()`` (optional) returns an error message once another process has failed. Raises
@@ -80,3 +87,18 @@ def cpu_count() -> int:
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
 
+
+def rank_device(device: str | None, local_index: int) -> str:
+    """``device`` for one process: None -> 'cpu'; 'cuda' (no index) -> 'cuda:<local_index mod
+    the visible GPUs>'; anything else as given ('cpu', 'cuda:1'). Raises RuntimeError for
+    'cuda' without a visible GPU."""
+    if device is None:
+        return "cpu"
+    if device == "cuda":
+        import torch
+
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise RuntimeError("device 'cuda' requested but no GPU is visible")
+        return f"cuda:{local_index % n}"
+    return device

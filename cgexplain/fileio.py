@@ -4,14 +4,16 @@ Every file cgexplain writes goes through :func:`atomic_path`: the data is writte
 file in the same folder and renamed into place, so an interrupted run never leaves a
 half-written file behind.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

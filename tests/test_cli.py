@@ -46,11 +46,32 @@ def test_explain_model_and_trajectory(tmp_path, capsys):
     types = np.ones(24, int)
     np.savez(tmp_path / "traj.npz", positions=pos, cells=cells, bead_types=types)
     out = tmp_path / "lrp"
-    argv = ["explain", str(tmp_path / "model"), str(tmp_path / "traj.npz"), "--frames", "0,2", "--shell", "3.0",
-            "--out", str(out), "--no-progress", "--r-range", "2", "6", "8"]
+    argv = [
+        "explain",
+        str(tmp_path / "model"),
+        str(tmp_path / "traj.npz"),
+        "--frames",
+        "0,2",
+        "--shell",
+        "3.0",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--r-range",
+        "2",
+        "6",
+        "8",
+    ]
     assert main(argv) == 0
-    for f in ("lrp.json", "nbody_statistics.npz", "walks_frame0.npz", "frame_0000.npz", "frame_0001.npz",
-              "figures/relevance_2body.png", "figures/relevance_3body.png"):
+    for f in (
+        "lrp.json",
+        "nbody_statistics.npz",
+        "walks_frame0.npz",
+        "frame_0000.npz",
+        "frame_0001.npz",
+        "figures/relevance_2body.png",
+        "figures/relevance_3body.png",
+    ):
         assert (out / f).exists(), f
     st = np.load(out / "nbody_statistics.npz")
     from cgexplain.model.potential import load_model

@@ -1,5 +1,6 @@
 """The cached training data path (cgexplain.model.data): batches equal batch_inputs, the neighbour list
 follows its frame under shuffling, periodic images are complete, DDP sharding."""
+
 import itertools
 
 import numpy as np
@@ -125,7 +126,7 @@ def test_periodic_images_of_self_and_others():
         keys = _pair_keys(b["_idx_i"], b["_idx_j"], b["_offsets"], 3)
         brute = _brute_force_pairs(pos[f].astype(np.float64), cells[f].astype(np.float64), cutoff)
         assert np.array_equal(keys, brute)
-        assert np.sum((brute[:, 0] == brute[:, 1])) >= 2  # self images present
+        assert np.sum(brute[:, 0] == brute[:, 1]) >= 2  # self images present
         counts = np.bincount(brute[:, 0] * 3 + brute[:, 1], minlength=9)
         assert counts.min() >= 2  # each ordered pair seen through several images
     # the model sees the same energy as from the brute-force list

@@ -1,5 +1,6 @@
 """Several processes: DDP training (2 CPU processes, gloo) against one process, and explain over
 local workers or launcher ranks against one process."""
+
 import json
 import os
 import signal
@@ -16,8 +17,9 @@ from conftest import harmonic_frames
 
 def _run(cmd, env=None, timeout=240, cwd=None):
     """Run ``cmd`` in its own process group; kill the whole group (DDP children too) on timeout."""
-    p = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, start_new_session=True)
+    p = subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -33,8 +35,9 @@ def _tiny_system(tmp_path, name, batch_size, n_frames=16, n=16, L=7.0):
     sysdir = tmp_path / f"sys_{name}"
     sysdir.mkdir()
     (sysdir / "system.yaml").write_text(
-        "name: tiny\nmodel: {representation: painn, n_atom_basis: 8, n_interactions: 2, cutoff: 3.0, n_rbf: 8}\n"
-        f"training: {{epochs: 3, batch_size: {batch_size}, lr: 0.005, val_fraction: 0.25, seed: 3}}\nprofiles: {{quick: {{}}}}\n")
+        "name: tiny\nmodel: {representation: painn, n_atom_basis: 8, n_interactions: 2, cutoff: 3.0, n_rbf: 8}\nanalysis: {shell_cutoff: 3.0}\n"
+        f"training: {{epochs: 3, batch_size: {batch_size}, lr: 0.005, val_fraction: 0.25, seed: 3}}\nprofiles: {{quick: {{}}}}\n"
+    )
     cg = tmp_path / f"run_{name}" / "cg"
     cg.mkdir(parents=True)
     harmonic_frames(n_frames, n, L, seed=0, mass=18.0).save(cg / "mapped.npz")
@@ -51,8 +54,11 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     runs = {}
     for name, batch, extra in (("one", 4, []), ("two", 2, ["--devices", "2", "--strategy", "ddp"])):
         sysdir, run = _tiny_system(tmp_path, name, batch)
-        rc, out = _run([sys.executable, "-m", "cgexplain", "train", str(sysdir), "--out", str(run), "--no-progress",
-                        "--accelerator", "cpu", *extra], env=env, timeout=180)
+        rc, out = _run(
+            [sys.executable, "-m", "cgexplain", "train", str(sysdir), "--out", str(run), "--no-progress", "--accelerator", "cpu", *extra],
+            env=env,
+            timeout=180,
+        )
         assert rc == 0, out[-3000:]
         runs[name] = json.loads((run / "model" / "training.json").read_text())
     one, two = runs["one"], runs["two"]
@@ -107,8 +113,13 @@ def _same_results(a, b):
     for k in sa.files:
         np.testing.assert_allclose(sa[k], sb[k], rtol=1e-10, atol=1e-12, err_msg=k)
     ja, jb = json.loads((a / "lrp.json").read_text()), json.loads((b / "lrp.json").read_text())
-    for k in ("relevance_by_body_order_kcal_mol_mean", "abs_share_by_body_order_ge2", "signed_share_by_body_order_ge2", "conservation_mean_kcal_mol",
-              "relevance_budget_kcal_mol_mean"):
+    for k in (
+        "relevance_by_body_order_kcal_mol_mean",
+        "abs_share_by_body_order_ge2",
+        "signed_share_by_body_order_ge2",
+        "conservation_mean_kcal_mol",
+        "relevance_budget_kcal_mol_mean",
+    ):
         for q in ja[k]:
             np.testing.assert_allclose(jb[k][q], ja[k][q], rtol=1e-10, atol=1e-12, err_msg=f"{k}/{q}")
     assert ja["n_frames"] == jb["n_frames"] and ja["walks_per_frame_mean"] == jb["walks_per_frame_mean"]
@@ -116,57 +127,48 @@ def _same_results(a, b):
     assert np.array_equal(wa["walks"], wb["walks"]) and np.array_equal(wa["relevance"], wb["relevance"])
 
 
-def test_explain_workers_and_launcher_ranks_equal_one_process(model_and_traj, tmp_path):
-    """The same frames explained by 1 process, by 2 local workers (spawn), and by 2 launcher
-    ranks (RANK/WORLD_SIZE, as torchrun sets them; two CLI processes, rank 0 waits for rank 1's
-    frame files): statistics and lrp.json agree to 1e-10."""
+@pytest.mark.parametrize("backend", ["multiprocessing", "dask"])
+def test_explain_two_workers_equal_one_worker(model_and_traj, tmp_path, backend):
+    """The same frames explained by 1 process and by 2 workers of MDAnalysis's parallel backends
+    (a spawned multiprocessing pool; dask with processes): statistics and lrp.json agree to 1e-10,
+    and every frame file is written once."""
     from cgexplain.lrp.explain import explain_trajectory
 
+    if backend == "dask":
+        pytest.importorskip("dask")
     model_dir, traj = model_and_traj
     kw = dict(frames="0:5", shell=3.0, r_edges=(2.0, 6.0, 8), progress=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker below (2 cores / 2 workers)
     try:
-        explain_trajectory(model_dir, traj, tmp_path / "one", ranks=None, **kw)
+        explain_trajectory(model_dir, traj, tmp_path / "one", **kw)
     finally:
         torch.set_num_threads(threads)
-    explain_trajectory(model_dir, traj, tmp_path / "workers", ranks=None, workers=2, **kw)
+    explain_trajectory(model_dir, traj, tmp_path / "workers", workers=2, backend=backend, **kw)
     assert sorted(p.name for p in (tmp_path / "workers").glob("frame_*.npz")) == [f"frame_{k:04d}.npz" for k in range(5)]
     _same_results(tmp_path / "one", tmp_path / "workers")
 
-    cmd = [sys.executable, "-m", "cgexplain", "explain", str(model_dir), str(traj), "--out", str(tmp_path / "ranks"),
-           "--frames", "0:5", "--shell", "3.0", "--r-range", "2", "6", "8", "--no-progress"]
-    env = {"WORLD_SIZE": "2", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    procs = [subprocess.Popen(cmd, env={**os.environ, **env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True) for r in (0, 1)]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=180)[0])
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGKILL)
-        pytest.fail("explain under RANK/WORLD_SIZE timed out")
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
-    assert "rank 1 of 2 wrote 2 frames" in outs[1]
-    _same_results(tmp_path / "one", tmp_path / "ranks")
-
 
 def test_explain_spread_errors(model_and_traj, tmp_path):
-    from cgexplain.lrp.statistics import explain_frames
-    from cgexplain.lrp.spread import share
+    from cgexplain.lrp.frames import FrameExplainer
+    from cgexplain.lrp.sources import ArrayFrames
+    from cgexplain.lrp.statistics import FluidFrameTask, explain_frames
     from cgexplain.model.potential import load_model
 
     model, _ = load_model(model_and_traj[0])
     pos = np.zeros((2, 3, 3))
     cells = np.zeros((2, 3, 3))
-    with pytest.raises(ValueError, match="pass the model folder"):
+    with pytest.raises(ValueError, match="needs the model folder"):
         explain_frames(model, pos, cells, np.ones(3, int), tmp_path / "x", {}, 3.0, workers=2)
-    with pytest.raises(ValueError, match="use one or the other"):
-        explain_frames(model_and_traj[0], pos, cells, np.ones(3, int), tmp_path / "x", {}, 3.0, workers=2, ranks=Ranks(0, 2, 0))
     with pytest.raises(ValueError, match="workers must be >= 1"):
         explain_frames(model, pos, cells, np.ones(3, int), tmp_path / "x", {}, 3.0, workers=0)
-    assert sorted(share(7, 0, 3) + share(7, 1, 3) + share(7, 2, 3)) == list(range(7))
+    ex = FrameExplainer(
+        ArrayFrames(pos, cells, np.ones(3, int)), FluidFrameTask({}, 3.0, np.ones(3, int)), tmp_path / "y", model_dir=model_and_traj[0]
+    )
+    with pytest.raises(ValueError, match="backend 'threads'"):
+        ex.run(backend="threads", n_workers=2)
+    with pytest.raises(ValueError, match="exactly one of model_dir and model"):
+        FrameExplainer(ArrayFrames(pos, cells, np.ones(3, int)), FluidFrameTask({}, 3.0, np.ones(3, int)), tmp_path / "y")
 
 
 def test_explain_warns_when_r_edges_stop_short_of_the_cutoff(model_and_traj, tmp_path):
@@ -190,21 +192,25 @@ def test_explain_warns_when_r_edges_stop_short_of_the_cutoff(model_and_traj, tmp
     assert not [w for w in caught if "model cutoff" in str(w.message)]
 
 
-@pytest.mark.parametrize("env,joined", [
-    ({"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}, ["train"]),  # started by Lightning's DDP launcher
-    ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, ["train", "explain"]),  # torchrun / srun rank
-])
+@pytest.mark.parametrize(
+    "env,joined",
+    [
+        ({"LOCAL_RANK": "1", "NODE_RANK": "0", "WORLD_SIZE": "2"}, ["train"]),  # started by Lightning's DDP launcher
+        ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, ["train"]),  # torchrun / srun rank: Lightning takes its ranks for DDP
+    ],
+)
 def test_run_all_in_a_rank_above_zero(tmp_path, monkeypatch, env, joined):
     """A rank > 0 of `cgexplain run` waits for rank 0's single-process stages (their done files),
-    joins training (and, under a launcher, explain), stops after training when Lightning started
-    it, and writes no summary.json."""
+    joins training, stops after it, and writes no summary.json."""
     from cgexplain.workflow import stages as pipeline
+    from cgexplain.workflow.run import RunFolder
 
     calls = []
     monkeypatch.setattr(pipeline, "STAGES", {k: (lambda cfg, run, progress=True, k=k: calls.append(k) or {k: 1}) for k in pipeline.STAGES})
-    for name, f in pipeline._DONE.items():
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / f).write_text("{}")
+    for name in pipeline.STAGES:
+        f = RunFolder(tmp_path).done_file(name)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("{}")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():

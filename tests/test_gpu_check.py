@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py cannot rot: its dry mode runs here, and what it imports stays inside the
 wheelhouse's lists (benchmarks/wheelhouse.py), so it still installs on the GPU machine."""
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_dry_run(tmp_path):
     out = tmp_path / "gpu.json"
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--dry", "--json", str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--dry", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "DRY RUN" in r.stdout and "target R = 16" in r.stdout
     res = json.loads(out.read_text())

@@ -2,12 +2,13 @@
 forces OpenMM writes, read back from the TRR and mapped with the identity mapping, are the
 analytic potential's forces at the mapped positions, so the true pair and triplet energies of
 every saved frame can be recomputed (cgexplain.reference.potentials)."""
+
 import numpy as np
 import pytest
 
 from cgexplain.config import load_system
-from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.reference.fluids import ReferenceSettings, build_bead_fluid, run_reference
+from cgexplain.reference.potentials import MW, LennardJones
 
 
 @pytest.mark.parametrize("system,n,extra", [("lj", 80, {}), ("mw", 64, {"equilibration_npt": 0.2, "equilibration_nvt": 0.1})])

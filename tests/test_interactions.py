@@ -1,14 +1,14 @@
 """Ground-truth potentials (LJ, mW) against OpenMM, and the Harsanyi (Möbius) expansions:
 deletion interactions and pure terms against enumeration of all subsets and against the
 analytic potentials, for the potentials and for a network."""
+
 import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from cgexplain.lrp.interactions import (SubsetEnergy, all_pure_terms, deletion_interactions, pairs_within, pure_terms,
-                                        triplets_with_vertex)
+from cgexplain.lrp.interactions import SubsetEnergy, all_pure_terms, deletion_interactions, pairs_within, pure_terms, triplets_with_vertex
 from cgexplain.reference.potentials import MW, LennardJones, openmm_system
 from conftest import random_painn
 
@@ -44,7 +44,7 @@ def test_lj_against_openmm(seed):
     x = _liquid(60, box, 3.0, seed)
     e, f = _openmm_energy_forces(pot, x, box, 39.948)
     pairs, pe = pot.pair_energies(x, np.eye(3) * box)
-    assert len(pairs) > 100 and np.any((pe != 0) & (pe > -pot.epsilon)) # pairs inside the switching range too
+    assert len(pairs) > 100 and np.any((pe != 0) & (pe > -pot.epsilon))  # pairs inside the switching range too
     assert pot.energy(x, np.eye(3) * box) == pytest.approx(e, rel=1e-6, abs=1e-6)
     assert pe.sum() == pytest.approx(e, rel=1e-6, abs=1e-6)
     np.testing.assert_allclose(pot.forces(x, np.eye(3) * box), f, rtol=1e-5, atol=1e-5)
@@ -110,8 +110,9 @@ def test_interactions_recover_the_analytic_potential(pot):
     I3 = deletion_interactions(E, n, all_tri)
     exp3 = np.array([tdict.get(tuple(t), 0.0) for t in all_tri.tolist()])
     np.testing.assert_allclose(I3, exp3, atol=1e-10)
-    exp2 = np.array([pdict.get((i, j), 0.0) + sum(tdict.get(tuple(sorted((i, j, k))), 0.0) for k in range(n) if k not in (i, j))
-                     for i, j in all_pairs.tolist()])
+    exp2 = np.array(
+        [pdict.get((i, j), 0.0) + sum(tdict.get(tuple(sorted((i, j, k))), 0.0) for k in range(n) if k not in (i, j)) for i, j in all_pairs.tolist()]
+    )
     np.testing.assert_allclose(I2, exp2, atol=1e-10)
     np.testing.assert_allclose(pure_terms(E, n, all_pairs), [pdict.get(tuple(p), 0.0) for p in all_pairs.tolist()], atol=1e-10)
     np.testing.assert_allclose(pure_terms(E, n, all_tri), exp3, atol=1e-10)

@@ -1,4 +1,5 @@
 """cgexplain.model.kernels: the fast PaiNN interaction computes exactly schnetpack's function."""
+
 import copy
 
 import numpy as np

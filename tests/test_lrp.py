@@ -141,9 +141,9 @@ def test_unsupported_rule_and_representation():
     m = random_painn(F=8, L=2)
     with pytest.raises(ValueError, match="not a supported LRP setting"):
         walk_relevance(m, _frame(True), gamma=0.1, bias_rule=False)
-    from cgexplain.model.potential import build_model
-
     from schnetpack.representation import SchNet
+
+    from cgexplain.model.potential import build_model
 
     schnet = build_model({"n_atom_basis": 8, "n_interactions": 1, "cutoff": 3.0})
     schnet.representation = SchNet(8, 1, schnet.representation.radial_basis, schnet.representation.cutoff_fn)

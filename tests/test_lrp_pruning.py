@@ -10,6 +10,7 @@ What is proven here:
 - a DCD streamed in chunks gives the statistics of every walk's points kept in memory, and the
   reader never holds more than one chunk of frames.
 """
+
 import json
 
 import numpy as np
@@ -18,8 +19,17 @@ import torch
 from ase import Atoms
 
 from cgexplain.lrp import nbody_sums, walk_relevance
-from cgexplain.lrp.nbody import (accumulate_bins, binned_statistics, body_order, body_order_totals, finish_bins, merge_bins,
-                                 normalisation_factor, three_body_points, two_body_points)
+from cgexplain.lrp.nbody import (
+    accumulate_bins,
+    binned_statistics,
+    body_order,
+    body_order_totals,
+    finish_bins,
+    merge_bins,
+    normalisation_factor,
+    three_body_points,
+    two_body_points,
+)
 from conftest import random_painn
 
 
@@ -168,8 +178,9 @@ def test_mean_abs_normalisation_enumerates_every_walk(tmp_path):
 
     m = random_painn(F=4, L=3, cutoff=3.0, seed=1)
     pos = np.random.default_rng(0).uniform(0, 6.0, (1, 12, 3))
-    s = explain_frames(m, pos, np.eye(3)[None] * 6.0, np.ones(12, int), tmp_path, {"normalise": "mean_abs", "save_walks": "none"}, 2.5,
-                       progress=False)
+    s = explain_frames(
+        m, pos, np.eye(3)[None] * 6.0, np.ones(12, int), tmp_path, {"normalise": "mean_abs", "save_walks": "none"}, 2.5, progress=False
+    )
     assert s["enumeration"] == "all" and s["walks_enumerated_per_frame_mean"] == s["walks_per_frame_mean"]
     with pytest.raises(ValueError, match="lrp.enumeration"):
         explain_frames(m, pos, np.eye(3)[None] * 6.0, np.ones(12, int), tmp_path / "x", {"enumeration": "some"}, 2.5)
@@ -194,14 +205,14 @@ def _write_dcd(path, pdb, pos, box):
 
 
 def test_streamed_trajectory_equals_all_points_in_memory(tmp_path, monkeypatch):
-    """A 400-frame DCD of a small box, explained in chunks of 16 frames: the streamed, pruned
+    """A 400-frame DCD of a small box, explained one frame at a time: the streamed, pruned
     statistics equal binned statistics over every walk's points of every frame kept in memory
-    (full enumeration), and the reader never holds more than one chunk of frames."""
+    (full enumeration), and the reader never holds more than the structure sample (20 frames)."""
     from cgexplain.lrp.explain import explain_trajectory
-    from cgexplain.lrp.statistics import TrajectoryFrames
+    from cgexplain.lrp.sources import TrajectoryFrames
     from cgexplain.model.potential import save_model
 
-    box, n, n_frames, chunk = 6.0, 10, 400, 16
+    box, n, n_frames = 6.0, 10, 400
     m = random_painn(F=4, L=3, cutoff=2.6, seed=4, dtype=torch.float32)
     save_model(m, {"representation": "painn", "n_atom_basis": 4, "n_interactions": 3, "cutoff": 2.6}, tmp_path / "model")
     rng = np.random.default_rng(9)
@@ -218,11 +229,21 @@ def test_streamed_trajectory_equals_all_points_in_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(TrajectoryFrames, "read", spy)
     r_edges, a_bins, shell = (0.5, 3.0, 10), 12, 2.4
     out = tmp_path / "lrp"
-    s = explain_trajectory(tmp_path / "model", tmp_path / "t.dcd", out, topology=tmp_path / "t.pdb", types=[1] * n, shell=shell,
-                           r_edges=r_edges, angle_bins=a_bins, save_walks="none", chunk_frames=chunk, structure_frames=20,
-                           progress=False, ranks=None)
+    s = explain_trajectory(
+        tmp_path / "model",
+        tmp_path / "t.dcd",
+        out,
+        topology=tmp_path / "t.pdb",
+        types=[1] * n,
+        shell=shell,
+        r_edges=r_edges,
+        angle_bins=a_bins,
+        save_walks="none",
+        structure_frames=20,
+        progress=False,
+    )
     assert s["n_frames"] == n_frames and s["enumeration"] == "pruned"
-    assert max(held) <= max(chunk, 20) and sum(held) == n_frames + 20  # explanation + structure sample, each frame once
+    assert held.count(20) == 1 and held.count(1) == n_frames and sum(held) == n_frames + 20  # structure sample, then each frame once
 
     # reference: every walk of every frame, points concatenated in memory, binned once
     import MDAnalysis as mda
@@ -234,7 +255,7 @@ def test_streamed_trajectory_equals_all_points_in_memory(tmp_path, monkeypatch):
     ae = np.linspace(0, 180, a_bins + 1)
     d2s, r2s, a3s, r3s, body = [], [], [], [], []
     cell = np.eye(3) * box
-    for ts in u.trajectory:
+    for _ts in u.trajectory:
         x = u.atoms.positions.astype(np.float64)
         res = walk_relevance(m, to_atoms(x, np.ones(n, int), cell))
         d2, r2 = two_body_points(res["walks"], res["relevance"], x, cell)
@@ -264,8 +285,7 @@ def test_streamed_run_resumes_after_lost_frames(tmp_path):
     save_model(m, {"representation": "painn", "n_atom_basis": 4, "n_interactions": 3, "cutoff": 2.6}, tmp_path / "model")
     pos = np.random.default_rng(1).uniform(0, 6.0, (30, 10, 3)).astype(np.float32)
     _write_dcd(tmp_path / "t.dcd", tmp_path / "t.pdb", pos, 6.0)
-    kw = dict(topology=tmp_path / "t.pdb", types=[1] * 10, shell=2.4, r_edges=(0.5, 3.0, 10), save_walks="none", chunk_frames=7,
-              progress=False, ranks=None)
+    kw = dict(topology=tmp_path / "t.pdb", types=[1] * 10, shell=2.4, r_edges=(0.5, 3.0, 10), save_walks="none", progress=False)
     out = tmp_path / "lrp"
     explain_trajectory(tmp_path / "model", tmp_path / "t.dcd", out, **kw)
     before = _stats(out)
@@ -306,12 +326,16 @@ def test_shares_budget_and_fluctuations(tmp_path):
     np.testing.assert_allclose([s["signed_share_by_body_order_ge2"][str(k)] for k in (2, 3, 4)], np.mean(sg, 0), rtol=1e-9, atol=1e-12)
     assert sum(s["abs_share_by_body_order_ge2"].values()) == pytest.approx(1.0)
     assert s["shares_from_n_frames"] == 3
-    np.testing.assert_allclose([s["relevance_by_body_order_std_over_frames_kcal_mol"][str(k)] for k in (1, 2, 3, 4)],
-                               np.std(body, 0, ddof=1), rtol=1e-9)
+    np.testing.assert_allclose(
+        [s["relevance_by_body_order_std_over_frames_kcal_mol"][str(k)] for k in (1, 2, 3, 4)], np.std(body, 0, ddof=1), rtol=1e-9
+    )
     b = s["relevance_budget_kcal_mol_mean"]
-    np.testing.assert_allclose([b["taken_by_rule_E_model_minus_E_modified"], b["taken_by_biases_E_modified_minus_sum_walks"]],
-                               np.mean(budget, 0), rtol=1e-9, atol=1e-12)
-    assert b["E_model"] - b["sum_walks"] == pytest.approx(b["taken_by_rule_E_model_minus_E_modified"] + b["taken_by_biases_E_modified_minus_sum_walks"])
+    np.testing.assert_allclose(
+        [b["taken_by_rule_E_model_minus_E_modified"], b["taken_by_biases_E_modified_minus_sum_walks"]], np.mean(budget, 0), rtol=1e-9, atol=1e-12
+    )
+    assert b["E_model"] - b["sum_walks"] == pytest.approx(
+        b["taken_by_rule_E_model_minus_E_modified"] + b["taken_by_biases_E_modified_minus_sum_walks"]
+    )
     # pruned: shares only from the fully enumerated first frame (its walk file), or none at all
     s1 = explain_frames(m, pos, cells, types, tmp_path / "first", {}, 2.5, progress=False)
     assert s1["shares_from_n_frames"] == 1
@@ -334,7 +358,8 @@ def test_pair_triplet_sums_and_residue_maps_pruned_equal_full():
         a, b = fn(full["walks"], full["relevance"]), fn(pr["walks"], pr["relevance"])
         assert np.array_equal(a[0], b[0]) and len(a[0]) > 5
         np.testing.assert_allclose(b[1], a[1], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(residue_pair_map(pr["walks"], pr["relevance"], 12), residue_pair_map(full["walks"], full["relevance"], 12),
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        residue_pair_map(pr["walks"], pr["relevance"], 12), residue_pair_map(full["walks"], full["relevance"], 12), rtol=1e-6, atol=1e-7
+    )
     ta, tb = residue_triplets(full["walks"], full["relevance"], 12), residue_triplets(pr["walks"], pr["relevance"], 12)
     np.testing.assert_allclose(tb["triplet_projection"], ta["triplet_projection"], rtol=1e-6, atol=1e-7)

@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from cgexplain.mapping.maps import (MappingError, load_universe, make_mapping, map_positions, map_universe, validate_groups,
-                               write_cg_dataset, write_cg_topology)
+from cgexplain.mapping.maps import (
+    MappingError,
+    load_universe,
+    make_mapping,
+    map_positions,
+    map_universe,
+    validate_groups,
+    write_cg_dataset,
+    write_cg_topology,
+)
 from conftest import water_universe
 
 

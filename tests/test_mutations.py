@@ -1,13 +1,13 @@
 """Mutation what-ifs (cgexplain.lrp.mutations): the type table, parsing and its errors, ΔE against
 direct model calls, the identity mutation, and the relevance-map difference."""
+
 import numpy as np
 import pytest
 import torch
-
-from cgexplain.model.potential import batch_inputs
-from cgexplain.lrp.mutations import (AMINO_ACID_TYPES, Mutation, canonical_resname, model_energies, mutate_types, mutation_whatif,
-                                 parse_mutations)
 from test_residues import CUTOFF, NTL9_RESNAMES, NTL9_TYPES, chain, tiny_model
+
+from cgexplain.lrp.mutations import AMINO_ACID_TYPES, Mutation, canonical_resname, model_energies, mutate_types, mutation_whatif, parse_mutations
+from cgexplain.model.potential import batch_inputs
 
 
 def test_type_table():
@@ -31,16 +31,19 @@ def test_parse_forms():
     assert parse_mutations("", NTL9_RESNAMES) == [] and parse_mutations({}, NTL9_RESNAMES) == []
 
 
-@pytest.mark.parametrize("spec, words", [
-    ({6: "XYZ"}, ["'XYZ'", "position 6", "LEU", "ALA", "VAL"]),
-    ("L6Z", ["'Z'", "position 6"]),
-    ({0: "ALA"}, ["position 0", "1..39"]),
-    ({40: "ALA"}, ["position 40", "1..39"]),
-    ("A40G", ["position 40", "1..39"]),
-    ("L5A", ["residue 5", "PHE", "not LEU"]),
-    ([(6, "ALA"), (6, "GLY")], ["position 6", "twice"]),
-    ("6A", ["cannot read"]),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ({6: "XYZ"}, ["'XYZ'", "position 6", "LEU", "ALA", "VAL"]),
+        ("L6Z", ["'Z'", "position 6"]),
+        ({0: "ALA"}, ["position 0", "1..39"]),
+        ({40: "ALA"}, ["position 40", "1..39"]),
+        ("A40G", ["position 40", "1..39"]),
+        ("L5A", ["residue 5", "PHE", "not LEU"]),
+        ([(6, "ALA"), (6, "GLY")], ["position 6", "twice"]),
+        ("6A", ["cannot read"]),
+    ],
+)
 def test_parse_errors(spec, words):
     with pytest.raises(ValueError) as e:
         parse_mutations(spec, NTL9_RESNAMES)
@@ -103,7 +106,7 @@ def test_identity_mutation_and_map_difference(tmp_path):
         adj = (np.linalg.norm(p[:, None] - p[None], axis=-1) < CUTOFF) | np.eye(39, dtype=bool)
         reach = adj[5]
         for _ in range(2):
-            reach = (adj[reach].any(0))
+            reach = adj[reach].any(0)
         far &= ~reach
     assert far.sum() > 5
     np.testing.assert_allclose(r["pair_map_diff"][np.ix_(far, far)], 0.0, atol=1e-12)

@@ -1,4 +1,5 @@
 """Parity with the publication's reference GNN-LRP (shared/parity/README.md)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ from cgexplain.lrp.parity import load_parity
 
 DATA = Path(__file__).parent / "data" / "parity"
 # figures of the reference implementation on this frame (parity README)
-FAMILY = {"gamma=0.1,bias_rule=True": (-0.179196, [-0.57322, 0.41549, -0.02147]),
-          "gamma=0.0,bias_rule=False": (-0.192698, [-0.62611, 0.45691, -0.02350])}
+FAMILY = {
+    "gamma=0.1,bias_rule=True": (-0.179196, [-0.57322, 0.41549, -0.02147]),
+    "gamma=0.0,bias_rule=False": (-0.192698, [-0.62611, 0.45691, -0.02350]),
+}
 SUM_H0_GRAD = {"gamma=0.1,bias_rule=True": -18.870, "gamma=0.0,bias_rule=False": -19.051}
 
 

@@ -1,4 +1,5 @@
 """End-to-end: every stage on a tiny water box (real OpenMM, schnetpack, LRP)."""
+
 import json
 from pathlib import Path
 
@@ -10,8 +11,15 @@ from cgexplain.config import load_system
 from cgexplain.workflow.stages import run_all
 
 TINY = {
-    "reference": {"n_molecules": 64, "nonbonded_cutoff": 6.0, "equilibration_npt": 1.0, "equilibration_nvt": 0.5,
-                  "production": 2.0, "chunk": 1.0, "check": {"r_max": 6.0}},
+    "reference": {
+        "n_molecules": 64,
+        "nonbonded_cutoff": 6.0,
+        "equilibration_npt": 1.0,
+        "equilibration_nvt": 0.5,
+        "production": 2.0,
+        "chunk": 1.0,
+        "check": {"r_max": 6.0},
+    },
     "training": {"epochs": 1, "batch_size": 4},
     "model": {"n_atom_basis": 8, "n_interactions": 2, "cutoff": 4.0},
     "simulation": {"n_steps": 40, "save_interval": 10, "n_replicas": 2},
@@ -96,5 +104,7 @@ def test_water_pipeline_tiny(tmp_path):
     assert np.array_equal(np.load(run2 / "cg" / "mapped.npz")["forces"], np.load(run / "cg" / "mapped.npz")["forces"])
     assert json.loads((run2 / "model" / "model.json").read_text())["hparams"]["representation"] == "so3net"
     c4 = s4["explain"]["conservation_mean_kcal_mol"]
-    assert abs(sum(s4["explain"]["relevance_by_body_order_kcal_mol_mean"].values()) - c4["sum_walk_relevance"]) < 1e-6 * max(1, abs(c4["sum_walk_relevance"]))
+    assert abs(sum(s4["explain"]["relevance_by_body_order_kcal_mol_mean"].values()) - c4["sum_walk_relevance"]) < 1e-6 * max(
+        1, abs(c4["sum_walk_relevance"])
+    )
     assert abs(c4["sum_walk_relevance"] - c4["sum_h0_dE_dh0_no_masks"]) < 1e-4 * max(1, abs(c4["sum_walk_relevance"]))

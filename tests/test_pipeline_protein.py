@@ -1,5 +1,6 @@
 """End-to-end: every stage of the protein path on a tiny NTL9 run (real OpenMM amber14/GBn2,
 priors, schnetpack, CG replicas, protein analysis, residue maps and a mutation what-if)."""
+
 import json
 import shutil
 from pathlib import Path
@@ -56,8 +57,17 @@ def test_ntl9_pipeline_tiny(tmp_path):
     assert ms["n_frames"] == 2 * 5 and 0.0 <= ms["folded_fraction_mutant"] <= 1.0 and np.isfinite(ms["rmsd_mean_mutant_A"])
     pm = np.load(run / "lrp" / "frames" / "residue_relevance.npz")["pair_map"]
     assert pm.shape == (39, 39) and np.allclose(pm, pm.T)
-    for fig in ("reference_rmsd.png", "priors.png", "protein_distributions.png", "internal_distributions.png", "tica_fes.png",
-                "residue_pair_relevance.png", "triplet_projection.png", "mutation_pair_difference.png", "mutant_distributions.png"):
+    for fig in (
+        "reference_rmsd.png",
+        "priors.png",
+        "protein_distributions.png",
+        "internal_distributions.png",
+        "tica_fes.png",
+        "residue_pair_relevance.png",
+        "triplet_projection.png",
+        "mutation_pair_difference.png",
+        "mutant_distributions.png",
+    ):
         assert (run / "figures" / fig).stat().st_size > 1000, fig
     # a second run reuses every finished stage
     s2 = run_all(cfg, run, progress=False)

@@ -1,5 +1,6 @@
 """Prior energy terms (cgexplain.model.priors): Boltzmann inversion, forces, invariances, batching,
 dihedral convention, round trips, model integration and LRP (the walks explain the network only)."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,18 @@ import torch
 from ase import Atoms
 
 from cgexplain.model.potential import DEFAULT_HPARAMS, batch_inputs, build_model, load_model, save_model
-from cgexplain.model.priors import (PriorEnergy, bond_angles, chain_indices, dihedral_angles, fit_fourier, fit_harmonic, fit_priors,
-                              plot_priors, prior_energy, prior_forces)
+from cgexplain.model.priors import (
+    PriorEnergy,
+    bond_angles,
+    chain_indices,
+    dihedral_angles,
+    fit_fourier,
+    fit_harmonic,
+    fit_priors,
+    plot_priors,
+    prior_energy,
+    prior_forces,
+)
 from cgexplain.units import KB_KCAL
 
 T = 300.0
@@ -35,8 +46,8 @@ def nerf(r, th, ph):
         bc = _unit(c - b)
         nn = _unit(np.cross(b - a, bc))
         m = np.cross(nn, bc)
-        t, p = th[:, i - 2:i - 1], ph[:, i - 3:i - 2]
-        x[:, i] = c + r[:, i - 1:i] * (-np.cos(t) * bc + np.sin(t) * np.cos(p) * m + np.sin(t) * np.sin(p) * nn)
+        t, p = th[:, i - 2 : i - 1], ph[:, i - 3 : i - 2]
+        x[:, i] = c + r[:, i - 1 : i] * (-np.cos(t) * bc + np.sin(t) * np.cos(p) * m + np.sin(t) * np.sin(p) * nn)
     return x
 
 
@@ -152,8 +163,7 @@ def test_fit_priors_recovers_chain_parameters():
     ph = np.stack([sample_dihedral(rng, A[i], B[i], F) for i in range(n - 3)], 1)
     x = nerf(r, th, ph)
     # the builder follows the IUPAC convention of cgexplain.model.priors
-    np.testing.assert_allclose(dihedral_angles(torch.from_numpy(x[:50]), torch.from_numpy(chain_indices(n)["dihedrals"])).numpy(),
-                               ph[:50], atol=1e-9)
+    np.testing.assert_allclose(dihedral_angles(torch.from_numpy(x[:50]), torch.from_numpy(chain_indices(n)["dihedrals"])).numpy(), ph[:50], atol=1e-9)
     p = fit_priors(x, T, n_fourier=3)
     assert p["n_beads"] == n and p["temperature"] == T
     np.testing.assert_allclose(p["bonds"]["r0"], r0, atol=3e-3)
@@ -316,8 +326,9 @@ def test_model_with_priors_energy_forces_and_save_load(tmp_path):
     net = m0(batch_inputs(x, types, None, 5.0, dtype=torch.float64))
     np.testing.assert_allclose(out["prior_energy"].detach().numpy(), prior_energy(p, x), rtol=1e-12)
     np.testing.assert_allclose(out["energy"].detach().numpy(), net["energy"].detach().numpy() + prior_energy(p, x), rtol=1e-12)
-    np.testing.assert_allclose(out["forces"].detach().numpy(), net["forces"].detach().numpy() + prior_forces(p, x).reshape(-1, 3),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        out["forces"].detach().numpy(), net["forces"].detach().numpy() + prior_forces(p, x).reshape(-1, 3), rtol=1e-10, atol=1e-10
+    )
     # save (float32) / load round trip: params in model.json, buffers in model.pt, same numbers
     save_model(m.float(), hp, tmp_path / "mdl")
     m2, meta = load_model(tmp_path / "mdl")
@@ -369,6 +380,7 @@ def test_repulsion_scale_moves_the_wall_inside_the_sampled_distances():
     """σ = scale × the per-pair quantile distance; with scale 0.8 and p = 12 the repulsion at the
     quantile distance is 0.8^12 ε, so it does not push the sampled contacts apart."""
     import numpy as np
+
     from cgexplain.model.priors import PriorEnergy, fit_priors
 
     rng = np.random.default_rng(3)

@@ -1,6 +1,7 @@
 """Protein observables (cgexplain.analysis.protein): the maths against brute force and independent
 implementations (numpy Kabsch, MDAnalysis soft_cut_q, mdtraj dihedrals), TICA on a synthetic
 slow process, and the comparison numbers."""
+
 from pathlib import Path
 
 import numpy as np
@@ -192,8 +193,17 @@ def test_secondary_structure_ntl9():
     assert len(codes) == 39  # the NHE cap is dropped
     assert "".join(codes) == "CEEEECCCCCCCCCCCCEEECCHHHHHHHHHHHCCEEEC"
     segs = {s["name"]: (s["start"], s["end"]) for s in P.ss_segments(codes)}
-    assert segs == {"N-term": (1, 1), "β1": (2, 5), "loop1": (6, 17), "β2": (18, 20), "loop2": (21, 22),
-                    "α1": (23, 33), "loop3": (34, 35), "β3": (36, 38), "C-term": (39, 39)}
+    assert segs == {
+        "N-term": (1, 1),
+        "β1": (2, 5),
+        "loop1": (6, 17),
+        "β2": (18, 20),
+        "loop2": (21, 22),
+        "α1": (23, 33),
+        "loop3": (34, 35),
+        "β3": (36, 38),
+        "C-term": (39, 39),
+    }
 
 
 # ------------------------------------------------------------------------------ TICA, FES
@@ -281,8 +291,14 @@ def ensembles():
 
 def test_protein_observables_and_compare():
     x, pairs, r0, ref, cg = ensembles()
-    assert {k: v.shape for k, v in ref.items()} == {"rmsd": (200,), "q": (200,), "rg": (200,), "bonds": (200, 15),
-                                                     "angles": (200, 14), "dihedrals": (200, 13)}
+    assert {k: v.shape for k, v in ref.items()} == {
+        "rmsd": (200,),
+        "q": (200,),
+        "rg": (200,),
+        "bonds": (200, 15),
+        "angles": (200, 14),
+        "dihedrals": (200, 13),
+    }
     same = P.compare_protein(ref, ref)
     for key in ("rmsd", "q", "rg", "bond", "angle", "dihedral"):
         assert same[f"{key}_js_distance"] == pytest.approx(0.0, abs=1e-7)

@@ -1,5 +1,6 @@
 """NTL9 mapping: one bead per residue at the CA, the C-terminal cap joins residue 39, bead types
 from the amino-acid table; the force map is consistent and cancels the H-bond constraint forces."""
+
 from pathlib import Path
 
 import MDAnalysis as mda
@@ -10,8 +11,28 @@ from cgexplain.mapping.maps import AMINO_ACID_TYPES, MappingError, amino_acid_na
 
 PDB = Path(__file__).resolve().parents[1] / "systems" / "ntl9" / "ntl9_k12m.pdb"
 SEQ = "MKVIFLKDVKGMGKKGEIKNVADGYANNFLFKQGLAIEA"
-ONE = {"ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G", "HIS": "H", "ILE": "I",
-       "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F", "PRO": "P", "SER": "S", "THR": "T", "TRP": "W", "TYR": "Y", "VAL": "V"}
+ONE = {
+    "ALA": "A",
+    "ARG": "R",
+    "ASN": "N",
+    "ASP": "D",
+    "CYS": "C",
+    "GLN": "Q",
+    "GLU": "E",
+    "GLY": "G",
+    "HIS": "H",
+    "ILE": "I",
+    "LEU": "L",
+    "LYS": "K",
+    "MET": "M",
+    "PHE": "F",
+    "PRO": "P",
+    "SER": "S",
+    "THR": "T",
+    "TRP": "W",
+    "TYR": "Y",
+    "VAL": "V",
+}
 
 
 @pytest.fixture(scope="module")

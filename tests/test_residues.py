@@ -1,5 +1,6 @@
 """Residue relevance maps (cgexplain.lrp.residues): sum rules, brute-force masking, symmetry,
 per-frame checkpoints, tables and figures, on a tiny PaiNN and a 39-bead chain."""
+
 import json
 
 import numpy as np
@@ -7,10 +8,20 @@ import pytest
 import torch
 
 from cgexplain.lrp import brute_force_relevance, nbody_sums, walk_relevance
-from cgexplain.lrp.residues import (explain_protein_frames, format_pair_table, pair_table, plot_pair_map, plot_pair_map_difference,
-                                    plot_triplet_projection, residue_one_body, residue_pair_map, residue_triplets, triplet_projection)
-from cgexplain.mapping.maps import to_atoms
 from cgexplain.lrp.mutations import AMINO_ACID_TYPES, THREE_LETTER
+from cgexplain.lrp.residues import (
+    explain_protein_frames,
+    format_pair_table,
+    pair_table,
+    plot_pair_map,
+    plot_pair_map_difference,
+    plot_triplet_projection,
+    residue_one_body,
+    residue_pair_map,
+    residue_triplets,
+    triplet_projection,
+)
+from cgexplain.mapping.maps import to_atoms
 
 # NTL9 (residues 1-39)
 NTL9 = "MKVIFLKDVKGKGKKGEIKNVADGYANNFLFKQGLAIEA"
@@ -166,7 +177,7 @@ def test_explain_protein_frames_average_and_checkpoints(tmp_path):
     # conservation columns: Σ relevance, modified energy, Σ h0 dE/dh0, model energy
     cons = a["conservation"]
     for k, r in enumerate(per):
-        np.testing.assert_allclose(cons[k], [r["relevance"].sum(), r["E_modified"], r["sum_h0_grad"], r["E_model"]], atol=1e-10)
+        np.testing.assert_allclose(cons[k], [r["relevance"].sum(), r["sum_h0_grad"], r["E_modified"], r["E_model"]], atol=1e-10)
     assert (out / "residue_relevance.npz").exists()
     js = json.loads((out / "residue_relevance.json").read_text())
     assert js["n_frames"] == 2 and len(js["conservation_per_frame"]) == 2 and "top_stabilising_pairs" in js
@@ -197,8 +208,16 @@ def test_pair_table_and_markdown():
     stab, destab = pair_table(P, segments=segs, resnames=names, k=2)
     assert [(r["i"], r["j"]) for r in stab] == [(3, 6), (1, 2)]
     assert [(r["i"], r["j"]) for r in destab] == [(2, 5), (4, 5)]
-    assert stab[0] == {"i": 3, "j": 6, "separation": 3, "resname_i": "VAL", "resname_j": "LEU", "relevance": -3.0,
-                       "element_i": "coil", "element_j": "coil"}
+    assert stab[0] == {
+        "i": 3,
+        "j": 6,
+        "separation": 3,
+        "resname_i": "VAL",
+        "resname_j": "LEU",
+        "relevance": -3.0,
+        "element_i": "coil",
+        "element_j": "coil",
+    }
     assert destab[0]["element_i"] == "β1" and destab[0]["element_j"] == "α1"
     s3, d3 = pair_table(P, k=10)  # only negative / positive entries, no names or elements
     assert len(s3) == 3 and len(d3) == 2 and "element_i" not in s3[0] and "resname_i" not in s3[0]

@@ -118,8 +118,8 @@ def test_verlet_list_equals_fresh_list_along_a_trajectory():
     """Unwrapped beads drifting across the periodic box: every step the skin list filtered to the
     cutoff holds exactly the pairs (and image offsets) of a list built from scratch, and it is
     rebuilt far less often than every step."""
-    from cgexplain.model.potential import neighbor_list
     from cgexplain.md.neighbors import VerletList
+    from cgexplain.model.potential import neighbor_list
 
     rng = np.random.default_rng(0)
     L, n, cutoff = 9.0, 60, 3.5
@@ -241,7 +241,9 @@ def test_run_simulation_replicas_write_one_dcd_each_and_resume(tmp_path):
     run_simulation(*args, SimSettings(n_steps=60, **kw), tmp_path / "b", progress=False)
     assert part["n_frames"] == 6
     for r in range(2):
-        xa, xb = (mda.Universe(str(tmp_path / "top.pdb"), str(tmp_path / d / f"trajectory_r{r:02d}.dcd")).trajectory.timeseries(order="fac") for d in "ab")
+        xa, xb = (
+            mda.Universe(str(tmp_path / "top.pdb"), str(tmp_path / d / f"trajectory_r{r:02d}.dcd")).trajectory.timeseries(order="fac") for d in "ab"
+        )
         assert xa.shape == (12, n, 3)
         np.testing.assert_allclose(xb, xa, atol=2e-3)
     with pytest.raises(ValueError, match="start configurations"):

@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from cgexplain.mapping.maps import write_cg_dataset
@@ -34,6 +33,7 @@ def test_train_checkpoint_resume_and_metrics(tmp_path):
     assert meta["training"]["validation"]["force_mae"] == r2["validation"]["force_mae"]
     # the log of the first start survives the resume and the merged log has every epoch once
     import csv
+
     assert (out / "log" / "version_0" / "metrics.csv").exists() and (out / "log" / "version_1" / "metrics.csv").exists()
     with open(out / "training_log.csv", newline="") as fh:
         val_epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("val_loss")]
@@ -43,17 +43,17 @@ def test_train_checkpoint_resume_and_metrics(tmp_path):
 
 
 def test_merge_training_logs_drops_rolled_back_rows(tmp_path):
-    from cgexplain.model.training import merge_training_logs
     import csv
+
+    from cgexplain.model.training import merge_training_logs
+
     log = tmp_path / "log"
     (log / "version_0").mkdir(parents=True)
     (log / "version_1").mkdir()
     # first start: epochs 0, 1 finished, killed inside epoch 2 (steps 25, 28 are rolled back)
-    (log / "version_0" / "metrics.csv").write_text(
-        "epoch,step,train_loss,val_loss\n0,4,5.0,\n0,9,,4.0\n1,14,3.0,\n1,19,,2.9\n2,25,2.5,\n2,28,2.4,\n")
+    (log / "version_0" / "metrics.csv").write_text("epoch,step,train_loss,val_loss\n0,4,5.0,\n0,9,,4.0\n1,14,3.0,\n1,19,,2.9\n2,25,2.5,\n2,28,2.4,\n")
     # resume from the end of epoch 1: epoch 2 again, with a new column
-    (log / "version_1" / "metrics.csv").write_text(
-        "epoch,step,train_loss,val_loss,val_force_mae\n2,24,2.6,,\n2,29,,2.1,1.2\n")
+    (log / "version_1" / "metrics.csv").write_text("epoch,step,train_loss,val_loss,val_force_mae\n2,24,2.6,,\n2,29,,2.1,1.2\n")
     n = merge_training_logs(log, tmp_path / "training_log.csv")
     with open(tmp_path / "training_log.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -16,6 +16,7 @@ Everything here is a plain function over arrays, mdtraj style: positions are (n_
 - Comparison numbers: ensemble means, Jensen–Shannon distances (base 2) on common bins, the
   fraction of frames within an RMSD threshold of the native.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,10 +26,26 @@ import numpy as np
 from cgexplain.units import KB_KCAL
 
 __all__ = [
-    "ca_rmsd", "native_contacts", "fraction_native_contacts", "radius_of_gyration", "bond_lengths", "bond_angles",
-    "dihedrals", "secondary_structure", "ss_segments", "element_of", "tica_features", "tica_fit", "tica_project",
-    "free_energy_surface", "protein_observables", "compare_protein", "histogram_js", "plot_protein_distributions",
-    "plot_internal_distributions", "plot_tica_fes",
+    "ca_rmsd",
+    "native_contacts",
+    "fraction_native_contacts",
+    "radius_of_gyration",
+    "bond_lengths",
+    "bond_angles",
+    "dihedrals",
+    "secondary_structure",
+    "ss_segments",
+    "element_of",
+    "tica_features",
+    "tica_fit",
+    "tica_project",
+    "free_energy_surface",
+    "protein_observables",
+    "compare_protein",
+    "histogram_js",
+    "plot_protein_distributions",
+    "plot_internal_distributions",
+    "plot_tica_fes",
 ]
 
 #: Fixed histogram ranges of observables with natural bounds (used by compare_protein and plots).
@@ -93,8 +110,7 @@ def native_contacts(native: np.ndarray, cutoff: float = 8.0, min_separation: int
     return np.stack([i[keep], j[keep]], axis=1), r0[keep]
 
 
-def fraction_native_contacts(positions: np.ndarray, pairs: np.ndarray, r0: np.ndarray, beta: float = 5.0,
-                             lam: float = 1.5) -> np.ndarray:
+def fraction_native_contacts(positions: np.ndarray, pairs: np.ndarray, r0: np.ndarray, beta: float = 5.0, lam: float = 1.5) -> np.ndarray:
     """Fraction of native contacts, Best, Hummer & Eaton, PNAS 110, 17874 (2013), eq. 1:
     Q(X) = 1/C Σ_(i,j) 1 / (1 + exp[β (r_ij(X) − λ r0_ij)]).
 
@@ -348,8 +364,7 @@ def free_energy_surface(proj, temperature: float, bins=60, range=None, weights=N
 # --------------------------------------------------------------------------------------------
 # ensemble comparison
 # --------------------------------------------------------------------------------------------
-def protein_observables(positions: np.ndarray, native: np.ndarray, pairs: np.ndarray, r0: np.ndarray,
-                        masses: np.ndarray | None = None) -> dict:
+def protein_observables(positions: np.ndarray, native: np.ndarray, pairs: np.ndarray, r0: np.ndarray, masses: np.ndarray | None = None) -> dict:
     """Per-frame observables of a Cα ensemble.
 
     positions (F, n, 3) Å; native (n, 3) Å; pairs, r0 from :func:`native_contacts` (use the same
@@ -452,26 +467,37 @@ def _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins):
     axes[0].legend(frameon=False, fontsize=8)
 
 
-def plot_protein_distributions(ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 60,
-                               labels=("reference (mapped)", "CG model"), title: str = ""):
+def plot_protein_distributions(
+    ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 60, labels=("reference (mapped)", "CG model"), title: str = ""
+):
     """Cα RMSD (Å), Q and Rg (Å) distributions of the two ensembles (dicts from
     :func:`protein_observables`), overlaid in three panels; save to ``path`` if given. Returns the
     figure."""
-    return _overlay_figure((("rmsd", "Cα RMSD (Å)"), ("q", "Q (fraction of native contacts)"), ("rg", "Rg (Å)")), ref_obs, cg_obs,
-                           path, labels, n_bins, title)
+    return _overlay_figure(
+        (("rmsd", "Cα RMSD (Å)"), ("q", "Q (fraction of native contacts)"), ("rg", "Rg (Å)")), ref_obs, cg_obs, path, labels, n_bins, title
+    )
 
 
-def plot_internal_distributions(ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 90,
-                                labels=("reference (mapped)", "CG model"), title: str = ""):
+def plot_internal_distributions(
+    ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 90, labels=("reference (mapped)", "CG model"), title: str = ""
+):
     """Bond length (Å), bond angle and dihedral (degrees) distributions, pooled over the chain,
     of the two ensembles (dicts from :func:`protein_observables`) in three panels; save to
     ``path`` if given. Returns the figure."""
-    return _overlay_figure((("bonds", "Cα–Cα bond length (Å)"), ("angles", "Cα bond angle (degrees)"),
-                            ("dihedrals", "Cα dihedral (degrees)")), ref_obs, cg_obs, path, labels, n_bins, title)
+    return _overlay_figure(
+        (("bonds", "Cα–Cα bond length (Å)"), ("angles", "Cα bond angle (degrees)"), ("dihedrals", "Cα dihedral (degrees)")),
+        ref_obs,
+        cg_obs,
+        path,
+        labels,
+        n_bins,
+        title,
+    )
 
 
-def plot_tica_fes(ref_fes, cg_fes, path: str | Path | None = None, fmax: float | None = None,
-                  labels=("reference (mapped)", "CG model"), title: str = ""):
+def plot_tica_fes(
+    ref_fes, cg_fes, path: str | Path | None = None, fmax: float | None = None, labels=("reference (mapped)", "CG model"), title: str = ""
+):
     """Two free energy surfaces (each (xedges, yedges, F) from :func:`free_energy_surface`, F in
     kcal/mol) side by side on one colour scale, 0 to ``fmax`` (default: the largest finite F of
     either); empty bins are left blank. Save to ``path`` if given. Returns the figure."""

@@ -7,6 +7,7 @@
 - Comparison numbers: max |Δg(r)|, each run's first-peak position (parabola through the maximum
   and its neighbours), and the Jensen–Shannon distance between the ADFs (base 2, in [0, 1]).
 """
+
 from __future__ import annotations
 
 import numpy as np

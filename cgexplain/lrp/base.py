@@ -1,5 +1,6 @@
 """What the PaiNN and SO3net rule-modified passes share: model checks, the rule-modified dense
 layer, the energy head and the walk mask at a layer boundary (parity README)."""
+
 from __future__ import annotations
 
 from cgexplain.lrp.rules import check_rule, silu_rule

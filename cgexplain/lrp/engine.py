@@ -22,6 +22,7 @@ walks ending in the output beads is one dense backward pass through the same fac
 (= Σ h0·∂E/∂h0 of the unmasked pass when every bead is an output), and the pruned walks' total is
 that sum minus the enumerated walks'. The walk count follows from the same recursion on counts.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,7 @@ import torch
 from cgexplain.lrp.painn import PaiNNLRP
 from cgexplain.lrp.so3net import SO3netLRP
 
-__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order",
-           "network_energies"]
+__all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order", "network_energies"]
 
 
 def make_lrp(model, gamma: float = 0.1, bias_rule: bool = True):
@@ -187,6 +187,7 @@ def _relevance_of_walks(fac, walks: torch.Tensor):
 
 def _inputs(model, atoms, neighbors, cutoff):
     import schnetpack.properties as P
+
     from cgexplain.model.potential import batch_inputs
 
     cell = np.asarray(atoms.cell.array) if atoms.pbc.any() else None
@@ -229,9 +230,20 @@ def statistics_max_order(model) -> int | None:
     return L if L >= 3 else None
 
 
-def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None,
-                   output_beads=None, walks=None, chunk_walks: int = 2_000_000, progress: bool = False,
-                   max_order: int | None = None) -> WalkResult:
+def walk_relevance(
+    model,
+    atoms,
+    *,
+    gamma: float = 0.1,
+    bias_rule: bool = True,
+    neighbors=None,
+    cutoff: float | None = None,
+    output_beads=None,
+    walks=None,
+    chunk_walks: int = 2_000_000,
+    progress: bool = False,
+    max_order: int | None = None,
+) -> WalkResult:
     """Relevance of every walk (or of the given walks) of one frame.
 
     Args:
@@ -285,10 +297,19 @@ def walk_relevance(model, atoms, *, gamma: float = 0.1, bias_rule: bool = True, 
     rel = rel.double().cpu().numpy()
     pruned = max_order is not None
     return WalkResult(
-        walks=w.cpu().numpy(), relevance=rel, E_model=E_model, E_modified=fac.E_modified,
-        sum_h0_grad=fac.sum_h0_grad, gamma=gamma, bias_rule=bias_rule, n_layers=fac.L,
-        max_order=int(max_order) if pruned else None, total_relevance=total, n_walks_total=n_total,
-        remainder=total - float(rel.sum()) if pruned else 0.0, n_walks_remainder=n_total - len(rel) if pruned else 0,
+        walks=w.cpu().numpy(),
+        relevance=rel,
+        E_model=E_model,
+        E_modified=fac.E_modified,
+        sum_h0_grad=fac.sum_h0_grad,
+        gamma=gamma,
+        bias_rule=bias_rule,
+        n_layers=fac.L,
+        max_order=int(max_order) if pruned else None,
+        total_relevance=total,
+        n_walks_total=n_total,
+        remainder=total - float(rel.sum()) if pruned else 0.0,
+        n_walks_remainder=n_total - len(rel) if pruned else 0,
         wall_time_s=time.perf_counter() - t0,
     )
 
@@ -307,7 +328,9 @@ def enumerate_walks(n: int, idx_i, idx_j, L: int) -> np.ndarray:
     return np.array(sorted(walks), dtype=np.int64)
 
 
-def brute_force_relevance(model, atoms, walks, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None) -> np.ndarray:
+def brute_force_relevance(
+    model, atoms, walks, *, gamma: float = 0.1, bias_rule: bool = True, neighbors=None, cutoff: float | None = None
+) -> np.ndarray:
     """Relevance of each walk by per-walk masking: one masked forward and backward pass per
     walk (the publication's reference method; slow, for tests and benchmarks).
 

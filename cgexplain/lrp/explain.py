@@ -5,11 +5,15 @@ frame (GNN-LRP; Bonneau et al., arXiv 2407.04526), and writes per-frame walk fil
 statistics (``nbody_statistics.npz``, ``lrp.json``) and the two standard figures (2-body
 relevance against distance over the RDF, 3-body relevance against angle over the ADF).
 """
+
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+
+from cgexplain.config import LrpSection
 
 __all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]
 
@@ -49,7 +53,7 @@ def _resolve_types(trajectory, types, file_types):
 
 
 def open_cg_frames(trajectory, topology=None, types=None, frames=None):
-    """A :class:`~cgexplain.lrp.statistics.FrameSource` over the chosen frames of a CG trajectory.
+    """A :class:`~cgexplain.lrp.sources.FrameSource` over the chosen frames of a CG trajectory.
 
     trajectory: an ``.npz`` (keys positions (F, n, 3) Å, cells (F, 3, 3) Å, bead_types (n,), as
     written by the map stage; read into memory) or any trajectory MDAnalysis reads with its
@@ -58,7 +62,7 @@ def open_cg_frames(trajectory, topology=None, types=None, frames=None):
     (n,). frames: see :func:`parse_frames`.
     Raises FileNotFoundError, KeyError or ValueError naming the file and the problem.
     """
-    from cgexplain.lrp.statistics import ArrayFrames, TrajectoryFrames
+    from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
 
     trajectory = Path(trajectory)
     if not trajectory.exists():
@@ -115,50 +119,70 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=None, frames=None, gamma=0.1, bias_rule=True,
-                       normalise="abs_mean_total", shell=None, r_edges=(2.0, 10.0, 75), angle_bins=36, save_walks="first",
-                       enumeration="pruned", chunk_frames: int = 64, structure_frames: int = 200,
-                       progress=True, workers: int = 1, device: str | None = None, ranks="env") -> dict:
+_LRP = dataclasses.asdict(LrpSection())
+
+
+def explain_trajectory(
+    model_dir,
+    trajectory,
+    out_dir,
+    *,
+    topology=None,
+    types=None,
+    frames=None,
+    gamma: float = _LRP["gamma"],
+    bias_rule: bool = _LRP["bias_rule"],
+    normalise: str = _LRP["normalise"],
+    shell: float | None = None,
+    r_edges=_LRP["r_edges"],
+    angle_bins: int = _LRP["angle_bins"],
+    save_walks: str = _LRP["save_walks"],
+    enumeration: str = _LRP["enumeration"],
+    structure_frames: int = 200,
+    progress: bool = True,
+    workers: int = _LRP["workers"],
+    backend: str = _LRP["backend"],
+    device: str | None = None,
+) -> dict:
     """Walk relevances of the chosen frames of a CG trajectory, their statistics and figures.
 
     model_dir: folder with model.pt and model.json. trajectory/topology/types: see
-    :func:`open_cg_frames`; a trajectory file is streamed, ``chunk_frames`` frames at a time, so
-    the memory stays bounded whatever its length. frames: see :func:`parse_frames`. shell (Å):
-    leg cutoff of the 3-body angles; default the first minimum of the RDF. The RDF and ADF drawn
-    under the curves (``structure.npz``) come from at most ``structure_frames`` evenly spaced
-    frames of the selection. r_edges (lo Å, hi Å, n_bins) for the 2-body curve (publication:
-    2-10 Å, 75 bins). normalise: 'abs_mean_total' (the publication's |Σ R| / N_walks),
-    'mean_abs', 'sum_abs' or 'none'. enumeration: 'pruned' (walks with at most L distinct beads;
-    the (L+1)-body total from the sum rule) or 'all'. save_walks: 'first', 'all' or 'none' frames'
-    walk files (a saved frame is enumerated in full). Writes into ``out_dir``: frame_XXXX.npz (and
-    walks), nbody_statistics.npz, structure.npz, lrp.json, figures/relevance_2body.png and
-    relevance_3body.png. Resumes from the frames already written. Returns the lrp summary dict.
+    :func:`open_cg_frames`; a trajectory file is read one frame at a time, so the memory stays
+    bounded whatever its length. frames: see :func:`parse_frames`. shell (Å): leg cutoff of the
+    3-body angles; default the first minimum of the RDF. The RDF and ADF drawn under the curves
+    (``structure.npz``) come from at most ``structure_frames`` evenly spaced frames of the
+    selection. The LRP settings and their defaults are those of the ``lrp`` section
+    (:class:`cgexplain.config.LrpSection`): r_edges (lo Å, hi Å, n_bins) for the 2-body curve
+    (the publication's 2-10 Å, 75 bins); normalise 'abs_mean_total' (the publication's
+    |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none'; enumeration 'pruned' (walks with at most L
+    distinct beads; the (L+1)-body total from the sum rule) or 'all'; save_walks 'first', 'all'
+    or 'none' frames' walk files (a saved frame is enumerated in full). Writes into ``out_dir``:
+    frame_XXXX.npz (and walks), nbody_statistics.npz, structure.npz, lrp.json,
+    figures/relevance_2body.png and relevance_3body.png. Resumes from the frames already written.
+    Returns the lrp summary dict.
 
-    workers: local processes sharing the frames (each loads the model; cores // workers torch
-    threads each). ranks: 'env' (default) takes the ranks of a launcher (torchrun: RANK,
-    WORLD_SIZE; srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS) if there is one, None runs as one
-    process, or a :class:`cgexplain.distributed.Ranks`. With several ranks each computes frames
-    k ≡ rank (mod world size); rank 0 waits for the others' frame files and aggregates, the
-    others return ``{"rank", "world_size", "n_frames_computed"}``. device: 'cpu' (default),
-    'cuda' (the GPU of the local rank / worker) or 'cuda:N'. The numbers do not depend on how
-    the frames are spread.
+    workers: processes sharing the frames through MDAnalysis's parallel ``backend``
+    ('multiprocessing' or 'dask'; :class:`cgexplain.lrp.frames.FrameExplainer`), each loading
+    the model with cores // workers torch threads. device: 'cpu' (default), 'cuda' or 'cuda:N'.
+    The numbers do not depend on how the frames are spread.
     Raises FileNotFoundError, KeyError or ValueError (naming the file, key or frame) for bad input,
     and ValueError when ``out_dir`` holds relevances for other inputs.
     """
     from cgexplain.analysis.structure import adf, first_minimum, rdf
-    from cgexplain.distributed import launcher_ranks
     from cgexplain.fileio import read_json, save_npz, write_json
     from cgexplain.lrp.statistics import _params, explain_frames
     from cgexplain.model.potential import load_model
 
-    if ranks == "env":
-        ranks = launcher_ranks()
-    if ranks is not None and ranks.world_size == 1:
-        ranks = None
-    main = ranks is None or ranks.rank == 0
     load_model(model_dir)  # fail early, with a clear message, on a bad model folder
-    lc = {"gamma": gamma, "bias_rule": bias_rule, "normalise": normalise, "r_edges": list(r_edges), "angle_bins": angle_bins,
-          "save_walks": save_walks, "enumeration": enumeration}
+    lc = {
+        "gamma": gamma,
+        "bias_rule": bias_rule,
+        "normalise": normalise,
+        "r_edges": list(r_edges),
+        "angle_bins": angle_bins,
+        "save_walks": save_walks,
+        "enumeration": enumeration,
+    }
     _params(lc)  # unknown values fail here, before any frame is read
     src = open_cg_frames(trajectory, topology, types, frames)
     idx = src.frame_ids
@@ -173,18 +197,36 @@ def explain_trajectory(model_dir, trajectory, out_dir, *, topology=None, types=N
         shell = first_minimum(r, g)
     th, p, _ = adf(pos_s, cells_s, shell=float(shell), n_bins=90)
     del pos_s, cells_s
-    if main:
-        save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell), frames=idx[ks])
-    inputs = {"model": str(Path(model_dir).resolve()), "model_sha256": _sha256(Path(model_dir) / "model.pt"),
-              "trajectory": str(Path(trajectory).resolve()), "frames": idx.tolist(), "shell": float(shell), **lc}
+    save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell), frames=idx[ks])
+    inputs = {
+        "model": str(Path(model_dir).resolve()),
+        "model_sha256": _sha256(Path(model_dir) / "model.pt"),
+        "trajectory": str(Path(trajectory).resolve()),
+        "frames": idx.tolist(),
+        "shell": float(shell),
+        **lc,
+    }
     if (out / "explain_inputs.json").exists():
         old = read_json(out / "explain_inputs.json")
         if old != inputs:
             diff = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
             raise ValueError(f"{out} holds relevances for other inputs (differing: {', '.join(diff)}); use another --out or remove it")
-    elif main:
+    else:
         write_json(out / "explain_inputs.json", inputs)
-    summary = explain_frames(Path(model_dir), src, None, None, out, lc, shell=float(shell), structure=out / "structure.npz",
-                             figures=out / "figures", title=Path(trajectory).stem, progress=progress and main,
-                             workers=workers, ranks=ranks, device=device, chunk_frames=chunk_frames)
+    summary = explain_frames(
+        Path(model_dir),
+        src,
+        None,
+        None,
+        out,
+        lc,
+        shell=float(shell),
+        structure=out / "structure.npz",
+        figures=out / "figures",
+        title=Path(trajectory).stem,
+        progress=progress,
+        workers=workers,
+        backend=backend,
+        device=device,
+    )
     return summary

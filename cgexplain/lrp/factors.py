@@ -5,6 +5,7 @@ v·J^t[i, j] for the self step (j = i) and for every neighbour j of i. Both arch
 J^t[i, j] into a node-wise part at the receiver i and an edge part linear in the sender's
 scalars (see painn.py and so3net.py); the classes here hold those factors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -21,6 +21,7 @@ schnetpack model (its network energy, priors left out, as LRP explains), batched
 full model pass, so on fluids of 128 or more beads this is the slow, exact reference, not the
 everyday tool.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -78,10 +79,15 @@ class SubsetEnergy:
         t = lambda a, dt=None: torch.as_tensor(a, dtype=dt, device=self.device)  # noqa: E731
         periodic = np.abs(self.cell).sum() > 0
         return {
-            P.Z: t(Z), P.R: t(R, self.dtype), P.cell: t(np.repeat(self.cell[None], B, 0), self.dtype),
-            P.pbc: t(np.full((B, 3), periodic)), P.idx_i: t(np.concatenate(ii).astype(np.int64)),
-            P.idx_j: t(np.concatenate(jj).astype(np.int64)), P.offsets: t(np.concatenate(oo), self.dtype),
-            P.n_atoms: t(counts.astype(np.int64)), P.idx_m: t(np.repeat(np.arange(B), counts)),
+            P.Z: t(Z),
+            P.R: t(R, self.dtype),
+            P.cell: t(np.repeat(self.cell[None], B, 0), self.dtype),
+            P.pbc: t(np.full((B, 3), periodic)),
+            P.idx_i: t(np.concatenate(ii).astype(np.int64)),
+            P.idx_j: t(np.concatenate(jj).astype(np.int64)),
+            P.offsets: t(np.concatenate(oo), self.dtype),
+            P.n_atoms: t(counts.astype(np.int64)),
+            P.idx_m: t(np.repeat(np.arange(B), counts)),
         }
 
     def _energies(self, keep: np.ndarray) -> np.ndarray:

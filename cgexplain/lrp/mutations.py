@@ -12,6 +12,7 @@ VAL = 20). Protonation and force-field variants are read as their parent residue
 (CHARMM) -> HIS, and likewise CYX/CYM -> CYS, ASH -> ASP, GLH -> GLU, LYN -> LYS; a CG bead does
 not resolve protonation states.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,21 +24,58 @@ import numpy as np
 
 from cgexplain.mapping.maps import AMINO_ACID_TYPES, RESIDUE_ALIASES  # the one table of bead types
 
-__all__ = ["AMINO_ACID_TYPES", "AMINO_ACIDS", "ONE_LETTER", "THREE_LETTER", "RESIDUE_ALIASES", "Mutation", "canonical_resname",
-           "parse_mutations", "mutate_types", "model_energies", "mutation_whatif"]
+__all__ = [
+    "AMINO_ACID_TYPES",
+    "AMINO_ACIDS",
+    "ONE_LETTER",
+    "THREE_LETTER",
+    "RESIDUE_ALIASES",
+    "Mutation",
+    "canonical_resname",
+    "parse_mutations",
+    "mutate_types",
+    "model_energies",
+    "mutation_whatif",
+]
 
 _NAMES = list(AMINO_ACID_TYPES)
 AMINO_ACIDS = AMINO_ACID_TYPES  # alias
 #: three-letter -> one-letter code.
-ONE_LETTER: dict = {"ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G", "HIS": "H", "ILE": "I",
-                    "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F", "PRO": "P", "SER": "S", "THR": "T", "TRP": "W", "TYR": "Y", "VAL": "V"}
+ONE_LETTER: dict = {
+    "ALA": "A",
+    "ARG": "R",
+    "ASN": "N",
+    "ASP": "D",
+    "CYS": "C",
+    "GLN": "Q",
+    "GLU": "E",
+    "GLY": "G",
+    "HIS": "H",
+    "ILE": "I",
+    "LEU": "L",
+    "LYS": "K",
+    "MET": "M",
+    "PHE": "F",
+    "PRO": "P",
+    "SER": "S",
+    "THR": "T",
+    "TRP": "W",
+    "TYR": "Y",
+    "VAL": "V",
+}
 #: one-letter -> three-letter code.
 THREE_LETTER: dict = {v: k for k, v in ONE_LETTER.items()}
 
 
 def _allowed() -> str:
-    return (", ".join(_NAMES) + " (one-letter: " + "".join(ONE_LETTER[x] for x in _NAMES) + "; variants "
-            + ", ".join(f"{a}->{b}" for a, b in RESIDUE_ALIASES.items()) + ")")
+    return (
+        ", ".join(_NAMES)
+        + " (one-letter: "
+        + "".join(ONE_LETTER[x] for x in _NAMES)
+        + "; variants "
+        + ", ".join(f"{a}->{b}" for a, b in RESIDUE_ALIASES.items())
+        + ")"
+    )
 
 
 def canonical_resname(name, where: str = "") -> str:
@@ -139,8 +177,7 @@ def parse_mutations(spec, resnames) -> list:
         if wt is not None:
             wt_c = canonical_resname(wt, f" as the wild type of mutation {text!r} at position {pos}")
             if wt_c != native:
-                raise ValueError(f"mutation {text!r}: residue {pos} is {native} ({ONE_LETTER.get(native, '?')}), not {wt_c} "
-                                 f"({ONE_LETTER[wt_c]})")
+                raise ValueError(f"mutation {text!r}: residue {pos} is {native} ({ONE_LETTER.get(native, '?')}), not {wt_c} ({ONE_LETTER[wt_c]})")
         if pos in seen:
             raise ValueError(f"mutation {text!r}: position {pos} is mutated twice")
         seen.add(pos)
@@ -166,11 +203,14 @@ def mutate_types(types, resnames, mutations, type_table=None):
     for m in muts:
         k = m.position - 1
         if m.mutant not in table:
-            raise ValueError(f"mutation {m.code}: residue {m.mutant} (position {m.position}) has no bead type in the type table; "
-                             f"table holds {sorted(table)}")
+            raise ValueError(
+                f"mutation {m.code}: residue {m.mutant} (position {m.position}) has no bead type in the type table; table holds {sorted(table)}"
+            )
         if m.wild_type in table and table[m.wild_type] != int(types[k]):
-            raise ValueError(f"position {m.position}: bead type {int(types[k])} but the type table gives {m.wild_type} -> "
-                             f"{table[m.wild_type]}; are types and resnames in step?")
+            raise ValueError(
+                f"position {m.position}: bead type {int(types[k])} but the type table gives {m.wild_type} -> "
+                f"{table[m.wild_type]}; are types and resnames in step?"
+            )
         new_t[k] = table[m.mutant]
         new_r[k] = m.mutant
     return new_t, new_r
@@ -204,7 +244,7 @@ def model_energies(model, positions, types, *, batch_size: int = 32, cutoff: flo
     starts = range(0, len(pos), int(batch_size))
     with torch.no_grad():
         for s in tqdm(starts, desc="energies", disable=not progress or len(starts) < 2):
-            x = batch_inputs(pos[s:s + batch_size], types, None, cut, dtype=par.dtype, device=par.device)
+            x = batch_inputs(pos[s : s + batch_size], types, None, cut, dtype=par.dtype, device=par.device)
             for m in model.input_modules:
                 x = m(x)
             x = model.representation(x)
@@ -217,8 +257,23 @@ def model_energies(model, positions, types, *, batch_size: int = 32, cutoff: flo
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def mutation_whatif(model, positions, types, resnames, mutations, type_table=None, explain: bool = True, gamma: float = 0.1,
-                    progress: bool = True, *, bias_rule: bool = True, batch_size: int = 32, out_dir=None, cutoff: float | None = None) -> dict:
+def mutation_whatif(
+    model,
+    positions,
+    types,
+    resnames,
+    mutations,
+    type_table=None,
+    explain: bool = True,
+    gamma: float = 0.1,
+    progress: bool = True,
+    *,
+    bias_rule: bool = True,
+    batch_size: int = 32,
+    out_dir=None,
+    cutoff: float | None = None,
+    wild_type: dict | None = None,
+) -> dict:
     """What the model says about a mutation, on the wild type's (native-ensemble) frames.
 
     For each frame of ``positions`` (F, n, 3) Å (non-periodic) the model's total energy
@@ -230,7 +285,9 @@ def mutation_whatif(model, positions, types, resnames, mutations, type_table=Non
     network energy only) of wild type and mutant averaged over the frames, and their difference
     (mutant - wild type), likewise for the triplet projection. ``out_dir`` keeps the per-frame
     relevance files (``wild_type/``, ``mutant_<codes>/``) for reuse; without it they go to a
-    temporary folder.
+    temporary folder. ``wild_type``: the result of
+    :func:`~cgexplain.lrp.residues.explain_protein_frames` on the same ``positions`` and ``types``
+    with the same rule, if the caller has it already (it is not computed again).
 
     Limits, honestly: the model never saw the mutant in training. ΔE is the model's
     extrapolation to the mutant's bead type on wild-type conformations, without relaxing the
@@ -254,18 +311,28 @@ def mutation_whatif(model, positions, types, resnames, mutations, type_table=Non
     t_mut, r_mut = mutate_types(types, resnames, muts, type_table)
     unseen = sorted({int(t) for t in t_mut} - {int(t) for t in types})
     if unseen:
-        warnings.warn(f"mutant bead types {unseen} do not occur in the wild type: if the model was trained on this protein only, their "
-                      "embeddings are untrained and ΔE is not meaningful", stacklevel=2)
+        warnings.warn(
+            f"mutant bead types {unseen} do not occur in the wild type: if the model was trained on this protein only, their "
+            "embeddings are untrained and ΔE is not meaningful",
+            stacklevel=2,
+        )
     E_wt = model_energies(model, pos, types, batch_size=batch_size, cutoff=cutoff, progress=progress)
     E_mut = model_energies(model, pos, t_mut, batch_size=batch_size, cutoff=cutoff, progress=progress)
     dE = E_mut - E_wt
     F = len(dE)
     res = {
-        "mutations": [m.code for m in muts], "types_wt": types, "types_mutant": t_mut, "resnames_mutant": r_mut,
-        "E_wt": E_wt, "E_mutant": E_mut, "dE": dE, "dE_mean": float(dE.mean()),
+        "mutations": [m.code for m in muts],
+        "types_wt": types,
+        "types_mutant": t_mut,
+        "resnames_mutant": r_mut,
+        "E_wt": E_wt,
+        "E_mutant": E_mut,
+        "dE": dE,
+        "dE_mean": float(dE.mean()),
         "dE_std": float(dE.std(ddof=1)) if F > 1 else float("nan"),
         "dE_sem": float(dE.std(ddof=1) / np.sqrt(F)) if F > 1 else float("nan"),
-        "types_unseen_in_wild_type": unseen, "units": "kcal/mol",
+        "types_unseen_in_wild_type": unseen,
+        "units": "kcal/mol",
     }
     if explain:
         from pathlib import Path
@@ -275,12 +342,20 @@ def mutation_whatif(model, positions, types, resnames, mutations, type_table=Non
         tag = "_".join(m.code for m in muts) or "none"
         with tempfile.TemporaryDirectory(prefix="cgexplain_mut_") as tmp:
             base = Path(out_dir) if out_dir is not None else Path(tmp)
-            wt = explain_protein_frames(model, pos, types, base / "wild_type", gamma=gamma, bias_rule=bias_rule, progress=progress)
+            wt = (
+                wild_type
+                if wild_type is not None
+                else explain_protein_frames(model, pos, types, base / "wild_type", gamma=gamma, bias_rule=bias_rule, progress=progress)
+            )
             mu = explain_protein_frames(model, pos, t_mut, base / f"mutant_{tag}", gamma=gamma, bias_rule=bias_rule, progress=progress)
         res.update(
-            pair_map_wt=wt["pair_map"], pair_map_mutant=mu["pair_map"], pair_map_diff=mu["pair_map"] - wt["pair_map"],
-            triplet_projection_wt=wt["triplet_projection"], triplet_projection_mutant=mu["triplet_projection"],
+            pair_map_wt=wt["pair_map"],
+            pair_map_mutant=mu["pair_map"],
+            pair_map_diff=mu["pair_map"] - wt["pair_map"],
+            triplet_projection_wt=wt["triplet_projection"],
+            triplet_projection_mutant=mu["triplet_projection"],
             triplet_projection_diff=mu["triplet_projection"] - wt["triplet_projection"],
-            body_sum_wt=wt["body_sum_mean"], body_sum_mutant=mu["body_sum_mean"],
+            body_sum_wt=wt["body_sum_mean"],
+            body_sum_mutant=mu["body_sum_mean"],
         )
     return res

@@ -13,13 +13,29 @@ Binned statistics are accumulated online as (count, mean, M2) per bin and merged
 pairwise update of Chan, Golub & LeVeque (Am. Stat. 37, 242 (1983)), so frames can be added one
 at a time, in any grouping, with the same result.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["body_order", "nbody_sums", "body_order_totals", "body_order_abs_sums", "body_order_shares", "pair_relevance", "two_body_points", "three_body_points",
-           "triplet_angle_relevance", "binned_statistics", "accumulate_bins", "merge_bins", "finish_bins", "normalise",
-           "normalisation_factor", "NORMALISATIONS"]
+__all__ = [
+    "body_order",
+    "nbody_sums",
+    "body_order_totals",
+    "body_order_abs_sums",
+    "body_order_shares",
+    "pair_relevance",
+    "two_body_points",
+    "three_body_points",
+    "triplet_angle_relevance",
+    "binned_statistics",
+    "accumulate_bins",
+    "merge_bins",
+    "finish_bins",
+    "normalise",
+    "normalisation_factor",
+    "NORMALISATIONS",
+]
 
 NORMALISATIONS = ("abs_mean_total", "mean_abs", "sum_abs", "none")
 """Per-frame normalisation modes; ``abs_mean_total`` is the publication's (|Σ R| / N_walks)."""
@@ -202,8 +218,7 @@ def binned_statistics(x, y, edges) -> dict:
     return finish_bins(accumulate_bins(x, y, edges), edges)
 
 
-def normalisation_factor(relevance: np.ndarray, mode: str = "abs_mean_total", *, total: float | None = None,
-                         n_walks: int | None = None) -> float:
+def normalisation_factor(relevance: np.ndarray, mode: str = "abs_mean_total", *, total: float | None = None, n_walks: int | None = None) -> float:
     """Per-frame normalisation constant c (normalised relevance = R / c).
 
     relevance (m,) kcal/mol: the frame's walk relevances. Modes:

@@ -15,14 +15,14 @@ where Φ_j = ∂ctx_q(q_j)/∂q_j is node-wise (the scalar third of the inter-at
 w_ij is the scalar filter summed over the edges j→i, and M_i = ∂mix(q_mid_i)/∂q_mid_i is the
 node-wise Jacobian of the mixing block.
 """
+
 from __future__ import annotations
 
+import schnetpack.properties as P
 import torch
 
-import schnetpack.properties as P
-
-from cgexplain.lrp.factors import PaiNNFactors, nodewise_jacobian, pair_sums
 from cgexplain.lrp.base import RuleModifiedPass
+from cgexplain.lrp.factors import PaiNNFactors, nodewise_jacobian, pair_sums
 
 __all__ = ["PaiNNLRP"]
 
@@ -74,7 +74,7 @@ class PaiNNLRP(RuleModifiedPass):
 
     def interaction(self, t: int, q, mu, geo):
         """Interaction block of layer t: returns q_mid = q + Σ_j w_ij ⊙ ctx_q(q_j) and mu (detached)."""
-        idx_i, idx_j, n = geo["idx_i"], geo["idx_j"], geo["n"]
+        idx_i, idx_j = geo["idx_i"], geo["idx_j"]
         x = self.context(t, q)[idx_j] * geo["filters"][t]
         dq, dmuR, dmumu = torch.split(x, self.F, dim=-1)
         q_mid = q + torch.zeros_like(q).index_add_(0, idx_i, dq)
@@ -124,13 +124,23 @@ class PaiNNLRP(RuleModifiedPass):
         n = geo["n"]
         Phi, M = [], []
         for t in range(self.L):
-            Phi.append(nodewise_jacobian(lambda q: self.context(t, q)[..., : self.F], tr["q_in"][t]))
+            Phi.append(nodewise_jacobian(lambda q: self.context(t, q)[..., : self.F], tr["q_in"][t]))  # noqa: B023 (called at once)
             mu = tr["mu_mid"][t]
-            M.append(nodewise_jacobian(lambda q: self.mix(t, q, mu)[0], tr["q_mid"][t]))
+            M.append(nodewise_jacobian(lambda q: self.mix(t, q, mu)[0], tr["q_mid"][t]))  # noqa: B023 (called at once)
         recv, send, wpair, wself = pair_sums(geo["idx_i"], geo["idx_j"], n, [f[:, : self.F] for f in geo["filters"]])
         qL = tr["q_out"].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
         return PaiNNFactors(
-            h0=h0.detach(), g=g, recv=recv, send=send, n=n, L=self.L, E_modified=float(E.detach()),
-            sum_h0_grad=float((h0 * grad_h0).sum().detach()), M=M, Phi=Phi, wpair=wpair, wself=wself,
+            h0=h0.detach(),
+            g=g,
+            recv=recv,
+            send=send,
+            n=n,
+            L=self.L,
+            E_modified=float(E.detach()),
+            sum_h0_grad=float((h0 * grad_h0).sum().detach()),
+            M=M,
+            Phi=Phi,
+            wpair=wpair,
+            wself=wself,
         )

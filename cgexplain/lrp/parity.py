@@ -6,6 +6,7 @@ Files (``tests/data/parity`` in the repository): ``so3net_methane_state_dict.pt`
 frame with the reference implementation's walk relevances: ``painn_random_state_dict.pt``,
 ``painn_reference_walk_relevance.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,12 @@ def _potential(rep, n_in: int):
     import schnetpack as spk
 
     return spk.model.NeuralNetworkPotential(
-        rep, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=n_in, output_key="energy", aggregation_mode="sum"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+        rep,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[
+            spk.atomistic.Atomwise(n_in=n_in, output_key="energy", aggregation_mode="sum"),
+            spk.atomistic.Forces(energy_key="energy", force_key="forces"),
+        ],
     )
 
 
@@ -34,8 +38,12 @@ def build_parity_model():
     import schnetpack as spk
 
     rep = spk.representation.SO3net(
-        n_atom_basis=128, n_interactions=3, lmax=2, shared_interactions=False,
-        radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0), cutoff_fn=spk.nn.CosineCutoff(5.0),
+        n_atom_basis=128,
+        n_interactions=3,
+        lmax=2,
+        shared_interactions=False,
+        radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
+        cutoff_fn=spk.nn.CosineCutoff(5.0),
     )
     return _potential(rep, 128)
 
@@ -69,8 +77,9 @@ def build_parity_painn():
     (schnetpack's own modules)."""
     import schnetpack as spk
 
-    rep = spk.representation.PaiNN(n_atom_basis=32, n_interactions=3, radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0),
-                                   cutoff_fn=spk.nn.CosineCutoff(5.0))
+    rep = spk.representation.PaiNN(
+        n_atom_basis=32, n_interactions=3, radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=5.0), cutoff_fn=spk.nn.CosineCutoff(5.0)
+    )
     return _potential(rep, 32)
 
 

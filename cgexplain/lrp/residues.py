@@ -19,6 +19,7 @@ Conventions (all relevances in kcal/mol; negative = stabilising, positive = dest
 
 Array indices are 0-based; the tables (:func:`pair_table`) and figures number residues 1..n.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,19 @@ import numpy as np
 from cgexplain.fileio import save_npz, write_json
 from cgexplain.lrp.nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
 
-__all__ = ["residue_pair_map", "residue_one_body", "residue_triplets", "triplet_projection", "explain_protein_frames",
-           "pair_table", "format_pair_table", "segment_of", "plot_pair_map", "plot_triplet_projection", "plot_pair_map_difference"]
+__all__ = [
+    "residue_pair_map",
+    "residue_one_body",
+    "residue_triplets",
+    "triplet_projection",
+    "explain_protein_frames",
+    "pair_table",
+    "format_pair_table",
+    "segment_of",
+    "plot_pair_map",
+    "plot_triplet_projection",
+    "plot_pair_map_difference",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,9 +124,12 @@ def residue_triplets(walks: np.ndarray, relevance: np.ndarray, n: int, top: int 
 def _triplet_dict(tri, rel, n, top):
     neg, pos = _top(rel, int(top))
     return {
-        "triplets": tri, "relevance": rel,
-        "top_stabilising": tri[neg].reshape(-1, 3), "top_stabilising_relevance": rel[neg],
-        "top_destabilising": tri[pos].reshape(-1, 3), "top_destabilising_relevance": rel[pos],
+        "triplets": tri,
+        "relevance": rel,
+        "top_stabilising": tri[neg].reshape(-1, 3),
+        "top_stabilising_relevance": rel[neg],
+        "top_destabilising": tri[pos].reshape(-1, 3),
+        "top_destabilising_relevance": rel[pos],
         "triplet_projection": triplet_projection(tri, rel, n),
     }
 
@@ -129,15 +144,21 @@ def _frame_done(path: Path, frame_id, pos, types, gamma, bias_rule) -> bool:
         return False
     try:
         with np.load(path) as z:
-            return (int(z["frame"]) == int(frame_id) and z["positions"].shape == pos.shape and np.array_equal(z["positions"], pos)
-                    and np.array_equal(z["types"], types) and float(z["gamma"]) == float(gamma) and bool(z["bias_rule"]) == bool(bias_rule))
+            return (
+                int(z["frame"]) == int(frame_id)
+                and z["positions"].shape == pos.shape
+                and np.array_equal(z["positions"], pos)
+                and np.array_equal(z["types"], types)
+                and float(z["gamma"]) == float(gamma)
+                and bool(z["bias_rule"]) == bool(bias_rule)
+            )
     except (OSError, KeyError, ValueError):
         return False  # unreadable or from another writer: recompute
 
 
 def _explain_one(model, pos, types, gamma, bias_rule):
-    from cgexplain.mapping.maps import to_atoms
     from cgexplain.lrp.engine import statistics_max_order, walk_relevance
+    from cgexplain.mapping.maps import to_atoms
 
     n = len(types)
     # the maps use walks of 1 to 3 distinct beads: the (L+1)-body total comes from the sum rule
@@ -146,20 +167,67 @@ def _explain_one(model, pos, types, gamma, bias_rule):
     sums = body_order_totals(res)
     tri = residue_triplets(w, rel, n, top=0)
     return dict(
-        pair_map=residue_pair_map(w, rel, n), one_body=residue_one_body(w, rel, n),
-        triplets=tri["triplets"].astype(np.int32), triplet_relevance=tri["relevance"], triplet_projection=tri["triplet_projection"],
-        body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
-        conservation=np.array([float(rel.sum()) + res["remainder"], res["E_modified"], res["sum_h0_grad"], res["E_model"]]),
-        n_walks=res["n_walks_total"], time_s=res["wall_time_s"],
+        pair_map=residue_pair_map(w, rel, n),
+        one_body=residue_one_body(w, rel, n),
+        triplets=tri["triplets"].astype(np.int32),
+        triplet_relevance=tri["relevance"],
+        triplet_projection=tri["triplet_projection"],
+        body_sum=np.array([sums[o][0] for o in sorted(sums)]),
+        body_count=np.array([sums[o][1] for o in sorted(sums)]),
+        # the same columns as the fluid statistics: [Σ walks, Σ h0·∂E/∂h0, E_modified, E_model]
+        conservation=np.array([float(rel.sum()) + res["remainder"], res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
+        n_walks=res["n_walks_total"],
+        time_s=res["wall_time_s"],
     )
 
 
-def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1, bias_rule: bool = True, frame_ids=None,
-                           progress: bool = True, *, top: int = 10, resnames=None, segments=None) -> dict:
+class ProteinFrameTask:
+    """:class:`~cgexplain.lrp.frames.FrameTask` of the residue maps: ``frame_XXXX.npz`` holds one
+    frame's pair map, triplets, body-order sums and conservation, with the positions, types and
+    rule it was computed for (a file written for other inputs is recomputed)."""
+
+    def __init__(self, types, gamma: float, bias_rule: bool):
+        self.types, self.gamma, self.bias_rule = np.asarray(types, dtype=np.int64), float(gamma), bool(bias_rule)
+
+    def is_done(self, out_dir: Path, k: int, frame_id: int, position, cell) -> bool:
+        return _frame_done(Path(out_dir) / f"frame_{k:04d}.npz", frame_id, position, self.types, self.gamma, self.bias_rule)
+
+    def compute(self, model, out_dir: Path, k: int, frame_id: int, position, cell) -> None:
+        r = _explain_one(model, position, self.types, self.gamma, self.bias_rule)
+        save_npz(
+            Path(out_dir) / f"frame_{k:04d}.npz",
+            frame=frame_id,
+            positions=position,
+            types=self.types,
+            gamma=self.gamma,
+            bias_rule=self.bias_rule,
+            **r,
+        )
+
+
+def explain_protein_frames(
+    model,
+    positions,
+    types,
+    out_dir,
+    gamma: float = 0.1,
+    bias_rule: bool = True,
+    frame_ids=None,
+    progress: bool = True,
+    *,
+    top: int = 10,
+    resnames=None,
+    segments=None,
+    workers: int = 1,
+    backend: str = "multiprocessing",
+    device: str | None = None,
+) -> dict:
     """Residue relevance maps averaged over the frames of a one-bead-per-residue protein.
 
     model: a schnetpack potential (PaiNN or SO3net; a :class:`~cgexplain.model.priors.PriorEnergy` module,
-    if any, is not explained: LRP explains the network energy). positions (F, n, 3) Å, non-periodic; types (n,) bead types.
+    if any, is not explained: LRP explains the network energy), or its model folder (needed for
+    ``workers`` > 1: the frames are spread by :class:`~cgexplain.lrp.frames.FrameExplainer`
+    through MDAnalysis's ``backend``, 'multiprocessing' or 'dask'; device 'cpu', 'cuda' or 'cuda:N'). positions (F, n, 3) Å, non-periodic; types (n,) bead types.
     Each frame k is written to ``out_dir/frame_XXXX.npz`` (XXXX = k, its position in
     ``positions``) and reused by a later call if it holds the same frame id, positions, types and
     rule (gamma, bias_rule); an interrupted run resumes. The averages are written to
@@ -174,12 +242,12 @@ def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1,
       frames and ``triplet_relevance`` (T,) their mean (a triplet absent from a frame counts 0),
       ``top_stabilising`` / ``top_destabilising`` (+ ``_relevance``) from the mean,
       ``body_sum_per_frame`` (F, L+1), ``body_sum_mean`` {order: mean}, ``conservation`` (F, 4)
-      columns [Σ walk relevance, modified-pass energy, Σ h0·∂E/∂h0 without masks, network energy
-      (``E_model`` of :func:`~cgexplain.lrp.walk_relevance`: the Atomwise head, prior left out)],
+      columns [Σ walk relevance, Σ h0·∂E/∂h0 without masks, modified-pass energy, network energy
+      (``E_model`` of :func:`~cgexplain.lrp.walk_relevance`: the Atomwise head, prior left out)]
+      (the column order of the fluid statistics),
       ``seconds_per_frame`` (F,), ``n_frames_computed`` / ``n_frames_reused``
       in this call, ``wall_time_s`` and ``summary`` (what the JSON holds).
     """
-    from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -194,14 +262,22 @@ def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1,
     frame_ids = np.arange(F) if frame_ids is None else np.asarray(frame_ids)
     if len(frame_ids) != F:
         raise ValueError(f"frame_ids has {len(frame_ids)} entries for {F} frames")
-    computed = 0
-    for k in tqdm(range(F), desc="residue relevance over frames", disable=not progress):
-        path = out / f"frame_{k:04d}.npz"
-        if _frame_done(path, frame_ids[k], pos_all[k], types, gamma, bias_rule):
-            continue
-        r = _explain_one(model, pos_all[k], types, gamma, bias_rule)
-        save_npz(path, frame=frame_ids[k], positions=pos_all[k], types=types, gamma=float(gamma), bias_rule=bool(bias_rule), **r)
-        computed += 1
+    from cgexplain.lrp.frames import FrameExplainer
+    from cgexplain.lrp.sources import ArrayFrames
+
+    source = ArrayFrames(pos_all, np.zeros((F, 3, 3)), types, frame_ids)
+    model_dir = Path(model) if isinstance(model, (str, Path)) else None
+    explainer = FrameExplainer(
+        source,
+        ProteinFrameTask(types, gamma, bias_rule),
+        out,
+        model_dir=model_dir,
+        model=None if model_dir is not None else model,
+        device=device,
+        progress=progress and workers == 1,
+    )
+    explainer.run(backend=backend if workers > 1 else "serial", n_workers=int(workers))
+    computed = len(explainer.results.computed)
 
     maps, proj, one, body, cons, secs, nw, keys, krel = [], [], [], [], [], [], [], [], []
     for k in range(F):
@@ -228,31 +304,60 @@ def explain_protein_frames(model, positions, types, out_dir, gamma: float = 0.1,
     orders = list(range(1, body.shape[1] + 1))
     body_mean = {o: float(body[:, i].mean()) for i, o in enumerate(orders)}
     result = {
-        "pair_map": pair_map, "pair_map_sem": pair_sem, "triplet_projection": np.mean(proj, axis=0), "one_body": np.mean(one, axis=0),
-        "triplets": tri, "triplet_relevance": tri_rel,
+        "pair_map": pair_map,
+        "pair_map_sem": pair_sem,
+        "triplet_projection": np.mean(proj, axis=0),
+        "one_body": np.mean(one, axis=0),
+        "triplets": tri,
+        "triplet_relevance": tri_rel,
         **{key: td[key] for key in ("top_stabilising", "top_stabilising_relevance", "top_destabilising", "top_destabilising_relevance")},
-        "body_sum_per_frame": body, "body_sum_mean": body_mean, "conservation": cons, "seconds_per_frame": np.array(secs),
-        "frame_ids": frame_ids, "n_frames_computed": computed, "n_frames_reused": F - computed,
+        "body_sum_per_frame": body,
+        "body_sum_mean": body_mean,
+        "conservation": cons,
+        "seconds_per_frame": np.array(secs),
+        "frame_ids": frame_ids,
+        "n_frames_computed": computed,
+        "n_frames_reused": F - computed,
     }
-    save_npz(out / "residue_relevance.npz", **{k: v for k, v in result.items() if k != "body_sum_mean"}, gamma=float(gamma), bias_rule=bool(bias_rule),
-             types=types)
+    save_npz(
+        out / "residue_relevance.npz",
+        **{k: v for k, v in result.items() if k != "body_sum_mean"},
+        gamma=float(gamma),
+        bias_rule=bool(bias_rule),
+        types=types,
+    )
     result["wall_time_s"] = time.perf_counter() - t0
 
     def trip_rows(t, r):
         return [{"residues": [int(a) + 1 for a in row], "relevance": float(v)} for row, v in zip(t, r)]
 
     summary = {
-        "n_frames": F, "n_residues": n, "gamma": float(gamma), "bias_rule": bool(bias_rule), "units": "kcal/mol",
+        "n_frames": F,
+        "n_residues": n,
+        "gamma": float(gamma),
+        "bias_rule": bool(bias_rule),
+        "units": "kcal/mol",
         "pair_map_convention": "P[i,j] = P[j,i] = full 2-body relevance of pair {i,j}; upper triangle sums to the 2-body total",
         "walks_per_frame_mean": float(np.mean(nw)),
         "relevance_by_body_order_kcal_mol_mean": {str(o): v for o, v in body_mean.items()},
-        "two_body_total_mean": float(np.triu(pair_map, 1).sum()), "three_body_total_mean": float(result["triplet_projection"].sum()),
+        "two_body_total_mean": float(np.triu(pair_map, 1).sum()),
+        "three_body_total_mean": float(result["triplet_projection"].sum()),
         "conservation_per_frame": [
-            {"frame": int(frame_ids[k]), "sum_walk_relevance": float(c[0]), "E_modified_forward": float(c[1]), "difference": float(c[0] - c[1]),
-             "sum_h0_dE_dh0_no_masks": float(c[2]), "E_network": float(c[3])} for k, c in enumerate(cons)],
+            {
+                "frame": int(frame_ids[k]),
+                "sum_walk_relevance": float(c[0]),
+                "E_modified_forward": float(c[2]),
+                "difference": float(c[0] - c[2]),
+                "sum_h0_dE_dh0_no_masks": float(c[1]),
+                "E_network": float(c[3]),
+            }
+            for k, c in enumerate(cons)
+        ],
         "top_stabilising_triplets": trip_rows(td["top_stabilising"], td["top_stabilising_relevance"]),
         "top_destabilising_triplets": trip_rows(td["top_destabilising"], td["top_destabilising_relevance"]),
-        "seconds_per_frame_mean": float(np.mean(secs)), "n_frames_computed": computed, "n_frames_reused": F - computed,
+        "seconds_per_frame_mean": float(np.mean(secs)),
+        "n_frames_computed": computed,
+        "n_frames_reused": F - computed,
         "wall_time_s": result["wall_time_s"],
     }
     if resnames is not None or segments is not None:
@@ -310,8 +415,12 @@ def format_pair_table(pair_map, segments=None, resnames=None, k: int = 5, digits
     """Markdown of :func:`pair_table`: two tables, most stabilising then most destabilising.
     ``pair_map`` may also be the (stabilising, destabilising) lists that :func:`pair_table`
     returned."""
-    if isinstance(pair_map, (tuple, list)) and len(pair_map) == 2 and not isinstance(pair_map[0], np.ndarray) and \
-            all(isinstance(x, list) for x in pair_map):
+    if (
+        isinstance(pair_map, (tuple, list))
+        and len(pair_map) == 2
+        and not isinstance(pair_map[0], np.ndarray)
+        and all(isinstance(x, list) for x in pair_map)
+    ):
         stab, destab = pair_map
     else:
         stab, destab = pair_table(pair_map, segments=segments, resnames=resnames, k=k)
@@ -382,8 +491,15 @@ def _diverging(ax, M, title, label, fig):
     return im
 
 
-def plot_pair_map(pair_map, contact_map, path=None, title: str = "Residue-pair relevance", segments=None, contact_label: str | None = None,
-                  contact_cmap: str = "Greys"):
+def plot_pair_map(
+    pair_map,
+    contact_map,
+    path=None,
+    title: str = "Residue-pair relevance",
+    segments=None,
+    contact_label: str | None = None,
+    contact_cmap: str = "Greys",
+):
     """Residue-pair relevance map (diverging, centred at 0, kcal/mol; blue = stabilising, red =
     destabilising) beside the native contact map (an (n, n) array: binary contacts or a
     distance/probability map, drawn with ``contact_cmap``). Residues are numbered 1..n; with
@@ -401,8 +517,15 @@ def plot_pair_map(pair_map, contact_map, path=None, title: str = "Residue-pair r
     _diverging(a1, P, title, "relevance (kcal/mol)", fig)
     _ss_bars(a1, segments)
     binary = np.isin(C[np.isfinite(C)], (0.0, 1.0)).all()
-    im = a2.imshow(C, cmap=contact_cmap, origin="upper", extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest",
-                   vmin=0 if binary else None, vmax=1 if binary else None)
+    im = a2.imshow(
+        C,
+        cmap=contact_cmap,
+        origin="upper",
+        extent=(0.5, n + 0.5, n + 0.5, 0.5),
+        interpolation="nearest",
+        vmin=0 if binary else None,
+        vmax=1 if binary else None,
+    )
     cb = fig.colorbar(im, ax=a2, fraction=0.046, pad=0.08)
     cb.set_label(contact_label or ("native contact" if binary else "contact map"))
     if binary:

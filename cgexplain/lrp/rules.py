@@ -6,6 +6,7 @@ and the LRP-γ rule of Montavon et al., "Layer-wise relevance propagation: an ov
 eq. 8. Both rules write the layer output as ``n * stopgrad(y / d)``: gradient×input through
 this form gives the rule's relevance redistribution.
 """
+
 from __future__ import annotations
 
 import torch

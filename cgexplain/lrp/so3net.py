@@ -20,14 +20,14 @@ a0 = dx[0] + TP(dx, W1 dx)[0] (the gate of l = 0 reads only l = 0), so
     v·G_i[s] = δ_s0 u + Σ_k C_k [s1_k = s] u ⊙ (W1 dx)[s2_k] + (Σ_k C_k [s2_k = s] u ⊙ dx[s1_k]) W1,
 with u = v·B_i, B_i = ∂A_i[0]/∂a0 (F × F) and k over the Clebsch–Gordan entries (s1, s2 → 0).
 """
+
 from __future__ import annotations
 
+import schnetpack.properties as P
 import torch
 
-import schnetpack.properties as P
-
-from cgexplain.lrp.factors import SO3netFactors, nodewise_jacobian, pair_sums
 from cgexplain.lrp.base import RuleModifiedPass
+from cgexplain.lrp.factors import SO3netFactors, nodewise_jacobian, pair_sums
 
 __all__ = ["SO3netLRP"]
 
@@ -152,7 +152,7 @@ class SO3netLRP(RuleModifiedPass):
                 dxs.append(dx)
                 ddxs.append(ddx)
                 with torch.enable_grad():
-                    B.append(nodewise_jacobian(lambda z: self.scalar_out(t, z), a0))
+                    B.append(nodewise_jacobian(lambda z: self.scalar_out(t, z), a0))  # noqa: B023 (called at once)
         p = r.so3product
         sel = p.idx_out == 0
         cg0 = (p.idx_in_1[sel], p.idx_in_2[sel], p.clebsch_gordan[sel])
@@ -161,7 +161,20 @@ class SO3netLRP(RuleModifiedPass):
         qL = tr["q_out"].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
         return SO3netFactors(
-            h0=h0.detach(), g=g, recv=recv, send=send, n=n, L=self.L, E_modified=float(E.detach()),
-            sum_h0_grad=float((h0 * grad_h0).sum().detach()), S=self.S, B=B, dx=dxs, ddx=ddxs, W1=W1,
-            cg0=cg0, Kpair=Kpair, Kself=Kself,
+            h0=h0.detach(),
+            g=g,
+            recv=recv,
+            send=send,
+            n=n,
+            L=self.L,
+            E_modified=float(E.detach()),
+            sum_h0_grad=float((h0 * grad_h0).sum().detach()),
+            S=self.S,
+            B=B,
+            dx=dxs,
+            ddx=ddxs,
+            W1=W1,
+            cg0=cg0,
+            Kpair=Kpair,
+            Kself=Kself,
         )

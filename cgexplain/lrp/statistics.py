@@ -1,8 +1,9 @@
 """Relevance over many frames: per-frame n-body sums and binned 2-body/3-body statistics.
 
-Frames come from a :class:`FrameSource`: arrays in memory (:class:`ArrayFrames`) or any
-trajectory MDAnalysis reads (:class:`TrajectoryFrames`), read ``chunk_frames`` at a time, so the
-memory is bounded whatever the trajectory's length. Each frame's results are written to
+Frames come from a :class:`~cgexplain.lrp.sources.FrameSource`: arrays in memory or any
+trajectory MDAnalysis reads, read one frame at a time by the shared
+:class:`~cgexplain.lrp.frames.FrameExplainer`, so the memory is bounded whatever the trajectory's
+length. Each frame's results are written to
 ``frame_XXXX.npz`` (binned (count, mean, M2) accumulators, n-body sums, the relevance budget), so
 a run over many frames resumes after a kill. The aggregate is built by merging those
 accumulators one file at a time (:func:`~cgexplain.lrp.nbody.merge_bins`), never by keeping every
@@ -16,8 +17,10 @@ enumeration's. ``'all'`` enumerates every walk; it is used whatever the setting 
 walk file is written (``save_walks``) and for normalisations that need every |R| (``mean_abs``,
 ``sum_abs``).
 """
+
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -25,10 +28,21 @@ import numpy as np
 
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.engine import statistics_max_order, walk_relevance
-from cgexplain.lrp.nbody import (NORMALISATIONS, accumulate_bins, body_order_abs_sums, body_order_shares, body_order_totals, finish_bins,
-                    merge_bins, normalisation_factor, three_body_points, two_body_points)
+from cgexplain.lrp.nbody import (
+    NORMALISATIONS,
+    accumulate_bins,
+    body_order_abs_sums,
+    body_order_shares,
+    body_order_totals,
+    finish_bins,
+    merge_bins,
+    normalisation_factor,
+    three_body_points,
+    two_body_points,
+)
+from cgexplain.lrp.sources import as_source
 
-__all__ = ["explain_frames", "compute_frames", "aggregate_frames", "FrameSource", "ArrayFrames", "TrajectoryFrames", "FRAME_FORMAT"]
+__all__ = ["explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
 
 FRAME_FORMAT = 2
 """Version of the ``frame_XXXX.npz`` layout; files of another version are recomputed."""
@@ -36,121 +50,29 @@ FRAME_FORMAT = 2
 _BINNED = ("two_raw", "two_norm", "three_raw", "three_norm")
 
 
-class FrameSource:
-    """Frames to explain, read in chunks. Subclasses set ``types`` (n,) int bead types and
-    ``frame_ids`` (F,) int (the frames' indices in their trajectory) and implement :meth:`read`."""
-
-    types: np.ndarray
-    frame_ids: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.frame_ids)
-
-    def read(self, ks) -> tuple[np.ndarray, np.ndarray]:
-        """Positions (len(ks), n, 3) Å and cells (len(ks), 3, 3) Å (zeros: not periodic) of the
-        frames at positions ``ks`` of this source."""
-        raise NotImplementedError
-
-    def chunks(self, ks, chunk_frames: int):
-        """Yield (ks_chunk, positions, cells) for ``ks`` in chunks of at most ``chunk_frames``."""
-        ks = list(ks)
-        for s in range(0, len(ks), max(1, int(chunk_frames))):
-            part = ks[s : s + int(chunk_frames)]
-            pos, cells = self.read(part)
-            yield part, pos, cells
-
-
-class ArrayFrames(FrameSource):
-    """Frames held in memory: positions (F, n, 3) Å, cells (F, 3, 3) Å, types (n,), frame ids (F,)
-    (default 0..F-1). Raises ValueError on mismatched shapes."""
-
-    def __init__(self, positions, cells, types, frame_ids=None):
-        self.positions = np.asarray(positions, dtype=np.float64)
-        self.cells = np.asarray(cells, dtype=np.float64)
-        self.types = np.asarray(types, dtype=np.int64)
-        if self.positions.ndim != 3 or self.positions.shape[2] != 3 or self.cells.shape != (len(self.positions), 3, 3):
-            raise ValueError(f"positions must be (F, n, 3) and cells (F, 3, 3); got {self.positions.shape} and {self.cells.shape}")
-        if len(self.types) != self.positions.shape[1]:
-            raise ValueError(f"{self.positions.shape[1]} beads per frame but {len(self.types)} bead types")
-        self.frame_ids = np.arange(len(self.positions)) if frame_ids is None else np.asarray(frame_ids, dtype=np.int64)
-
-    def read(self, ks):
-        ks = np.asarray(ks, dtype=np.int64)
-        return self.positions[ks], self.cells[ks]
-
-
-class TrajectoryFrames(FrameSource):
-    """Frames of any trajectory MDAnalysis reads (DCD, XTC, TRR, ...) with its ``topology``, read
-    on demand: only the frames of one chunk are in memory. types (n,) bead types; frame_ids:
-    the trajectory frames to use (default all). The universe is opened lazily, so the source can
-    be sent to worker processes.
-    Raises FileNotFoundError for a missing file and ValueError for a bead-count mismatch or an
-    out-of-range frame."""
-
-    def __init__(self, topology, trajectory, types, frame_ids=None):
-        self.topology, self.trajectory = str(topology), str(trajectory)
-        for f in (self.topology, self.trajectory):
-            if not Path(f).exists():
-                raise FileNotFoundError(f"{f} does not exist")
-        self.types = np.asarray(types, dtype=np.int64)
-        self._u = None
-        n_frames, n_atoms = len(self.universe.trajectory), len(self.universe.atoms)
-        if n_atoms != len(self.types):
-            raise ValueError(f"{self.trajectory}: {n_atoms} beads per frame but {len(self.types)} bead types")
-        self.frame_ids = np.arange(n_frames) if frame_ids is None else np.asarray(frame_ids, dtype=np.int64)
-        if len(self.frame_ids) and (self.frame_ids.min() < 0 or self.frame_ids.max() >= n_frames):
-            raise ValueError(f"{self.trajectory}: frame {int(self.frame_ids.max())} out of range ({n_frames} frames)")
-
-    @property
-    def universe(self):
-        if self._u is None:
-            import MDAnalysis as mda
-
-            self._u = mda.Universe(self.topology, self.trajectory)
-        return self._u
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_u"} | {"_u": None}
-
-    def read(self, ks):
-        from MDAnalysis.lib.mdamath import triclinic_vectors
-
-        u = self.universe
-        ids = self.frame_ids[np.asarray(ks, dtype=np.int64)]
-        pos = np.empty((len(ids), len(u.atoms), 3))
-        cells = np.zeros((len(ids), 3, 3))
-        for m, f in enumerate(ids.tolist()):
-            ts = u.trajectory[f]
-            pos[m] = u.atoms.positions
-            if ts.dimensions is not None and np.all(ts.dimensions[:3] > 0):
-                cells[m] = triclinic_vectors(ts.dimensions)
-        bad = np.argwhere(~np.isfinite(pos))
-        if len(bad):
-            raise ValueError(f"{self.trajectory}: non-finite position in frame {int(ids[bad[0][0]])}, bead {int(bad[0][1])}")
-        return pos, cells
-
-
-def _as_source(positions, cells, types, frame_ids) -> FrameSource:
-    if isinstance(positions, FrameSource):
-        return positions
-    return ArrayFrames(positions, cells, types, frame_ids)
-
-
 def _params(lc: dict) -> dict:
-    lo, hi, nb = lc.get("r_edges", [2.0, 6.0, 40])
-    norm = lc.get("normalise", "abs_mean_total")
+    """The ``lrp`` settings ``lc`` completed with :class:`cgexplain.config.LrpSection`'s defaults, as the frame loop uses them."""
+    from cgexplain.config import LrpSection
+
+    lc = {**dataclasses.asdict(LrpSection()), **lc}
+    lo, hi, nb = lc["r_edges"]
+    norm = lc["normalise"]
     if norm not in NORMALISATIONS:
         raise ValueError(f"lrp.normalise: unknown normalisation {norm!r}; use one of {', '.join(NORMALISATIONS)}")
-    enum = lc.get("enumeration", "pruned")
+    enum = lc["enumeration"]
     if enum not in ("pruned", "all"):
         raise ValueError(f"lrp.enumeration: {enum!r}; use 'pruned' or 'all'")
-    save_walks = lc.get("save_walks", "first")
+    save_walks = lc["save_walks"]
     if save_walks not in ("first", "all", "none"):
         raise ValueError(f"lrp.save_walks: {save_walks!r}; use 'first', 'all' or 'none'")
     return {
-        "gamma": float(lc.get("gamma", 0.1)), "bias_rule": bool(lc.get("bias_rule", True)), "norm": norm,
-        "r_edges": np.linspace(float(lo), float(hi), int(nb) + 1), "a_edges": np.linspace(0.0, 180.0, int(lc.get("angle_bins", 36)) + 1),
-        "n_out": lc.get("output_beads"), "save_walks": save_walks,
+        "gamma": float(lc["gamma"]),
+        "bias_rule": bool(lc["bias_rule"]),
+        "norm": norm,
+        "r_edges": np.linspace(float(lo), float(hi), int(nb) + 1),
+        "a_edges": np.linspace(0.0, 180.0, int(lc["angle_bins"]) + 1),
+        "n_out": lc["output_beads"],
+        "save_walks": save_walks,
         # every walk is needed for |R|-based normalisations and for walk files of every frame
         "prune": enum == "pruned" and norm in ("abs_mean_total", "none") and save_walks != "all",
     }
@@ -165,8 +87,11 @@ def _warn_short_r_range(model_dir, model, r_edges) -> None:
     if cutoff is not None and float(r_edges[-1]) < float(cutoff):
         import warnings
 
-        warnings.warn(f"lrp r_edges end at {float(r_edges[-1]):g} Å, below the model cutoff {float(cutoff):g} Å: "
-                      "the 2-body relevance curve stops short of the cutoff", stacklevel=3)
+        warnings.warn(
+            f"lrp r_edges end at {float(r_edges[-1]):g} Å, below the model cutoff {float(cutoff):g} Å: "
+            "the 2-body relevance curve stops short of the cutoff",
+            stacklevel=3,
+        )
 
 
 def _frame_done(path: Path, frame_id: int) -> bool:
@@ -198,8 +123,9 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     outs = None if p["n_out"] is None else np.linspace(0, len(types) - 1, int(p["n_out"])).round().astype(int)
     atoms = to_atoms(position, types, cell)
     pruned = p["prune"] and not all_walks and statistics_max_order(model) is not None
-    res = walk_relevance(model, atoms, gamma=p["gamma"], bias_rule=p["bias_rule"], output_beads=outs,
-                         max_order=statistics_max_order(model) if pruned else None)
+    res = walk_relevance(
+        model, atoms, gamma=p["gamma"], bias_rule=p["bias_rule"], output_beads=outs, max_order=statistics_max_order(model) if pruned else None
+    )
     w, rel = res["walks"], res["relevance"]
     c = normalisation_factor(rel, p["norm"], total=res["total_relevance"], n_walks=res["n_walks_total"])
     sums = body_order_totals(res)
@@ -210,43 +136,52 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     a3, r3 = three_body_points(w, rel, position, cell, shell)
     r_edges, a_edges = p["r_edges"], p["a_edges"]
     arrays = dict(
-        format=FRAME_FORMAT, two_raw=accumulate_bins(d2, r2, r_edges), two_norm=accumulate_bins(d2, r2 / c, r_edges),
-        three_raw=accumulate_bins(a3, r3, a_edges), three_norm=accumulate_bins(a3, r3 / c, a_edges),
-        body_sum=np.array([sums[o][0] for o in sorted(sums)]), body_count=np.array([sums[o][1] for o in sorted(sums)]),
+        format=FRAME_FORMAT,
+        two_raw=accumulate_bins(d2, r2, r_edges),
+        two_norm=accumulate_bins(d2, r2 / c, r_edges),
+        three_raw=accumulate_bins(a3, r3, a_edges),
+        three_norm=accumulate_bins(a3, r3 / c, a_edges),
+        body_sum=np.array([sums[o][0] for o in sorted(sums)]),
+        body_count=np.array([sums[o][1] for o in sorted(sums)]),
         body_abs_sum=abs_sums,
         # Σ of the enumerated walks plus the sum-rule remainder of the pruned ones (0 without pruning)
         conservation=np.array([float(rel.sum()) + res["remainder"], res["sum_h0_grad"], res["E_modified"], res["E_model"]]),
-        n_walks=res["n_walks_total"], n_walks_enumerated=len(rel), pruned=bool(pruned), time_s=time.perf_counter() - t0,
+        n_walks=res["n_walks_total"],
+        n_walks_enumerated=len(rel),
+        pruned=bool(pruned),
+        time_s=time.perf_counter() - t0,
     )
     return arrays, res
 
 
-def compute_frames(model, frames: FrameSource, out_dir, lc: dict, shell: float, *, ks=None, progress: bool = True,
-                   chunk_frames: int = 64) -> None:
-    """Walk relevances of the frames at positions ``ks`` (default all) of ``frames``, read
-    ``chunk_frames`` at a time; writes ``frame_XXXX.npz`` (XXXX: position in ``frames``) for each
-    frame not written yet, and the walk files that ``lc['save_walks']`` asks for (a frame whose
-    walks are saved is enumerated in full). Arguments as :func:`explain_frames`."""
-    from tqdm.auto import tqdm
+class FluidFrameTask:
+    """:class:`~cgexplain.lrp.frames.FrameTask` of the fluid statistics: ``frame_XXXX.npz`` holds
+    :func:`explain_one_frame`'s arrays; with ``lc['save_walks']`` also the walk files (a frame
+    whose walks are saved is enumerated in full)."""
 
-    out = Path(out_dir)
-    p = _params(lc)
-    ks = list(range(len(frames))) if ks is None else list(ks)
-    todo = [k for k in ks if not _frame_done(out / f"frame_{k:04d}.npz", frames.frame_ids[k])]  # others finished earlier
-    types = frames.types
-    save_walks = p["save_walks"]
-    with tqdm(total=len(ks), initial=len(ks) - len(todo), desc="relevance over frames", disable=not progress) as bar:
-        for part, pos, cells in frames.chunks(todo, chunk_frames):
-            for m, k in enumerate(part):
-                keep_walks = save_walks == "all" or (save_walks == "first" and k == 0)
-                arrays, res = explain_one_frame(model, pos[m], cells[m], types, lc, shell, all_walks=keep_walks)
-                fid = frames.frame_ids[k]
-                if keep_walks:
-                    name = "walks_frame0.npz" if save_walks == "first" else f"walks_frame_{k:04d}.npz"
-                    save_npz(out / name, frame=fid, walks=res["walks"].astype(np.int32), relevance=res["relevance"].astype(np.float32),
-                             positions=pos[m], cell=cells[m], types=types)
-                save_npz(out / f"frame_{k:04d}.npz", frame=fid, **arrays)
-                bar.update(1)
+    def __init__(self, lc: dict, shell: float, types):
+        self.lc, self.shell, self.types = lc, float(shell), np.asarray(types, dtype=np.int64)
+        self.save_walks = _params(lc)["save_walks"]
+
+    def is_done(self, out_dir: Path, k: int, frame_id: int, position, cell) -> bool:
+        return _frame_done(Path(out_dir) / f"frame_{k:04d}.npz", frame_id)
+
+    def compute(self, model, out_dir: Path, k: int, frame_id: int, position, cell) -> None:
+        out = Path(out_dir)
+        keep_walks = self.save_walks == "all" or (self.save_walks == "first" and k == 0)
+        arrays, res = explain_one_frame(model, position, cell, self.types, self.lc, self.shell, all_walks=keep_walks)
+        if keep_walks:
+            name = "walks_frame0.npz" if self.save_walks == "first" else f"walks_frame_{k:04d}.npz"
+            save_npz(
+                out / name,
+                frame=frame_id,
+                walks=res["walks"].astype(np.int32),
+                relevance=res["relevance"].astype(np.float32),
+                positions=position,
+                cell=cell,
+                types=self.types,
+            )
+        save_npz(out / f"frame_{k:04d}.npz", frame=frame_id, **arrays)
 
 
 def aggregate_frames(out_dir, n_frames: int, r_edges, a_edges) -> tuple[dict, np.ndarray, np.ndarray, list]:
@@ -266,8 +201,14 @@ def aggregate_frames(out_dir, n_frames: int, r_edges, a_edges) -> tuple[dict, np
             body.append(z["body_sum"])
             babs.append(z["body_abs_sum"])
             cons.append(z["conservation"])
-            info.append({"n_walks": int(z["n_walks"]), "n_walks_enumerated": int(z["n_walks_enumerated"]),
-                         "pruned": bool(z["pruned"]), "time_s": float(z["time_s"])})
+            info.append(
+                {
+                    "n_walks": int(z["n_walks"]),
+                    "n_walks_enumerated": int(z["n_walks_enumerated"]),
+                    "pruned": bool(z["pruned"]),
+                    "time_s": float(z["time_s"]),
+                }
+            )
     stats = {}
     for key in _BINNED:
         edges = r_edges if key.startswith("two") else a_edges
@@ -285,89 +226,82 @@ def _shares(body: np.ndarray, body_abs: np.ndarray) -> dict:
     if not full.any():
         return {"abs_share_by_body_order_ge2": None, "signed_share_by_body_order_ge2": None, "shares_from_n_frames": 0}
     sh = [body_order_shares(b, a) for b, a in zip(body[full], body_abs[full])]
-    return {"abs_share_by_body_order_ge2": {str(k): float(np.mean([x["abs"][k] for x in sh])) for k in sh[0]["abs"]},
-            "signed_share_by_body_order_ge2": {str(k): float(np.mean([x["signed"][k] for x in sh])) for k in sh[0]["signed"]},
-            "shares_from_n_frames": int(full.sum())}
+    return {
+        "abs_share_by_body_order_ge2": {str(k): float(np.mean([x["abs"][k] for x in sh])) for k in sh[0]["abs"]},
+        "signed_share_by_body_order_ge2": {str(k): float(np.mean([x["signed"][k] for x in sh])) for k in sh[0]["signed"]},
+        "shares_from_n_frames": int(full.sum()),
+    }
 
 
-def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: float, structure=None, figures=None,
-                   title: str = "", frame_ids=None, progress: bool = True, *, workers: int = 1, ranks=None, device: str | None = None,
-                   chunk_frames: int = 64) -> dict:
+def explain_frames(
+    model,
+    positions,
+    cells,
+    types,
+    out_dir,
+    lc: dict,
+    shell: float,
+    structure=None,
+    figures=None,
+    title: str = "",
+    frame_ids=None,
+    progress: bool = True,
+    *,
+    workers: int = 1,
+    backend: str = "multiprocessing",
+    device: str | None = None,
+) -> dict:
     """Walk relevances for each frame and their statistics.
 
     model: a loaded potential, or its model folder (model.pt + model.json; needed for
-    ``workers`` > 1, where each worker loads it). positions: (n_frames, n, 3) Å with cells
-    (n_frames, 3, 3) Å and types (n,), or a :class:`FrameSource` (then ``cells``, ``types`` and
-    ``frame_ids`` are None), which is read ``chunk_frames`` frames at a time. ``lc`` keys: gamma,
-    bias_rule, normalise ('abs_mean_total' (default; the publication's |Σ R| / N_walks),
-    'mean_abs', 'sum_abs' or 'none'), enumeration ('pruned' (default) or 'all'; module
-    docstring), output_beads (None: all), r_edges [lo, hi, n_bins] Å, angle_bins, save_walks
-    ('first' (default): every walk of the first frame and its relevance in walks_frame0.npz;
-    'all': walks_frame_XXXX.npz per frame; 'none'). ``shell`` Å: leg cutoff for 3-body angles.
-    workers: local processes to spread the frames over (frame k to worker k mod N, each with
-    cores // N torch threads); ranks: a :class:`cgexplain.distributed.Ranks` from a launcher
-    (torchrun, srun): this process computes frames k ≡ rank (mod world_size), and rank 0 waits
-    for the others' frame files and aggregates, while ranks > 0 return
-    ``{"rank", "world_size", "n_frames_computed"}``. device: 'cpu' (default), 'cuda' (GPU
-    local rank / worker index) or 'cuda:N'. The per-frame files do not depend on how frames are
-    spread, so a run may resume with other workers.
+    ``workers`` > 1, where each process loads it). positions: (n_frames, n, 3) Å with cells
+    (n_frames, 3, 3) Å and types (n,), or a :class:`~cgexplain.lrp.sources.FrameSource` (then
+    ``cells``, ``types`` and ``frame_ids`` are None), read one frame at a time. ``lc``: the
+    ``lrp`` section (:class:`cgexplain.config.LrpSection`; missing keys take its defaults):
+    gamma, bias_rule, normalise ('abs_mean_total' (the publication's |Σ R| / N_walks),
+    'mean_abs', 'sum_abs' or 'none'), enumeration ('pruned' or 'all'; module docstring),
+    output_beads (None: all), r_edges [lo, hi, n_bins] Å, angle_bins, save_walks ('first':
+    every walk of the first frame and its relevance in walks_frame0.npz; 'all':
+    walks_frame_XXXX.npz per frame; 'none'). ``shell`` Å: leg cutoff for 3-body angles.
+    workers: processes sharing the frames through MDAnalysis's ``backend`` ('multiprocessing'
+    or 'dask'; :class:`~cgexplain.lrp.frames.FrameExplainer`). device: 'cpu' (default), 'cuda'
+    or 'cuda:N'. The per-frame files do not depend on how frames are spread, so a run may
+    resume with other workers.
     Writes ``out_dir`` files and, with ``figures``/``structure``, the two standard figures.
-    Returns the lrp summary (per-body-order totals, conservation per frame, wall time).
-    Raises ValueError for workers < 1, workers > 1 together with launcher ranks, workers > 1
-    with a model object instead of a folder, or an unknown ``lc`` value; RuntimeError if
-    another rank failed.
+    Returns the lrp summary (per-body-order totals, shares, budget, conservation, wall time).
+    Raises ValueError for workers < 1, workers > 1 with a model object instead of a folder,
+    or an unknown ``lc`` value.
     """
-    from cgexplain.lrp.spread import failure_marker, rank_device, record_failure, run_workers, share, wait_for_frames
+    from cgexplain.lrp.frames import FrameExplainer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "lrp.json").exists():
         return read_json(out / "lrp.json")
-    frames = _as_source(positions, cells, types, frame_ids)
+    frames = as_source(positions, cells, types, frame_ids)
     p = _params(lc)
     workers = int(workers)
-    world = 1 if ranks is None else int(ranks.world_size)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers > 1 and world > 1:
-        raise ValueError(f"workers={workers} and launcher ranks (world size {world}) together: use one or the other")
     model_dir = Path(model) if isinstance(model, (str, Path)) else None
-    if workers > 1 and model_dir is None:
-        raise ValueError("workers > 1: pass the model folder (each worker loads model.pt + model.json), not a model object")
     _warn_short_r_range(model_dir, model, p["r_edges"])
     n_frames = len(frames)
-    t0, since = time.perf_counter(), time.time()
-    args = (frames, out, lc, shell)
-    kw = {"chunk_frames": chunk_frames}
-    if workers > 1:
-        run_workers(workers, model_dir, device, compute_frames, args, {"progress": False, **kw})
-    else:
-        if model_dir is not None:
-            from cgexplain.model.potential import load_model
-
-            model, _ = load_model(model_dir)
-        if device is not None:
-            model = model.to(rank_device(device, 0 if ranks is None else ranks.local_rank))
-        if world > 1 and ranks.rank != 0:
-            ks = share(n_frames, ranks.rank, world)
-            failure_marker(out, ranks.rank).unlink(missing_ok=True)
-            try:
-                compute_frames(model, *args, ks=ks, progress=False, **kw)
-            except BaseException:
-                record_failure(out, ranks.rank)
-                raise
-            return {"rank": int(ranks.rank), "world_size": world, "n_frames_computed": len(ks)}
-        compute_frames(model, *args, ks=None if world == 1 else share(n_frames, 0, world), progress=progress, **kw)
-        if world > 1:
-            wait_for_frames(lambda: all(_frame_done(out / f"frame_{k:04d}.npz", frames.frame_ids[k]) for k in range(n_frames)),
-                            out, world, since)
+    t0 = time.perf_counter()
+    task = FluidFrameTask(lc, shell, frames.types)
+    explainer = FrameExplainer(
+        frames, task, out, model_dir=model_dir, model=None if model_dir is not None else model, device=device, progress=progress and workers == 1
+    )
+    explainer.run(backend=backend if workers > 1 else "serial", n_workers=workers)
     gamma, bias_rule, norm, n_out = p["gamma"], p["bias_rule"], p["norm"], p["n_out"]
     r_edges, a_edges = p["r_edges"], p["a_edges"]
     stats, body, cons, info = aggregate_frames(out, n_frames, r_edges, a_edges)
     save_npz(out / "nbody_statistics.npz", body_sum_per_frame=body, conservation_per_frame=cons, r_edges=r_edges, angle_edges=a_edges, **stats)
     orders = list(range(1, body.shape[1] + 1))
     summary = {
-        "gamma": gamma, "bias_rule": bias_rule, "normalise": norm, "n_frames": n_frames,
+        "gamma": gamma,
+        "bias_rule": bias_rule,
+        "normalise": norm,
+        "n_frames": n_frames,
         "enumeration": "pruned" if p["prune"] else "all",
         "frames_enumerated_in_full": int(sum(not i["pruned"] for i in info)),
         "walks_per_frame_mean": float(np.mean([i["n_walks"] for i in info])),
@@ -375,15 +309,23 @@ def explain_frames(model, positions, cells, types, out_dir, lc: dict, shell: flo
         "output_beads": "all" if n_out is None else int(n_out),
         "relevance_by_body_order_kcal_mol_mean": {str(o): float(body[:, i].mean()) for i, o in enumerate(orders)},
         # offset-free: the per-type energy offset that force matching leaves free is the same in every frame
-        "relevance_by_body_order_std_over_frames_kcal_mol": {str(o): float(body[:, i].std(ddof=1)) if n_frames > 1 else None
-                                                             for i, o in enumerate(orders)},
+        "relevance_by_body_order_std_over_frames_kcal_mol": {
+            str(o): float(body[:, i].std(ddof=1)) if n_frames > 1 else None for i, o in enumerate(orders)
+        },
         **_shares(body, stats["body_abs_sum_per_frame"]),
-        "conservation_mean_kcal_mol": {"sum_walk_relevance": float(cons[:, 0].mean()), "sum_h0_dE_dh0_no_masks": float(cons[:, 1].mean()),
-                                       "E_modified_forward": float(cons[:, 2].mean()), "E_model": float(cons[:, 3].mean())},
+        "conservation_mean_kcal_mol": {
+            "sum_walk_relevance": float(cons[:, 0].mean()),
+            "sum_h0_dE_dh0_no_masks": float(cons[:, 1].mean()),
+            "E_modified_forward": float(cons[:, 2].mean()),
+            "E_model": float(cons[:, 3].mean()),
+        },
         "relevance_budget_kcal_mol_mean": {
-            "E_model": float(cons[:, 3].mean()), "E_modified": float(cons[:, 2].mean()), "sum_walks": float(cons[:, 0].mean()),
+            "E_model": float(cons[:, 3].mean()),
+            "E_modified": float(cons[:, 2].mean()),
+            "sum_walks": float(cons[:, 0].mean()),
             "taken_by_rule_E_model_minus_E_modified": float((cons[:, 3] - cons[:, 2]).mean()),
-            "taken_by_biases_E_modified_minus_sum_walks": float((cons[:, 2] - cons[:, 0]).mean())},
+            "taken_by_biases_E_modified_minus_sum_walks": float((cons[:, 2] - cons[:, 0]).mean()),
+        },
         "seconds_per_frame_mean": float(np.mean([i["time_s"] for i in info])),
         "wall_time_s": time.perf_counter() - t0,
     }

@@ -1,2 +1,1 @@
-"""Atoms to beads: position maps, consistent force maps, bead types and the CG topology (:mod:`.maps`).
-"""
+"""Atoms to beads: position maps, consistent force maps, bead types and the CG topology (:mod:`.maps`)."""

@@ -13,11 +13,12 @@ may be the centre of mass (``"com"``), the centre of geometry (``"cog"``) or one
 Atoms of one bead may be split across the periodic boundary; bead positions are computed from
 each atom's minimum-image vector to the bead's first atom.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -43,13 +44,50 @@ __all__ = [
 
 #: bead types of a one-bead-per-residue protein model: the 20 standard residues, alphabetical
 #: three-letter codes -> 1..20. A mutation changes only this integer.
-AMINO_ACID_TYPES = {name: k + 1 for k, name in enumerate(sorted(
-    ["ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
-     "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL"]))}
+AMINO_ACID_TYPES = {
+    name: k + 1
+    for k, name in enumerate(
+        sorted(
+            [
+                "ALA",
+                "ARG",
+                "ASN",
+                "ASP",
+                "CYS",
+                "GLN",
+                "GLU",
+                "GLY",
+                "HIS",
+                "ILE",
+                "LEU",
+                "LYS",
+                "MET",
+                "PHE",
+                "PRO",
+                "SER",
+                "THR",
+                "TRP",
+                "TYR",
+                "VAL",
+            ]
+        )
+    )
+}
 
 #: force-field residue variants (protonation states, disulfides) -> the standard name
-RESIDUE_ALIASES = {"HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HSD": "HIS", "HSE": "HIS", "HSP": "HIS",
-                   "CYX": "CYS", "CYM": "CYS", "ASH": "ASP", "GLH": "GLU", "LYN": "LYS"}
+RESIDUE_ALIASES = {
+    "HID": "HIS",
+    "HIE": "HIS",
+    "HIP": "HIS",
+    "HSD": "HIS",
+    "HSE": "HIS",
+    "HSP": "HIS",
+    "CYX": "CYS",
+    "CYM": "CYS",
+    "ASH": "ASP",
+    "GLH": "GLU",
+    "LYN": "LYS",
+}
 
 #: terminal caps and the neighbour residue they join (-1 the previous, +1 the next)
 CAP_RESIDUES = {"ACE": +1, "NME": -1, "NHE": -1, "NH2": -1}
@@ -60,8 +98,9 @@ def amino_acid_name(name: str) -> str:
     for a name that is neither standard nor a known variant, listing the allowed names."""
     n = RESIDUE_ALIASES.get(str(name).upper(), str(name).upper())
     if n not in AMINO_ACID_TYPES:
-        raise MappingError(f"residue name {name!r} is not a standard amino acid; allowed: {', '.join(AMINO_ACID_TYPES)}"
-                           f" (and variants {', '.join(RESIDUE_ALIASES)})")
+        raise MappingError(
+            f"residue name {name!r} is not a standard amino acid; allowed: {', '.join(AMINO_ACID_TYPES)} (and variants {', '.join(RESIDUE_ALIASES)})"
+        )
     return n
 
 
@@ -253,9 +292,7 @@ def load_universe(topology: str | Path, trajectory: str | Path, **kwargs):
         u = mda.Universe(str(topology), str(trajectory), **kwargs)
     except ValueError as exc:
         if "number of atoms" in str(exc) or "n_atoms" in str(exc):
-            raise MappingError(
-                f"atom counts differ between topology {topology} and trajectory {trajectory}: {exc}"
-            ) from exc
+            raise MappingError(f"atom counts differ between topology {topology} and trajectory {trajectory}: {exc}") from exc
         raise
     if not u.trajectory.ts.has_forces:
         raise MappingError(f"{trajectory}: the trajectory has no forces; force matching needs atomistic forces")
@@ -278,7 +315,7 @@ class MappedTrajectory:
         save_npz(path, **dataclasses.asdict(self))
 
     @classmethod
-    def load(cls, path: str | Path) -> "MappedTrajectory":
+    def load(cls, path: str | Path) -> MappedTrajectory:
         with np.load(path) as z:
             return cls(**{k: z[k] for k in ("positions", "forces", "cells", "bead_types", "bead_masses")})
 

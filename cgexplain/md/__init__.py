@@ -1,2 +1,1 @@
-"""CG molecular dynamics: neighbour lists (:mod:`.neighbors`) and Langevin integration (:mod:`.langevin`).
-"""
+"""CG molecular dynamics: neighbour lists (:mod:`.neighbors`) and Langevin integration (:mod:`.langevin`)."""

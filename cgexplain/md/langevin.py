@@ -15,6 +15,7 @@ mdtraj) by a background thread, so steps do not wait for the disk. If forces bec
 (positions, velocities, step, random state) is written every ``checkpoint_every`` frames, so a
 killed run resumes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,12 +27,22 @@ import numpy as np
 import torch
 
 from cgexplain import units
-from cgexplain.config import settings_from_dict
+from cgexplain.config import ge, gt, settings_from_dict
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.md.neighbors import VerletList, replica_cells
 
-__all__ = ["SimulationError", "SimSettings", "CGForceField", "frozen_weights", "AsyncFrameWriter", "langevin", "run_simulation",
-           "kinetic_temperature", "replica_generators", "trajectory_paths"]
+__all__ = [
+    "SimulationError",
+    "SimSettings",
+    "CGForceField",
+    "frozen_weights",
+    "AsyncFrameWriter",
+    "langevin",
+    "run_simulation",
+    "kinetic_temperature",
+    "replica_generators",
+    "trajectory_paths",
+]
 
 
 class SimulationError(RuntimeError):
@@ -47,22 +58,22 @@ class SimSettings:
     skin Å (Verlet skin; 0 rebuilds the neighbour list every step), device (torch device of
     the model and integrator)."""
 
-    temperature: float = 300.0
-    timestep: float = 0.002
-    friction: float = 1.0
-    n_steps: int = 5000
-    save_interval: int = 50
-    max_force: float = 1000.0
-    checkpoint_every: int = 20
+    temperature: float = gt(0, 300.0, "K")
+    timestep: float = gt(0, 0.002, "ps")
+    friction: float = ge(0, 1.0, "1/ps")
+    n_steps: int = ge(0, 5000)
+    save_interval: int = gt(0, 50)
+    max_force: float = gt(0, 1000.0, "kcal/mol/Å")
+    checkpoint_every: int = gt(0, 20)
     seed: int = 1
     start_frame: int = -1
-    n_replicas: int = 1
-    start_frames: list | None = None
-    skin: float = 1.0
+    n_replicas: int = gt(0, 1)
+    start_frames: list[int] | None = None
+    skin: float = ge(0, 1.0, "Å")
     device: str = "cpu"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SimSettings":
+    def from_dict(cls, d: dict) -> SimSettings:
         return settings_from_dict(cls, d, "simulation")
 
 
@@ -296,8 +307,7 @@ def langevin(model, positions, types, masses, cell, cutoff, settings: SimSetting
             log["temperature_K"].append(T[0] if single else T)
             log["potential_kcal_mol"].append(E[0] if single else E)
             if on_checkpoint is not None and frames % settings.checkpoint_every == 0:
-                on_checkpoint({"x": out(x), "v": out(v), "step": step, "frames": frames, "log": log,
-                               "rng": [g.bit_generator.state for g in gens]})
+                on_checkpoint({"x": out(x), "v": out(v), "step": step, "frames": frames, "log": log, "rng": [g.bit_generator.state for g in gens]})
     bar.close()
     return {"x": out(x), "v": out(v), "step": step, "frames": frames, "log": log, "neighbour_list_builds": ff.nl.n_builds}
 
@@ -309,7 +319,18 @@ def trajectory_paths(out_dir, n_replicas: int = 1) -> list:
     return [out / "trajectory.dcd"] if n_replicas == 1 else [out / f"trajectory_r{r:02d}.dcd" for r in range(n_replicas)]
 
 
-def run_simulation(model, meta: dict, topology_pdb: str | Path, start_positions, types, masses, cell, settings: SimSettings, out_dir: str | Path, progress: bool = True) -> dict:
+def run_simulation(
+    model,
+    meta: dict,
+    topology_pdb: str | Path,
+    start_positions,
+    types,
+    masses,
+    cell,
+    settings: SimSettings,
+    out_dir: str | Path,
+    progress: bool = True,
+) -> dict:
     """Run (or resume) a CG simulation; write the DCD(s), ``log.npz`` and ``simulation.json``.
 
     start_positions (n, 3) Å, or (R, n, 3) for R = settings.n_replicas replicas; types (n,);
@@ -340,9 +361,14 @@ def run_simulation(model, meta: dict, topology_pdb: str | Path, start_positions,
     state, kept = None, np.zeros((R, 0, len(types), 3))
     if ckpt.exists() and all(p.exists() for p in paths):
         with np.load(ckpt, allow_pickle=False) as z:
-            state = {"x": z["x"], "v": z["v"], "step": int(z["step"]), "frames": int(z["frames"]),
-                     "log": {k: z[f"log_{k}"] for k in ("time_ps", "temperature_K", "potential_kcal_mol")},
-                     "rng": read_json(out / "checkpoint_rng.json")}
+            state = {
+                "x": z["x"],
+                "v": z["v"],
+                "step": int(z["step"]),
+                "frames": int(z["frames"]),
+                "log": {k: z[f"log_{k}"] for k in ("time_ps", "temperature_K", "potential_kcal_mol")},
+                "rng": read_json(out / "checkpoint_rng.json"),
+            }
         kept = np.stack([mda.Universe(str(topology_pdb), str(p)).trajectory.timeseries(order="fac")[: state["frames"]] for p in paths])
 
     writers = [mda.Writer(str(p), n_atoms=len(types)) for p in paths]
@@ -366,8 +392,7 @@ def run_simulation(model, meta: dict, topology_pdb: str | Path, start_positions,
 
     try:
         start = x0[0] if R == 1 else x0
-        final = langevin(model, start, types, masses, cells, cutoff, settings, writer=writer,
-                         state=state, on_checkpoint=save_ckpt, progress=progress)
+        final = langevin(model, start, types, masses, cells, cutoff, settings, writer=writer, state=state, on_checkpoint=save_ckpt, progress=progress)
     finally:
         try:
             writer.close()

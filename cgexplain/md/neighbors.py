@@ -9,6 +9,7 @@ model sees exactly the pairs a fresh list would give, in the same units (Å).
 Replicas are independent systems of the same ``n`` beads stacked as a batch of ``R`` frames:
 bead ``k`` of replica ``r`` is row ``r * n + k``, as in schnetpack's batched inputs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,7 +67,8 @@ class VerletList:
 
         box = self.cells[r] if self.periodic[r] else np.zeros((3, 3))
         i, j, S = NeighborList(cutoff=self.cutoff + self.skin, full_list=True).compute(
-            points=x, box=box, periodic=bool(self.periodic[r]), quantities="ijS")
+            points=x, box=box, periodic=bool(self.periodic[r]), quantities="ijS"
+        )
         n = x.shape[0]
         self._parts[r] = (i.astype(np.int64) + r * n, j.astype(np.int64) + r * n, S.astype(np.float64) @ box)
         self.n_builds += 1
@@ -96,8 +98,11 @@ class VerletList:
             self._build(int(r), xn[r])
             self._ref[r] = x[r]
         i, j, o = (np.concatenate(a) for a in zip(*self._parts))
-        self._cat = (torch.as_tensor(i, device=self.device), torch.as_tensor(j, device=self.device),
-                     torch.as_tensor(o, dtype=self.dtype, device=self.device))
+        self._cat = (
+            torch.as_tensor(i, device=self.device),
+            torch.as_tensor(j, device=self.device),
+            torch.as_tensor(o, dtype=self.dtype, device=self.device),
+        )
         return True
 
     def pairs(self, R: torch.Tensor):

@@ -11,6 +11,7 @@ turns a list of frame indices into exactly the schnetpack input dict that
 schnetpack's own path (``ASEAtomsData`` + ``VesinNeighborList`` per loaded frame) recomputes the
 neighbour list every time a frame is loaded; ``benchmarks/train_throughput.py`` compares the two.
 """
+
 from __future__ import annotations
 
 import math
@@ -203,5 +204,6 @@ class ShardSampler(torch.utils.data.Sampler):
 def cached_loader(frames: CachedFrames, batch_size: int, sampler=None) -> torch.utils.data.DataLoader:
     """A DataLoader over ``frames`` whose items are frame indices, batched by
     :meth:`CachedFrames.collate` (in order, or in the order of ``sampler``)."""
-    return torch.utils.data.DataLoader(range(len(frames)), batch_size=int(batch_size), sampler=sampler, shuffle=False,
-                                       collate_fn=frames.collate, num_workers=0)
+    return torch.utils.data.DataLoader(
+        range(len(frames)), batch_size=int(batch_size), sampler=sampler, shuffle=False, collate_fn=frames.collate, num_workers=0
+    )

@@ -20,6 +20,7 @@ forces agree with schnetpack's to float round-off, and the training gradients to
 ``tests/test_kernels.py``); the speed-up is measured in ``benchmarks/md_throughput.py`` and
 ``benchmarks/train_throughput.py``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,28 +7,40 @@ units, cgexplain version, prior parameters under ``hparams["priors"]``); loading
 modules from the JSON and loads the weights with ``torch.load(..., weights_only=True)``. Whole
 modules are never pickled.
 """
+
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cgexplain import __version__
+from cgexplain.config import ge, gt, one_of
 from cgexplain.fileio import atomic_path, read_json, write_json
 
-__all__ = ["DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
+__all__ = ["ModelSettings", "DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
 
-DEFAULT_HPARAMS = {
-    "representation": "painn",  # or "so3net"
-    "n_atom_basis": 64,
-    "n_interactions": 3,
-    "cutoff": 6.0,  # Å
-    "n_rbf": 20,
-    "lmax": 2,  # SO3net only
-    "shared_interactions": False,
-    "priors": None,  # a params dict of cgexplain.model.priors (proteins), or None: no prior
-}
+
+@dataclasses.dataclass
+class ModelSettings:
+    """``model`` section: the schnetpack representation ('painn' or 'so3net'), n_atom_basis
+    features, n_interactions layers, cutoff Å (cosine cutoff of the radial basis), n_rbf Gaussian
+    radial functions, lmax (SO3net's largest angular momentum), shared_interactions."""
+
+    representation: str = one_of("painn", "so3net")
+    n_atom_basis: int = gt(0, 64)
+    n_interactions: int = gt(0, 3)
+    cutoff: float = gt(0, 6.0, "Å")
+    n_rbf: int = gt(0, 20)
+    lmax: int = ge(0, 2)
+    shared_interactions: bool = False
+
+
+#: ModelSettings' defaults plus ``priors``: a params dict of :mod:`cgexplain.model.priors`
+#: (proteins; fitted by the train stage, never set in system.yaml), or None: no prior
+DEFAULT_HPARAMS = {**dataclasses.asdict(ModelSettings()), "priors": None}
 
 
 def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
@@ -50,13 +62,20 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
     rep_name = hp["representation"].lower()
     if rep_name == "painn":
         rep = spk.representation.PaiNN(
-            n_atom_basis=hp["n_atom_basis"], n_interactions=hp["n_interactions"], radial_basis=rbf,
-            cutoff_fn=cut, shared_interactions=hp["shared_interactions"],
+            n_atom_basis=hp["n_atom_basis"],
+            n_interactions=hp["n_interactions"],
+            radial_basis=rbf,
+            cutoff_fn=cut,
+            shared_interactions=hp["shared_interactions"],
         )
     elif rep_name == "so3net":
         rep = spk.representation.SO3net(
-            n_atom_basis=hp["n_atom_basis"], n_interactions=hp["n_interactions"], lmax=hp["lmax"],
-            radial_basis=rbf, cutoff_fn=cut, shared_interactions=hp["shared_interactions"],
+            n_atom_basis=hp["n_atom_basis"],
+            n_interactions=hp["n_interactions"],
+            lmax=hp["lmax"],
+            radial_basis=rbf,
+            cutoff_fn=cut,
+            shared_interactions=hp["shared_interactions"],
         )
     else:
         raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn' or 'so3net'")

@@ -33,6 +33,7 @@ The params dict (JSON-serialisable; ``format`` "cgexplain.model.priors/1") holds
 :class:`PriorEnergy` is a schnetpack output module built from that dict; its parameters are
 float64 buffers (in the ``state_dict``), which stay float64 when the model is cast to float32.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,22 @@ import torch
 
 from cgexplain.units import KB_KCAL
 
-__all__ = ["PriorEnergy", "fit_priors", "prior_forces", "prior_energy", "plot_priors", "fit_harmonic", "fit_fourier", "kT_kcal",
-           "bond_lengths", "bond_angles", "dihedral_angles", "chain_indices", "PRIOR_FORMAT", "PRIOR_KINDS"]
+__all__ = [
+    "PriorEnergy",
+    "fit_priors",
+    "prior_forces",
+    "prior_energy",
+    "plot_priors",
+    "fit_harmonic",
+    "fit_fourier",
+    "kT_kcal",
+    "bond_lengths",
+    "bond_angles",
+    "dihedral_angles",
+    "chain_indices",
+    "PRIOR_FORMAT",
+    "PRIOR_KINDS",
+]
 
 PRIOR_FORMAT = "cgexplain.model.priors/1"
 PRIOR_KINDS = ("bonds", "angles", "dihedrals", "repulsion")
@@ -215,7 +230,7 @@ class PriorEnergy(torch.nn.Module):
         self.model_outputs = ["prior_energy"]
 
     @classmethod
-    def from_params(cls, params: dict) -> "PriorEnergy":
+    def from_params(cls, params: dict) -> PriorEnergy:
         """Build from a params dict (module docstring, e.g. from :func:`fit_priors` or JSON)."""
         return cls(params)
 
@@ -230,8 +245,12 @@ class PriorEnergy(torch.nn.Module):
             "bonds": {"index": f(self.bond_index), "k": f(self.bond_k), "r0": f(self.bond_r0)},
             "angles": {"index": f(self.angle_index), "k": f(self.angle_k), "theta0": f(self.angle_theta0)},
             "dihedrals": {"index": f(self.dihedral_index), "a": f(self.dihedral_a), "b": f(self.dihedral_b)},
-            "repulsion": {"index": f(self.repulsion_index), "epsilon": f(self.repulsion_epsilon), "sigma": f(self.repulsion_sigma),
-                          "exponent": float(self.repulsion_exponent)},
+            "repulsion": {
+                "index": f(self.repulsion_index),
+                "epsilon": f(self.repulsion_epsilon),
+                "sigma": f(self.repulsion_sigma),
+                "exponent": float(self.repulsion_exponent),
+            },
             **({"fit": copy.deepcopy(self._meta["fit"])} if "fit" in self._meta else {}),
         }
 
@@ -284,8 +303,9 @@ class PriorEnergy(torch.nn.Module):
         n = self.n_beads
         wrong = n_atoms != n
         if bool(wrong.any()):
-            raise ValueError(f"PriorEnergy: the prior is for molecules of {n} beads, but the batch holds a molecule of "
-                             f"{int(n_atoms[wrong][0])} beads")
+            raise ValueError(
+                f"PriorEnergy: the prior is for molecules of {n} beads, but the batch holds a molecule of {int(n_atoms[wrong][0])} beads"
+            )
         if int(n_atoms.sum()) != R.shape[0]:
             raise ValueError(f"PriorEnergy: n_atoms sums to {int(n_atoms.sum())} but R holds {R.shape[0]} positions")
         start = torch.cumsum(n_atoms, 0) - n_atoms
@@ -299,9 +319,11 @@ class PriorEnergy(torch.nn.Module):
         return inputs
 
     def extra_repr(self) -> str:
-        return (f"n_beads={self.n_beads}, bonds={len(self.bond_index)}, angles={len(self.angle_index)}, "
-                f"dihedrals={len(self.dihedral_index)} x {self.n_fourier} Fourier terms, repulsion pairs={len(self.repulsion_index)}, "
-                f"exponent={float(self.repulsion_exponent):g}")
+        return (
+            f"n_beads={self.n_beads}, bonds={len(self.bond_index)}, angles={len(self.angle_index)}, "
+            f"dihedrals={len(self.dihedral_index)} x {self.n_fourier} Fourier terms, repulsion pairs={len(self.repulsion_index)}, "
+            f"exponent={float(self.repulsion_exponent):g}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +401,7 @@ def fit_fourier(phi, kT: float, n_fourier: int = 3, bins: int = 36, pseudocount:
         U = -kT * np.log(cw / cw.sum())
         sw = np.sqrt(cw)
         coef, *_ = np.linalg.lstsq(X * sw[:, None], U * sw, rcond=None)
-        a[col], b[col] = coef[1:1 + n_fourier], coef[1 + n_fourier:]
+        a[col], b[col] = coef[1 : 1 + n_fourier], coef[1 + n_fourier :]
     return a, b
 
 
@@ -409,7 +431,7 @@ def _internal(x: np.ndarray, idx: dict, chunk: int = 4096):
     out = {"bonds": [], "angles": [], "dihedrals": []}
     with torch.no_grad():
         for s in range(0, len(x), chunk):
-            t = torch.from_numpy(x[s:s + chunk])
+            t = torch.from_numpy(x[s : s + chunk])
             out["bonds"].append(bond_lengths(t, torch.from_numpy(idx["bonds"])).numpy())
             out["angles"].append(bond_angles(t, torch.from_numpy(idx["angles"])).numpy())
             out["dihedrals"].append(dihedral_angles(t, torch.from_numpy(idx["dihedrals"])).numpy())
@@ -420,9 +442,20 @@ def _pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.linalg.norm(x[:, pairs[:, 1]] - x[:, pairs[:, 0]], axis=-1)
 
 
-def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_exponent: float = 6, repulsion_quantile: float = 0.01,
-               min_separation: int = 3, *, dihedral_bins: int = 36, pseudocount: float = 0.1, repulsion_sigma: float | None = None,
-               repulsion_epsilon: float | None = None, repulsion_scale: float = 1.0) -> dict:
+def fit_priors(
+    positions,
+    temperature: float,
+    n_fourier: int = 3,
+    repulsion_exponent: float = 6,
+    repulsion_quantile: float = 0.01,
+    min_separation: int = 3,
+    *,
+    dihedral_bins: int = 36,
+    pseudocount: float = 0.1,
+    repulsion_sigma: float | None = None,
+    repulsion_epsilon: float | None = None,
+    repulsion_scale: float = 1.0,
+) -> dict:
     """Fit the prior (module docstring) to mapped reference CA positions by Boltzmann inversion.
 
     Reith, Pütz, Müller-Plathe, J. Comput. Chem. 24, 1624 (2003) (Boltzmann inversion);
@@ -480,8 +513,11 @@ def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_expo
     if repulsion_sigma is not None:
         sigma = np.full(len(pairs), float(repulsion_sigma))
     else:
-        sigma = np.concatenate([np.quantile(_pair_distances(x, pairs[s:s + 32]), float(repulsion_quantile), axis=0)
-                                for s in range(0, len(pairs), 32)]) if len(pairs) else np.zeros(0)
+        sigma = (
+            np.concatenate([np.quantile(_pair_distances(x, pairs[s : s + 32]), float(repulsion_quantile), axis=0) for s in range(0, len(pairs), 32)])
+            if len(pairs)
+            else np.zeros(0)
+        )
         sigma = np.maximum(sigma, 10 * R_MIN)
     if not float(repulsion_scale) > 0:
         raise ValueError(f"repulsion_scale must be > 0, got {repulsion_scale}")
@@ -494,12 +530,19 @@ def fit_priors(positions, temperature: float, n_fourier: int = 3, repulsion_expo
         "bonds": {"index": idx["bonds"].tolist(), "k": kb.tolist(), "r0": r0.tolist()},
         "angles": {"index": idx["angles"].tolist(), "k": ka.tolist(), "theta0": th0.tolist()},
         "dihedrals": {"index": idx["dihedrals"].tolist(), "a": a.tolist(), "b": b.tolist()},
-        "repulsion": {"index": pairs.tolist(), "epsilon": [eps] * len(pairs), "sigma": sigma.tolist(),
-                      "exponent": float(repulsion_exponent)},
-        "fit": {"method": "boltzmann_inversion", "n_frames": int(F), "n_fourier": int(n_fourier), "dihedral_bins": int(dihedral_bins),
-                "pseudocount": float(pseudocount), "angle_jacobian": "sin",
-                "repulsion_sigma": "global" if repulsion_sigma is not None else f"quantile {float(repulsion_quantile):g}",
-                "repulsion_quantile": float(repulsion_quantile), "repulsion_scale": float(repulsion_scale), "min_separation": int(min_separation)},
+        "repulsion": {"index": pairs.tolist(), "epsilon": [eps] * len(pairs), "sigma": sigma.tolist(), "exponent": float(repulsion_exponent)},
+        "fit": {
+            "method": "boltzmann_inversion",
+            "n_frames": int(F),
+            "n_fourier": int(n_fourier),
+            "dihedral_bins": int(dihedral_bins),
+            "pseudocount": float(pseudocount),
+            "angle_jacobian": "sin",
+            "repulsion_sigma": "global" if repulsion_sigma is not None else f"quantile {float(repulsion_quantile):g}",
+            "repulsion_quantile": float(repulsion_quantile),
+            "repulsion_scale": float(repulsion_scale),
+            "min_separation": int(min_separation),
+        },
     }
 
 
@@ -524,7 +567,7 @@ def prior_energy(params: dict, positions, chunk: int = 2048) -> np.ndarray:
     bead count or non-finite positions."""
     mod, x, single = _frames(params, positions)
     with torch.no_grad():
-        e = np.concatenate([mod.energy(torch.from_numpy(x[s:s + chunk])).numpy() for s in range(0, len(x), chunk)])
+        e = np.concatenate([mod.energy(torch.from_numpy(x[s : s + chunk])).numpy() for s in range(0, len(x), chunk)])
     return float(e[0]) if single else e
 
 
@@ -536,7 +579,7 @@ def prior_forces(params: dict, positions, chunk: int = 2048) -> np.ndarray:
     mod, x, single = _frames(params, positions)
     out = []
     for s in range(0, len(x), chunk):
-        t = torch.from_numpy(x[s:s + chunk].copy()).requires_grad_(True)
+        t = torch.from_numpy(x[s : s + chunk].copy()).requires_grad_(True)
         (g,) = torch.autograd.grad(mod.energy(t).sum(), t)
         out.append(-g.numpy())
     f = np.concatenate(out)
@@ -633,8 +676,7 @@ def plot_priors(params: dict, positions, temperature: float, path: str | Path) -
         U = A @ np.cos(nn[:, None] * grid) + B @ np.sin(nn[:, None] * grid)
         ax.plot(np.degrees(grid), _mixture_pmf(np.exp(-(U - U.min(1, keepdims=True)) / kT), grid, kT), **fit_kw)
         ax.set_xlim(-180, 180)
-    ax.set(xlabel="dihedral φ (degrees)", ylabel="-kT ln p (kcal/mol)",
-           title=f"dihedrals ({len(idx['dihedrals'])}, {mod.n_fourier} Fourier terms)")
+    ax.set(xlabel="dihedral φ (degrees)", ylabel="-kT ln p (kcal/mol)", title=f"dihedrals ({len(idx['dihedrals'])}, {mod.n_fourier} Fourier terms)")
 
     ax = axes[1, 1]
     if len(idx["repulsion"]):

@@ -18,6 +18,7 @@ training frames is a multiple of P), and DDP's gradient mean equals the single-p
 because every frame has the same number of beads. Validation sums and counts are all-reduced, so
 the validation MAE/RMSE are means over the whole validation set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from cgexplain.config import settings_from_dict
+from cgexplain.config import gt, one_of, settings_from_dict
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.model.potential import build_model, save_model
 
@@ -48,16 +49,16 @@ class TrainSettings:
     Raises ValueError for an unknown data_path or a batch size, epoch count or node count < 1.
     """
 
-    epochs: int = 6
-    batch_size: int = 4
-    lr: float = 5e-4
-    val_fraction: float = 0.1
+    epochs: int = gt(0, 6)
+    batch_size: int = gt(0, 4)
+    lr: float = gt(0, 5e-4)
+    val_fraction: float = gt(0, 0.1)
     seed: int = 1
     max_frames: int | None = None
-    data_path: str = "cached"
+    data_path: str = one_of(*DATA_PATHS)
     accelerator: str = "auto"
     devices: int | str = 1
-    num_nodes: int = 1
+    num_nodes: int = gt(0, 1)
     strategy: str = "auto"
 
     def __post_init__(self):
@@ -68,7 +69,7 @@ class TrainSettings:
                 raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainSettings":
+    def from_dict(cls, d: dict) -> TrainSettings:
         return settings_from_dict(cls, d, "training")
 
 
@@ -205,8 +206,9 @@ def evaluate_forces(model, loader) -> dict:
     return {"force_mae": s_abs / n, "force_rmse": (s_sq / n) ** 0.5, "mean_abs_reference_force": s_ref / n}
 
 
-def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: TrainSettings, extra_meta: dict | None = None,
-          progress: bool = True) -> dict:
+def train(
+    data: str | Path, out_dir: str | Path, model_hparams: dict, settings: TrainSettings, extra_meta: dict | None = None, progress: bool = True
+) -> dict:
     """Train a potential by force matching on the frames in ``data``; write ``out_dir``.
 
     data: ``cg/mapped.npz`` (a :class:`cgexplain.mapping.maps.MappedTrajectory`) or a schnetpack
@@ -256,8 +258,10 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
     if settings.data_path == "cached":
         from cgexplain.model.data import CachedFrames
 
-        train_set, val_set = (CachedFrames(pos[s], frc[s], cells[s], types, cutoff, progress=progress, desc=f"neighbour lists ({k})")
-                              for k, s in (("train", split["train"]), ("validation", split["val"])))
+        train_set, val_set = (
+            CachedFrames(pos[s], frc[s], cells[s], types, cutoff, progress=progress, desc=f"neighbour lists ({k})")
+            for k, s in (("train", split["train"]), ("validation", split["val"]))
+        )
     else:
         train_set, val_set = _dataset(data, cutoff, split["train"]), _dataset(data, cutoff, split["val"])
     dm = _FrameData(train_set, val_set, settings.batch_size, settings.seed, settings.data_path)
@@ -270,10 +274,19 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
     # Lightning's CSVLogger deletes an existing metrics.csv, so a resumed run logs to a new version
     log_version = len(list((out / "log").glob("version_*"))) if last.exists() else 0
     trainer = pl.Trainer(
-        max_epochs=settings.epochs, accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=_strategy(settings), use_distributed_sampler=False, callbacks=[best_cb],
-        logger=CSVLogger(str(out), name="log", version=log_version), inference_mode=False,
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+        max_epochs=settings.epochs,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=_strategy(settings),
+        use_distributed_sampler=False,
+        callbacks=[best_cb],
+        logger=CSVLogger(str(out), name="log", version=log_version),
+        inference_mode=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
     )
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     if not trainer.is_global_zero:
@@ -290,8 +303,12 @@ def train(data: str | Path, out_dir: str | Path, model_hparams: dict, settings: 
         "n_train_frames": int(len(split["train"])),
         "n_val_frames": int(len(split["val"])),
         "validation": metrics,
-        "validation_history": {"epoch": [int(h[0]) for h in history], "val_loss": [h[1] for h in history],
-                               "val_force_mae": [h[2] for h in history], "val_force_rmse": [h[3] for h in history]},
+        "validation_history": {
+            "epoch": [int(h[0]) for h in history],
+            "val_loss": [h[1] for h in history],
+            "val_force_mae": [h[2] for h in history],
+            "val_force_rmse": [h[3] for h in history],
+        },
         "epochs_run": int(trainer.current_epoch),
         "world_size": int(trainer.world_size),
         "wall_time_s": time.perf_counter() - t0,

@@ -1,2 +1,1 @@
-"""Figure functions shared by the stages (:mod:`.core`: pyplot, save_figure, RDF/ADF plots).
-"""
+"""Figure functions shared by the stages (:mod:`.core`: pyplot, save_figure, RDF/ADF plots)."""

@@ -1,4 +1,5 @@
 """Figures: structure (RDF, ADF) of CG against reference, and relevance curves over them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,17 @@ import numpy as np
 
 from cgexplain.fileio import atomic_path
 
-__all__ = ["pyplot", "save_figure", "plot_rdf", "plot_adf", "plot_distribution", "plot_relevance_curves", "plot_relevance_over", "plot_nbody_relevance",
-           "relevance_unit"]
+__all__ = [
+    "pyplot",
+    "save_figure",
+    "plot_rdf",
+    "plot_adf",
+    "plot_distribution",
+    "plot_relevance_curves",
+    "plot_relevance_over",
+    "plot_nbody_relevance",
+    "relevance_unit",
+]
 
 
 def pyplot():
@@ -69,8 +79,7 @@ def plot_distribution(x, curves: dict, xlabel: str, ylabel: str, path: str | Pat
     return fig
 
 
-def plot_relevance_curves(curves: dict, bg_x, bg_y, xlabel: str, bg_label: str, rel_label: str, path: str | Path | None = None,
-                          title: str = ""):
+def plot_relevance_curves(curves: dict, bg_x, bg_y, xlabel: str, bg_label: str, rel_label: str, path: str | Path | None = None, title: str = ""):
     """Binned mean relevance curves ({label: (x, mean, sem or None)}, each with a ±SEM band) on the
     left axis, over a structural curve (RDF or ADF, shaded) on the right axis. Empty bins (NaN)
     are left out; a legend is drawn for more than one curve. Returns the figure."""
@@ -122,10 +131,28 @@ def plot_nbody_relevance(stats: dict, structure: dict, normalise: str, title: st
     per-frame normalisation of the run ('none' plots the raw kcal/mol statistics). Returns the two
     figures, saved to the paths given."""
     suf, unit = ("norm" if normalise != "none" else "raw"), relevance_unit(normalise)
-    f2 = plot_relevance_over(stats[f"two_{suf}_centers"], stats[f"two_{suf}_mean"], stats[f"two_{suf}_sem"], structure["cg_r"],
-                             structure["cg_g"], "r (Å)", "g(r), CG model", f"2-body {unit}", path_2body,
-                             title=f"{title}: 2-body relevance vs distance")
-    f3 = plot_relevance_over(stats[f"three_{suf}_centers"], stats[f"three_{suf}_mean"], stats[f"three_{suf}_sem"], structure["cg_theta"],
-                             structure["cg_p"], "θ (degrees)", "ADF, CG model", f"3-body {unit}", path_3body,
-                             title=f"{title}: 3-body relevance vs angle")
+    f2 = plot_relevance_over(
+        stats[f"two_{suf}_centers"],
+        stats[f"two_{suf}_mean"],
+        stats[f"two_{suf}_sem"],
+        structure["cg_r"],
+        structure["cg_g"],
+        "r (Å)",
+        "g(r), CG model",
+        f"2-body {unit}",
+        path_2body,
+        title=f"{title}: 2-body relevance vs distance",
+    )
+    f3 = plot_relevance_over(
+        stats[f"three_{suf}_centers"],
+        stats[f"three_{suf}_mean"],
+        stats[f"three_{suf}_sem"],
+        structure["cg_theta"],
+        structure["cg_p"],
+        "θ (degrees)",
+        "ADF, CG model",
+        f"3-body {unit}",
+        path_3body,
+        title=f"{title}: 3-body relevance vs angle",
+    )
     return f2, f3

@@ -10,6 +10,7 @@ MDAnalysis; forces in the file follow GROMACS units, kJ/mol/nm).
 Units here follow the public API (Å, ps, K, kcal/mol/Å); OpenMM units are converted at the
 calls into OpenMM.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain import units
-from cgexplain.config import settings_from_dict
+from cgexplain.config import ge, gt, one_of, settings_from_dict
 from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
 
 __all__ = ["ReferenceSettings", "build_water_box", "build_bead_fluid", "build_system", "run_reference", "run_chunks", "save_state", "read_reference"]
@@ -29,28 +30,30 @@ __all__ = ["ReferenceSettings", "build_water_box", "build_bead_fluid", "build_sy
 class ReferenceSettings:
     """Settings of a reference run (units: Å, ps, K, bar)."""
 
-    system: str = "water"  # "water" (OpenMM force field + Modeller), "methane" (OPLS-AA, cgexplain.reference.methane), "lj" or "mw"
+    system: str = one_of(
+        "water", "methane", "lj", "mw"
+    )  # "water" (OpenMM force field + Modeller), "methane" (OPLS-AA, cgexplain.reference.methane), "lj" or "mw"
     #: parameters of the analytic potential of "lj" (cgexplain.reference.potentials.LennardJones: sigma Å, epsilon kcal/mol,
     #: cutoff Å, switch Å) or "mw" (cgexplain.reference.potentials.MW); empty: the defaults there
     potential: dict = dataclasses.field(default_factory=dict)
-    forcefield: tuple[str, ...] = ("tip3p.xml",)
+    forcefield: str | tuple[str, ...] = ("tip3p.xml",)
     water_model: str = "tip3p"
-    n_molecules: int = 256
-    density: float = 0.0  # g/cm³, start density of a methane box (NVT when equilibration_npt is 0)
-    temperature: float = 300.0
-    pressure: float = 1.0
-    timestep: float = 0.002
-    friction: float = 1.0
-    nonbonded_cutoff: float = 9.0
-    equilibration_npt: float = 20.0
-    equilibration_nvt: float = 5.0
-    production: float = 50.0
-    save_interval: float = 0.1
-    chunk: float = 10.0
+    n_molecules: int = gt(0, 256)
+    density: float = ge(0, 0.0, "g/cm³")  # g/cm³, start density of a methane box (NVT when equilibration_npt is 0)
+    temperature: float = gt(0, 300.0, "K")
+    pressure: float = gt(0, 1.0, "bar")
+    timestep: float = gt(0, 0.002, "ps")
+    friction: float = ge(0, 1.0, "1/ps")
+    nonbonded_cutoff: float = gt(0, 9.0, "Å")
+    equilibration_npt: float = ge(0, 20.0, "ps")
+    equilibration_nvt: float = ge(0, 5.0, "ps")
+    production: float = gt(0, 50.0, "ps")
+    save_interval: float = gt(0, 0.1, "ps")
+    chunk: float = gt(0, 10.0, "ps")
     seed: int = 1
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReferenceSettings":
+    def from_dict(cls, d: dict) -> ReferenceSettings:
         d = dict(d)
         if "forcefield" in d:
             d["forcefield"] = tuple(d["forcefield"]) if not isinstance(d["forcefield"], str) else (d["forcefield"],)
@@ -96,8 +99,10 @@ def build_bead_fluid(settings: ReferenceSettings):
     n = int(settings.n_molecules)
     side = (n * mass / (settings.density * units.AVOGADRO * 1e-24)) ** (1 / 3)
     if side < 2 * pot.cutoff:
-        raise ValueError(f"reference: a box of {n} particles at {settings.density} g/cm³ is {side:.2f} Å, shorter than twice "
-                         f"the potential cutoff {pot.cutoff:.2f} Å; use more particles")
+        raise ValueError(
+            f"reference: a box of {n} particles at {settings.density} g/cm³ is {side:.2f} Å, shorter than twice "
+            f"the potential cutoff {pot.cutoff:.2f} Å; use more particles"
+        )
     k = int(np.ceil(n ** (1 / 3)))
     g = (np.arange(k) + 0.5) * side / k
     grid = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
@@ -123,8 +128,19 @@ def build_system(settings: ReferenceSettings):
 
     if settings.system == "water":
         ff, top, pos = build_water_box(settings)
-        return (lambda: ff.createSystem(top, nonbondedMethod=app.PME, nonbondedCutoff=settings.nonbonded_cutoff / 10.0 * unit.nanometer,
-                                        constraints=app.HBonds, rigidWater=True)), top, pos
+        return (
+            (
+                lambda: ff.createSystem(
+                    top,
+                    nonbondedMethod=app.PME,
+                    nonbondedCutoff=settings.nonbonded_cutoff / 10.0 * unit.nanometer,
+                    constraints=app.HBonds,
+                    rigidWater=True,
+                )
+            ),
+            top,
+            pos,
+        )
     if settings.system == "methane":
         from cgexplain.reference.methane import build_methane_box, methane_system
 
@@ -210,12 +226,17 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
         sim.minimizeEnergy()
         sim.context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed)
         block = max(1, _steps(0.2, settings.timestep))
-        for _ in tqdm(range(0, _steps(settings.equilibration_nvt, settings.timestep), block), desc="reference NVT equilibration", disable=not progress):
+        for _ in tqdm(
+            range(0, _steps(settings.equilibration_nvt, settings.timestep), block), desc="reference NVT equilibration", disable=not progress
+        ):
             sim.step(block)
         box = sim.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
         mass = _total_mass_amu(sim.system)
-        info = {"total_mass_amu": mass, "production_box_A": box.tolist(),
-                "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box)))}
+        info = {
+            "total_mass_amu": mass,
+            "production_box_A": box.tolist(),
+            "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box))),
+        }
         save_state(sim, eq_state)
         write_json(info_path, info)
         timings["equilibration_s"] = time.perf_counter() - t0
@@ -296,8 +317,9 @@ def save_state(sim, path) -> None:
         sim.saveState(str(tmp))
 
 
-def run_chunks(sim, chunk_dir, start_state, n_frames: int, per_chunk: int, steps_per_frame: int, seed_of, bar, where: str,
-               with_cell: bool = True) -> None:
+def run_chunks(
+    sim, chunk_dir, start_state, n_frames: int, per_chunk: int, steps_per_frame: int, seed_of, bar, where: str, with_cell: bool = True
+) -> None:
     """Production in checkpointed chunks: ``chunk_dir/chunk_XXXX.npz`` (positions Å, total forces
     kcal/mol/Å, and box vectors Å with ``with_cell``, one frame every ``steps_per_frame`` steps)
     and the OpenMM state after each chunk, ``state_XXXX.xml``. Chunk 0 starts from the state file

@@ -8,6 +8,7 @@ OpenMM's NonbondedForce does not, so Lennard-Jones is a CustomNonbondedForce wit
 mixing of σ and ε (long-range correction on); charges use PME in a NonbondedForce. All pairs
 inside a molecule are excluded (they are 1-2 or 1-3 pairs).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -17,6 +17,7 @@ forces (torch autograd, float64). :func:`openmm_system` builds the same potentia
 (``CustomNonbondedForce`` for the pair term, ``CustomManyParticleForce`` for mW's three-body term),
 which the tests compare against. Units: Å, kcal/mol, kcal/mol/Å.
 """
+
 from __future__ import annotations
 
 import math
@@ -126,8 +127,7 @@ class LennardJones(_Potential):
 class MW(_Potential):
     """mW water (module docstring); every parameter can be overridden (ε kcal/mol, σ Å, θ0 deg)."""
 
-    def __init__(self, epsilon=6.189, sigma=2.3925, a=1.8, lam=23.15, gamma=1.2, theta0=109.47, A=7.049556277, B=0.6022245584,
-                 p=4, q=0):
+    def __init__(self, epsilon=6.189, sigma=2.3925, a=1.8, lam=23.15, gamma=1.2, theta0=109.47, A=7.049556277, B=0.6022245584, p=4, q=0):
         self.epsilon, self.sigma, self.a, self.lam, self.gamma = float(epsilon), float(sigma), float(a), float(lam), float(gamma)
         self.cos0 = math.cos(math.radians(theta0))
         self.A, self.B, self.p, self.q = float(A), float(B), float(p), float(q)
@@ -204,8 +204,7 @@ def openmm_system(potential, n: int, cell, mass: float):
     elif isinstance(potential, MW):
         P = potential
         f = mm.CustomNonbondedForce("A*eps*(B*(sig/r)^p-(sig/r)^q)*exp(sig/(min(r,rc-1e-7)-rc))")
-        for k, v in {"A": P.A, "B": P.B, "p": P.p, "q": P.q, "eps": P.epsilon * KJ_PER_KCAL, "sig": P.sigma * nm,
-                     "rc": P.cutoff * nm}.items():
+        for k, v in {"A": P.A, "B": P.B, "p": P.p, "q": P.q, "eps": P.epsilon * KJ_PER_KCAL, "sig": P.sigma * nm, "rc": P.cutoff * nm}.items():
             f.addGlobalParameter(k, v)
     else:
         raise TypeError(f"openmm_system: unsupported potential {type(potential).__name__}")
@@ -216,10 +215,12 @@ def openmm_system(potential, n: int, cell, mass: float):
     sys_.addForce(f)
     if isinstance(potential, MW):
         P = potential
-        t = mm.CustomManyParticleForce(3, "lam*eps*(cos(angle(p2,p1,p3))-c0)^2*exp(g*sig/(min(r12,rc-1e-7)-rc))*exp(g*sig/(min(r13,rc-1e-7)-rc));"
-                                          "r12=distance(p1,p2); r13=distance(p1,p3)")
-        for k, v in {"lam": P.lam, "eps": P.epsilon * KJ_PER_KCAL, "c0": P.cos0, "g": P.gamma, "sig": P.sigma * nm,
-                     "rc": P.cutoff * nm}.items():
+        t = mm.CustomManyParticleForce(
+            3,
+            "lam*eps*(cos(angle(p2,p1,p3))-c0)^2*exp(g*sig/(min(r12,rc-1e-7)-rc))*exp(g*sig/(min(r13,rc-1e-7)-rc));"
+            "r12=distance(p1,p2); r13=distance(p1,p3)",
+        )
+        for k, v in {"lam": P.lam, "eps": P.epsilon * KJ_PER_KCAL, "c0": P.cos0, "g": P.gamma, "sig": P.sigma * nm, "rc": P.cutoff * nm}.items():
             t.addGlobalParameter(k, v)
         t.setPermutationMode(mm.CustomManyParticleForce.UniqueCentralParticle)
         t.setNonbondedMethod(mm.CustomManyParticleForce.CutoffPeriodic)

@@ -25,6 +25,7 @@ one after another, no box, forces), ``native.pdb`` (the minimised structure, for
 native contacts) and ``reference.json`` with ``run_lengths`` (frames per run, in order) and
 ``run_kinds`` ("native" or "seeded"). Units: Å, ps, K, amu, kcal/mol/Å.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain import units
-from cgexplain.config import settings_from_dict
+from cgexplain.config import ge, gt, settings_from_dict
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.reference.fluids import run_chunks, save_state, write_trajectory_with_forces
 
@@ -47,25 +47,25 @@ class ProteinReferenceSettings:
     """Settings of a protein reference (units: Å, ps, K, amu)."""
 
     pdb: str = ""  # path to the all-atom PDB with hydrogens
-    forcefield: tuple[str, ...] = ("amber14-all.xml", "implicit/gbn2.xml")
-    temperature: float = 300.0
-    timestep: float = 0.004
-    hydrogen_mass: float = 3.0  # amu; 0: no repartitioning (then use a 2 fs step)
+    forcefield: str | tuple[str, ...] = ("amber14-all.xml", "implicit/gbn2.xml")
+    temperature: float = gt(0, 300.0, "K")
+    timestep: float = gt(0, 0.004, "ps")
+    hydrogen_mass: float = ge(0, 3.0, "amu")  # amu; 0: no repartitioning (then use a 2 fs step)
     friction: float = 1.0  # 1/ps
     nonbonded_cutoff: float = 0.0  # Å; 0: no cutoff (exact GB)
-    n_native_runs: int = 2
-    n_seeded_runs: int = 2
-    high_temperature: float = 400.0
+    n_native_runs: int = ge(0, 2)
+    n_seeded_runs: int = ge(0, 2)
+    high_temperature: float = gt(0, 400.0, "K")
     high_temperature_time: float = 100.0  # ps
     equilibration: float = 20.0  # ps at the target temperature, per run, before frames are saved
-    production: float = 50.0  # ps per run
-    save_interval: float = 0.2  # ps
+    production: float = gt(0, 50.0, "ps")  # ps per run
+    save_interval: float = gt(0, 0.2, "ps")  # ps
     chunk: float = 10.0  # ps per checkpointed chunk
     seed: int = 1
     threads: int = 0  # OpenMM CPU threads; 0: OpenMM's default
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ProteinReferenceSettings":
+    def from_dict(cls, d: dict) -> ProteinReferenceSettings:
         d = dict(d)
         if "forcefield" in d:
             d["forcefield"] = (d["forcefield"],) if isinstance(d["forcefield"], str) else tuple(d["forcefield"])
@@ -201,8 +201,18 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
                 sim.context.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1000 * (r + 1))
                 sim.step(_steps(s.equilibration, s.timestep))
                 save_state(sim, eq)
-            run_chunks(sim, rd, eq, n_frames, per_chunk, every, lambda c, r=r: s.seed + 1000 * (r + 1) + 1 + c, bar,
-                       f"protein reference, run {r}", with_cell=False)
+            run_chunks(
+                sim,
+                rd,
+                eq,
+                n_frames,
+                per_chunk,
+                every,
+                lambda c, r=r: s.seed + 1000 * (r + 1) + 1 + c,
+                bar,
+                f"protein reference, run {r}",
+                with_cell=False,
+            )
     timings["production_s"] = time.perf_counter() - t2
 
     parts = [np.load(out / f"run_{r:02d}" / f"chunk_{c:04d}.npz") for r in range(len(kinds)) for c in range(n_chunks)]

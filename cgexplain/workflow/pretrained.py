@@ -16,6 +16,7 @@ A pretrained folder holds only plain files (no pickled objects):
 
 The whole folder is kept under 5 MB.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -27,39 +28,39 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.workflow.run import RunFolder
 
 __all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained", "plot_pretrained_relevance", "plot_relevance_comparison"]
 
 MAX_BYTES = 5 * 1024 * 1024
 
-_FILES = {  # name in the pretrained folder: path in the run folder
-    "model.pt": "model/model.pt",
-    "model.json": "model/model.json",
-    "training.json": "model/training.json",
-    "training_log.csv": "model/training_log.csv",  # older runs: merged from model/log/version_*
-    "structure.npz": "analysis/structure.npz",
-    "analysis.json": "analysis/analysis.json",
-    "nbody_statistics.npz": "lrp/nbody_statistics.npz",
-    "lrp.json": "lrp/lrp.json",
-}
 
-
-#: a protein run (``kind: protein``) ships its priors, protein observables and residue maps instead
-_PROTEIN_FILES = {
-    "model.pt": "model/model.pt",
-    "model.json": "model/model.json",
-    "training.json": "model/training.json",
-    "training_log.csv": "model/training_log.csv",
-    "priors.json": "model/priors.json",
-    "analysis.json": "analysis/analysis.json",
-    "protein.npz": "analysis/protein.npz",
-    "lrp.json": "lrp/lrp.json",
-    "residue_relevance.npz": "lrp/frames/residue_relevance.npz",
-}
-
-
-def _files(run: Path) -> dict:
-    return _PROTEIN_FILES if (run / "analysis" / "protein.npz").exists() else _FILES
+def _files(run: RunFolder) -> dict[str, Path]:
+    """name in the pretrained folder -> its path in the run folder. A protein run ships its priors,
+    protein observables and residue maps instead of the fluid structure curves."""
+    common = {
+        "model.pt": run.model / "model.pt",
+        "model.json": run.model / "model.json",
+        "training.json": run.done_file("train"),
+        # older runs: merged from model/log/version_*
+        "training_log.csv": run.model / "training_log.csv",
+    }
+    if (run.analysis / "protein.npz").exists():
+        return {
+            **common,
+            "priors.json": run.priors_json,
+            "analysis.json": run.done_file("analyse"),
+            "protein.npz": run.analysis / "protein.npz",
+            "lrp.json": run.done_file("explain"),
+            "residue_relevance.npz": run.lrp / "frames" / "residue_relevance.npz",
+        }
+    return {
+        **common,
+        "structure.npz": run.structure_npz,
+        "analysis.json": run.done_file("analyse"),
+        "nbody_statistics.npz": run.lrp / "nbody_statistics.npz",
+        "lrp.json": run.done_file("explain"),
+    }
 
 
 def export_pretrained(run_dir, dest, note: str = "") -> dict:
@@ -73,39 +74,45 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     """
     from cgexplain.model.training import merge_training_logs
 
-    run, dest = Path(run_dir), Path(dest)
+    run, dest = RunFolder(run_dir), Path(dest)
     files = _files(run)
-    merged_log = not (run / files["training_log.csv"]).exists()
-    missing = [rel for rel in ["summary.json", *files.values()]
-               if not (run / rel).exists() and not (merged_log and rel == files["training_log.csv"])]
+    merged_log = not files["training_log.csv"].exists()
+    missing = [p for p in [run.summary_json, *files.values()] if not p.exists() and not (merged_log and p == files["training_log.csv"])]
     if missing:
-        raise FileNotFoundError(f"{run}: {missing[0]} missing; finish the run first (cgexplain run ...)")
-    summary = read_json(run / "summary.json")
+        raise FileNotFoundError(f"{missing[0]} missing; finish the run first (cgexplain run ...)")
+    summary = read_json(run.summary_json)
     tmp = dest.parent / f".{dest.name}.exporting"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, rel in files.items():
+    for name, path in files.items():
         if merged_log and name == "training_log.csv":
-            merge_training_logs(run / "model" / "log", tmp / name)
+            merge_training_logs(run.model / "log", tmp / name)
         else:
-            shutil.copyfile(run / rel, tmp / name)
+            shutil.copyfile(path, tmp / name)
     prov = {
-        "system": summary.get("system"), "profile": summary.get("profile"), "run_folder": str(run),
+        "system": summary.get("system"),
+        "profile": summary.get("profile"),
+        "run_folder": str(run.root),
         "exported": datetime.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
         "wall_time_s": summary.get("wall_time_s"),
         "reference": {k: summary.get("reference", {}).get(k) for k in ("settings", "n_frames", "check")},
-        "training": summary.get("train"), "simulation": summary.get("simulate"),
+        "training": summary.get("train"),
+        "simulation": summary.get("simulate"),
         "note": note,
     }
     write_json(tmp / "provenance.json", prov)
-    mapped = run / "cg" / "mapped.npz"
-    if files is _FILES and mapped.exists():
+    mapped = run.mapped
+    if "structure.npz" in files and mapped.exists():
         with np.load(mapped) as z:
             k = len(z["positions"]) - 1
-            save_npz(tmp / "frame.npz", positions=z["positions"][k].astype(np.float32), cell=z["cells"][k].astype(np.float32),
-                     bead_types=z["bead_types"].astype(np.int32),
-                     source=np.array(f"mapped reference frame {k} of {len(z['positions'])}, {mapped}"))
+            save_npz(
+                tmp / "frame.npz",
+                positions=z["positions"][k].astype(np.float32),
+                cell=z["cells"][k].astype(np.float32),
+                bead_types=z["bead_types"].astype(np.int32),
+                source=np.array(f"mapped reference frame {k} of {len(z['positions'])}, {mapped}"),
+            )
     size = sum(p.stat().st_size for p in tmp.iterdir())
     if size > MAX_BYTES:
         shutil.rmtree(tmp)
@@ -130,8 +137,11 @@ def load_pretrained(path, map_location: str = "cpu") -> tuple:
     protein = (d / "protein.npz").exists()
     if protein:
         res["priors"] = read_json(d / "priors.json")
-    for key, name in ((("protein", "protein.npz"), ("residues", "residue_relevance.npz")) if protein
-                      else (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz"))):
+    for key, name in (
+        (("protein", "protein.npz"), ("residues", "residue_relevance.npz"))
+        if protein
+        else (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz"))
+    ):
         with np.load(d / name) as z:
             res[key] = {k: z[k] for k in z.files}
     return model, meta, res

@@ -1,11 +1,16 @@
-"""Pipeline stages of a protein system (``kind: protein`` in system.yaml).
+"""Proteins (``kind: protein`` in system.yaml): one bead per residue, no box.
 
-The fluid stages in :mod:`cgexplain.workflow.stages` call these for a protein: the reference is an
-implicit-solvent OpenMM run (:mod:`cgexplain.reference.protein`), training adds priors fitted
-by Boltzmann inversion (:mod:`cgexplain.model.priors`), the analysis compares protein observables
-(:mod:`cgexplain.analysis.protein`) and the explanation builds residue maps and mutation what-ifs
-(:mod:`cgexplain.lrp.residues`, :mod:`cgexplain.lrp.mutations`).
+- reference: an implicit-solvent OpenMM run (:mod:`cgexplain.reference.protein`), checked by the
+  CA-RMSD to the minimised native structure;
+- train: priors fitted by Boltzmann inversion (:mod:`cgexplain.model.priors`); the network learns
+  the residual;
+- simulate: replicas start in the native runs of the reference; the mutant of ``lrp.mutations``
+  is simulated beside the wild type when ``lrp.mutant_simulation_steps`` > 0;
+- analyse: protein observables and TICA (:mod:`cgexplain.analysis.protein`);
+- explain: residue maps and the mutation what-if (:mod:`cgexplain.lrp.residues`,
+  :mod:`cgexplain.lrp.mutations`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +18,35 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.fileio import read_json, write_json
+from cgexplain.workflow.kinds.base import Kind
+from cgexplain.workflow.run import RunFolder
 
-__all__ = ["protein_reference", "native_ca_positions", "reference_ca_positions"]
+__all__ = ["ProteinKind", "native_ca_positions", "reference_ca_positions"]
+
+
+class ProteinKind(Kind):
+    name = "protein"
+
+    def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        return protein_reference(cfg, run, progress)
+
+    def priors(self, cfg: dict, run: RunFolder) -> dict | None:
+        return protein_priors(cfg, run)
+
+    def start_frames(self, cfg: dict, run: RunFolder, n_replicas: int, start_frame: int, n_frames: int) -> list[int]:
+        return protein_start_frames(run, n_replicas)
+
+    def extra_simulations(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        spec, n_steps = cfg["lrp"].get("mutations"), int(cfg["lrp"]["mutant_simulation_steps"])
+        if not spec or n_steps <= 0:
+            return {}
+        return {f"mutant_{spec}": mutant_simulation(cfg, run, spec, n_steps, progress)}
+
+    def analyse(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        return protein_analyse(cfg, run)
+
+    def explain(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        return protein_explain(cfg, run, progress)
 
 
 def _system_path(cfg: dict, rel: str) -> Path:
@@ -40,29 +72,37 @@ def reference_ca_positions(ref_dir) -> tuple[np.ndarray, np.ndarray]:
     return nat, np.array([ca.positions for _ in u.trajectory], dtype=np.float64)
 
 
-def protein_reference(cfg: dict, d: Path, figures: Path, progress: bool = True) -> dict:
-    """Run the protein reference into ``d`` and check what it sampled: CA-RMSD to the minimised
+def protein_reference(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+    """Run the protein reference into ``run.reference`` and check what it sampled: CA-RMSD to the minimised
     native structure per run (mean, max, fraction <= ``analysis.rmsd_threshold``), in
     ``check.json`` and the figure ``reference_rmsd.png``."""
-    from cgexplain.plots.core import pyplot, save_figure
     from cgexplain.analysis.protein import ca_rmsd
+    from cgexplain.plots.core import pyplot, save_figure
     from cgexplain.reference.protein import ProteinReferenceSettings, run_boundaries, run_protein_reference
 
+    d, figures = run.reference, run.figures
     rc = dict(cfg["reference"])
     rc["pdb"] = str(_system_path(cfg, rc["pdb"]))
     summary = run_protein_reference(ProteinReferenceSettings.from_dict(rc), d, progress=progress)
     if not (d / "check.json").exists():
-        thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
+        thr = float(cfg["analysis"]["rmsd_threshold"])
         nat, ca = reference_ca_positions(d)
         rmsd = ca_rmsd(ca, nat)
         runs = []
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.5, 3.5))
-        t = np.arange(len(rmsd)) * float(rc.get("save_interval", 0.1))
+        t = np.arange(len(rmsd)) * float(rc["save_interval"])
         for k, ((a, b), kind) in enumerate(zip(run_boundaries(summary["run_lengths"]), summary["run_kinds"])):
             x = rmsd[a:b]
-            runs.append({"run": k, "kind": kind, "rmsd_mean_A": float(x.mean()), "rmsd_max_A": float(x.max()),
-                         f"fraction_rmsd_le_{thr:g}A": float((x <= thr).mean())})
+            runs.append(
+                {
+                    "run": k,
+                    "kind": kind,
+                    "rmsd_mean_A": float(x.mean()),
+                    "rmsd_max_A": float(x.max()),
+                    f"fraction_rmsd_le_{thr:g}A": float((x <= thr).mean()),
+                }
+            )
             ax.plot(t[a:b] - t[a], x, lw=0.8, label=f"run {k} ({kind})")
         ax.axhline(thr, color="k", ls=":", lw=0.8)
         ax.set_xlabel("time in run (ps)")
@@ -71,24 +111,33 @@ def protein_reference(cfg: dict, d: Path, figures: Path, progress: bool = True) 
         ax.set_title(f"{cfg['name']}: reference runs")
         save_figure(fig, figures / "reference_rmsd.png")
         plt.close(fig)
-        res = {"runs": runs, "rmsd_mean_A": float(rmsd.mean()), f"fraction_rmsd_le_{thr:g}A": float((rmsd <= thr).mean()),
-               "rmsd_threshold_A": thr, "passed": True}
+        res = {
+            "runs": runs,
+            "rmsd_mean_A": float(rmsd.mean()),
+            f"fraction_rmsd_le_{thr:g}A": float((rmsd <= thr).mean()),
+            "rmsd_threshold_A": thr,
+            "passed": True,
+        }
         write_json(d / "check.json", res)
     c = read_json(d / "check.json")
-    print(f"reference ({cfg['name']}): {summary['n_frames']} frames in {len(summary['run_lengths'])} runs; "
-          f"CA-RMSD to native mean {c['rmsd_mean_A']:.2f} Å, " + ", ".join(f"run {r['run']} ({r['kind']}) {r['rmsd_mean_A']:.2f}" for r in c["runs"]))
+    print(
+        f"reference ({cfg['name']}): {summary['n_frames']} frames in {len(summary['run_lengths'])} runs; "
+        f"CA-RMSD to native mean {c['rmsd_mean_A']:.2f} Å, " + ", ".join(f"run {r['run']} ({r['kind']}) {r['rmsd_mean_A']:.2f}" for r in c["runs"])
+    )
     return {**summary, "check": c}
 
 
-def protein_start_frames(run_dir, n_replicas: int) -> list[int]:
+def protein_start_frames(run: RunFolder, n_replicas: int) -> list[int]:
     """Start frames of ``n_replicas`` CG replicas: spread evenly over the frames of the native
     runs of the reference (so the replicas start from the native basin at the target
     temperature). Indices into ``cg/mapped.npz``."""
     from cgexplain.reference.protein import run_boundaries
 
-    ref = read_json(Path(run_dir) / "reference" / "reference.json")
-    frames = np.concatenate([np.arange(a, b) for (a, b), kind in zip(run_boundaries(ref["run_lengths"]), ref["run_kinds"]) if kind == "native"]
-                            or [np.arange(sum(ref["run_lengths"]))])
+    ref = read_json(run.reference_json)
+    frames = np.concatenate(
+        [np.arange(a, b) for (a, b), kind in zip(run_boundaries(ref["run_lengths"]), ref["run_kinds"]) if kind == "native"]
+        or [np.arange(sum(ref["run_lengths"]))]
+    )
     return frames[np.linspace(0, len(frames) - 1, int(n_replicas)).round().astype(int)].tolist()
 
 
@@ -100,38 +149,48 @@ def _timescales(tica, lag) -> list:
         return []
 
 
-def protein_analyse(cfg: dict, run: Path, d: Path, figures: Path, cg_frames) -> dict:
+def protein_analyse(cfg: dict, run: RunFolder) -> dict:
     """CG ensemble against the mapped reference: CA-RMSD, Q, Rg, bonds, angles, dihedrals, and a
     TICA free-energy surface (deeptime TICA fitted on the reference runs, both ensembles
     projected on it). Writes ``analysis.json``, ``protein.npz`` and the figures
     ``protein_distributions.png``, ``internal_distributions.png``, ``tica_fes.png``.
 
-    cg_frames: (positions (F, n, 3) Å, per-replica lengths) of the CG simulation.
     The folded-state criterion (issue: CA-RMSD <= 3 Å in >= 90 % of CG frames) is reported as
     ``folded_fraction_cg`` and ``folded_criterion_met``."""
+    from cgexplain.analysis.protein import (
+        compare_protein,
+        free_energy_surface,
+        native_contacts,
+        plot_internal_distributions,
+        plot_protein_distributions,
+        plot_tica_fes,
+        protein_observables,
+        tica_features,
+        tica_fit,
+        tica_project,
+    )
     from cgexplain.fileio import save_npz
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.plots.core import pyplot
-    from cgexplain.analysis.protein import (compare_protein, free_energy_surface, native_contacts, plot_internal_distributions,
-                          plot_protein_distributions, plot_tica_fes, protein_observables, tica_features, tica_fit, tica_project)
     from cgexplain.reference.protein import run_boundaries
 
     ac = cfg["analysis"]
-    thr = float(ac.get("rmsd_threshold", 3.0))
-    T = float(cfg["simulation"].get("temperature", cfg["reference"].get("temperature", 300.0)))
-    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
-    native = native_ca_positions(run / "reference")
-    cg_pos, cg_lengths = cg_frames
-    pairs, r0 = native_contacts(native, cutoff=float(ac.get("contact_cutoff", 8.0)))
+    d, figures = run.analysis, run.figures
+    thr = float(ac["rmsd_threshold"])
+    T = float(cfg["simulation"]["temperature"])
+    ref = MappedTrajectory.load(run.mapped)
+    native = native_ca_positions(run.reference)
+    cg_pos, _, cg_lengths = run.cg_frames()
+    pairs, r0 = native_contacts(native, cutoff=float(ac["contact_cutoff"]))
     masses = ref.bead_masses
     obs_ref = protein_observables(ref.positions.astype(np.float64), native, pairs, r0, masses)
     obs_cg = protein_observables(cg_pos, native, pairs, r0, masses)
     cmp = compare_protein(obs_ref, obs_cg, rmsd_threshold=thr)
     # TICA on the reference runs (no lagged pair spans two runs), both ensembles projected
-    runs = read_json(run / "reference" / "reference.json")["run_lengths"]
+    runs = read_json(run.reference_json)["run_lengths"]
     feats = [tica_features(ref.positions[a:b]) for a, b in run_boundaries(runs)]
-    lag = int(ac.get("tica_lag", 10))
-    tica = tica_fit(feats, lagtime=lag, dim=int(ac.get("tica_dim", 2)))
+    lag = int(ac["tica_lag"])
+    tica = tica_fit(feats, lagtime=lag, dim=int(ac["tica_dim"]))
     p_ref = np.concatenate(tica_project(tica, feats))
     p_cg = tica_project(tica, tica_features(cg_pos))
     lo, hi = np.percentile(np.concatenate([p_ref[:, :2], p_cg[:, :2]]), [0.5, 99.5], axis=0)
@@ -139,25 +198,47 @@ def protein_analyse(cfg: dict, run: Path, d: Path, figures: Path, cg_frames) -> 
     fes_ref = free_energy_surface(p_ref, T, bins=40, range=rng)
     fes_cg = free_energy_surface(p_cg, T, bins=40, range=rng)
     plt = pyplot()
-    for fig in (plot_protein_distributions(obs_ref, obs_cg, figures / "protein_distributions.png", title=f"{cfg['name']}: CG vs reference"),
-                plot_internal_distributions(obs_ref, obs_cg, figures / "internal_distributions.png", title=f"{cfg['name']}: CA bonds, angles, dihedrals"),
-                plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)")):
+    for fig in (
+        plot_protein_distributions(obs_ref, obs_cg, figures / "protein_distributions.png", title=f"{cfg['name']}: CG vs reference"),
+        plot_internal_distributions(obs_ref, obs_cg, figures / "internal_distributions.png", title=f"{cfg['name']}: CA bonds, angles, dihedrals"),
+        plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)"),
+    ):
         plt.close(fig)
     folded = float(np.mean(obs_cg["rmsd"] <= thr))
     starts = np.concatenate([[0], np.cumsum(cg_lengths)])
     per_replica = [float(np.mean(obs_cg["rmsd"][a:b] <= thr)) for a, b in zip(starts[:-1], starts[1:])]
-    res = {**cmp, "folded_fraction_cg": folded, "folded_fraction_per_replica": per_replica, "folded_criterion": f"CA-RMSD <= {thr:g} Å in >= 90 % of CG frames",
-           "folded_criterion_met": bool(folded >= 0.9), "n_native_contacts": int(len(pairs)), "tica_lag_frames": lag,
-           "tica_timescales_frames": _timescales(tica, lag),
-           "n_frames_reference": int(len(ref.positions)), "n_frames_cg": int(len(cg_pos)), "temperature_K": T}
-    save_npz(d / "protein.npz", **{f"reference_{k}": v for k, v in obs_ref.items()}, **{f"cg_{k}": v for k, v in obs_cg.items()},
-             tica_reference=p_ref, tica_cg=p_cg, fes_reference=fes_ref[2], fes_cg=fes_cg[2], fes_xedges=fes_ref[0], fes_yedges=fes_ref[1],
-             native=native, contact_pairs=pairs, contact_r0=r0)
+    res = {
+        **cmp,
+        "folded_fraction_cg": folded,
+        "folded_fraction_per_replica": per_replica,
+        "folded_criterion": f"CA-RMSD <= {thr:g} Å in >= 90 % of CG frames",
+        "folded_criterion_met": bool(folded >= 0.9),
+        "n_native_contacts": int(len(pairs)),
+        "tica_lag_frames": lag,
+        "tica_timescales_frames": _timescales(tica, lag),
+        "n_frames_reference": int(len(ref.positions)),
+        "n_frames_cg": int(len(cg_pos)),
+        "temperature_K": T,
+    }
+    save_npz(
+        d / "protein.npz",
+        **{f"reference_{k}": v for k, v in obs_ref.items()},
+        **{f"cg_{k}": v for k, v in obs_cg.items()},
+        tica_reference=p_ref,
+        tica_cg=p_cg,
+        fes_reference=fes_ref[2],
+        fes_cg=fes_cg[2],
+        fes_xedges=fes_ref[0],
+        fes_yedges=fes_ref[1],
+        native=native,
+        contact_pairs=pairs,
+        contact_r0=r0,
+    )
     write_json(d / "analysis.json", res)
     return res
 
 
-def protein_priors(cfg: dict, run: Path, model_dir: Path, figures: Path) -> dict:
+def protein_priors(cfg: dict, run: RunFolder) -> dict:
     """Fit the priors (bonds, angles, dihedrals, repulsion) to the mapped reference by Boltzmann
     inversion at the reference temperature; write ``model_dir/priors.json`` (parameters and the
     mean |force| of the mapped reference before and after subtracting the prior force, kcal/mol/Å)
@@ -165,21 +246,29 @@ def protein_priors(cfg: dict, run: Path, model_dir: Path, figures: Path) -> dict
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.model.priors import fit_priors, plot_priors, prior_forces
 
-    path = model_dir / "priors.json"
+    path = run.priors_json
     if path.exists():
         return read_json(path)["params"]
     pc = dict(cfg.get("priors") or {})
-    T = float(pc.pop("temperature", cfg["reference"].get("temperature", 300.0)))
-    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    T = pc.pop("temperature", None)
+    T = float(cfg["reference"]["temperature"] if T is None else T)
+    ref = MappedTrajectory.load(run.mapped)
     pos = ref.positions.astype(np.float64)
     params = fit_priors(pos, T, **pc)
     sub = np.linspace(0, len(pos) - 1, min(len(pos), 500)).round().astype(int)
     fp = prior_forces(params, pos[sub])
     f = ref.forces[sub].astype(np.float64)
-    plot_priors(params, pos, T, figures / "priors.png")
-    write_json(path, {"params": params, "temperature_K": T,
-                      "mean_abs_mapped_force": float(np.abs(f).mean()), "mean_abs_residual_force": float(np.abs(f - fp).mean()),
-                      "note": "the network is trained on the residual: mapped force minus prior force"})
+    plot_priors(params, pos, T, run.figures / "priors.png")
+    write_json(
+        path,
+        {
+            "params": params,
+            "temperature_K": T,
+            "mean_abs_mapped_force": float(np.abs(f).mean()),
+            "mean_abs_residual_force": float(np.abs(f - fp).mean()),
+            "note": "the network is trained on the residual: mapped force minus prior force",
+        },
+    )
     return params
 
 
@@ -190,7 +279,7 @@ def native_segments(cfg: dict) -> list[dict]:
     return ss_segments(secondary_structure(_system_path(cfg, cfg["reference"]["pdb"])))
 
 
-def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: np.ndarray, progress: bool = True) -> dict:
+def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     """Residue relevance of the CG model and one mutation what-if; writes ``lrp/``.
 
     - Walk relevances (GNN-LRP, Schnake et al. TPAMI 2022; Bonneau et al. arXiv 2407.04526) on
@@ -202,95 +291,151 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
       ``lrp.mutation_frames`` folded frames of the reference's native runs, and the pair-map
       difference over the explained frames. The model never saw the mutant in training.
     """
-    from cgexplain.lrp.residues import (explain_protein_frames, format_pair_table, pair_table, plot_pair_map, plot_pair_map_difference,
-                               plot_triplet_projection)
+    from cgexplain.analysis.protein import ca_rmsd, native_contacts
+    from cgexplain.lrp.mutations import mutation_whatif
+    from cgexplain.lrp.residues import (
+        explain_protein_frames,
+        format_pair_table,
+        pair_table,
+        plot_pair_map,
+        plot_pair_map_difference,
+        plot_triplet_projection,
+    )
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.model.potential import load_model
-    from cgexplain.lrp.mutations import mutation_whatif
     from cgexplain.plots.core import pyplot
-    from cgexplain.analysis.protein import ca_rmsd, native_contacts
     from cgexplain.reference.protein import run_boundaries
 
     lc = cfg["lrp"]
-    thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
-    gamma, bias_rule = float(lc.get("gamma", 0.1)), bool(lc.get("bias_rule", True))
-    model, meta = load_model(run / "model")
-    ref = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    d, figures = run.lrp, run.figures
+    thr = float(cfg["analysis"]["rmsd_threshold"])
+    gamma, bias_rule = float(lc["gamma"]), bool(lc["bias_rule"])
+    model, meta = load_model(run.model)
+    ref = MappedTrajectory.load(run.mapped)
+    cg_positions = run.cg_frames()[0]
     types = ref.bead_types
-    table = meta.get("type_table") or read_json(run / "cg" / "mapping.json")["type_table"]
+    table = meta.get("type_table") or read_json(run.mapping_json)["type_table"]
     inv = {int(v): k for k, v in table.items()}
     resnames = [inv[int(t)] for t in types]
-    native = native_ca_positions(run / "reference")
+    native = native_ca_positions(run.reference)
     segments = native_segments(cfg)
     rmsd = ca_rmsd(cg_positions, native)
     folded = np.flatnonzero(rmsd <= thr)
     if len(folded) == 0:
         raise ValueError(f"lrp: no CG frame has CA-RMSD <= {thr} Å to the native structure; nothing folded to explain")
-    pick = folded[np.unique(np.linspace(0, len(folded) - 1, int(lc.get("n_frames", 5))).round().astype(int))]
-    res = explain_protein_frames(model, cg_positions[pick], types, d / "frames", gamma=gamma, bias_rule=bias_rule, frame_ids=pick,
-                                 progress=progress, resnames=resnames, segments=segments)
+    pick = folded[np.unique(np.linspace(0, len(folded) - 1, int(lc["n_frames"])).round().astype(int))]
+    res = explain_protein_frames(
+        run.model,
+        cg_positions[pick],
+        types,
+        d / "frames",
+        gamma=gamma,
+        bias_rule=bias_rule,
+        frame_ids=pick,
+        progress=progress,
+        resnames=resnames,
+        segments=segments,
+        workers=int(lc["workers"]),
+        backend=lc["backend"],
+        device=lc["device"],
+    )
     n = len(types)
     sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
     # the map shows native contacts with |i - j| >= 3 (native_contacts counts j - i > min_separation)
-    pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"].get("contact_cutoff", 8.0)), min_separation=2)
+    pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"]["contact_cutoff"]), min_separation=2)
     contact = np.zeros((n, n))
     contact[pairs[:, 0], pairs[:, 1]] = contact[pairs[:, 1], pairs[:, 0]] = 1.0
     plt = pyplot()
-    for fig in (plot_pair_map(res["pair_map"], contact, figures / "residue_pair_relevance.png", segments=segments,
-                              title=f"{cfg['name']}: residue-pair (2-body) relevance, {len(pick)} folded frames",
-                              contact_label=f"native CA contacts (< {cfg['analysis'].get('contact_cutoff', 8.0)} Å, |i-j| >= 3)"),
-                plot_triplet_projection(res["triplet_projection"], figures / "triplet_projection.png", segments=segments, resnames=resnames,
-                                        title=f"{cfg['name']}: 3-body relevance projected on residues")):
+    for fig in (
+        plot_pair_map(
+            res["pair_map"],
+            contact,
+            figures / "residue_pair_relevance.png",
+            segments=segments,
+            title=f"{cfg['name']}: residue-pair (2-body) relevance, {len(pick)} folded frames",
+            contact_label=f"native CA contacts (< {cfg['analysis']['contact_cutoff']} Å, |i-j| >= 3)",
+        ),
+        plot_triplet_projection(
+            res["triplet_projection"],
+            figures / "triplet_projection.png",
+            segments=segments,
+            resnames=resnames,
+            title=f"{cfg['name']}: 3-body relevance projected on residues",
+        ),
+    ):
         plt.close(fig)
     stab, destab = pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5)
     # tertiary pairs only (|i - j| >= 3): the chain neighbours, which dominate the full table, are left out
     far = np.where(sep >= 3, res["pair_map"], 0.0)
     stab_far, destab_far = pair_table(far, segments=segments, resnames=resnames, k=5)
-    out = {"n_frames": int(len(pick)), "frame_ids": pick.tolist(), "rmsd_threshold_A": thr, "gamma": gamma, "bias_rule": bias_rule,
-           "body_sum_mean_kcal_mol": {str(k): float(v) for k, v in res["body_sum_mean"].items()},
-           # sum rule: Σ walk relevance = Σ h0·∂E/∂h0 of the modified pass, relative to Σ|body-order sums|
-           "conservation_max_rel_error": float((np.abs(res["conservation"][:, 0] - res["conservation"][:, 2])
-                                                / (np.abs(res["body_sum_per_frame"]).sum(axis=1) + 1e-12)).max()),
-           "seconds_per_frame": float(np.mean(res["seconds_per_frame"])) if len(res["seconds_per_frame"]) else None,
-           "most_stabilising_pairs": stab, "most_destabilising_pairs": destab,
-           "most_stabilising_tertiary_pairs": stab_far, "most_destabilising_tertiary_pairs": destab_far,
-           "pair_table_markdown": format_pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5),
-           "tertiary_pair_table_markdown": format_pair_table(far, segments=segments, resnames=resnames, k=5),
-           "top_stabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_stabilising"]],
-           "top_stabilising_triplets_relevance": [float(x) for x in res["top_stabilising_relevance"]],
-           "top_destabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_destabilising"]],
-           "top_destabilising_triplets_relevance": [float(x) for x in res["top_destabilising_relevance"]],
-           "segments": segments}
+    out = {
+        "n_frames": int(len(pick)),
+        "frame_ids": pick.tolist(),
+        "rmsd_threshold_A": thr,
+        "gamma": gamma,
+        "bias_rule": bias_rule,
+        "body_sum_mean_kcal_mol": {str(k): float(v) for k, v in res["body_sum_mean"].items()},
+        # sum rule: Σ walk relevance = Σ h0·∂E/∂h0 of the modified pass, relative to Σ|body-order sums|
+        "conservation_max_rel_error": float(
+            (np.abs(res["conservation"][:, 0] - res["conservation"][:, 1]) / (np.abs(res["body_sum_per_frame"]).sum(axis=1) + 1e-12)).max()
+        ),
+        "seconds_per_frame": float(np.mean(res["seconds_per_frame"])) if len(res["seconds_per_frame"]) else None,
+        "most_stabilising_pairs": stab,
+        "most_destabilising_pairs": destab,
+        "most_stabilising_tertiary_pairs": stab_far,
+        "most_destabilising_tertiary_pairs": destab_far,
+        "pair_table_markdown": format_pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5),
+        "tertiary_pair_table_markdown": format_pair_table(far, segments=segments, resnames=resnames, k=5),
+        "top_stabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_stabilising"]],
+        "top_stabilising_triplets_relevance": [float(x) for x in res["top_stabilising_relevance"]],
+        "top_destabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_destabilising"]],
+        "top_destabilising_triplets_relevance": [float(x) for x in res["top_destabilising_relevance"]],
+        "segments": segments,
+    }
     spec = lc.get("mutations")
     if spec:
-        runs = read_json(run / "reference" / "reference.json")
-        nat_frames = np.concatenate([np.arange(a, b) for (a, b), kind in zip(run_boundaries(runs["run_lengths"]), runs["run_kinds"]) if kind == "native"])
+        runs = read_json(run.reference_json)
+        nat_frames = np.concatenate(
+            [np.arange(a, b) for (a, b), kind in zip(run_boundaries(runs["run_lengths"]), runs["run_kinds"]) if kind == "native"]
+        )
         pos_nat = ref.positions[nat_frames].astype(np.float64)
         pos_nat = pos_nat[ca_rmsd(pos_nat, native) <= thr]
-        sub = pos_nat[np.unique(np.linspace(0, len(pos_nat) - 1, int(lc.get("mutation_frames", 20))).round().astype(int))]
+        sub = pos_nat[np.unique(np.linspace(0, len(pos_nat) - 1, int(lc["mutation_frames"])).round().astype(int))]
         mut = mutation_whatif(model, sub, types, resnames, spec, table, explain=False, progress=progress)
-        mx = mutation_whatif(model, cg_positions[pick], types, resnames, spec, table, explain=True, gamma=gamma, bias_rule=bias_rule, progress=progress)
-        fig = plot_pair_map_difference(mx["pair_map_diff"], figures / "mutation_pair_difference.png", segments=segments,
-                                       title=f"{cfg['name']} {spec}: pair relevance, mutant − wild type")
+        # the wild type's relevance on these frames is the map above: passed in, not computed again
+        mx = mutation_whatif(
+            model, cg_positions[pick], types, resnames, spec, table, explain=True, gamma=gamma, bias_rule=bias_rule, progress=progress, wild_type=res
+        )
+        fig = plot_pair_map_difference(
+            mx["pair_map_diff"],
+            figures / "mutation_pair_difference.png",
+            segments=segments,
+            title=f"{cfg['name']} {spec}: pair relevance, mutant − wild type",
+        )
         plt.close(fig)
-        out["mutation"] = {"spec": spec, "n_frames": int(len(sub)), "frames": "folded frames of the reference's native runs",
-                           "dE_mean_kcal_mol": float(mut["dE_mean"]), "dE_sem_kcal_mol": float(mut["dE_sem"]), "dE_std_kcal_mol": float(mut["dE_std"]),
-                           "dE_explained_frames_kcal_mol": float(mx["dE_mean"]),
-                           # force matching leaves a constant energy per bead type undetermined (the
-                           # training composition never changes), so ΔE carries an arbitrary offset
-                           # ε(mutant type) − ε(wild type); the change of the 2..(L+1)-body relevance
-                           # is free of it
-                           "dE_by_body_order_kcal_mol": {str(k): float(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k]) for k in mx["body_sum_wt"]},
-                           "dE_multibody_kcal_mol": float(sum(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k] for k in mx["body_sum_wt"] if int(k) >= 2)),
-                           "largest_pair_changes": _largest_changes(mx["pair_map_diff"], resnames),
-                           "limit": "the model never saw the mutant in training: ΔE is its extrapolation on wild-type conformations "
-                                    "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
-                                    "energy offset of force matching, the multi-body part does not"}
+        out["mutation"] = {
+            "spec": spec,
+            "n_frames": int(len(sub)),
+            "frames": "folded frames of the reference's native runs",
+            "dE_mean_kcal_mol": float(mut["dE_mean"]),
+            "dE_sem_kcal_mol": float(mut["dE_sem"]),
+            "dE_std_kcal_mol": float(mut["dE_std"]),
+            "dE_explained_frames_kcal_mol": float(mx["dE_mean"]),
+            # force matching leaves a constant energy per bead type undetermined (the
+            # training composition never changes), so ΔE carries an arbitrary offset
+            # ε(mutant type) − ε(wild type); the change of the 2..(L+1)-body relevance
+            # is free of it
+            "dE_by_body_order_kcal_mol": {str(k): float(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k]) for k in mx["body_sum_wt"]},
+            "dE_multibody_kcal_mol": float(sum(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k] for k in mx["body_sum_wt"] if int(k) >= 2)),
+            "largest_pair_changes": _largest_changes(mx["pair_map_diff"], resnames),
+            "limit": "the model never saw the mutant in training: ΔE is its extrapolation on wild-type conformations "
+            "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
+            "energy offset of force matching, the multi-body part does not",
+        }
         np.savez(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
-        n_mut = int(lc.get("mutant_simulation_steps", 0))
-        if n_mut > 0:
-            out["mutation"]["simulation"] = _mutant_simulation(cfg, run, d, figures, model, meta, spec, ref, resnames, table, native,
-                                                               cg_positions, n_mut, progress)
+        n_mut = int(lc["mutant_simulation_steps"])
+        if n_mut > 0:  # simulated by the simulate stage; compared here with the wild type over the same length
+            out["mutation"]["simulation"] = compare_mutant_simulation(cfg, run, spec, ref, native, cg_positions)
     write_json(d / "lrp.json", out)
     return out
 
@@ -298,47 +443,93 @@ def protein_explain(cfg: dict, run: Path, d: Path, figures: Path, cg_positions: 
 def _largest_changes(diff: np.ndarray, resnames, k: int = 5) -> list[dict]:
     iu = np.triu_indices(len(diff), 1)
     order = np.argsort(-np.abs(diff[iu]))[:k]
-    return [{"i": int(iu[0][o]) + 1, "j": int(iu[1][o]) + 1, "resname_i": resnames[iu[0][o]], "resname_j": resnames[iu[1][o]],
-             "change_kcal_mol": float(diff[iu][o])} for o in order]
+    return [
+        {
+            "i": int(iu[0][o]) + 1,
+            "j": int(iu[1][o]) + 1,
+            "resname_i": resnames[iu[0][o]],
+            "resname_j": resnames[iu[1][o]],
+            "change_kcal_mol": float(diff[iu][o]),
+        }
+        for o in order
+    ]
 
 
-def _mutant_simulation(cfg, run: Path, d: Path, figures: Path, model, meta, spec, ref, resnames, table, native, cg_wt, n_steps: int,
-                       progress: bool) -> dict:
-    """CG Langevin of the mutant (same model, mutated bead types of the mapped reference ``ref``, the wild type's start frames and
-    settings, ``n_steps`` steps), compared with the wild-type CG ensemble ``cg_wt`` (F, n, 3) Å:
-    CA-RMSD, Q and Rg (means, folded fractions, JS distances); figure ``mutant_distributions.png``."""
+def mutant_simulation(cfg: dict, run: RunFolder, spec: str, n_steps: int, progress: bool = True) -> dict:
+    """CG Langevin of the mutant ``spec`` (same model, mutated bead types of the mapped reference,
+    the wild type's start frames and settings, ``n_steps`` steps) into ``run.mutant_simulation(spec)``.
+    Resumes like the wild type's simulation. Returns its simulation summary."""
     import dataclasses
 
     from cgexplain.lrp.mutations import mutate_types
-    from cgexplain.plots.core import pyplot
-    from cgexplain.analysis.protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
-    from cgexplain.md.langevin import SimSettings, run_simulation, trajectory_paths
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.md.langevin import SimSettings, run_simulation
+    from cgexplain.model.potential import load_model
 
-    import MDAnalysis as mda
-
+    model, meta = load_model(run.model)
+    ref = MappedTrajectory.load(run.mapped)
+    table = meta.get("type_table") or read_json(run.mapping_json)["type_table"]
+    inv = {int(v): k for k, v in table.items()}
+    resnames = [inv[int(t)] for t in ref.bead_types]
     mtypes, _ = mutate_types(ref.bead_types, resnames, spec, table)
     s = dataclasses.replace(SimSettings.from_dict(cfg["simulation"]), n_steps=int(n_steps))
     ks = s.start_frames if s.start_frames is not None else protein_start_frames(run, s.n_replicas)
-    out_dir = d / "mutant_simulation"
-    sim = run_simulation(model, meta, run / "cg" / "topology.pdb", ref.positions[ks], mtypes, ref.bead_masses, np.zeros((len(ks), 3, 3)), s,
-                         out_dir, progress=progress)
-    pos = np.concatenate([mda.Universe(str(run / "cg" / "topology.pdb"), str(p)).trajectory.timeseries(order="fac").astype(np.float64)
-                          for p in trajectory_paths(out_dir, s.n_replicas)])
-    pairs, r0 = native_contacts(native, cutoff=float(cfg["analysis"].get("contact_cutoff", 8.0)))
-    thr = float(cfg["analysis"].get("rmsd_threshold", 3.0))
+    return run_simulation(
+        model,
+        meta,
+        run.cg_topology,
+        ref.positions[ks],
+        mtypes,
+        ref.bead_masses,
+        np.zeros((len(ks), 3, 3)),
+        s,
+        run.mutant_simulation(spec),
+        progress=progress,
+    )
+
+
+def compare_mutant_simulation(cfg: dict, run: RunFolder, spec: str, ref, native: np.ndarray, cg_wt: np.ndarray) -> dict:
+    """The mutant's CG ensemble (simulated by the simulate stage) against the wild type's ``cg_wt``
+    (F, n, 3) Å over the same length of simulation: CA-RMSD, Q and Rg (means, folded fractions, JS
+    distances); figure ``mutant_distributions.png``. Raises FileNotFoundError if the mutant was not simulated."""
+    from cgexplain.analysis.protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
+    from cgexplain.plots.core import pyplot
+
+    sim_dir = run.mutant_simulation(spec)
+    sim = read_json(sim_dir / "simulation.json") if (sim_dir / "simulation.json").exists() else None
+    if sim is None:
+        raise FileNotFoundError(f"{sim_dir}: the mutant {spec} has not been simulated (rerun the simulate stage)")
+    pos, _, _ = run.cg_frames(sim_dir)
+    n_rep = int(sim.get("n_replicas", 1))
+    pairs, r0 = native_contacts(native, cutoff=float(cfg["analysis"]["contact_cutoff"]))
+    thr = float(cfg["analysis"]["rmsd_threshold"])
     # the wild type over the same length of simulation as the mutant
-    per = len(cg_wt) // max(1, s.n_replicas)
-    keep = min(per, len(pos) // max(1, s.n_replicas))
-    wt = np.concatenate([cg_wt[r * per:r * per + keep] for r in range(s.n_replicas)])
+    per = len(cg_wt) // max(1, n_rep)
+    keep = min(per, len(pos) // max(1, n_rep))
+    wt = np.concatenate([cg_wt[r * per : r * per + keep] for r in range(n_rep)])
     o_wt, o_mut = (protein_observables(x, native, pairs, r0, ref.bead_masses) for x in (wt, pos))
     cmp = compare_protein(o_wt, o_mut, rmsd_threshold=thr)
-    fig = plot_protein_distributions(o_wt, o_mut, figures / "mutant_distributions.png", labels=("wild type (CG)", f"{spec} (CG)"),
-                                     title=f"{cfg['name']}: CG wild type vs {spec}")
+    fig = plot_protein_distributions(
+        o_wt,
+        o_mut,
+        run.figures / "mutant_distributions.png",
+        labels=("wild type (CG)", f"{spec} (CG)"),
+        title=f"{cfg['name']}: CG wild type vs {spec}",
+    )
     pyplot().close(fig)
-    return {"n_steps": int(n_steps), "n_replicas": int(s.n_replicas), "n_frames": int(len(pos)),
-            "mean_kinetic_temperature_K": sim["mean_kinetic_temperature_K"],
-            "rmsd_mean_wild_type_A": cmp["rmsd_mean_reference_A"], "rmsd_mean_mutant_A": cmp["rmsd_mean_cg_A"],
-            "q_mean_wild_type": cmp["q_mean_reference"], "q_mean_mutant": cmp["q_mean_cg"],
-            "rg_mean_wild_type_A": cmp["rg_mean_reference_A"], "rg_mean_mutant_A": cmp["rg_mean_cg_A"],
-            f"folded_fraction_wild_type": cmp[f"fraction_rmsd_le_{thr:g}A_reference"], "folded_fraction_mutant": cmp[f"fraction_rmsd_le_{thr:g}A_cg"],
-            "rmsd_js_distance": cmp["rmsd_js_distance"], "q_js_distance": cmp["q_js_distance"]}
+    return {
+        "n_steps": int(cfg["lrp"]["mutant_simulation_steps"]),
+        "n_replicas": n_rep,
+        "n_frames": int(len(pos)),
+        "mean_kinetic_temperature_K": sim["mean_kinetic_temperature_K"],
+        "rmsd_mean_wild_type_A": cmp["rmsd_mean_reference_A"],
+        "rmsd_mean_mutant_A": cmp["rmsd_mean_cg_A"],
+        "q_mean_wild_type": cmp["q_mean_reference"],
+        "q_mean_mutant": cmp["q_mean_cg"],
+        "rg_mean_wild_type_A": cmp["rg_mean_reference_A"],
+        "rg_mean_mutant_A": cmp["rg_mean_cg_A"],
+        "folded_fraction_wild_type": cmp[f"fraction_rmsd_le_{thr:g}A_reference"],
+        "folded_fraction_mutant": cmp[f"fraction_rmsd_le_{thr:g}A_cg"],
+        "rmsd_js_distance": cmp["rmsd_js_distance"],
+        "q_js_distance": cmp["q_js_distance"],
+    }

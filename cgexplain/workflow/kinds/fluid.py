@@ -1,0 +1,186 @@
+"""Fluids (water, methane, Lennard-Jones, mW): one bead per molecule, periodic box.
+
+- reference: :func:`cgexplain.reference.fluids.run_reference` and the RDF check of
+  ``reference.check`` (first peak, digitised curve, NPT density);
+- analyse: RDF, ADF and tetrahedral order of the CG simulation against the mapped reference;
+- explain: GNN-LRP walk relevances on ``lrp.n_frames`` CG frames, n-body statistics and the 2-body
+  (against distance) and 3-body (against angle) curves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.workflow.kinds.base import Kind
+from cgexplain.workflow.run import RunFolder
+
+__all__ = ["FluidKind"]
+
+
+class FluidKind(Kind):
+    name = "fluid"
+
+    def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        from cgexplain.reference.fluids import ReferenceSettings, run_reference
+
+        rc = dict(cfg["reference"])
+        check = rc.pop("check", None)
+        summary = run_reference(ReferenceSettings.from_dict(rc), run.reference, progress=progress)
+        if check and not run.reference_check.exists():
+            self._check_reference(cfg, run, check, summary)
+        if run.reference_check.exists():
+            summary = {**summary, "check": read_json(run.reference_check)}
+            c = summary["check"]
+            extra = f"; RMS vs digitised {c['rms_vs_digitized']:.3f} (max {c['max_rms']})" if "rms_vs_digitized" in c else ""
+            if "npt_mean_density_g_cm3" in c:
+                extra += f"; NPT density {c['npt_mean_density_g_cm3']:.3f} g/cm³ (expected {c['expected_density_g_cm3']})"
+            print(
+                f"reference RDF check ({c['selection']}): first peak {c['first_peak_A']:.3f} Å, height {c['first_peak_height']:.2f}{extra}: "
+                f"{'PASS' if c['passed'] else 'FAIL'}"
+            )
+        return summary
+
+    @staticmethod
+    def _check_reference(cfg: dict, run: RunFolder, check: dict, summary: dict) -> None:
+        from MDAnalysis.lib.mdamath import triclinic_vectors
+
+        from cgexplain.analysis.structure import first_peak, rdf
+        from cgexplain.plots.core import plot_rdf
+        from cgexplain.reference.fluids import read_reference
+
+        u = read_reference(run.reference)
+        sel = u.select_atoms(check["selection"])
+        if sel.n_atoms == 0:
+            raise ValueError(f"reference.check.selection {check['selection']!r} selects no atoms")
+        pos = np.array([sel.positions for _ in u.trajectory])
+        cells = np.array([triclinic_vectors(ts.dimensions) for ts in u.trajectory])
+        r, g = rdf(pos, cells, r_max=float(check["r_max"]), n_bins=int(check["n_bins"]))
+        pk, h = first_peak(r, g)
+        res = {"selection": check["selection"], "first_peak_A": pk, "first_peak_height": h, "passed": True}
+        curves = {f"reference ({check['selection']})": g}
+        if check.get("peak_A") is not None:
+            lo, hi = check["peak_A"]
+            hlo, hhi = check["height"]
+            res.update(expected_peak_A=[lo, hi], expected_height=[hlo, hhi], passed=bool(lo <= pk <= hi and hlo <= h <= hhi))
+        if check.get("digitized") is not None:
+            rms, r_lo, r_hi, g_ref = rdf_rms_against_digitized(
+                r, g, Path(cfg["system_dir"]) / check["digitized"], check["rms_range_A"]
+            )
+            curves["publication (digitised)"] = g_ref
+            res.update(
+                digitized=check["digitized"],
+                rms_vs_digitized=rms,
+                rms_range_A=[r_lo, r_hi],
+                max_rms=float(check["max_rms"]),
+                passed=bool(res["passed"] and rms <= float(check["max_rms"])),
+            )
+        if check.get("density_g_cm3") is not None:  # the NPT equilibrium density against a literature range
+            lo, hi = check["density_g_cm3"]
+            rho = summary.get("npt_mean_density_g_cm3")
+            if rho is None:
+                raise ValueError("reference.check.density_g_cm3 needs an NPT equilibration (reference.equilibration_npt > 0)")
+            res.update(npt_mean_density_g_cm3=float(rho), expected_density_g_cm3=[lo, hi], passed=bool(res["passed"] and lo <= rho <= hi))
+        save_npz(run.reference / "check_rdf.npz", r=r, g=g)
+        write_json(run.reference_check, res)
+        plot_rdf(r, curves, run.figures / "reference_rdf.png", title="Reference RDF check")
+
+    def analyse(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        from scipy.spatial.distance import jensenshannon
+
+        from cgexplain.analysis.structure import adf, compare_structure, q_distribution, rdf
+        from cgexplain.mapping.maps import MappedTrajectory
+        from cgexplain.plots.core import plot_adf, plot_distribution, plot_rdf
+
+        ac = cfg["analysis"]
+        ref = MappedTrajectory.load(run.mapped)
+        cg_pos, cg_cells, _ = run.cg_frames()
+        out = {}
+        for name, (pos, cells) in {"reference": (ref.positions, ref.cells), "cg": (cg_pos, cg_cells)}.items():
+            r, g = rdf(pos, cells, r_max=float(ac["rdf_r_max"]), n_bins=int(ac["rdf_bins"]))
+            th, p, nn = adf(pos, cells, shell=float(ac["shell_cutoff"]), n_bins=int(ac["adf_bins"]))
+            qx, qp, qmean = q_distribution(pos, cells)
+            out[name] = {"r": r, "g": g, "theta": th, "p": p, "q": qx, "q_p": qp, "q_mean": qmean, "neighbours_in_shell": nn, "n_frames": len(pos)}
+        cmp = compare_structure(out["reference"], out["cg"])
+        cmp["q_mean_reference"], cmp["q_mean_cg"] = out["reference"]["q_mean"], out["cg"]["q_mean"]
+        cmp["q_js_distance"] = float(jensenshannon(out["reference"]["q_p"], out["cg"]["q_p"], base=2))
+        save_npz(run.structure_npz, **{f"{k}_{q}": v for k, dd in out.items() for q, v in dd.items() if isinstance(v, np.ndarray)})
+        fig = run.figures
+        plot_rdf(
+            out["reference"]["r"],
+            {"mapped reference": out["reference"]["g"], "CG model": out["cg"]["g"]},
+            fig / "rdf.png",
+            title=f"{cfg['name']}: bead RDF, CG vs reference",
+        )
+        plot_adf(
+            out["reference"]["theta"],
+            {"mapped reference": out["reference"]["p"], "CG model": out["cg"]["p"]},
+            fig / "adf.png",
+            title=f"{cfg['name']}: ADF (legs < {ac['shell_cutoff']} Å)",
+        )
+        plot_distribution(
+            out["reference"]["q"],
+            {"mapped reference": out["reference"]["q_p"], "CG model": out["cg"]["q_p"]},
+            "tetrahedral order q",
+            "p(q)",
+            fig / "q.png",
+            title=f"{cfg['name']}: tetrahedral order parameter",
+        )
+        res = {
+            **cmp,
+            "shell_cutoff_A": float(ac["shell_cutoff"]),
+            "neighbours_in_shell_reference": out["reference"]["neighbours_in_shell"],
+            "neighbours_in_shell_cg": out["cg"]["neighbours_in_shell"],
+            "n_frames_reference": out["reference"]["n_frames"],
+            "n_frames_cg": out["cg"]["n_frames"],
+        }
+        write_json(run.analysis / "analysis.json", res)
+        return res
+
+    def explain(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        from cgexplain.lrp.statistics import explain_frames
+
+        pos, cells, _ = run.cg_frames()
+        types = np.load(run.mapped)["bead_types"]
+        lc = dict(cfg["lrp"])
+        workers, device = int(lc.pop("workers")), lc.pop("device")
+        backend = lc.pop("backend")
+        frames = np.unique(np.linspace(0, len(pos) - 1, int(lc["n_frames"])).round().astype(int))
+        return explain_frames(
+            run.model,
+            pos[frames],
+            cells[frames],
+            types,
+            run.lrp,
+            lc,
+            shell=float(cfg["analysis"]["shell_cutoff"]),
+            structure=run.structure_npz,
+            figures=run.figures,
+            title=cfg["name"],
+            frame_ids=frames,
+            progress=progress,
+            workers=workers,
+            backend=backend,
+            device=device,
+        )
+
+
+def rdf_rms_against_digitized(r: np.ndarray, g: np.ndarray, path: Path, r_range) -> tuple[float, float, float, np.ndarray]:
+    """RMS of g - g_digitised over ``r_range`` (Å) where both exist.
+
+    r (n,) Å and g (n,): a computed RDF. ``path``: an .npz with r (nm) and g, NaN where the
+    published figure has no curve. Returns (rms, r_lo Å, r_hi Å, g_digitised on r (NaN outside)).
+    Raises FileNotFoundError for a missing file, ValueError if fewer than 5 points overlap.
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"reference.check.digitized: {path} does not exist")
+    z = np.load(path)
+    rr, gg = 10.0 * z["r"], z["g"]
+    ok = np.isfinite(gg)
+    g_ref = np.interp(r, rr[ok], gg[ok], left=np.nan, right=np.nan)
+    sel = (r >= r_range[0]) & (r <= r_range[1]) & np.isfinite(g_ref)
+    if sel.sum() < 5:
+        raise ValueError(f"reference.check: fewer than 5 RDF points in {r_range} Å overlap the digitised curve {path}")
+    return float(np.sqrt(np.mean((g[sel] - g_ref[sel]) ** 2))), float(r[sel][0]), float(r[sel][-1]), g_ref

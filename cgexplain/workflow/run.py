@@ -1,0 +1,275 @@
+"""The run folder: every path of a pipeline run, the input hashes of its stages, reuse of
+finished stages from sibling runs, and the one reader of CG trajectories.
+
+Layout (one sub-folder per stage; its ``done`` file is written last, so its presence means the
+stage finished)::
+
+    <run>/
+      reference/   topology.pdb, trajectory.trr, reference.json (done), check.json, native.pdb (proteins)
+      cg/          mapped.npz, topology.pdb, dataset.db, mapping.json (done)
+      model/       model.pt, model.json, priors.json (proteins), training.json (done), checkpoints/
+      simulation/  trajectory.dcd or trajectory_rXX.dcd, log.npz, simulation.json (done), mutant_<spec>/
+      analysis/    structure.npz or protein.npz, analysis.json (done)
+      lrp/         frame_XXXX.npz, nbody_statistics.npz, lrp.json (done)
+      figures/     every PNG of the run
+      summary.json
+
+Each stage folder holds ``inputs.json`` with the hash of the configuration sections it depends
+on (:data:`DEPENDS_ON`). A rerun with the same hash reuses or resumes the folder; a changed hash
+clears it. Keys that say how a stage computes rather than what (:data:`cgexplain.config.EXECUTION_KEYS`)
+do not enter the hash.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from cgexplain.config import EXECUTION_KEYS, section_hash
+from cgexplain.fileio import read_json, write_json
+
+__all__ = ["RunFolder", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON"]
+
+#: the stages in order
+STAGES = ("reference", "map", "train", "simulate", "analyse", "explain")
+
+#: stage -> its sub-folder of the run folder
+FOLDERS = {"reference": "reference", "map": "cg", "train": "model", "simulate": "simulation", "analyse": "analysis", "explain": "lrp"}
+
+#: stage -> the file it writes last, inside its folder
+DONE_FILES = {
+    "reference": "reference.json",
+    "map": "mapping.json",
+    "train": "training.json",
+    "simulate": "simulation.json",
+    "analyse": "analysis.json",
+    "explain": "lrp.json",
+}
+
+#: stage -> the configuration sections its outputs depend on (its own and every earlier stage's)
+DEPENDS_ON = {
+    "reference": ("reference",),
+    "map": ("reference", "mapping"),
+    "train": ("reference", "mapping", "priors", "model", "training"),
+    "simulate": ("reference", "mapping", "priors", "model", "training", "simulation"),
+    "analyse": ("reference", "mapping", "priors", "model", "training", "simulation", "analysis"),
+    "explain": ("reference", "mapping", "priors", "model", "training", "simulation", "analysis", "lrp"),
+}
+
+#: stages whose folder does not depend on the architecture: another run folder beside this one
+#: (e.g. the PaiNN run of the same system and profile) may lend a finished copy
+_SHAREABLE = ("reference", "map")
+
+
+class RunFolder:
+    """Every path of one pipeline run.
+
+    root: the run folder (created on first write). Paths are attributes (``run.mapped``,
+    ``run.cg_topology``, ...) or per stage (:meth:`folder`, :meth:`done_file`). Nothing outside
+    this class builds run-folder paths.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    @classmethod
+    def default(cls, cfg: dict) -> RunFolder:
+        """``runs/<system>-<profile>`` under the current directory, with ``-<arch>`` for an
+        architecture other than PaiNN."""
+        arch = cfg.get("arch", "painn")
+        return cls(Path("runs") / (f"{cfg['name']}-{cfg['profile']}" + ("" if arch == "painn" else f"-{arch}")))
+
+    # ------------------------------------------------------------ per stage
+    def folder(self, stage: str) -> Path:
+        """The sub-folder of ``stage`` (one of :data:`STAGES`). Raises KeyError for another name."""
+        if stage not in FOLDERS:
+            raise KeyError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+        return self.root / FOLDERS[stage]
+
+    def done_file(self, stage: str) -> Path:
+        """The file ``stage`` writes last; it exists once the stage has finished."""
+        return self.folder(stage) / DONE_FILES[stage]
+
+    def is_done(self, stage: str) -> bool:
+        return self.done_file(stage).exists()
+
+    # ------------------------------------------------------------ named files
+    @property
+    def reference(self) -> Path:
+        return self.folder("reference")
+
+    @property
+    def reference_topology(self) -> Path:
+        return self.reference / "topology.pdb"
+
+    @property
+    def reference_trajectory(self) -> Path:
+        return self.reference / "trajectory.trr"
+
+    @property
+    def reference_json(self) -> Path:
+        return self.reference / "reference.json"
+
+    @property
+    def reference_check(self) -> Path:
+        return self.reference / "check.json"
+
+    @property
+    def native_pdb(self) -> Path:
+        """The minimised native structure of a protein reference."""
+        return self.reference / "native.pdb"
+
+    @property
+    def cg(self) -> Path:
+        return self.folder("map")
+
+    @property
+    def mapped(self) -> Path:
+        """The mapped reference: positions, forces, cells, bead types and masses (``MappedTrajectory``)."""
+        return self.cg / "mapped.npz"
+
+    @property
+    def cg_topology(self) -> Path:
+        return self.cg / "topology.pdb"
+
+    @property
+    def dataset(self) -> Path:
+        """The mapped reference as schnetpack ASEAtomsData."""
+        return self.cg / "dataset.db"
+
+    @property
+    def mapping_json(self) -> Path:
+        return self.cg / "mapping.json"
+
+    @property
+    def model(self) -> Path:
+        """The model folder: model.pt (state_dict) + model.json."""
+        return self.folder("train")
+
+    @property
+    def priors_json(self) -> Path:
+        return self.model / "priors.json"
+
+    @property
+    def simulation(self) -> Path:
+        return self.folder("simulate")
+
+    @property
+    def simulation_json(self) -> Path:
+        return self.simulation / "simulation.json"
+
+    def mutant_simulation(self, spec: str) -> Path:
+        """The simulation folder of the mutant ``spec`` (e.g. 'F5A')."""
+        return self.simulation / f"mutant_{spec}"
+
+    @property
+    def analysis(self) -> Path:
+        return self.folder("analyse")
+
+    @property
+    def structure_npz(self) -> Path:
+        """RDF/ADF/q curves of the fluid analysis."""
+        return self.analysis / "structure.npz"
+
+    @property
+    def lrp(self) -> Path:
+        return self.folder("explain")
+
+    @property
+    def figures(self) -> Path:
+        """The figures folder (created when asked for)."""
+        d = self.root / "figures"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
+
+    # ------------------------------------------------------------ input hashes and reuse
+    @staticmethod
+    def input_hash(cfg: dict, stage: str) -> str:
+        """Hash of the configuration sections ``stage`` depends on, execution keys left out."""
+        parts = []
+        for s in DEPENDS_ON[stage]:
+            if s == "priors" and not cfg.get("priors"):
+                continue  # an empty priors section (the fluids) is left out, so older hashes still match
+            drop = EXECUTION_KEYS.get(s, ())
+            parts.append({k: v for k, v in cfg[s].items() if k not in drop})
+        return section_hash(*parts)
+
+    def prepare(self, cfg: dict, stage: str) -> Path:
+        """Make ``stage``'s folder ready for ``cfg``: clear it if it holds outputs of other inputs,
+        copy a finished one from a sibling run with the same inputs if there is one, and record
+        the inputs. Processes of rank > 0 wait for rank 0 to do this. Returns the folder."""
+        from cgexplain.distributed import is_main_process, wait_for
+
+        d = self.folder(stage)
+        h = self.input_hash(cfg, stage)
+        marker = d / "inputs.json"
+        if not is_main_process():
+            wait_for(lambda: marker.exists() and read_json(marker).get("hash") == h, f"{marker} (written by rank 0)")
+            return d
+        if d.exists() and marker.exists() and read_json(marker).get("hash") != h:
+            shutil.rmtree(d)
+        if not d.exists():
+            self._copy_from_sibling(stage, h)
+        d.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            write_json(marker, {"hash": h, "sections": {s: cfg[s] for s in DEPENDS_ON[stage]}})
+        return d
+
+    def _copy_from_sibling(self, stage: str, h: str) -> bool:
+        root = self.root.resolve()
+        if stage not in _SHAREABLE or not root.parent.exists():
+            return False
+        for other_root in sorted(root.parent.iterdir()):
+            if other_root == root or not other_root.is_dir():
+                continue
+            other = RunFolder(other_root)
+            src = other.folder(stage)
+            if not other.is_done(stage) or not (src / "inputs.json").exists():
+                continue
+            if read_json(src / "inputs.json").get("hash") == h:
+                tmp = root / f".{FOLDERS[stage]}.copying"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(src, tmp)
+                tmp.rename(self.folder(stage))
+                print(f"cgexplain: {FOLDERS[stage]}/ reused from {other_root} (same inputs)")
+                return True
+        return False
+
+    # ------------------------------------------------------------ CG trajectories
+    def cg_trajectories(self, sim_dir: Path | None = None) -> list[Path]:
+        """The DCD files of the simulation stage (or of ``sim_dir``, e.g. a mutant's), one per replica."""
+        from cgexplain.md.langevin import trajectory_paths
+
+        d = self.simulation if sim_dir is None else Path(sim_dir)
+        return trajectory_paths(d, int(read_json(d / "simulation.json").get("n_replicas", 1)))
+
+    def cg_frames(self, sim_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """CG frames of the simulation stage (or of ``sim_dir``), all replicas concatenated.
+
+        Returns positions (F, n, 3) Å, cells (F, 3, 3) Å (zeros: no box, not periodic) and the
+        number of frames of each replica. Raises FileNotFoundError if the simulation has not run.
+        """
+        import MDAnalysis as mda
+        from MDAnalysis.lib.mdamath import triclinic_vectors
+
+        d = self.simulation if sim_dir is None else Path(sim_dir)
+        if not (d / "simulation.json").exists():
+            raise FileNotFoundError(f"{d / 'simulation.json'}: the simulate stage has not finished")
+        pos, cells = [], []
+        for path in self.cg_trajectories(d):
+            u = mda.Universe(str(self.cg_topology), str(path))
+            pos.append(u.trajectory.timeseries(order="fac").astype(np.float64))
+            cells.append(np.array([triclinic_vectors(ts.dimensions) if ts.dimensions is not None else np.zeros((3, 3)) for ts in u.trajectory]))
+        return np.concatenate(pos), np.concatenate(cells), [len(p) for p in pos]
