@@ -37,7 +37,7 @@ import numpy as np
 from IPython.display import Image, display
 
 from cgexplain.config import load_system
-from cgexplain.workflow import stages as pipeline
+from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) keeps every stage small enough for CI (a few minutes on 2 CPU
 # cores); TUTORIAL_MODE=quick uses the system's quick profile unchanged.
@@ -68,7 +68,7 @@ print(run.resolve())
 # The check compares our C–C RDF with the publication's (digitised from its figure).
 
 # %%
-ref = pipeline.stage_reference(cfg, run, progress=False)
+ref = stages.stage_reference(cfg, run, progress=False)
 print(f"{ref['n_frames']} frames of {ref['n_atoms']} atoms, density {ref['production_density_g_cm3']:.4f} g/cm³")
 c = ref["check"]
 print(f"C–C RDF: first peak {c['first_peak_A']:.2f} Å (height {c['first_peak_height']:.2f}); "
@@ -89,7 +89,7 @@ u = load_universe(run / "reference" / "topology.pdb", run / "reference" / "traje
 m = make_mapping(u, by="residue", method="com", bead_names="CH4")
 print(f"{m.n_atoms} atoms -> {m.n_beads} beads; bead mass {m.bead_masses[0]:.3f} amu")
 print("position map rows sum to 1:", np.allclose(m.position_map.sum(1), 1), "| force map D·Cᵀ = 1:", np.allclose(m.force_map @ m.position_map.T, np.eye(m.n_beads)))
-mp = pipeline.stage_map(cfg, run, progress=False)
+mp = stages.stage_map(cfg, run, progress=False)
 traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
 print(f"mapped: {traj.positions.shape[0]} frames, mean |F| per bead {mp['mean_abs_force_kcal_mol_A']:.2f} kcal/mol/Å")
 
@@ -102,7 +102,7 @@ print(f"mapped: {traj.positions.shape[0]} frames, mean |F| per bead {mp['mean_ab
 # forces of the removed degrees of freedom), so the validation error cannot go to zero.
 
 # %%
-tr = pipeline.stage_train(cfg, run, progress=False)
+tr = stages.stage_train(cfg, run, progress=False)
 v = tr["validation"]
 print(f"validation force MAE {v['force_mae']:.2f}, RMSE {v['force_rmse']:.2f} kcal/mol/Å "
       f"(mean |F| {mp['mean_abs_force_kcal_mol_A']:.2f}); {tr['n_train_frames']} training frames")
@@ -114,7 +114,7 @@ print(f"validation force MAE {v['force_mae']:.2f}, RMSE {v['force_rmse']:.2f} kc
 # clear error if forces explode, and checkpoints so that it resumes.
 
 # %%
-sim = pipeline.stage_simulate(cfg, run, progress=False)
+sim = stages.stage_simulate(cfg, run, progress=False)
 print(f"{sim['n_frames']} frames; mean kinetic temperature {sim['mean_kinetic_temperature_K']:.1f} K")
 
 # %% [markdown]
@@ -125,7 +125,7 @@ print(f"{sim['n_frames']} frames; mean kinetic temperature {sim['mean_kinetic_te
 # bead's four nearest neighbours.
 
 # %%
-an = pipeline.stage_analyse(cfg, run, progress=False)
+an = stages.stage_analyse(cfg, run, progress=False)
 print(f"RDF max|Δg| {an['rdf_max_abs_diff']:.3f}; first peak reference {an['rdf_first_peak_reference_A']:.2f} Å, CG {an['rdf_first_peak_cg_A']:.2f} Å")
 print(f"ADF Jensen–Shannon distance {an['adf_js_distance']:.3f}; mean q reference {an['q_mean_reference']:.3f}, CG {an['q_mean_cg']:.3f}")
 for f in ("rdf.png", "adf.png", "q.png"):
@@ -163,7 +163,7 @@ print(f"Σ walks {res['relevance'].sum():.3f} = Σ h0·∂E/∂h0 {res['sum_h0_g
 # angles the model finds stabilising (negative) or destabilising (positive).
 
 # %%
-lrp = pipeline.stage_explain(cfg, run, progress=False)
+lrp = stages.stage_explain(cfg, run, progress=False)
 print({k: round(v, 3) for k, v in lrp["relevance_by_body_order_kcal_mol_mean"].items()})
 display(Image(figs / "relevance_2body.png"))
 display(Image(figs / "relevance_3body.png"))

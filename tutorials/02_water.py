@@ -32,7 +32,7 @@ import numpy as np
 from IPython.display import Image, display
 
 from cgexplain.config import load_system
-from cgexplain.workflow import stages as pipeline
+from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) keeps every stage small enough for CI (a few minutes on 2 CPU
 # cores); TUTORIAL_MODE=quick uses the system's quick profile unchanged.
@@ -58,7 +58,7 @@ print(run.resolve())
 # forces, which the molecule's summed force map cancels.
 
 # %%
-ref = pipeline.stage_reference(cfg, run, progress=False)
+ref = stages.stage_reference(cfg, run, progress=False)
 c = ref["check"]
 print(f"NPT density {ref['npt_mean_density_g_cm3']:.3f} g/cm³; O–O first peak {c['first_peak_A']:.2f} Å, height {c['first_peak_height']:.2f}: {'pass' if c['passed'] else 'FAIL'}")
 display(Image(figs / "reference_rdf.png"))
@@ -67,9 +67,9 @@ display(Image(figs / "reference_rdf.png"))
 # ## 2–4. Mapping, force matching and CG simulation
 
 # %%
-mp = pipeline.stage_map(cfg, run, progress=False)
-tr = pipeline.stage_train(cfg, run, progress=False)
-sim = pipeline.stage_simulate(cfg, run, progress=False)
+mp = stages.stage_map(cfg, run, progress=False)
+tr = stages.stage_train(cfg, run, progress=False)
+sim = stages.stage_simulate(cfg, run, progress=False)
 print(f"{mp['n_beads']} beads, {mp['n_frames']} frames; validation force MAE {tr['validation']['force_mae']:.2f} kcal/mol/Å; "
       f"CG simulation {sim['n_frames']} frames at {sim['mean_kinetic_temperature_K']:.0f} K")
 
@@ -80,7 +80,7 @@ print(f"{mp['n_beads']} beads, {mp['n_frames']} frames; validation force MAE {tr
 # at legs shorter than 3.3 Å).
 
 # %%
-an = pipeline.stage_analyse(cfg, run, progress=False)
+an = stages.stage_analyse(cfg, run, progress=False)
 print(f"RDF max|Δg| {an['rdf_max_abs_diff']:.3f}; first peak reference {an['rdf_first_peak_reference_A']:.2f} Å, CG {an['rdf_first_peak_cg_A']:.2f} Å")
 print(f"ADF JS distance {an['adf_js_distance']:.3f}; mean q reference {an['q_mean_reference']:.3f}, CG {an['q_mean_cg']:.3f}")
 for f in ("rdf.png", "adf.png", "q.png"):
