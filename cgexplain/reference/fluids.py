@@ -237,8 +237,8 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
             "production_box_A": box.tolist(),
             "production_density_g_cm3": units.density_g_cm3(mass, float(np.linalg.det(box))),
         }
+        write_json(info_path, info)  # before the state file, which marks equilibration done
         save_state(sim, eq_state)
-        write_json(info_path, info)
         timings["equilibration_s"] = time.perf_counter() - t0
     if not eq_state.exists():
         sim = _make_simulation(make_system, topology, positions, settings, barostat=True, seed=settings.seed)
@@ -275,8 +275,8 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
         n_nvt = _steps(settings.equilibration_nvt, settings.timestep)
         for _ in tqdm(range(0, n_nvt, block), desc="reference NVT equilibration", disable=not progress):
             sim2.step(block)
+        write_json(info_path, info)  # before the state file, which marks equilibration done
         save_state(sim2, eq_state)
-        write_json(info_path, info)
         timings["equilibration_s"] = time.perf_counter() - t0
     info = read_json(info_path)
 
@@ -324,7 +324,8 @@ def run_chunks(
     kcal/mol/Å, and box vectors Å with ``with_cell``, one frame every ``steps_per_frame`` steps)
     and the OpenMM state after each chunk, ``state_XXXX.xml``. Chunk 0 starts from the state file
     ``start_state``, chunk c from ``state_{c-1}``; a chunk already written is skipped, so an
-    interrupted run resumes. ``seed_of(c)`` seeds the integrator of chunk c; ``bar`` (tqdm)
+    interrupted run resumes and gives the same frames as an uninterrupted one. ``seed_of(c)`` seeds
+    the integrator of chunk c (the context is reinitialised so that the seed takes effect); ``bar`` (tqdm)
     advances by one per frame. Raises RuntimeError naming ``where``, the chunk and the frame for
     non-finite positions or forces."""
     from openmm import unit
@@ -338,7 +339,10 @@ def run_chunks(
             bar.update(nf)
             continue
         sim.loadState(str(start_state if c == 0 else chunk_dir / f"state_{c - 1:04d}.xml"))
+        # a new seed takes effect only when the context is rebuilt: the noise of chunk c then depends
+        # on seed_of(c) alone, so a run resumed at any chunk gives the same frames as one never killed
         sim.integrator.setRandomNumberSeed(seed_of(c))
+        sim.context.reinitialize(preserveState=True)
         pos = np.empty((nf, n_atoms, 3), np.float32)
         frc = np.empty_like(pos)
         cell = np.empty((nf, 3, 3), np.float32)
@@ -352,8 +356,9 @@ def run_chunks(
             if not (np.isfinite(pos[k]).all() and np.isfinite(frc[k]).all()):
                 raise RuntimeError(f"{where}: non-finite positions or forces at chunk {c}, frame {k}")
             bar.update(1)
-        save_npz(path, positions=pos, forces=frc, **({"cell": cell} if with_cell else {}))
+        # the state first: a chunk file on disk then always has the state its successor starts from
         save_state(sim, chunk_dir / f"state_{c:04d}.xml")
+        save_npz(path, positions=pos, forces=frc, **({"cell": cell} if with_cell else {}))
 
 
 def write_trajectory_with_forces(topology, path, positions, forces, cells, dt: float) -> None:

@@ -66,9 +66,7 @@ class FluidKind(Kind):
             hlo, hhi = check["height"]
             res.update(expected_peak_A=[lo, hi], expected_height=[hlo, hhi], passed=bool(lo <= pk <= hi and hlo <= h <= hhi))
         if check.get("digitized") is not None:
-            rms, r_lo, r_hi, g_ref = rdf_rms_against_digitized(
-                r, g, Path(cfg["system_dir"]) / check["digitized"], check["rms_range_A"]
-            )
+            rms, r_lo, r_hi, g_ref = rdf_rms_against_digitized(r, g, Path(cfg["system_dir"]) / check["digitized"], check["rms_range_A"])
             curves["publication (digitised)"] = g_ref
             res.update(
                 digitized=check["digitized"],
