@@ -222,7 +222,13 @@ def main(argv=None) -> int:
         run_all(cfg, run_dir, progress=False, stages=stages)
         return 0
     print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {run_dir.root.resolve()}")
-    summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
+    from cgexplain.model.potential import ModelFolderError
+
+    try:
+        summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
+    except ModelFolderError as e:  # a damaged model folder: the message names the file, no traceback needed
+        print(f"cgexplain: error: {e}", file=sys.stderr)
+        return 2
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())
     print(f"cgexplain: done ({times}). Summary: {run_dir.summary_json.resolve()}")
     a = summary.get("analyse")

@@ -64,3 +64,35 @@ def test_energy_invariance_force_equivariance():
     assert abs(ep - ep2) < 1e-9
     np.testing.assert_allclose(fp, fp2, atol=1e-9)
     assert abs(f.sum(0)).max() < 1e-9  # Newton's third law
+
+
+def test_damaged_model_folder_gives_an_error_naming_the_file(tmp_path):
+    """A truncated model.pt, a model.json that is not JSON, and a folder without model.pt each give
+    an error naming the file and the problem; the CLI prints it and exits 2 without a traceback."""
+    import subprocess
+    import sys
+
+    from cgexplain.model.potential import ModelFolderError, load_model, save_model
+    from conftest import random_painn
+
+    d = tmp_path / "model"
+    save_model(random_painn(F=8, L=2), {"representation": "painn", "n_atom_basis": 8, "n_interactions": 2, "cutoff": 3.0}, d)
+    load_model(d)
+    data = (d / "model.pt").read_bytes()
+    (d / "model.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelFolderError, match=r"model\.pt: cannot be read as a state_dict \(\d+ bytes; truncated or corrupted\?\)"):
+        load_model(d)
+    np.savez(tmp_path / "t.npz", positions=np.zeros((1, 4, 3)), cells=np.zeros((1, 3, 3)), bead_types=np.ones(4, int))
+    p = subprocess.run(
+        [sys.executable, "-m", "cgexplain", "explain", str(d), str(tmp_path / "t.npz"), "--out", str(tmp_path / "o"), "--shell", "3"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and "model.pt: cannot be read as a state_dict" in p.stderr and "Traceback" not in p.stderr
+    (d / "model.pt").write_bytes(data)
+    (d / "model.json").write_text("{not json")
+    with pytest.raises(ModelFolderError, match=r"model\.json: not valid JSON"):
+        load_model(d)
+    (d / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.pt: no such file"):
+        load_model(d)

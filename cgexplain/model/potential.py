@@ -20,7 +20,7 @@ from cgexplain import __version__
 from cgexplain.config import ge, gt, one_of
 from cgexplain.fileio import atomic_path, read_json, write_json
 
-__all__ = ["ModelSettings", "DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
+__all__ = ["ModelSettings", "ModelFolderError", "DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
 
 
 @dataclasses.dataclass
@@ -113,22 +113,49 @@ def save_model(model: torch.nn.Module, hparams: dict, directory: str | Path, ext
     return d
 
 
+class ModelFolderError(ValueError, RuntimeError):
+    """A damaged or mismatched model folder; the message names the file and the problem."""
+
+
 def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = True):
     """Load a model folder written by :func:`save_model`.
 
-    Returns (model, meta) with the model in eval mode; ``fast`` as in :func:`build_model`. Raises FileNotFoundError naming a missing
-    file, and RuntimeError if the weights do not match the JSON architecture.
+    Returns (model, meta) with the model in eval mode; ``fast`` as in :func:`build_model`.
+    Raises FileNotFoundError naming a missing file, and :class:`ModelFolderError` (a ValueError)
+    naming the file and the problem for a model.json that is not JSON or lacks ``hparams``, a
+    model.pt that is truncated, corrupted or not a state_dict, or weights that do not match the
+    JSON architecture.
     """
+    import json
+
     d = Path(directory)
-    meta = read_json(d / "model.json")
+    if not (d / "model.json").exists():
+        raise FileNotFoundError(f"{d / 'model.json'}: no such file (a model folder holds model.pt and model.json)")
     if not (d / "model.pt").exists():
         raise FileNotFoundError(f"{d / 'model.pt'}: no such file")
-    model = build_model(meta["hparams"], fast=fast)
-    state = torch.load(d / "model.pt", map_location=map_location, weights_only=True)
+    try:
+        meta = read_json(d / "model.json")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFolderError(f"{d / 'model.json'}: not valid JSON ({exc}); the model folder is damaged") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("hparams"), dict):
+        raise ModelFolderError(f"{d / 'model.json'}: no 'hparams' mapping; not a model.json written by cgexplain")
+    try:
+        model = build_model(meta["hparams"], fast=fast)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"{d / 'model.json'}: its hparams do not build a model: {exc}") from None
+    try:
+        state = torch.load(d / "model.pt", map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises OSError, RuntimeError, pickle errors ... for damaged files
+        size = (d / "model.pt").stat().st_size
+        raise ModelFolderError(
+            f"{d / 'model.pt'}: cannot be read as a state_dict ({size} bytes; truncated or corrupted?): {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    if not isinstance(state, dict):
+        raise ModelFolderError(f"{d / 'model.pt'}: holds a {type(state).__name__}, not a state_dict")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise RuntimeError(f"{d / 'model.pt'} does not match the architecture in {d / 'model.json'}: {exc}") from exc
+        raise ModelFolderError(f"{d / 'model.pt'} does not match the architecture in {d / 'model.json'}: {str(exc)[:500]}") from None
     model.eval()
     return model, meta
 
