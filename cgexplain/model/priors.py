@@ -19,11 +19,11 @@ Müller-Plathe, J. Comput. Chem. 24, 1624 (2003)): a coordinate x with distribut
 temperature T has the potential of mean force U(x) = -kT ln p(x) (+ const); a harmonic U gives a
 Gaussian p with variance kT/k.
 
-The params dict (JSON-serialisable; ``format`` "cgexplain.model.priors/1") holds ``n_beads``,
+The params dict (JSON-serialisable; ``format`` "cgexplain.priors/1") holds ``n_beads``,
 ``temperature`` (K, the fit temperature), ``units``, the four kinds, each with an explicit
 ``index`` list, and the ``fit`` settings::
 
-    {"format": "cgexplain.model.priors/1", "n_beads": n, "temperature": T, "units": {...},
+    {"format": "cgexplain.priors/1", "n_beads": n, "temperature": T, "units": {...},
      "bonds": {"index": [[i, i+1], ...], "k": [...], "r0": [...]},
      "angles": {"index": [[i, i+1, i+2], ...], "k": [...], "theta0": [...]},
      "dihedrals": {"index": [[i, .., i+3], ...], "a": [[a_1..a_N], ...], "b": [[b_1..b_N], ...]},
@@ -61,7 +61,7 @@ __all__ = [
     "PRIOR_KINDS",
 ]
 
-PRIOR_FORMAT = "cgexplain.model.priors/1"
+PRIOR_FORMAT = "cgexplain.priors/1"
 PRIOR_KINDS = ("bonds", "angles", "dihedrals", "repulsion")
 UNITS = {"length": "Angstrom", "energy": "kcal/mol", "angle": "rad", "temperature": "K"}
 
