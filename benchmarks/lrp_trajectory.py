@@ -44,7 +44,6 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     out = args.out or Path(tempfile.mkdtemp(prefix="lrp_trajectory_"))
     r = args.r_range
-    types = args.types if args.types is None or args.types.endswith(".npz") else [int(t) for t in args.types.split(",")]
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
@@ -54,7 +53,7 @@ def main():
         args.trajectory,
         out,
         topology=args.topology,
-        types=types,
+        types=args.types,
         frames=args.frames,
         shell=args.shell,
         r_edges=(r[0], r[1], int(r[2])),

@@ -274,46 +274,22 @@ PURE = ("fonttools",)
 PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "any"]
 
 
+def _download(dest: Path, platforms: list[str], specs: list[str]) -> None:
+    """pip download of binary wheels for CPython 3.12 on ``platforms``, without dependencies."""
+    cmd = [sys.executable, "-m", "pip", "download", "--dest", str(dest), "--only-binary=:all:", "--no-deps", "--python-version", "3.12"]
+    cmd += ["--implementation", "cp"] if platforms != ["any"] else []
+    for p in platforms:
+        cmd += ["--platform", p]
+    subprocess.run(cmd + specs, check=True)
+
+
 def build(dest: Path, with_image: bool = False) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     wheels = {**WHEELS, **IMAGE} if with_image else WHEELS
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--dest",
-        str(dest),
-        "--only-binary=:all:",
-        "--no-deps",
-        "--python-version",
-        "3.12",
-        "--implementation",
-        "cp",
-    ]
-    for p in PLATFORMS:
-        cmd += ["--platform", p]
-    subprocess.run(cmd + [f"{k}=={v}" for k, v in wheels.items() if k not in SOURCE_ONLY + PURE], check=True)
+    _download(dest, PLATFORMS, [f"{k}=={v}" for k, v in wheels.items() if k not in SOURCE_ONLY + PURE])
     pure = [f"{k}=={wheels[k]}" for k in PURE if k in wheels]
     if pure:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--dest",
-                str(dest),
-                "--only-binary=:all:",
-                "--no-deps",
-                "--python-version",
-                "3.12",
-                "--platform",
-                "any",
-                *pure,
-            ],
-            check=True,
-        )
+        _download(dest, ["any"], pure)
     src = [f"{k}=={wheels[k]}" for k in SOURCE_ONLY]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dest), *src], check=True)
     for w in dest.glob("*.whl"):

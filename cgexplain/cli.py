@@ -139,9 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _explain_model(args) -> int:
     from cgexplain.lrp.explain import explain_trajectory
 
-    types = args.types
-    if types is not None and not types.endswith(".npz"):
-        types = [int(t) for t in types.split(",")]
     out = args.out or Path(f"lrp-{args.trajectory.stem}")
     print(f"cgexplain explain: model {args.target} on {args.trajectory} -> {Path(out).resolve()}")
     r = args.r_range
@@ -150,7 +147,7 @@ def _explain_model(args) -> int:
         args.trajectory,
         out,
         topology=args.topology,
-        types=types,
+        types=args.types,
         frames=args.frames,
         gamma=args.gamma,
         bias_rule=not args.no_bias_rule,
@@ -208,10 +205,7 @@ def main(argv=None) -> int:
             for key in EXECUTION_KEYS[section]:
                 if getattr(args, key, None) is not None:
                     cfg[section][key] = getattr(args, key)
-        cfg = {
-            **validate_config(cfg, args.system_dir / "system.yaml (with command-line options)"),
-            **{k: cfg[k] for k in ("name", "system_dir", "profile", "arch")},
-        }
+        cfg = validate_config(cfg, args.system_dir / "system.yaml (with command-line options)")  # keeps name, profile, arch
     except (ConfigError, FileNotFoundError) as e:
         print(f"cgexplain: error: {e}", file=sys.stderr)
         return 2

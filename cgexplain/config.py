@@ -202,7 +202,7 @@ class ProteinLrpSection:
     device: str | None = None
 
 
-def _schemas(kind: str, reference_system: str | None) -> dict[str, Any]:
+def _schemas(kind: str) -> dict[str, Any]:
     """section -> schema (a dataclass, or a callable's signature for priors) of ``kind``."""
     from cgexplain.md.langevin import SimSettings
     from cgexplain.model.potential import ModelSettings
@@ -261,22 +261,18 @@ def _pydantic_model(schema: Any, name: str):
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def _format_errors(path: Path, section: str, err) -> str:
+def _format_errors(path: Path, section: str, err, known: list[str]) -> str:
+    """One message for a pydantic ValidationError of ``section``; ``known``: the section's keys."""
     lines = []
     for e in err.errors():
         key = ".".join(str(x) for x in (section, *e["loc"]))
         if e["type"] == "extra_forbidden":
-            model_fields = sorted(err_model_fields(err))
-            lines.append(f"{key}: unknown key; known keys of {section}: {', '.join(model_fields)}")
+            lines.append(f"{key}: unknown key; known keys of {section}: {', '.join(sorted(known))}")
         elif e["type"] == "missing":
             lines.append(f"{key}: required key missing")
         else:
             lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return f"{path}: " + "; ".join(lines)
-
-
-def err_model_fields(err) -> list[str]:
-    return list(getattr(err, "_cgexplain_fields", []))
 
 
 def _validate_section(path: Path, section: str, schema: Any, values: dict) -> dict:
@@ -292,8 +288,7 @@ def _validate_section(path: Path, section: str, schema: Any, values: dict) -> di
     try:
         checked = model.model_validate(values)
     except ValidationError as e:
-        e._cgexplain_fields = list(model.model_fields)  # type: ignore[attr-defined]
-        raise ConfigError(_format_errors(path, section, e)) from None
+        raise ConfigError(_format_errors(path, section, e, list(model.model_fields))) from None
     out = {k: getattr(checked, k) for k in model.model_fields}
     out = json.loads(json.dumps(out, default=list))  # tuples -> lists, as YAML would give
     if dataclasses.is_dataclass(schema):
@@ -317,7 +312,7 @@ def validate_config(cfg: dict, path: str | Path = "system.yaml") -> dict:
     out = dict(cfg)
     out["kind"] = kind
     ref = dict(cfg.get("reference") or {})
-    schemas = _schemas(kind, ref.get("system"))
+    schemas = _schemas(kind)
     check = ref.pop("check", None) if kind == "fluid" else None
     for section in SECTIONS:
         values = dict(ref if section == "reference" else (cfg.get(section) or {}))

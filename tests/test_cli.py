@@ -103,3 +103,21 @@ def test_config_profiles_and_errors(tmp_path):
         load_system(tmp_path)
     with pytest.raises(FileNotFoundError, match="system.yaml"):
         load_system(tmp_path / "missing")
+
+
+def test_types_as_comma_list_string(tmp_path):
+    """--types '1,2,...' (the CLI's and the benchmark's form) is parsed in one place, open_cg_frames."""
+    import MDAnalysis as mda
+    import numpy as np
+
+    from cgexplain.lrp.explain import open_cg_frames
+
+    u = mda.Universe.empty(3, trajectory=True)
+    u.add_TopologyAttr("names", ["W"] * 3)
+    u.atoms.positions = np.eye(3)
+    u.atoms.write(str(tmp_path / "t.pdb"))
+    u.atoms.write(str(tmp_path / "t.dcd"))
+    src = open_cg_frames(tmp_path / "t.dcd", tmp_path / "t.pdb", "1,2,1")
+    assert src.types.tolist() == [1, 2, 1] and open_cg_frames(tmp_path / "t.dcd", tmp_path / "t.pdb", [1, 2, 1]).types.tolist() == [1, 2, 1]
+    with pytest.raises(ValueError, match=r"types '1,x,1': expected an \.npz with bead_types or a comma list of integers"):
+        open_cg_frames(tmp_path / "t.dcd", tmp_path / "t.pdb", "1,x,1")

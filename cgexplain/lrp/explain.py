@@ -42,6 +42,11 @@ def parse_frames(spec: str | None, n_frames: int) -> np.ndarray:
 def _resolve_types(trajectory, types, file_types):
     if types is None:
         types = file_types
+    elif isinstance(types, str) and not types.endswith(".npz"):  # a comma list, as --types takes it
+        try:
+            types = [int(t) for t in types.split(",")]
+        except ValueError:
+            raise ValueError(f"types {types!r}: expected an .npz with bead_types or a comma list of integers") from None
     elif isinstance(types, (str, Path)):
         with np.load(types) as z:
             if "bead_types" not in z:
@@ -58,8 +63,8 @@ def open_cg_frames(trajectory, topology=None, types=None, frames=None):
     trajectory: an ``.npz`` (keys positions (F, n, 3) Å, cells (F, 3, 3) Å, bead_types (n,), as
     written by the map stage; read into memory) or any trajectory MDAnalysis reads with its
     ``topology`` (read lazily, a chunk of frames at a time, so its length is not bounded by
-    memory). types: None (from the npz), an ``.npz`` with ``bead_types``, or a sequence of ints
-    (n,). frames: see :func:`parse_frames`.
+    memory). types: None (from the npz), an ``.npz`` with ``bead_types``, a sequence of ints
+    (n,), or a comma list of ints as a string ('1,1,2'). frames: see :func:`parse_frames`.
     Raises FileNotFoundError, KeyError or ValueError naming the file and the problem.
     """
     from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames

@@ -11,8 +11,8 @@ Frames are spread over processes by MDAnalysis's parallel analysis machinery
 processes, :class:`SpawnPool`, since forked children of a process that already ran torch's
 OpenMP threads can hang) or ``'dask'`` (``dask.compute`` with processes; with a
 dask.distributed client, e.g. from dask-jobqueue, the frames go to a SLURM or PBS cluster).
-Each process loads the model folder itself (state_dict + JSON) and uses cores // n_workers
-torch threads. The frame files do not depend on how the frames were spread, so a run may
+Each process loads the model folder itself (state_dict + JSON), uses cores // n_workers torch
+threads, and with device 'cuda' takes GPU w mod (visible GPUs), w being its block of frames. The frame files do not depend on how the frames were spread, so a run may
 resume with another backend or worker count.
 """
 
@@ -106,49 +106,59 @@ class FrameExplainer(AnalysisBase):
         self.model_dir = None if model_dir is None else Path(model_dir)
         self._model, self.device = model, device
         self._threads: int | None = None
+        self._block_starts: list[int] = []
+        self._ready = False  # model loaded and on its device in this process
         self.out_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(_index_universe(len(source)).trajectory, verbose=progress)
 
     def __getstate__(self):  # the model is reloaded from its folder in each process, never pickled
         state = self.__dict__.copy()
-        state["_model"] = None
+        if self.model_dir is not None:
+            state["_model"], state["_ready"] = None, False
         return state
 
     def run(self, *args, backend: str | BackendBase | None = None, n_workers: int | None = None, **kwargs):
-        """MDAnalysis ``AnalysisBase.run``; backend 'multiprocessing' uses :class:`SpawnPool`."""
-        n = int(n_workers or 1)
-        if backend in (None, "serial") and n > 1:
-            backend = "multiprocessing"
-        if backend not in (None, "serial") and self.model_dir is None:
-            raise ValueError("a parallel backend needs the model folder (each process loads model.pt + model.json), not a model object")
-        if backend is not None and backend not in ("serial", "multiprocessing", "dask") and not isinstance(backend, BackendBase):
+        """MDAnalysis ``AnalysisBase.run``: one worker runs serially whatever ``backend``; more go
+        through ``backend`` ('multiprocessing', the default, uses :class:`SpawnPool`; 'dask').
+        Raises ValueError for n_workers < 1, an unknown backend, or a parallel run without a model folder."""
+        n = 1 if n_workers is None else int(n_workers)
+        if n < 1:
+            raise ValueError(f"workers must be >= 1, got {n}")
+        if backend is not None and backend not in BACKENDS and not isinstance(backend, BackendBase):
             raise ValueError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        if n > 1 or backend not in (None, "serial"):
-            from cgexplain.distributed import cpu_count
+        if n == 1:
+            return super().run(*args, backend="serial", **kwargs)
+        if self.model_dir is None:
+            raise ValueError("a parallel backend needs the model folder (each process loads model.pt + model.json), not a model object")
+        from cgexplain.distributed import cpu_count
 
-            self._threads = max(1, cpu_count() // n)
-        if backend == "multiprocessing":
+        self._threads = max(1, cpu_count() // n)
+        # the first frame of each worker's block, in MDAnalysis's split: worker w takes device index w
+        self._block_starts = [int(b[0]) for b in np.array_split(np.arange(len(self.source)), n) if len(b)]
+        if backend in (None, "serial", "multiprocessing"):
             return super().run(*args, backend=SpawnPool(n_workers=n), n_workers=n, unsupported_backend=True, **kwargs)
-        return super().run(*args, backend=backend or "serial", n_workers=n if backend not in (None, "serial") else None, **kwargs)
+        return super().run(*args, backend=backend, n_workers=n, **kwargs)
 
     def _get_aggregator(self):
         return ResultsGroup(lookup={"computed": ResultsGroup.flatten_sequence})
 
-    def _load(self):
-        if self._model is None:
+    def _load(self, k: int):
+        """The model on this process's device, loaded (or moved) once; ``k``: the first frame this process computes."""
+        if not self._ready:
             import torch
 
             from cgexplain.distributed import rank_device
-            from cgexplain.model.potential import load_model
 
-            if self._threads is not None:
-                torch.set_num_threads(self._threads)
-            self._model, _ = load_model(self.model_dir)
-            self._model = self._model.to(rank_device(self.device, 0))
-        elif self.device is not None:
-            from cgexplain.distributed import rank_device
+            if self._model is None:
+                from cgexplain.model.potential import load_model
 
-            self._model = self._model.to(rank_device(self.device, 0))
+                if self._threads is not None:
+                    torch.set_num_threads(self._threads)
+                assert self.model_dir is not None  # __init__: exactly one of model and model_dir
+                self._model, _ = load_model(self.model_dir)
+            worker = int(np.searchsorted(self._block_starts, k, side="right")) - 1 if self._block_starts else 0
+            self._model = self._model.to(rank_device(self.device, max(worker, 0)))
+            self._ready = True
         return self._model
 
     def _prepare(self):
@@ -160,7 +170,7 @@ class FrameExplainer(AnalysisBase):
         pos, cells = self.source.read([k])
         if self.task.is_done(self.out_dir, k, fid, pos[0], cells[0]):
             return
-        self.task.compute(self._load(), self.out_dir, k, fid, pos[0], cells[0])
+        self.task.compute(self._load(k), self.out_dir, k, fid, pos[0], cells[0])
         self.results.computed.append(k)
 
     def _conclude(self):

@@ -274,9 +274,9 @@ def explain_protein_frames(
         model_dir=model_dir,
         model=None if model_dir is not None else model,
         device=device,
-        progress=progress and workers == 1,
+        progress=progress and int(workers) == 1,
     )
-    explainer.run(backend=backend if workers > 1 else "serial", n_workers=int(workers))
+    explainer.run(backend=backend, n_workers=workers)
     computed = len(explainer.results.computed)
 
     maps, proj, one, body, cons, secs, nw, keys, krel = [], [], [], [], [], [], [], [], []

@@ -280,18 +280,15 @@ def explain_frames(
         return read_json(out / "lrp.json")
     frames = as_source(positions, cells, types, frame_ids)
     p = _params(lc)
-    workers = int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     model_dir = Path(model) if isinstance(model, (str, Path)) else None
     _warn_short_r_range(model_dir, model, p["r_edges"])
     n_frames = len(frames)
     t0 = time.perf_counter()
     task = FluidFrameTask(lc, shell, frames.types)
     explainer = FrameExplainer(
-        frames, task, out, model_dir=model_dir, model=None if model_dir is not None else model, device=device, progress=progress and workers == 1
+        frames, task, out, model_dir=model_dir, model=None if model_dir is not None else model, device=device, progress=progress and int(workers) == 1
     )
-    explainer.run(backend=backend if workers > 1 else "serial", n_workers=workers)
+    explainer.run(backend=backend, n_workers=workers)
     gamma, bias_rule, norm, n_out = p["gamma"], p["bias_rule"], p["norm"], p["n_out"]
     r_edges, a_edges = p["r_edges"], p["a_edges"]
     stats, body, cons, info = aggregate_frames(out, n_frames, r_edges, a_edges)

@@ -45,14 +45,14 @@ def _files(run: RunFolder) -> dict[str, Path]:
         # older runs: merged from model/log/version_*
         "training_log.csv": run.model / "training_log.csv",
     }
-    if (run.analysis / "protein.npz").exists():
+    if run.protein_npz.exists():
         return {
             **common,
             "priors.json": run.priors_json,
             "analysis.json": run.done_file("analyse"),
-            "protein.npz": run.analysis / "protein.npz",
+            "protein.npz": run.protein_npz,
             "lrp.json": run.done_file("explain"),
-            "residue_relevance.npz": run.lrp / "frames" / "residue_relevance.npz",
+            "residue_relevance.npz": run.residue_frames / "residue_relevance.npz",
         }
     return {
         **common,

@@ -10,7 +10,7 @@ stage finished)::
       model/       model.pt, model.json, priors.json (proteins), training.json (done), checkpoints/
       simulation/  trajectory.dcd or trajectory_rXX.dcd, log.npz, simulation.json (done), mutant_<spec>/
       analysis/    structure.npz or protein.npz, analysis.json (done)
-      lrp/         frame_XXXX.npz, nbody_statistics.npz, lrp.json (done)
+      lrp/         frame_XXXX.npz, nbody_statistics.npz (fluids) or frames/ (proteins), mutation.npz, lrp.json (done)
       figures/     every PNG of the run
       summary.json
 
@@ -180,8 +180,18 @@ class RunFolder:
         return self.analysis / "structure.npz"
 
     @property
+    def protein_npz(self) -> Path:
+        """Protein observables, TICA and free-energy surfaces of the protein analysis."""
+        return self.analysis / "protein.npz"
+
+    @property
     def lrp(self) -> Path:
         return self.folder("explain")
+
+    @property
+    def residue_frames(self) -> Path:
+        """Per-frame residue relevance files of a protein and their average (``residue_relevance.npz``)."""
+        return self.lrp / "frames"
 
     @property
     def figures(self) -> Path:

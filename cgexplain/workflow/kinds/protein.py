@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.fileio import read_json, write_json
+from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.workflow.kinds.base import Kind
 from cgexplain.workflow.run import RunFolder
 
@@ -169,7 +169,6 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
         tica_fit,
         tica_project,
     )
-    from cgexplain.fileio import save_npz
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.plots.core import pyplot
     from cgexplain.reference.protein import run_boundaries
@@ -221,7 +220,7 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
         "temperature_K": T,
     }
     save_npz(
-        d / "protein.npz",
+        run.protein_npz,
         **{f"reference_{k}": v for k, v in obs_ref.items()},
         **{f"cg_{k}": v for k, v in obs_cg.items()},
         tica_reference=p_ref,
@@ -328,7 +327,7 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         run.model,
         cg_positions[pick],
         types,
-        d / "frames",
+        run.residue_frames,
         gamma=gamma,
         bias_rule=bias_rule,
         frame_ids=pick,
@@ -432,7 +431,7 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
             "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
             "energy offset of force matching, the multi-body part does not",
         }
-        np.savez(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
+        save_npz(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
         n_mut = int(lc["mutant_simulation_steps"])
         if n_mut > 0:  # simulated by the simulate stage; compared here with the wild type over the same length
             out["mutation"]["simulation"] = compare_mutant_simulation(cfg, run, spec, ref, native, cg_positions)
