@@ -21,6 +21,7 @@ the validation MAE/RMSE are means over the whole validation set.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -206,6 +207,27 @@ def evaluate_forces(model, loader) -> dict:
     return {"force_mae": s_abs / n, "force_rmse": (s_sq / n) ** 0.5, "mean_abs_reference_force": s_ref / n}
 
 
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Silence what Lightning prints on every run that is noise to a cgexplain user: its info lines
+    (GPU/TPU available, the litlogger advertisement, "`Trainer.fit` stopped") and the deprecation
+    warning its pytree helper triggers in torch. Lightning's own warnings and cgexplain's stay visible."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+
 def train(
     data: str | Path, out_dir: str | Path, model_hparams: dict, settings: TrainSettings, extra_meta: dict | None = None, progress: bool = True
 ) -> dict:
@@ -273,22 +295,24 @@ def train(
     last = ckpt_dir / "last.ckpt"
     # Lightning's CSVLogger deletes an existing metrics.csv, so a resumed run logs to a new version
     log_version = len(list((out / "log").glob("version_*"))) if last.exists() else 0
-    trainer = pl.Trainer(
-        max_epochs=settings.epochs,
-        accelerator=settings.accelerator,
-        devices=settings.devices,
-        num_nodes=settings.num_nodes,
-        strategy=_strategy(settings),
-        use_distributed_sampler=False,
-        callbacks=[best_cb],
-        logger=CSVLogger(str(out), name="log", version=log_version),
-        inference_mode=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-    )
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=settings.epochs,
+            accelerator=settings.accelerator,
+            devices=settings.devices,
+            num_nodes=settings.num_nodes,
+            strategy=_strategy(settings),
+            use_distributed_sampler=False,
+            callbacks=[best_cb],
+            logger=CSVLogger(str(out), name="log", version=log_version),
+            inference_mode=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            # at least once per epoch, so Lightning has no interval longer than an epoch to warn about
+            log_every_n_steps=max(1, min(10, -(-len(train_set) // settings.batch_size))),
+        )
+        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     if not trainer.is_global_zero:
         return {"global_rank": int(trainer.global_rank), "world_size": int(trainer.world_size)}
 
