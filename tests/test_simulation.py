@@ -107,6 +107,17 @@ def test_run_simulation_writes_readable_dcd_and_resumes(tmp_path):
     xa, xb = ua.trajectory.timeseries(order="fac"), ub.trajectory.timeseries(order="fac")
     assert xb.shape == xa.shape
     np.testing.assert_allclose(xb, xa, atol=2e-3)
+    assert not list((tmp_path / "b").glob(".*.resuming.dcd"))  # the rewritten trajectory was swapped in
+    # one atomic checkpoint file holds the random streams too
+    assert "rng" in np.load(tmp_path / "b" / "checkpoint.npz").files and not (tmp_path / "b" / "checkpoint_rng.json").exists()
+    # a trajectory cut short after its checkpoint (frames lost) is refused, naming both files
+    part = run_simulation(*args, SimSettings(n_steps=50, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "c", progress=False)
+    (tmp_path / "c" / "simulation.json").unlink()
+    with mda.Writer(str(tmp_path / "c" / "trajectory.dcd"), n_atoms=n) as w:
+        for _ts in ua.trajectory[:4]:
+            w.write(ua.atoms)
+    with pytest.raises(RuntimeError, match=r"trajectory\.dcd holds 4 frames but .*checkpoint\.npz counts 10: the trajectory was cut short"):
+        run_simulation(*args, SimSettings(n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "c", progress=False)
 
 
 # ---------------------------------------------------------------- Verlet list, replicas, writer

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import time
 from pathlib import Path
 
@@ -367,11 +369,22 @@ def run_simulation(
                 "step": int(z["step"]),
                 "frames": int(z["frames"]),
                 "log": {k: z[f"log_{k}"] for k in ("time_ps", "temperature_K", "potential_kcal_mol")},
-                "rng": read_json(out / "checkpoint_rng.json"),
+                # the random streams live in the same file (one atomic write); older checkpoints kept them beside it
+                "rng": json.loads(str(z["rng"])) if "rng" in z.files else read_json(out / "checkpoint_rng.json"),
             }
-        kept = np.stack([mda.Universe(str(topology_pdb), str(p)).trajectory.timeseries(order="fac")[: state["frames"]] for p in paths])
+        frames = [mda.Universe(str(topology_pdb), str(p)).trajectory.timeseries(order="fac") for p in paths]
+        for p, f in zip(paths, frames):
+            if len(f) < state["frames"]:
+                raise RuntimeError(
+                    f"{p} holds {len(f)} frames but {ckpt} counts {state['frames']}: the trajectory was cut short after the "
+                    f"checkpoint and cannot be resumed; remove {out} to simulate again"
+                )
+        kept = np.stack([f[: state["frames"]] for f in frames])
 
-    writers = [mda.Writer(str(p), n_atoms=len(types)) for p in paths]
+    # a resumed run rewrites the frames it keeps into new files and swaps them in only once they
+    # are written, so a kill during the rewrite leaves the old, complete trajectories in place
+    targets = [p.with_name(f".{p.stem}.resuming{p.suffix}") if state is not None else p for p in paths]
+    writers = [mda.Writer(str(t), n_atoms=len(types)) for t in targets]
 
     def write_frame(x, k):  # on the writer thread
         x = x[None] if x.ndim == 2 else x
@@ -383,12 +396,22 @@ def run_simulation(
 
     for k in range(kept.shape[1]):
         write_frame(kept[:, k], k)
+    for t, p in zip(targets, paths):
+        if t != p:
+            os.replace(t, p)  # the open writer keeps appending to the renamed file
     writer = AsyncFrameWriter(write_frame)
 
     def save_ckpt(s):
         writer.flush()  # the DCDs hold every frame the checkpoint counts
-        write_json(out / "checkpoint_rng.json", s["rng"])
-        save_npz(ckpt, x=s["x"], v=s["v"], step=s["step"], frames=s["frames"], **{f"log_{k}": np.asarray(val) for k, val in s["log"].items()})
+        save_npz(
+            ckpt,
+            x=s["x"],
+            v=s["v"],
+            step=s["step"],
+            frames=s["frames"],
+            rng=np.array(json.dumps(s["rng"])),
+            **{f"log_{k}": np.asarray(val) for k, val in s["log"].items()},
+        )
 
     try:
         start = x0[0] if R == 1 else x0
