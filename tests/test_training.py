@@ -66,3 +66,19 @@ def test_merge_training_logs_drops_rolled_back_rows(tmp_path):
         assert "metrics.csv" in str(e)
     else:
         raise AssertionError("missing logs must raise")
+
+
+def test_stale_best_checkpoint_without_last_is_not_trusted(tmp_path):
+    """A run killed in its first epoch after best.ckpt but before last.ckpt was written starts
+    afresh: the final model equals a clean run's, not the stale best.ckpt's weights."""
+    _dataset(tmp_path)
+    stale, clean = tmp_path / "stale", tmp_path / "clean"
+    train(tmp_path / "d.db", stale, HP, TrainSettings(epochs=1, batch_size=4, lr=0.01), progress=False)
+    for f in ("training.json", "model.pt", "checkpoints/last.ckpt"):
+        (stale / f).unlink()
+    assert (stale / "checkpoints" / "best.ckpt").exists()
+    train(tmp_path / "d.db", stale, HP, TrainSettings(epochs=3, batch_size=4, lr=0.01), progress=False)
+    train(tmp_path / "d.db", clean, HP, TrainSettings(epochs=3, batch_size=4, lr=0.01), progress=False)
+    wa, wb = torch.load(stale / "model.pt", weights_only=True), torch.load(clean / "model.pt", weights_only=True)
+    for k in wb:
+        torch.testing.assert_close(wa[k], wb[k], msg=k)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import pytorch_lightning as pl
 import torch
 
 from cgexplain.config import gt, one_of, settings_from_dict
+from cgexplain.distributed import is_main_process
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.model.potential import build_model, save_model
 
@@ -291,6 +293,10 @@ def train(
     pl.seed_everything(settings.seed, verbose=False)
     task = ForceMatching(model_hparams, lr=settings.lr)
     ckpt_dir = out / "checkpoints"
+    if not (ckpt_dir / "last.ckpt").exists() and ckpt_dir.exists() and is_main_process():
+        # nothing to resume from: a best.ckpt left by a run killed before its first last.ckpt would
+        # otherwise be taken for this run's best model
+        shutil.rmtree(ckpt_dir)
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_last=True, save_weights_only=False)
     last = ckpt_dir / "last.ckpt"
     # Lightning's CSVLogger deletes an existing metrics.csv, so a resumed run logs to a new version
