@@ -20,6 +20,7 @@ Everything here is a plain function over arrays, mdtraj style: positions are (n_
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -227,7 +228,8 @@ def ss_segments(codes, min_length: int = 2) -> list[dict]:
     s = ["H" if c == "H" else "E" if c == "E" else "C" for c in codes]
     if not s:
         raise ValueError("ss_segments: empty codes")
-    runs, start = [], 0
+    runs: list[list[Any]] = []  # [code, first residue, last residue] (1-based), relabelled below
+    start = 0
     for k in range(1, len(s) + 1):
         if k == len(s) or s[k] != s[start]:
             runs.append([s[start], start + 1, k])
@@ -235,7 +237,7 @@ def ss_segments(codes, min_length: int = 2) -> list[dict]:
     for r in runs:
         if r[0] != "C" and r[2] - r[1] + 1 < min_length:
             r[0] = "C"
-    merged = []
+    merged: list[list[Any]] = []
     for kind, a, b in runs:
         if merged and merged[-1][0] == kind == "C":
             merged[-1][2] = b

@@ -49,11 +49,11 @@ def rdf(positions: np.ndarray, cells: np.ndarray, r_max: float = 9.0, n_bins: in
         raise ValueError(f"rdf: r_max={r_max} Å exceeds half the shortest box vector ({half:.2f} Å)")
     n = positions.shape[1]
     pairs = np.array(np.triu_indices(n, 1)).T
-    g_sum, w_sum = None, 0
+    g_sum, w_sum = np.zeros(n_bins), 0
     for s in range(0, len(positions), chunk):
         tr = _md_traj(positions[s : s + chunk], cells[s : s + chunk])
         r, g = md.compute_rdf(tr, pairs, r_range=(0.0, r_max / 10.0), n_bins=n_bins)
-        g_sum = g * tr.n_frames if g_sum is None else g_sum + g * tr.n_frames
+        g_sum = g_sum + g * tr.n_frames
         w_sum += tr.n_frames
     return r * 10.0, g_sum / w_sum
 

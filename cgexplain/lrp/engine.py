@@ -305,7 +305,7 @@ def walk_relevance(
         gamma=gamma,
         bias_rule=bias_rule,
         n_layers=fac.L,
-        max_order=int(max_order) if pruned else None,
+        max_order=None if max_order is None else int(max_order),
         total_relevance=total,
         n_walks_total=n_total,
         remainder=total - float(rel.sum()) if pruned else 0.0,
@@ -317,7 +317,7 @@ def walk_relevance(
 def enumerate_walks(n: int, idx_i, idx_j, L: int) -> np.ndarray:
     """All walks (j0..jL) on the graph of directed pairs (idx_j -> idx_i) plus self-loops, by
     plain enumeration (the reference for tests). Returns (n_walks, L+1) sorted lexicographically."""
-    nbrs = [set() for _ in range(n)]
+    nbrs: list[set[int]] = [set() for _ in range(n)]
     for i, j in zip(np.asarray(idx_i).tolist(), np.asarray(idx_j).tolist()):
         nbrs[j].add(i)
     for k in range(n):

@@ -116,7 +116,8 @@ class _Cache:
     """E of subsets keyed by the frozenset of beads *removed* from (or kept in) the frame."""
 
     def __init__(self, energy: Callable, n: int, mode: str):
-        self.energy, self.n, self.mode, self.values = energy, n, mode, {}
+        self.energy, self.n, self.mode = energy, n, mode
+        self.values: dict[frozenset, float] = {}
 
     def fill(self, keys: Iterable[frozenset]) -> None:
         todo = [k for k in dict.fromkeys(keys) if k not in self.values]

@@ -145,7 +145,7 @@ def parse_mutations(spec, resnames) -> list:
     or a position given twice.
     """
     n = len(resnames)
-    items = []  # (position, new name, given wild type or None, text for messages)
+    items: list[tuple[int, str, str | None, str]] = []  # (position, new name, given wild type or None, text for messages)
     if spec is None:
         return []
     if isinstance(spec, Mutation):

@@ -18,6 +18,8 @@ node-wise Jacobian of the mixing block.
 
 from __future__ import annotations
 
+from typing import Any
+
 import schnetpack.properties as P
 import torch
 
@@ -96,7 +98,7 @@ class PaiNNLRP(RuleModifiedPass):
 
         q = self.boundary(h0, masks, 0)
         mu = torch.zeros((geo["n"], 3, self.F), dtype=q.dtype, device=q.device)
-        trace = {"q_in": [], "q_mid": [], "mu_mid": [], "geo": geo}
+        trace: dict[str, Any] = {"q_in": [], "q_mid": [], "mu_mid": [], "geo": geo}
         for t in range(self.L):
             q_mid, mu = self.interaction(t, q, mu, geo)
             if record:

@@ -279,28 +279,28 @@ def explain_protein_frames(
     explainer.run(backend=backend, n_workers=workers)
     computed = len(explainer.results.computed)
 
-    maps, proj, one, body, cons, secs, nw, keys, krel = [], [], [], [], [], [], [], [], []
+    maps_, proj, one, body_, cons_, secs, nw, keys, krel = [], [], [], [], [], [], [], [], []
     for k in range(F):
         with np.load(out / f"frame_{k:04d}.npz") as z:
-            maps.append(z["pair_map"])
+            maps_.append(z["pair_map"])
             proj.append(z["triplet_projection"])
             one.append(z["one_body"])
-            body.append(z["body_sum"])
-            cons.append(z["conservation"])
+            body_.append(z["body_sum"])
+            cons_.append(z["conservation"])
             secs.append(float(z["time_s"]))
             nw.append(int(z["n_walks"]))
             t = z["triplets"].astype(np.int64)
             keys.append((t[:, 0] * n + t[:, 1]) * n + t[:, 2])
             krel.append(z["triplet_relevance"])
-    maps = np.array(maps)
+    maps = np.array(maps_)
     pair_map = maps.mean(0)
     pair_sem = maps.std(0, ddof=1) / np.sqrt(F) if F > 1 else np.full((n, n), np.nan)
     uk, inv = np.unique(np.concatenate(keys), return_inverse=True)
     tri_rel = np.bincount(inv.ravel(), weights=np.concatenate(krel), minlength=len(uk)) / F
     tri = np.stack([uk // (n * n), (uk // n) % n, uk % n], axis=1).astype(np.int64)
     td = _triplet_dict(tri, tri_rel, n, top)
-    body = np.array(body)
-    cons = np.array(cons)
+    body = np.array(body_)
+    cons = np.array(cons_)
     orders = list(range(1, body.shape[1] + 1))
     body_mean = {o: float(body[:, i].mean()) for i, o in enumerate(orders)}
     result = {

@@ -23,6 +23,8 @@ with u = v·B_i, B_i = ∂A_i[0]/∂a0 (F × F) and k over the Clebsch–Gordan 
 
 from __future__ import annotations
 
+from typing import Any
+
 import schnetpack.properties as P
 import torch
 
@@ -118,7 +120,7 @@ class SO3netLRP(RuleModifiedPass):
 
         q = self.boundary(h0, masks, 0)
         xl = torch.zeros((geo["n"], self.S - 1, self.F), dtype=q.dtype, device=q.device)
-        trace = {"dx": [], "geo": geo}
+        trace: dict[str, Any] = {"dx": [], "geo": geo}
         for t in range(self.L):
             dx = self.conv(t, q, xl, geo)
             if record:

@@ -142,7 +142,7 @@ class Mapping:
         return self.position_map.shape[1]
 
 
-def validate_groups(groups: Sequence[Sequence[int]], n_atoms: int, atom_names: Sequence[str] | None = None) -> None:
+def validate_groups(groups: Sequence[Sequence[int] | np.ndarray], n_atoms: int, atom_names: Sequence[str] | None = None) -> None:
     """Check that ``groups`` (bead -> atom indices) assigns every atom to exactly one bead.
 
     Raises MappingError naming the first unassigned atom, or the atom put into two beads,
@@ -153,8 +153,8 @@ def validate_groups(groups: Sequence[Sequence[int]], n_atoms: int, atom_names: S
         return f"atom {i}" + (f" ({atom_names[i]})" if atom_names is not None else "")
 
     owner = np.full(n_atoms, -1)
-    for b, g in enumerate(groups):
-        g = np.asarray(g, dtype=int)
+    for b, grp in enumerate(groups):
+        g = np.asarray(grp, dtype=int)
         if g.size == 0:
             raise MappingError(f"bead {b} has no atoms")
         if g.min() < 0 or g.max() >= n_atoms:
@@ -205,32 +205,36 @@ def make_mapping(
         ``by``, a bead without the atom named ``atom_name``, or a bead name not in ``type_table``.
     """
     n_atoms = universe.atoms.n_atoms
-    if groups is None:
+    raw: Sequence[Sequence[int]]
+    if groups is not None:
+        raw = groups
+    else:
         if by == "fragment":
             try:
-                groups = [f.indices for f in universe.atoms.fragments]
+                raw = [f.indices for f in universe.atoms.fragments]
             except Exception as exc:  # no bonds in the topology
                 raise MappingError(f"by='fragment' needs bonds in the topology ({exc}); use by='residue'") from exc
         elif by == "residue":
-            groups = [list(r.atoms.indices) for r in universe.residues]
+            res: list[list[int]] = [list(r.atoms.indices) for r in universe.residues]
             names_ = [r.resname for r in universe.residues]
             if merge_caps:
                 for k in [k for k, n in enumerate(names_) if n in CAP_RESIDUES]:
                     t = k + CAP_RESIDUES[names_[k]]
-                    if not 0 <= t < len(groups) or names_[t] in CAP_RESIDUES:
+                    if not 0 <= t < len(res) or names_[t] in CAP_RESIDUES:
                         raise MappingError(f"cap residue {names_[k]} {universe.residues[k].resid} has no residue to join")
-                    groups[t] = sorted(groups[t] + groups[k])
-                groups = [g for g, n in zip(groups, names_) if n not in CAP_RESIDUES]
+                    res[t] = sorted(res[t] + res[k])
+                res = [g for g, n in zip(res, names_) if n not in CAP_RESIDUES]
+            raw = res
         else:
             raise MappingError(f"unknown grouping by={by!r}; use 'fragment' or 'residue', or pass groups")
-    groups = [np.asarray(g, dtype=int) for g in groups]
+    bead_atoms = [np.asarray(g, dtype=int) for g in raw]
     atom_names = list(universe.atoms.names)
-    validate_groups(groups, n_atoms, atom_names)
+    validate_groups(bead_atoms, n_atoms, atom_names)
     masses = np.asarray(universe.atoms.masses, dtype=float)
-    n_beads = len(groups)
+    n_beads = len(bead_atoms)
     C = np.zeros((n_beads, n_atoms))
     D = np.zeros((n_beads, n_atoms))
-    for b, g in enumerate(groups):
+    for b, g in enumerate(bead_atoms):
         D[b, g] = 1.0
         if method == "com":
             m = masses[g]
@@ -247,7 +251,7 @@ def make_mapping(
         else:
             raise MappingError(f"unknown position map method={method!r}; use 'com', 'cog' or 'atom'")
     all_res = universe.atoms.resnames
-    resnames = [next((all_res[i] for i in g if all_res[i] not in CAP_RESIDUES), all_res[g[0]]) for g in groups]
+    resnames = [next((all_res[i] for i in g if all_res[i] not in CAP_RESIDUES), all_res[g[0]]) for g in bead_atoms]
     if isinstance(type_table, str):
         if type_table != "amino_acids":
             raise MappingError(f"type_table {type_table!r}: use 'amino_acids' or a name -> int mapping")
@@ -269,10 +273,10 @@ def make_mapping(
     return Mapping(
         position_map=C,
         force_map=D,
-        bead_atoms=groups,
+        bead_atoms=bead_atoms,
         bead_names=names,
         bead_types=np.array([type_table[n] for n in names], dtype=int),
-        bead_masses=np.array([masses[g].sum() for g in groups]),
+        bead_masses=np.array([masses[g].sum() for g in bead_atoms]),
         type_table=dict(type_table),
         resnames=resnames,
         resids=np.arange(1, n_beads + 1),

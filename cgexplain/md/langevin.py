@@ -172,7 +172,8 @@ class AsyncFrameWriter:
         import queue
         import threading
 
-        self._fn, self._q, self._err = write_fn, queue.Queue(maxsize=max_queue), None
+        self._fn, self._err = write_fn, None
+        self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self._t = threading.Thread(target=self._loop, daemon=True, name="cgexplain-frame-writer")
         self._t.start()
 
@@ -249,7 +250,9 @@ def langevin(model, positions, types, masses, cell, cutoff, settings: SimSetting
     if state is None:
         x = torch.as_tensor(x0, device=dev).clone()
         v = noise() * torch.as_tensor(np.sqrt(kT * conv / m_np)[None, :, None], device=dev)
-        step, frames, log = 0, 0, {"time_ps": [], "temperature_K": [], "potential_kcal_mol": []}
+        step, frames = 0, 0
+        # per frame a float (one replica) or a list of R floats
+        log: dict[str, list] = {"time_ps": [], "temperature_K": [], "potential_kcal_mol": []}
     else:
         sx, sv = np.asarray(state["x"]), np.asarray(state["v"])
         x = torch.as_tensor(sx[None] if sx.ndim == 2 else sx, device=dev).clone()

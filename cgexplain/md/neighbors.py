@@ -58,9 +58,9 @@ class VerletList:
         self.periodic = np.abs(c).sum(axis=(1, 2)) > 0
         self.device, self.dtype = device, dtype
         self.n_builds = 0  # replica list builds, for statistics
-        self._ref = None  # (R, n, 3) positions at each replica's last build
-        self._parts = [None] * self.R  # per replica: (i, j, offsets) numpy
-        self._cat = None  # concatenated torch tensors (i, j, offsets)
+        self._ref: torch.Tensor | None = None  # (R, n, 3) positions at each replica's last build
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * self.R  # per replica: (i, j, offsets) numpy
+        self._cat: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # concatenated (i, j, offsets)
 
     def _build(self, r: int, x: np.ndarray) -> None:
         from vesin import NeighborList
@@ -73,31 +73,32 @@ class VerletList:
         self._parts[r] = (i.astype(np.int64) + r * n, j.astype(np.int64) + r * n, S.astype(np.float64) @ box)
         self.n_builds += 1
 
-    def update(self, x: np.ndarray) -> bool:
+    def update(self, x: np.ndarray | torch.Tensor) -> bool:
         """Rebuild the lists of replicas whose beads moved more than skin/2 since their build.
 
         x (R, n, 3) Å, numpy or torch, unwrapped positions (the integrator's; vesin takes
         positions outside the cell and returns shifts for them). Returns True if any list was
         rebuilt. Raises ValueError if x does not have R replicas.
         """
-        x = torch.as_tensor(x).detach()
-        if x.ndim != 3 or x.shape[0] != self.R:
-            raise ValueError(f"positions have shape {tuple(x.shape)}; expected ({self.R}, n, 3)")
-        fresh = self._ref is None or self._ref.shape != x.shape
-        if fresh or self.skin == 0:
+        xt = torch.as_tensor(x).detach()
+        if xt.ndim != 3 or xt.shape[0] != self.R:
+            raise ValueError(f"positions have shape {tuple(xt.shape)}; expected ({self.R}, n, 3)")
+        ref = self._ref
+        if ref is None or ref.shape != xt.shape:
+            ref = self._ref = xt.clone()
+            todo = np.arange(self.R)
+        elif self.skin == 0:
             todo = np.arange(self.R)
         else:
-            disp2 = ((x - self._ref) ** 2).sum(-1).amax(dim=1)
+            disp2 = ((xt - ref) ** 2).sum(-1).amax(dim=1)
             todo = np.flatnonzero((disp2 > (0.5 * self.skin) ** 2).cpu().numpy())
         if len(todo) == 0:
             return False
-        if fresh:
-            self._ref = x.clone()
-        xn = x.cpu().numpy().astype(np.float64)
+        xn = xt.cpu().numpy().astype(np.float64)
         for r in todo:
             self._build(int(r), xn[r])
-            self._ref[r] = x[r]
-        i, j, o = (np.concatenate(a) for a in zip(*self._parts))
+            ref[r] = xt[r]
+        i, j, o = (np.concatenate(a) for a in zip(*self._parts))  # type: ignore[misc]  # every replica is built by now
         self._cat = (
             torch.as_tensor(i, device=self.device),
             torch.as_tensor(j, device=self.device),

@@ -205,5 +205,10 @@ def cached_loader(frames: CachedFrames, batch_size: int, sampler=None) -> torch.
     """A DataLoader over ``frames`` whose items are frame indices, batched by
     :meth:`CachedFrames.collate` (in order, or in the order of ``sampler``)."""
     return torch.utils.data.DataLoader(
-        range(len(frames)), batch_size=int(batch_size), sampler=sampler, shuffle=False, collate_fn=frames.collate, num_workers=0
+        range(len(frames)),  # type: ignore[arg-type]  # any sized, indexable sequence serves as a map-style dataset
+        batch_size=int(batch_size),
+        sampler=sampler,
+        shuffle=False,
+        collate_fn=frames.collate,
+        num_workers=0,
     )

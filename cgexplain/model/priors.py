@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -188,6 +189,21 @@ class PriorEnergy(torch.nn.Module):
     not ``n_beads``.
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    bond_index: torch.Tensor
+    angle_index: torch.Tensor
+    dihedral_index: torch.Tensor
+    repulsion_index: torch.Tensor
+    bond_k: torch.Tensor
+    bond_r0: torch.Tensor
+    angle_k: torch.Tensor
+    angle_theta0: torch.Tensor
+    dihedral_a: torch.Tensor
+    dihedral_b: torch.Tensor
+    repulsion_epsilon: torch.Tensor
+    repulsion_sigma: torch.Tensor
+    repulsion_exponent: torch.Tensor
+
     def __init__(self, params: dict):
         super().__init__()
         if not isinstance(params, dict):
@@ -200,7 +216,7 @@ class PriorEnergy(torch.nn.Module):
             raise ValueError(f"priors: n_beads must be >= 1, got {params.get('n_beads')}")
         self.n_beads = n
         self._meta = copy.deepcopy({k: params[k] for k in ("temperature", "fit") if k in params})
-        empty = {"index": []}
+        empty: dict[str, Any] = {"index": []}
         b = params.get("bonds") or empty
         bi = _as_index(b.get("index"), 2, n, "bonds")
         a = params.get("angles") or empty
@@ -428,7 +444,7 @@ def _check_temperature(temperature) -> float:
 
 def _internal(x: np.ndarray, idx: dict, chunk: int = 4096):
     """Bond lengths (F, nb), angles (F, na), dihedrals (F, nd) of positions x (F, n, 3) float64."""
-    out = {"bonds": [], "angles": [], "dihedrals": []}
+    out: dict[str, list[np.ndarray]] = {"bonds": [], "angles": [], "dihedrals": []}
     with torch.no_grad():
         for s in range(0, len(x), chunk):
             t = torch.from_numpy(x[s : s + chunk])
@@ -561,7 +577,7 @@ def _frames(params: dict, positions):
     return mod, x, single
 
 
-def prior_energy(params: dict, positions, chunk: int = 2048) -> np.ndarray:
+def prior_energy(params: dict, positions, chunk: int = 2048) -> np.ndarray | float:
     """Prior energy (F,) kcal/mol (a float for one frame) of positions (F, n, 3) or (n, 3) Å, float64.
     ``params``: a params dict or a :class:`PriorEnergy`. Raises ValueError for a wrong shape,
     bead count or non-finite positions."""
