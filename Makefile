@@ -38,7 +38,7 @@ lint:
 	$(VPY) -m mypy
 
 docs:
-	$(VPY) -m mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs build --strict --quiet --site-dir site
 
 run:
 	$(VENV)/bin/cgexplain run $(SYSTEM)

@@ -60,7 +60,8 @@ def test_water_pipeline_tiny(tmp_path):
     import torch
 
     from cgexplain.model.potential import load_model
-    from cgexplain.workflow.pretrained import MAX_BYTES, export_pretrained, load_pretrained, plot_pretrained_relevance
+    from cgexplain.plots.pretrained import plot_pretrained_relevance
+    from cgexplain.workflow.pretrained import MAX_BYTES, export_pretrained, load_pretrained
 
     with pytest.raises(FileNotFoundError, match="summary.json"):
         export_pretrained(tmp_path / "nothing", tmp_path / "pre")
@@ -77,7 +78,7 @@ def test_water_pipeline_tiny(tmp_path):
         assert np.array_equal(fr["bead_types"], mp["bead_types"])
     plot_pretrained_relevance(res, "tiny", tmp_path / "pre_fig")
     assert (tmp_path / "pre_fig_2body.png").stat().st_size > 1000
-    from cgexplain.workflow.pretrained import plot_relevance_comparison
+    from cgexplain.plots.pretrained import plot_relevance_comparison
 
     plot_relevance_comparison({"a": res["nbody"], "b": res["nbody"]}, res["structure"], "three", tmp_path / "cmp.png")
     assert (tmp_path / "cmp.png").stat().st_size > 1000

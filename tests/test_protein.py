@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cgexplain.analysis import protein as P
+from cgexplain.plots import protein as PP
 from cgexplain.units import KB_KCAL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,11 +318,11 @@ def test_protein_observables_and_compare():
 
 def test_plots(tmp_path):
     x, pairs, r0, ref, cg = ensembles()
-    P.plot_protein_distributions(ref, cg, tmp_path / "obs.png")
-    P.plot_internal_distributions(ref, cg, tmp_path / "internal.png")
+    PP.plot_protein_distributions(ref, cg, tmp_path / "obs.png")
+    PP.plot_internal_distributions(ref, cg, tmp_path / "internal.png")
     proj = np.random.default_rng(11).normal(size=(500, 2))
     fes = P.free_energy_surface(proj, 300.0, bins=15, range=[[-3, 3], [-3, 3]])
-    fig = P.plot_tica_fes(fes, fes, tmp_path / "fes.png")
+    fig = PP.plot_tica_fes(fes, fes, tmp_path / "fes.png")
     meshes = [c for ax in fig.axes[:2] for c in ax.collections]
     assert len(meshes) == 2 and meshes[0].get_clim() == meshes[1].get_clim()
     assert all((tmp_path / n).stat().st_size > 0 for n in ("obs.png", "internal.png", "fes.png"))

@@ -13,15 +13,13 @@ from cgexplain.lrp.residues import (
     explain_protein_frames,
     format_pair_table,
     pair_table,
-    plot_pair_map,
-    plot_pair_map_difference,
-    plot_triplet_projection,
     residue_one_body,
     residue_pair_map,
     residue_triplets,
     triplet_projection,
 )
 from cgexplain.mapping.maps import to_atoms
+from cgexplain.plots.residues import plot_pair_map, plot_pair_map_difference, plot_triplet_projection
 
 # NTL9 (residues 1-39)
 NTL9 = "MKVIFLKDVKGKGKKGEIKNVADGYANNFLFKQGLAIEA"

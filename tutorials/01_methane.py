@@ -184,7 +184,8 @@ display(Image(figs / "relevance_3body.png"))
 # Nothing here trains or simulates, so it runs in seconds.
 
 # %%
-from cgexplain.workflow.pretrained import load_pretrained, plot_pretrained_relevance, plot_relevance_comparison
+from cgexplain.plots.pretrained import plot_pretrained_relevance, plot_relevance_comparison
+from cgexplain.workflow.pretrained import load_pretrained
 
 pre_model, pre_meta, pre = load_pretrained("../systems/methane/pretrained")
 hp, v, a, prov = pre_meta["hparams"], pre["training"]["validation"], pre["analysis"], pre["provenance"]

@@ -212,7 +212,7 @@ else:
             ms = lm["simulation"]
             print(f"  its CG replicas: CA-RMSD {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
                   f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} %")
-    from cgexplain.lrp.residues import plot_pair_map
+    from cgexplain.plots.residues import plot_pair_map
     rr = pres["residues"]
     native = pres["protein"]["native"]
     d = np.linalg.norm(native[:, None] - native[None], axis=-1)

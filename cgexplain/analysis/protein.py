@@ -44,13 +44,10 @@ __all__ = [
     "protein_observables",
     "compare_protein",
     "histogram_js",
-    "plot_protein_distributions",
-    "plot_internal_distributions",
-    "plot_tica_fes",
 ]
 
 #: Fixed histogram ranges of observables with natural bounds (used by compare_protein and plots).
-_FIXED_RANGES = {"q": (0.0, 1.0), "angles": (0.0, 180.0), "dihedrals": (-180.0, 180.0)}
+FIXED_RANGES = {"q": (0.0, 1.0), "angles": (0.0, 180.0), "dihedrals": (-180.0, 180.0)}
 
 
 def _frames(positions, name: str = "positions") -> np.ndarray:
@@ -390,8 +387,8 @@ def _edges(key: str, ref: np.ndarray, n_bins: int) -> np.ndarray:
     padded by 10 % on each side, with two open overflow bins (−inf, lo) and (hi, inf), so that a
     CG outlier (a broken bond, an exploded chain) lands in an overflow bin instead of stretching
     the bins until every reference value falls in one."""
-    if key in _FIXED_RANGES:
-        return np.linspace(*_FIXED_RANGES[key], n_bins + 1)
+    if key in FIXED_RANGES:
+        return np.linspace(*FIXED_RANGES[key], n_bins + 1)
     lo, hi = float(np.min(ref)), float(np.max(ref))
     pad = 0.1 * (hi - lo) if hi > lo else max(0.05 * abs(lo), 1e-3)
     return np.concatenate([[-np.inf], np.linspace(lo - pad, hi + pad, n_bins + 1), [np.inf]])
@@ -433,89 +430,3 @@ def compare_protein(ref: dict, cg: dict, n_bins: int = 60, rmsd_threshold: float
     for key, name in (("bonds", "bond"), ("angles", "angle"), ("dihedrals", "dihedral")):
         out[f"{name}_js_distance"] = histogram_js(ref[key], cg[key], _edges(key, ref[key], n_bins))
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# figures
-# --------------------------------------------------------------------------------------------
-def _plot_edges(key: str, ref, cg, n_bins: int) -> np.ndarray:
-    if key in _FIXED_RANGES:
-        return np.linspace(*_FIXED_RANGES[key], n_bins + 1)
-    both = np.concatenate([np.ravel(ref), np.ravel(cg)])
-    lo, hi = np.percentile(both, [0.1, 99.9])
-    return np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
-
-
-def _overlay_figure(specs, ref_obs, cg_obs, path, labels, n_bins, title):
-    """One row of histogram panels ((key, x label) per panel), both ensembles overlaid."""
-    from cgexplain.plots.core import pyplot, save_figure
-
-    fig, axes = pyplot().subplots(1, len(specs), figsize=(12.0, 3.6))
-    _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path:
-        save_figure(fig, path)
-    return fig
-
-
-def _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins):
-    for ax, (key, xlabel) in zip(axes, specs):
-        edges = _plot_edges(key, ref_obs[key], cg_obs[key], n_bins)
-        for obs, label, colour in ((ref_obs, labels[0], "k"), (cg_obs, labels[1], "C3")):
-            ax.hist(np.ravel(obs[key]), bins=edges, density=True, histtype="step", lw=1.6, color=colour, label=label)
-        ax.set(xlabel=xlabel, ylabel="density")
-    axes[0].legend(frameon=False, fontsize=8)
-
-
-def plot_protein_distributions(
-    ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 60, labels=("reference (mapped)", "CG model"), title: str = ""
-):
-    """Cα RMSD (Å), Q and Rg (Å) distributions of the two ensembles (dicts from
-    :func:`protein_observables`), overlaid in three panels; save to ``path`` if given. Returns the
-    figure."""
-    return _overlay_figure(
-        (("rmsd", "Cα RMSD (Å)"), ("q", "Q (fraction of native contacts)"), ("rg", "Rg (Å)")), ref_obs, cg_obs, path, labels, n_bins, title
-    )
-
-
-def plot_internal_distributions(
-    ref_obs: dict, cg_obs: dict, path: str | Path | None = None, n_bins: int = 90, labels=("reference (mapped)", "CG model"), title: str = ""
-):
-    """Bond length (Å), bond angle and dihedral (degrees) distributions, pooled over the chain,
-    of the two ensembles (dicts from :func:`protein_observables`) in three panels; save to
-    ``path`` if given. Returns the figure."""
-    return _overlay_figure(
-        (("bonds", "Cα–Cα bond length (Å)"), ("angles", "Cα bond angle (degrees)"), ("dihedrals", "Cα dihedral (degrees)")),
-        ref_obs,
-        cg_obs,
-        path,
-        labels,
-        n_bins,
-        title,
-    )
-
-
-def plot_tica_fes(
-    ref_fes, cg_fes, path: str | Path | None = None, fmax: float | None = None, labels=("reference (mapped)", "CG model"), title: str = ""
-):
-    """Two free energy surfaces (each (xedges, yedges, F) from :func:`free_energy_surface`, F in
-    kcal/mol) side by side on one colour scale, 0 to ``fmax`` (default: the largest finite F of
-    either); empty bins are left blank. Save to ``path`` if given. Returns the figure."""
-    from cgexplain.plots.core import pyplot, save_figure
-
-    plt = pyplot()
-    finite = [f[np.isfinite(f)] for _, _, f in (ref_fes, cg_fes)]
-    vmax = fmax if fmax is not None else max(float(v.max()) if v.size else 0.0 for v in finite) or 1.0
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True, sharey=True)
-    for ax, (xe, ye, f), label in zip(axes, (ref_fes, cg_fes), labels):
-        m = ax.pcolormesh(xe, ye, np.ma.masked_invalid(f).T, vmin=0.0, vmax=vmax, cmap="viridis", shading="flat")
-        ax.set(xlabel="IC1", title=label)
-    axes[0].set_ylabel("IC2")
-    fig.colorbar(m, ax=list(axes), label="F (kcal/mol)")
-    if title:
-        fig.suptitle(title)
-    if path:
-        save_figure(fig, path)
-    return fig

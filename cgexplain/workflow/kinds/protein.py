@@ -161,9 +161,6 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
         compare_protein,
         free_energy_surface,
         native_contacts,
-        plot_internal_distributions,
-        plot_protein_distributions,
-        plot_tica_fes,
         protein_observables,
         tica_features,
         tica_fit,
@@ -171,6 +168,7 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
     )
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.plots.core import pyplot
+    from cgexplain.plots.protein import plot_internal_distributions, plot_protein_distributions, plot_tica_fes
     from cgexplain.reference.protein import run_boundaries
 
     ac = cfg["analysis"]
@@ -292,17 +290,11 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     """
     from cgexplain.analysis.protein import ca_rmsd, native_contacts
     from cgexplain.lrp.mutations import mutation_whatif
-    from cgexplain.lrp.residues import (
-        explain_protein_frames,
-        format_pair_table,
-        pair_table,
-        plot_pair_map,
-        plot_pair_map_difference,
-        plot_triplet_projection,
-    )
+    from cgexplain.lrp.residues import explain_protein_frames, format_pair_table, pair_table
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.model.potential import load_model
     from cgexplain.plots.core import pyplot
+    from cgexplain.plots.residues import plot_pair_map, plot_pair_map_difference, plot_triplet_projection
     from cgexplain.reference.protein import run_boundaries
 
     lc = cfg["lrp"]
@@ -491,8 +483,9 @@ def compare_mutant_simulation(cfg: dict, run: RunFolder, spec: str, ref, native:
     """The mutant's CG ensemble (simulated by the simulate stage) against the wild type's ``cg_wt``
     (F, n, 3) Å over the same length of simulation: CA-RMSD, Q and Rg (means, folded fractions, JS
     distances); figure ``mutant_distributions.png``. Raises FileNotFoundError if the mutant was not simulated."""
-    from cgexplain.analysis.protein import compare_protein, native_contacts, plot_protein_distributions, protein_observables
+    from cgexplain.analysis.protein import compare_protein, native_contacts, protein_observables
     from cgexplain.plots.core import pyplot
+    from cgexplain.plots.protein import plot_protein_distributions
 
     sim_dir = run.mutant_simulation(spec)
     sim = read_json(sim_dir / "simulation.json") if (sim_dir / "simulation.json").exists() else None
