@@ -31,6 +31,11 @@ reported beside LRP's. One table is printed; ``--json`` writes the numbers and `
 curves. Sample sizes are printed beside every number. Not a timed test.
 
     python benchmarks/faithfulness.py runs/lj-quick runs/mw-quick [--frames 10] [--pairs 200] [--triplets 200]
+        [--triplets-per-bin 20] [--device cuda]
+
+``--triplets-per-bin`` tops the deletion sample up, per frame and 10° vertex-angle bin, so that the
+rare angles (50–60°, 140–180°) reach 200 points per bin for the deletion angle curve; per-triplet
+statistics use the uniform sample only.
 """
 
 from __future__ import annotations
@@ -94,6 +99,28 @@ def _vertex_points(x, cell, tri, shell):
     return np.concatenate(rows), np.concatenate(ang)
 
 
+ANGLE_EDGES = np.arange(50.0, 181.0, 10.0)  # degrees: the 3-body curves' bins
+
+
+def _stratified(x, cell, tri, shell, edges, per_bin, exclude, rng) -> np.ndarray:
+    """Rows of ``tri`` (not in ``exclude``), up to ``per_bin`` per vertex-angle bin, drawn uniformly
+    within each bin (a triplet is binned by its first vertex with both legs inside the shell)."""
+    if per_bin <= 0 or len(tri) == 0:
+        return np.zeros(0, np.int64)
+    rows, ang = _vertex_points(x, cell, tri, shell)
+    first = {}
+    for r, a in zip(rows.tolist(), ang.tolist()):
+        first.setdefault(r, a)
+    r_ = np.array([r for r in first if r not in exclude], dtype=np.int64)
+    a_ = np.array([first[r] for r in r_.tolist()])
+    b_ = np.digitize(a_, edges) - 1
+    out = []
+    for b in range(len(edges) - 1):
+        cand = r_[b_ == b]
+        out.append(rng.choice(cand, min(per_bin, len(cand)), replace=False))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
 def _stats(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
@@ -126,11 +153,20 @@ def _curve_r(a, b):
 
 
 def run_one(
-    run: Path, n_frames: int, n_pairs: int, n_triplets: int, shell: float | None, seed: int, figures: Path | None, deletion_frames: int = 10
+    run: Path,
+    n_frames: int,
+    n_pairs: int,
+    n_triplets: int,
+    shell: float | None,
+    seed: int,
+    figures: Path | None,
+    deletion_frames: int = 10,
+    triplets_per_bin: int = 0,
+    device: str = "cpu",
 ) -> dict:
     system, pot = _potential(run)
     model, meta = load_model(run / "model")
-    model = model.double()
+    model = model.double().to(device)
     hp = meta["hparams"]
     cutoff = float(hp["cutoff"])
     shell = float(shell or (pot.cutoff if system == "mw" else 5.2))
@@ -183,19 +219,27 @@ def run_one(
         istar_all = u_all + np.array([extra.get(tuple(q), 0.0) for q in pairs.tolist()])
         deletion = fi < deletion_frames  # the network's expansion on the first frames only (a full model pass per subset)
         ps = pairs[rng.choice(len(pairs), min(n_pairs if deletion else 0, len(pairs)), replace=False)]
-        ts = tri[rng.choice(len(tri), min(n_triplets if deletion else 0, len(tri)), replace=False)]
+        pick = rng.choice(len(tri), min(n_triplets if deletion else 0, len(tri)), replace=False)
+        ts = tri[pick]
+        # the angle-curve sample: the uniform one topped up, per 10° vertex-angle bin, with up to
+        # triplets_per_bin more triplets drawn uniformly among the frame's triplets of that bin
+        # (within a bin the sample stays uniform, so the binned mean is unbiased)
+        extra_rows = _stratified(x, cell, tri, shell, ANGLE_EDGES, triplets_per_bin if deletion else 0, set(pick.tolist()), rng)
+        tc = np.concatenate([ts, tri[extra_rows]]) if len(extra_rows) else ts
         E = SubsetEnergy(model, x, types, cell, batch_size=16)
         I2 = deletion_interactions(E, n, ps)
-        I3 = deletion_interactions(E, n, ts)
+        I3c = deletion_interactions(E, n, tc)
+        I3 = I3c[: len(ts)]
         d2 = pure_terms(E, n, ps)
         d3 = pure_terms(E, n, ts)
         acc["u"].append(_lookup(ps, pp, pe))
         acc["Istar"].append(_lookup(ps, pairs, istar_all))
         acc["I2"].append(I2), acc["d2"].append(d2), acc["dist"].append(_mic_dist(x, cell, ps[:, 0], ps[:, 1]))
         acc["t"].append(_lookup(ts, tt, te)), acc["I3"].append(I3), acc["d3"].append(d3)
-        rows, ang = _vertex_points(x, cell, ts, shell)
-        acc["ang_I3"].append(np.stack([ang, I3[rows]], 1))
-        acc["ang_t_s"].append(np.stack([ang, _lookup(ts, tt, te)[rows]], 1))
+        rows, ang = _vertex_points(x, cell, tc, shell)
+        acc["ang_I3"].append(np.stack([ang, I3c[rows]], 1))
+        acc["ang_t_s"].append(np.stack([ang, _lookup(tc, tt, te)[rows]], 1))
+        acc["n_curve_triplets"] = acc.get("n_curve_triplets", 0) + len(tc)
         at = to_atoms(x, types, cell)
         L = int(model.representation.n_interactions)
         for rname, (g, br) in RULES.items():
@@ -221,6 +265,7 @@ def run_one(
             f"  [{run.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
+    n_curve = acc.pop("n_curve_triplets", 0)
     cat = {k: np.concatenate(v) for k, v in acc.items() if k != "lrp"}
     out = {
         "run": str(run),
@@ -231,6 +276,8 @@ def run_one(
         "shell_A": shell,
         "pairs_sampled": int(len(cat["u"])),
         "triplets_sampled": int(len(cat["t"])),
+        "angle_curve_triplets": int(n_curve),
+        "device": str(device),
         "seconds": time.perf_counter() - t0,
     }
     net = {"I_ij vs I*_ij": _stats(cat["I2"], cat["Istar"]), "d_ij vs u_ij": _stats(cat["d2"], cat["u"])}
@@ -241,7 +288,7 @@ def run_one(
     else:
         net["I_ijk vs t_ijk"] = _stats(cat["I3"], cat["t"])
         net["d_ijk vs t_ijk"] = _stats(cat["d3"], cat["t"])
-    aedges = np.arange(50.0, 181.0, 10.0)
+    aedges = ANGLE_EDGES
     at_ = cat["ang_t_s"]
     tI, nI = _binned(cat["ang_I3"][:, 0], cat["ang_I3"][:, 1], aedges, 200)
     tT, _ = _binned(at_[:, 0], at_[:, 1], aedges, 200)
@@ -330,26 +377,44 @@ def main():
     ap.add_argument("--deletion-frames", type=int, default=10, help="of those, the first N also get deletion interactions")
     ap.add_argument("--pairs", type=int, default=200, help="sampled pairs per frame for the deletion interactions")
     ap.add_argument("--triplets", type=int, default=200, help="sampled triplets per frame for the deletion interactions")
+    ap.add_argument("--triplets-per-bin", type=int, default=0, help="extra triplets per 10° vertex-angle bin and frame for the deletion angle curve")
+    ap.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda)")
     ap.add_argument("--shell", type=float, default=None, help="triplet leg cutoff Å (default: mW aσ = 4.31, LJ 5.2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--figures", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    results = [run_one(r, args.frames, args.pairs, args.triplets, args.shell, args.seed, args.figures, args.deletion_frames) for r in args.runs]
+    if args.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    results = []
+    for r in args.runs:
+        results.append(
+            run_one(
+                r,
+                args.frames,
+                args.pairs,
+                args.triplets,
+                args.shell,
+                args.seed,
+                args.figures,
+                args.deletion_frames,
+                args.triplets_per_bin,
+                args.device,
+            )
+        )
+        if args.json:  # after each run, so a run cut short keeps the finished ones
+            args.json.write_text(json.dumps(results, indent=1, default=float))
     for res in results:
         print(
             f"\n== {res['system']} {res['arch']} ({res['run']}): LRP on {res['frames']} frames; deletion interactions on "
             f"{res['deletion_frames']} frames, {res['pairs_sampled']} sampled pairs, "
-            f"{res['triplets_sampled']} sampled triplets, shell {res['shell_A']:.2f} Å, {res['seconds']:.0f} s"
+            f"{res['triplets_sampled']} sampled triplets ({res.get('angle_curve_triplets', res['triplets_sampled'])} for the angle curve), shell {res['shell_A']:.2f} Å, {res['seconds']:.0f} s"
         )
         for k, v in res["network"].items():
             print(f"  network   {k:<38} {_fmt(v)}")
         for rname, s in res["lrp"].items():
             for k, v in s.items():
                 print(f"  LRP {rname:<9} {k:<32} {_fmt(v)}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The import-time closure of gpu_check.py, found by importing it in a venv that held only torch, numpy and these
+#: The import-time closure of gpu_check.py and of the CLI's train stage (pydantic), found by importing it in a venv that held only torch, numpy and these
 #: (torch's own dependencies aside). Not in it: MDAnalysis, OpenMM, mdtraj, contourpy, rich, pygments.
 #: WHEELS: what the GPU machine's image lacks (its package list: the device tool's KINDS.md, read 2026-11-17), pinned
 #: to the versions this project is tested with; these go into the wheelhouse (about 5 MiB).
@@ -43,6 +43,10 @@ WHEELS = {
     "omegaconf": "2.3.1",
     "antlr4-python3-runtime": "4.9.3",
     "hydra-core": "1.3.8",
+    "pydantic": "2.13.4",  # the configuration schema (cgexplain.config): the CLI's stages on the GPU machine
+    "pydantic-core": "2.46.4",
+    "annotated-types": "0.7.0",
+    "typing-inspection": "0.4.2",
 }
 #: IMAGE: the rest of the closure, which the image already holds (numpy, torch, Lightning, scipy, matplotlib, ...).
 #: ``build --with-image`` adds them too (about 60 MiB more: over the 64 MiB that may travel, for another image only).

@@ -49,6 +49,12 @@ def _train_options(p):
         choices=["cached", "schnetpack"],
         help="training data: frames in memory with neighbour lists computed once (cached, default) or schnetpack's ASEAtomsData",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training after this wall time (minutes) and keep the best model so far (training.max_minutes; part of the run's inputs)",
+    )
 
 
 def _explain_options(p):
@@ -205,6 +211,8 @@ def main(argv=None) -> int:
             for key in EXECUTION_KEYS[section]:
                 if getattr(args, key, None) is not None:
                     cfg[section][key] = getattr(args, key)
+        if getattr(args, "max_minutes", None) is not None:
+            cfg["training"]["max_minutes"] = args.max_minutes
         cfg = validate_config(cfg, args.system_dir / "system.yaml (with command-line options)")  # keeps name, profile, arch
     except (ConfigError, FileNotFoundError) as e:
         print(f"cgexplain: error: {e}", file=sys.stderr)

@@ -140,8 +140,17 @@ def test_expansions_of_a_network_against_enumeration():
     # batching: the same energies one subset at a time
     rng = np.random.default_rng(0)
     keep = rng.random((10, n)) < 0.6
-    one = np.array([E(k[None])[0] for k in keep])
+    fresh = SubsetEnergy(m, x, types, cell, batch_size=7)  # no memo shared with E
+    one = np.array([fresh(k[None])[0] for k in keep])
     np.testing.assert_allclose(E(keep), one, rtol=1e-10, atol=1e-12)
+    # the memo: a subset asked for again, in the same call or a later one, is not evaluated again
+    before = fresh.n_evaluations
+    again = fresh(np.concatenate([keep, keep[::-1]]))
+    assert fresh.n_evaluations == before
+    np.testing.assert_array_equal(again, np.concatenate([one, one[::-1]]))
+    dup = SubsetEnergy(m, x, types, cell, batch_size=3)
+    np.testing.assert_allclose(dup(np.concatenate([keep[:4], keep[:4]])), np.concatenate([one[:4], one[:4]]), rtol=1e-10, atol=1e-12)
+    assert dup.n_evaluations == len({k.tobytes() for k in keep[:4]})
 
 
 def test_subset_energy_matches_the_model_and_skips_priors():

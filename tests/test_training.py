@@ -82,3 +82,18 @@ def test_stale_best_checkpoint_without_last_is_not_trusted(tmp_path):
     wa, wb = torch.load(stale / "model.pt", weights_only=True), torch.load(clean / "model.pt", weights_only=True)
     for k in wb:
         torch.testing.assert_close(wa[k], wb[k], msg=k)
+
+
+def test_max_minutes_stops_training_and_keeps_a_model(tmp_path):
+    """training.max_minutes: Lightning's max_time ends the run early; the model that was saved is
+    the best validated one, and training.json says how many epochs ran."""
+    import pytest
+
+    _dataset(tmp_path, n_frames=16)
+    out = tmp_path / "m"
+    r = train(tmp_path / "d.db", out, HP, TrainSettings(epochs=500, batch_size=4, max_minutes=0.05), progress=False)
+    assert 1 <= r["epochs_run"] < 500
+    model, meta = load_model(out)
+    assert meta["training"]["validation"]["force_mae"] == r["validation"]["force_mae"] > 0
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainSettings(max_minutes=0)

@@ -44,7 +44,8 @@ class SubsetEnergy:
     (zeros or None: not periodic); cutoff Å (default the model's). The neighbour list of the whole
     frame is built once; a subset keeps the edges between its beads. ``batch_size`` subsets go
     through one forward pass. E(∅) = 0. Calling it with keep (B, n) bool returns (B,) float64
-    kcal/mol; ``n_evaluations`` counts the subsets evaluated.
+    kcal/mol; a subset asked for again (by another pair or triplet, or another call) is taken from
+    a memo, not evaluated again; ``n_evaluations`` counts the subsets evaluated.
     """
 
     def __init__(self, model, positions, types, cell=None, cutoff: float | None = None, batch_size: int = 16):
@@ -61,6 +62,7 @@ class SubsetEnergy:
         self.i, self.j, self.off = neighbor_list(self.x, self.cell, cutoff)
         self.batch_size = int(batch_size)
         self.n_evaluations = 0
+        self._memo: dict[bytes, float] = {}
 
     def _batch(self, keep: np.ndarray) -> dict:
         import schnetpack.properties as P
@@ -97,13 +99,16 @@ class SubsetEnergy:
 
     def __call__(self, keep) -> np.ndarray:
         keep = np.asarray(keep, dtype=bool).reshape(-1, self.n)
-        out = np.zeros(len(keep))
-        nonempty = np.flatnonzero(keep.any(1))
-        for s in range(0, len(nonempty), self.batch_size):
-            rows = nonempty[s : s + self.batch_size]
-            out[rows] = self._energies(keep[rows])
-        self.n_evaluations += len(nonempty)
-        return out
+        keys = [k.tobytes() for k in np.packbits(keep, axis=1)]
+        todo = list(dict.fromkeys(k for k, row in zip(keys, keep) if row.any() and k not in self._memo))
+        first = {k: r for r, k in reversed(list(enumerate(keys)))}
+        rows = np.array([first[k] for k in todo], dtype=np.int64)
+        for s in range(0, len(rows), self.batch_size):
+            chunk = rows[s : s + self.batch_size]
+            for r, e in zip(chunk, self._energies(keep[chunk])):
+                self._memo[keys[r]] = float(e)
+        self.n_evaluations += len(rows)
+        return np.array([self._memo.get(k, 0.0) if row.any() else 0.0 for k, row in zip(keys, keep)])
 
 
 def _subsets(S):

@@ -21,6 +21,8 @@ the validation MAE/RMSE are means over the whole validation set.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import contextlib
 import dataclasses
 import shutil
@@ -46,10 +48,12 @@ class TrainSettings:
     """Training settings.
 
     epochs; batch_size (frames per optimizer step and process); lr; val_fraction; seed;
-    max_frames (None: all); data_path ('cached' (default) or 'schnetpack'); accelerator
+    max_frames (None: all); max_minutes (None: no limit; else training stops after this wall time,
+    at the end of the running step, and the best model so far is kept: for a lent machine's budget); data_path ('cached' (default) or 'schnetpack'); accelerator
     ('auto', 'cpu', 'gpu', ...), devices (per node: an int, or 'auto'), num_nodes, strategy
     ('auto', 'ddp', 'ddp_spawn', ...): passed to the Lightning Trainer.
-    Raises ValueError for an unknown data_path or a batch size, epoch count or node count < 1.
+    Raises ValueError for an unknown data_path, a batch size, epoch count or node count < 1, or
+    max_minutes <= 0.
     """
 
     epochs: int = gt(0, 6)
@@ -58,6 +62,7 @@ class TrainSettings:
     val_fraction: float = gt(0, 0.1)
     seed: int = 1
     max_frames: int | None = None
+    max_minutes: float | None = None
     data_path: str = one_of(*DATA_PATHS)
     accelerator: str = "auto"
     devices: int | str = 1
@@ -70,6 +75,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "num_nodes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_minutes is not None and not float(self.max_minutes) > 0:
+            raise ValueError(f"training.max_minutes must be > 0 (or null: no limit), got {self.max_minutes}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainSettings:
@@ -304,6 +311,7 @@ def train(
     with _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=settings.epochs,
+            max_time=None if settings.max_minutes is None else timedelta(minutes=float(settings.max_minutes)),
             accelerator=settings.accelerator,
             devices=settings.devices,
             num_nodes=settings.num_nodes,
