@@ -21,12 +21,11 @@ the validation MAE/RMSE are means over the whole validation set.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import contextlib
 import dataclasses
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
