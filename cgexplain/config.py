@@ -96,7 +96,10 @@ class MappingSection:
     (centre of geometry) or 'atom' (the atom named ``atom_name``); bead_name: name(s) of the
     residues/atoms mapped; type_table: 'amino_acids' or {bead name: type >= 1} (default: order of
     appearance); merge_caps: merge ACE/NME caps into their neighbour residue; masses: {atom name:
-    amu} for particles without an element (mW)."""
+    amu} for particles without an element (mW); select: MDAnalysis selection of the atoms the beads
+    cover (default all; the others, e.g. a solvent, are integrated out); constraints: the bonds the
+    simulation constrained ('h-bonds' (default; also rigid waters), 'all-bonds' or 'none'): a bead
+    boundary or the selection's edge may not split them (:func:`cgexplain.mapping.maps.check_constraint_groups`)."""
 
     by: str = one_of("residue", "fragment")
     method: str = one_of("com", "cog", "atom")
@@ -105,6 +108,8 @@ class MappingSection:
     type_table: str | dict[str, int] | None = None
     merge_caps: bool = True
     masses: dict[str, float] | None = None
+    select: str | None = None
+    constraints: str = one_of("h-bonds", "all-bonds", "none")
 
 
 @dataclasses.dataclass
@@ -202,7 +207,27 @@ class ProteinLrpSection:
     device: str | None = None
 
 
-def _schemas(kind: str) -> dict[str, Any]:
+def _reference_schema(source: str | None, kind: str) -> Any:
+    """The ``reference`` schema of a source: the user's files, data already mapped, or (default)
+    the kind's OpenMM settings."""
+    if source == "files":
+        from cgexplain.reference.external import FilesReference
+
+        return FilesReference
+    if source in ("arrays", "mdcath"):
+        from cgexplain.reference.premapped_config import ArraysReference, MdcathReference
+
+        return ArraysReference if source == "arrays" else MdcathReference
+    if kind == "protein":
+        from cgexplain.reference.protein import ProteinReferenceSettings
+
+        return ProteinReferenceSettings
+    from cgexplain.reference.fluids import ReferenceSettings
+
+    return ReferenceSettings
+
+
+def _schemas(kind: str, source: str | None = None) -> dict[str, Any]:
     """section -> schema (a dataclass, or a callable's signature for priors) of ``kind``."""
     from cgexplain.md.langevin import SimSettings
     from cgexplain.model.potential import ModelSettings
@@ -210,10 +235,9 @@ def _schemas(kind: str) -> dict[str, Any]:
 
     if kind == "protein":
         from cgexplain.model.priors import fit_priors
-        from cgexplain.reference.protein import ProteinReferenceSettings
 
         return {
-            "reference": ProteinReferenceSettings,
+            "reference": _reference_schema(source, kind),
             "mapping": MappingSection,
             "priors": fit_priors,
             "model": ModelSettings,
@@ -222,10 +246,8 @@ def _schemas(kind: str) -> dict[str, Any]:
             "analysis": ProteinAnalysis,
             "lrp": ProteinLrpSection,
         }
-    from cgexplain.reference.fluids import ReferenceSettings
-
     return {
-        "reference": ReferenceSettings,
+        "reference": _reference_schema(source, kind),
         "mapping": MappingSection,
         "priors": None,
         "model": ModelSettings,
@@ -312,13 +334,20 @@ def validate_config(cfg: dict, path: str | Path = "system.yaml") -> dict:
     out = dict(cfg)
     out["kind"] = kind
     ref = dict(cfg.get("reference") or {})
-    schemas = _schemas(kind)
-    check = ref.pop("check", None) if kind == "fluid" else None
+    source = ref.get("source") or "openmm"
+    if source not in ("openmm", "files", "arrays", "mdcath"):
+        raise ConfigError(f"{path}: reference.source {source!r} is not known; sources: openmm (default), files, arrays, mdcath")
+    if source == "openmm":
+        ref.pop("source", None)
+    schemas = _schemas(kind, source)
+    check = ref.pop("check", None) if (kind == "fluid" and source == "openmm") else None
     for section in SECTIONS:
         values = dict(ref if section == "reference" else (cfg.get(section) or {}))
         out[section] = _validate_section(path, section, schemas[section], values)
     if check is not None:
         out["reference"]["check"] = _validate_section(path, "reference.check", ReferenceCheck, check)
+    if source != "openmm":
+        return out
     if kind == "fluid" and out["reference"]["system"] in ("lj", "mw"):
         from cgexplain.reference.potentials import MW, LennardJones
 

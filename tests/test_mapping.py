@@ -18,7 +18,7 @@ def test_force_map_consistency_and_sum():
     u = water_universe()
     m = make_mapping(u, by="residue", method="com")
     # Noid consistency condition D C^T = 1 for non-overlapping beads
-    np.testing.assert_allclose(m.force_map @ m.position_map.T, np.eye(m.n_beads), atol=1e-12)
+    np.testing.assert_allclose((m.force_map @ m.position_map.T).toarray(), np.eye(m.n_beads), atol=1e-12)
     f = np.random.default_rng(0).normal(size=(m.n_atoms, 3))
     np.testing.assert_allclose((m.force_map @ f).sum(0), f.sum(0), atol=1e-12)
 
@@ -61,7 +61,7 @@ def test_single_atom_map():
     m = make_mapping(u, by="residue", method="atom", atom_name="O")
     x = u.atoms.positions.astype(float)
     np.testing.assert_allclose(map_positions(x, m), x[::3], atol=1e-6)
-    np.testing.assert_allclose(m.force_map @ m.position_map.T, np.eye(m.n_beads))
+    np.testing.assert_allclose((m.force_map @ m.position_map.T).toarray(), np.eye(m.n_beads))
 
 
 def test_map_universe_units_and_roundtrip(small_water, tmp_path):

@@ -88,7 +88,7 @@ from cgexplain.mapping.maps import load_universe, make_mapping, MappedTrajectory
 u = load_universe(run / "reference" / "topology.pdb", run / "reference" / "trajectory.trr")
 m = make_mapping(u, by="residue", method="com", bead_names="CH4")
 print(f"{m.n_atoms} atoms -> {m.n_beads} beads; bead mass {m.bead_masses[0]:.3f} amu")
-print("position map rows sum to 1:", np.allclose(m.position_map.sum(1), 1), "| force map D·Cᵀ = 1:", np.allclose(m.force_map @ m.position_map.T, np.eye(m.n_beads)))
+print("position map rows sum to 1:", np.allclose(m.position_map.sum(1), 1), "| force map D·Cᵀ = 1:", np.allclose((m.force_map @ m.position_map.T).toarray(), np.eye(m.n_beads)))
 mp = stages.stage_map(cfg, run, progress=False)
 traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
 print(f"mapped: {traj.positions.shape[0]} frames, mean |F| per bead {mp['mean_abs_force_kcal_mol_A']:.2f} kcal/mol/Å")

@@ -12,6 +12,27 @@ may be the centre of mass (``"com"``), the centre of geometry (``"cog"``) or one
 
 Atoms of one bead may be split across the periodic boundary; bead positions are computed from
 each atom's minimum-image vector to the bead's first atom.
+
+**Selections: the solvent integrated out.** With ``selection`` (MDAnalysis selection language,
+e.g. ``"protein"``) the beads cover only the selected atoms; the columns of the other atoms are
+zero in both maps. The force map still sums the forces on the selected atoms, which already hold
+the forces the unselected atoms (the solvent) exert on them, so the mapped force is the
+instantaneous force whose conditional mean is the CG mean force (the standard CG protein setup
+of CGSchNet, Husic et al. 2020). Constraint forces cancel as long as every constrained group
+lies wholly inside one bead or wholly outside the selection (a group split by a bead boundary,
+or half selected, leaves a constraint force in the mapped force): :func:`check_constraint_groups`
+refuses such a mapping, for the bonds declared constrained (``"h-bonds"``: every bond to a
+hydrogen, and every bond of a water molecule, as in SETTLE; ``"all-bonds"``; ``"none"``).
+
+**Virtual sites and massless atoms** (a TIP4P M site, a lone pair) get weight 0 in a centre of
+mass; a bead whose atoms have total mass 0 is an error. Their forces are summed like any other
+atom's: GROMACS (TRR, H5MD) and OpenMM spread a virtual site's force onto its constructing atoms
+before writing, so the site's own force is written as 0 and summing it changes nothing; an engine
+that wrote an unspread force would need the site in the same bead as its constructing atoms.
+
+**Sparse maps.** ``position_map`` and ``force_map`` are ``scipy.sparse`` CSR arrays, so the
+memory of a mapping is O(atoms), not O(beads × atoms), and frames are mapped one at a time
+(streaming), so a mapped trajectory needs O(frames × beads).
 """
 
 from __future__ import annotations
@@ -21,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from cgexplain import units
 from cgexplain.fileio import atomic_path, save_npz
@@ -34,6 +56,10 @@ __all__ = [
     "Mapping",
     "make_mapping",
     "validate_groups",
+    "check_constraint_groups",
+    "constrained_bonds",
+    "CONSTRAINTS",
+    "WATER_RESIDUES",
     "load_universe",
     "map_universe",
     "MappedTrajectory",
@@ -104,6 +130,12 @@ def amino_acid_name(name: str) -> str:
     return n
 
 
+#: residue names of water models (rigid: every bond of the molecule is constrained, e.g. SETTLE)
+WATER_RESIDUES = ("SOL", "WAT", "HOH", "TIP3", "TIP4", "TIP5", "SPC", "T3P", "T4P", "T4E", "OPC", "H2O")
+#: which bonds a constraint check assumes constrained (:func:`constrained_bonds`)
+CONSTRAINTS = ("h-bonds", "all-bonds", "none")
+
+
 class MappingError(ValueError):
     """Bad input to the mapping stage: the message names the file, frame, atom or bead."""
 
@@ -113,18 +145,24 @@ class Mapping:
     """A linear atoms-to-beads map.
 
     Attributes:
-        position_map: (n_beads, n_atoms) weights ``C``; rows sum to 1.
-        force_map: (n_beads, n_atoms) weights ``D`` (1 on a bead's atoms, else 0).
-        bead_atoms: per bead, the atom indices (0-based) it holds.
+        position_map: (n_beads, n_atoms) weights ``C`` (``scipy.sparse`` CSR); rows sum to 1.
+        force_map: (n_beads, n_atoms) weights ``D`` (CSR; 1 on a bead's atoms, else 0; the
+            columns of atoms outside the selection are 0: they are integrated out).
+        bead_atoms: per bead, the atom indices (0-based, of the whole topology) it holds.
         bead_names: (n_beads,) bead type names, e.g. ``"W"`` or residue names.
         bead_types: (n_beads,) int type given to the model's embedding (from ``type_table``).
         bead_masses: (n_beads,) amu, the summed mass of the bead's atoms.
         type_table: bead type name -> int (>= 1).
         resnames, resids: (n_beads,) names and numbers written to the CG topology.
+        chains: (n_beads,) chain label of each bead (the segment or chain of its first atom).
+        bonds: (n_bonds, 2) CG bonds: consecutive residue beads of one chain that are bonded in
+            the topology (or consecutive in the chain when it has no bonds); chain breaks have
+            none. Empty for one bead per molecule.
+        selection: the MDAnalysis selection the beads cover ("all" when every atom is mapped).
     """
 
-    position_map: np.ndarray
-    force_map: np.ndarray
+    position_map: sp.csr_array
+    force_map: sp.csr_array
     bead_atoms: list
     bead_names: list
     bead_types: np.ndarray
@@ -132,6 +170,9 @@ class Mapping:
     type_table: dict
     resnames: list
     resids: np.ndarray
+    chains: list = dataclasses.field(default_factory=list)
+    bonds: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    selection: str = "all"
 
     @property
     def n_beads(self) -> int:
@@ -142,11 +183,19 @@ class Mapping:
         return self.position_map.shape[1]
 
 
-def validate_groups(groups: Sequence[Sequence[int] | np.ndarray], n_atoms: int, atom_names: Sequence[str] | None = None) -> None:
-    """Check that ``groups`` (bead -> atom indices) assigns every atom to exactly one bead.
+def validate_groups(
+    groups: Sequence[Sequence[int] | np.ndarray],
+    n_atoms: int,
+    atom_names: Sequence[str] | None = None,
+    selected: np.ndarray | None = None,
+    selection: str = "all",
+) -> None:
+    """Check that ``groups`` (bead -> atom indices) assigns every atom of the selection to exactly
+    one bead and no other atom to any.
 
-    Raises MappingError naming the first unassigned atom, or the atom put into two beads,
-    or an index outside 0..n_atoms-1, or an empty bead.
+    selected: (n_selected,) atom indices of the selection (default: every atom).
+    Raises MappingError naming the first unassigned atom, or the atom put into two beads, or an
+    atom outside the selection, or an index outside 0..n_atoms-1, or an empty bead.
     """
 
     def name(i):
@@ -164,12 +213,87 @@ def validate_groups(groups: Sequence[Sequence[int] | np.ndarray], n_atoms: int, 
             if owner[i] != -1:
                 raise MappingError(f"{name(i)} is in two beads ({owner[i]} and {b})")
             owner[i] = b
-    missing = np.flatnonzero(owner < 0)
+    insel = np.ones(n_atoms, bool)
+    if selected is not None:
+        insel[:] = False
+        insel[np.asarray(selected, dtype=int)] = True
+        outside = np.flatnonzero((owner >= 0) & ~insel)
+        if outside.size:
+            raise MappingError(f"{name(int(outside[0]))} is in bead {owner[outside[0]]} but outside the selection {selection!r}")
+    missing = np.flatnonzero((owner < 0) & insel)
     if missing.size:
         raise MappingError(
-            f"{missing.size} atom(s) are in no bead; the first is {name(int(missing[0]))}. "
-            "Every atom's force must be mapped to a bead, or constraint forces do not cancel."
+            f"{missing.size} atom(s) of the selection {selection!r} are in no bead; the first is {name(int(missing[0]))}. "
+            "Every selected atom's force must be mapped to a bead, or constraint forces do not cancel "
+            "(atoms to integrate out, such as a solvent, go outside the selection: mapping.select)."
         )
+
+
+def constrained_bonds(universe, constraints: str = "h-bonds") -> tuple[np.ndarray, str]:
+    """The bonds a constraint check takes as constrained: (m, 2) atom indices, and a note.
+
+    constraints: ``"h-bonds"`` (every bond to a hydrogen, and every bond of a water residue,
+    :data:`WATER_RESIDUES`: rigid water), ``"all-bonds"`` or ``"none"``. Hydrogens are found by
+    element (or, without elements, by a name starting with H). A topology without bonds gives the
+    bonds of nothing but water residues (atoms of one water residue are taken as one rigid group);
+    the note says so. Raises MappingError for an unknown ``constraints``.
+    """
+    if constraints not in CONSTRAINTS:
+        raise MappingError(f"mapping.constraints {constraints!r}: use one of {list(CONSTRAINTS)}")
+    if constraints == "none":
+        return np.zeros((0, 2), dtype=np.int64), "no constraint check (constraints: none)"
+    atoms = universe.atoms
+    water = np.isin(np.char.upper(np.asarray(atoms.resnames, dtype=str)), WATER_RESIDUES)
+    try:
+        b = np.asarray(universe.bonds.to_indices(), dtype=np.int64).reshape(-1, 2)
+        note = f"constrained bonds assumed: {constraints}, from the topology's {len(b)} bonds"
+    except Exception:  # no bonds in the topology: the water residues are the only known rigid groups
+        res = np.asarray(atoms.resindices)
+        wi = np.flatnonzero(water)
+        b = np.array([[wi[k], wi[k + 1]] for k in range(len(wi) - 1) if res[wi[k]] == res[wi[k + 1]]], dtype=np.int64).reshape(-1, 2)
+        return b, "the topology has no bonds: only water residues checked as rigid groups"
+    if constraints == "all-bonds" or len(b) == 0:
+        return b, note
+    try:
+        el = np.char.upper(np.asarray(atoms.elements, dtype=str))
+        is_h = el == "H"
+    except Exception:
+        is_h = np.char.startswith(np.char.upper(np.asarray(atoms.names, dtype=str)), "H")
+    keep = is_h[b[:, 0]] | is_h[b[:, 1]] | water[b[:, 0]] | water[b[:, 1]]
+    return b[keep], note
+
+
+def check_constraint_groups(universe, bead_atoms: Sequence[np.ndarray], constraints: str = "h-bonds", selection: str = "all") -> str:
+    """Refuse a mapping under which constraint forces would not cancel.
+
+    A constraint force acts along a constrained bond, equal and opposite on its two atoms; the
+    force map cancels it only when both atoms are summed into the same bead, or both are left out
+    (integrated out). A bond of :func:`constrained_bonds` whose atoms are in two beads, or with one
+    atom selected and the other not, is an error. Returns a note on what was checked.
+    Raises MappingError naming the bond (atoms, names, residues) and the beads.
+    """
+    bonds, note = constrained_bonds(universe, constraints)
+    if len(bonds) == 0:
+        return note
+    owner = np.full(universe.atoms.n_atoms, -1)
+    for k, g in enumerate(bead_atoms):
+        owner[np.asarray(g, dtype=int)] = k
+    oa, ob = owner[bonds[:, 0]], owner[bonds[:, 1]]
+    bad = np.flatnonzero(oa != ob)
+    if bad.size:
+        a, b = (int(i) for i in bonds[bad[0]])
+        A, B = universe.atoms[a], universe.atoms[b]
+
+        def where(o):
+            return f"bead {o}" if o >= 0 else f"outside the selection {selection!r}"
+
+        raise MappingError(
+            f"the constrained bond {a}-{b} ({A.name} {A.resname}{A.resid} - {B.name} {B.resname}{B.resid}; {constraints}) has one atom in "
+            f"{where(oa[bad[0]])} and the other in {where(ob[bad[0]])}: its constraint force would not cancel in the force map "
+            f"({bad.size} such bond(s)). Put each constrained group wholly inside one bead or wholly outside the selection, "
+            "or set mapping.constraints to what the simulation constrained."
+        )
+    return note + f"; {len(bonds)} constrained bonds, none split"
 
 
 def make_mapping(
@@ -178,9 +302,11 @@ def make_mapping(
     method: str = "com",
     atom_name: str | None = None,
     groups: Sequence[Sequence[int]] | None = None,
-    bead_names: Sequence[str] | None = None,
+    bead_names: Sequence[str] | str | None = None,
     type_table: dict | str | None = None,
     merge_caps: bool = True,
+    selection: str | None = None,
+    constraints: str = "h-bonds",
 ) -> Mapping:
     """Build a :class:`Mapping` from an MDAnalysis Universe.
 
@@ -188,8 +314,9 @@ def make_mapping(
         universe: MDAnalysis Universe (topology with masses; bonds are needed for ``by="fragment"``).
         by: ``"fragment"`` (one bead per molecule), ``"residue"`` (one per residue), or ignored
             when ``groups`` is given.
-        method: position map: ``"com"`` centre of mass, ``"cog"`` centre of geometry, or
-            ``"atom"``: the single atom named ``atom_name`` in each bead (e.g. ``"CA"``).
+        method: position map: ``"com"`` centre of mass (massless atoms, e.g. virtual sites, get
+            weight 0), ``"cog"`` centre of geometry, or ``"atom"``: the single atom named
+            ``atom_name`` in each bead (e.g. ``"CA"``).
         groups: explicit bead -> atom indices (0-based); overrides ``by``.
         bead_names: per-bead type names, or one name for every bead; default the residue name
             of the bead's first atom.
@@ -199,29 +326,47 @@ def make_mapping(
         merge_caps: with ``by="residue"``, put the atoms of a terminal cap (:data:`CAP_RESIDUES`,
             e.g. the C-terminal amide ``NHE``) into the residue it is bonded to, so the force map
             sums them with that residue (their bond constraints then cancel).
+        selection: MDAnalysis selection of the atoms the beads cover (default: all atoms); the
+            others are integrated out (module docstring).
+        constraints: which bonds to take as constrained for :func:`check_constraint_groups`
+            (``"h-bonds"`` default, ``"all-bonds"``, ``"none"``).
 
-    Returns: Mapping.
-    Raises: MappingError for unassigned atoms, atoms in two beads, an unknown ``method`` or
-        ``by``, a bead without the atom named ``atom_name``, or a bead name not in ``type_table``.
+    Returns: Mapping (sparse maps).
+    Raises: MappingError for an empty or invalid selection, unassigned atoms, atoms in two beads
+        or outside the selection, an unknown ``method`` or ``by``, a bead without the atom named
+        ``atom_name``, a bead of total mass 0 (or a negative mass) under ``"com"``, a split
+        constrained group, or a bead name not in ``type_table``.
     """
     n_atoms = universe.atoms.n_atoms
+    sel_text = selection or "all"
+    try:
+        sel_atoms = universe.select_atoms(sel_text) if selection else universe.atoms
+    except Exception as exc:
+        raise MappingError(f"mapping.select {sel_text!r} is not a valid MDAnalysis selection: {exc}") from exc
+    if sel_atoms.n_atoms == 0:
+        raise MappingError(f"mapping.select {sel_text!r} selects no atoms (of {n_atoms})")
+    selected = np.asarray(sel_atoms.indices, dtype=int)
     raw: Sequence[Sequence[int]]
     if groups is not None:
         raw = groups
     else:
         if by == "fragment":
             try:
-                raw = [f.indices for f in universe.atoms.fragments]
+                frags = universe.atoms.fragments
             except Exception as exc:  # no bonds in the topology
                 raise MappingError(f"by='fragment' needs bonds in the topology ({exc}); use by='residue'") from exc
+            insel = np.zeros(n_atoms, bool)
+            insel[selected] = True
+            raw = [f.indices[insel[f.indices]] for f in frags if insel[f.indices].any()]
         elif by == "residue":
-            res: list[list[int]] = [list(r.atoms.indices) for r in universe.residues]
-            names_ = [r.resname for r in universe.residues]
+            residues = sel_atoms.residues
+            res: list[list[int]] = [list(np.intersect1d(r.atoms.indices, selected)) for r in residues]
+            names_ = [r.resname for r in residues]
             if merge_caps:
                 for k in [k for k, n in enumerate(names_) if n in CAP_RESIDUES]:
                     t = k + CAP_RESIDUES[names_[k]]
                     if not 0 <= t < len(res) or names_[t] in CAP_RESIDUES:
-                        raise MappingError(f"cap residue {names_[k]} {universe.residues[k].resid} has no residue to join")
+                        raise MappingError(f"cap residue {names_[k]} {residues[k].resid} has no residue to join")
                     res[t] = sorted(res[t] + res[k])
                 res = [g for g, n in zip(res, names_) if n not in CAP_RESIDUES]
             raw = res
@@ -229,27 +374,38 @@ def make_mapping(
             raise MappingError(f"unknown grouping by={by!r}; use 'fragment' or 'residue', or pass groups")
     bead_atoms = [np.asarray(g, dtype=int) for g in raw]
     atom_names = list(universe.atoms.names)
-    validate_groups(bead_atoms, n_atoms, atom_names)
+    validate_groups(bead_atoms, n_atoms, atom_names, selected=selected if selection else None, selection=sel_text)
+    check_constraint_groups(universe, bead_atoms, constraints, sel_text)
     masses = np.asarray(universe.atoms.masses, dtype=float)
     n_beads = len(bead_atoms)
-    C = np.zeros((n_beads, n_atoms))
-    D = np.zeros((n_beads, n_atoms))
+    rows, cols, cw = [], [], []
     for b, g in enumerate(bead_atoms):
-        D[b, g] = 1.0
         if method == "com":
             m = masses[g]
-            if not np.all(m > 0):
-                raise MappingError(f"bead {b}: atom {g[np.argmin(m)]} has mass {m.min()}; centre of mass needs masses > 0")
-            C[b, g] = m / m.sum()
+            if np.any(m < 0) or not m.sum() > 0:
+                i = int(g[np.argmin(m)])
+                raise MappingError(
+                    f"bead {b} ({universe.atoms[g[0]].resname}{universe.atoms[g[0]].resid}): total mass {m.sum()} amu "
+                    f"(atom {i} {atom_names[i]} has {masses[i]}); a centre of mass needs a positive total mass"
+                    + ("" if np.all(m >= 0) else " and no negative masses")
+                    + " (set masses for particles without an element: mapping.masses)"
+                )
+            w = m / m.sum()  # massless atoms (virtual sites) get weight 0
+            rows.append(np.full(len(g), b)), cols.append(g), cw.append(w)
         elif method == "cog":
-            C[b, g] = 1.0 / len(g)
+            rows.append(np.full(len(g), b)), cols.append(g), cw.append(np.full(len(g), 1.0 / len(g)))
         elif method == "atom":
             hit = [i for i in g if atom_names[i] == atom_name]
             if len(hit) != 1:
-                raise MappingError(f"bead {b}: {len(hit)} atoms named {atom_name!r} (need exactly one)")
-            C[b, hit[0]] = 1.0
+                r0 = universe.atoms[g[0]]
+                raise MappingError(f"bead {b} ({r0.resname}{r0.resid}): {len(hit)} atoms named {atom_name!r} (need exactly one)")
+            rows.append(np.array([b])), cols.append(np.array(hit)), cw.append(np.ones(1))
         else:
             raise MappingError(f"unknown position map method={method!r}; use 'com', 'cog' or 'atom'")
+    C = sp.csr_array((np.concatenate(cw), (np.concatenate(rows), np.concatenate(cols))), shape=(n_beads, n_atoms))
+    frows = np.concatenate([np.full(len(g), b) for b, g in enumerate(bead_atoms)])
+    fcols = np.concatenate(bead_atoms)
+    D = sp.csr_array((np.ones(len(fcols)), (frows, fcols)), shape=(n_beads, n_atoms))
     all_res = universe.atoms.resnames
     resnames = [next((all_res[i] for i in g if all_res[i] not in CAP_RESIDUES), all_res[g[0]]) for g in bead_atoms]
     if isinstance(type_table, str):
@@ -270,6 +426,8 @@ def make_mapping(
     missing = [n for n in names if n not in type_table]
     if missing:
         raise MappingError(f"bead name {missing[0]!r} is not in the type table {sorted(type_table)}")
+    chains = _bead_chains(universe, bead_atoms)
+    bonds = _cg_bonds(universe, bead_atoms, chains) if (by == "residue" and groups is None) else np.zeros((0, 2), dtype=np.int64)
     return Mapping(
         position_map=C,
         force_map=D,
@@ -280,26 +438,107 @@ def make_mapping(
         type_table=dict(type_table),
         resnames=resnames,
         resids=np.arange(1, n_beads + 1),
+        chains=chains,
+        bonds=bonds,
+        selection=sel_text,
     )
 
 
-def load_universe(topology: str | Path, trajectory: str | Path, **kwargs):
-    """Open ``topology`` + ``trajectory`` with MDAnalysis and check that it carries forces.
+def _bead_chains(universe, bead_atoms) -> list:
+    """Chain label per bead: the chainID of its first atom if the topology has one, else its segment id."""
+    first = np.array([g[0] for g in bead_atoms], dtype=int)
+    atoms = universe.atoms
+    for attr in ("chainIDs", "segids"):
+        try:
+            v = np.asarray(getattr(atoms, attr), dtype=str)[first]
+        except Exception:
+            continue
+        if len(v) and all(x.strip() for x in v):
+            return [str(x) for x in v]
+    return ["A"] * len(bead_atoms)
 
-    ``kwargs`` go to ``MDAnalysis.Universe`` (for H5MD pass units explicitly, e.g.
-    ``convert_units=True`` with the file's units set). Raises MappingError if the atom counts
-    differ, or if the trajectory has no forces.
+
+def _cg_bonds(universe, bead_atoms, chains) -> np.ndarray:
+    """CG bonds between consecutive residue beads of one chain: a bond of the topology joins
+    their atoms, or (no such bond listed: PDB topologies list few) the backbone C of the first lies
+    within 2 Å of the N of the second in the current frame, or (no backbone atoms) their residue
+    numbers are consecutive. A chain break gives no bond."""
+    n = len(bead_atoms)
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    atoms = universe.atoms
+    owner = np.full(atoms.n_atoms, -1)
+    for k, g in enumerate(bead_atoms):
+        owner[g] = k
+    bonded: set = set()
+    try:
+        b = np.asarray(universe.bonds.to_indices(), dtype=np.int64).reshape(-1, 2)
+        ob = owner[b]
+        ok = (ob[:, 0] >= 0) & (ob[:, 1] >= 0) & (np.abs(ob[:, 0] - ob[:, 1]) == 1)
+        bonded = {tuple(sorted(p)) for p in ob[ok].tolist()}
+    except Exception:  # no bonds in the topology
+        pass
+    names = np.asarray(atoms.names, dtype=str)
+    resid = np.array([atoms[g[0]].resid for g in bead_atoms])
+    out = []
+    for k in range(n - 1):
+        if chains[k] != chains[k + 1]:
+            continue
+        if (k, k + 1) in bonded:
+            out.append((k, k + 1))
+            continue
+        c = [i for i in bead_atoms[k] if names[i] == "C"]
+        nn = [i for i in bead_atoms[k + 1] if names[i] == "N"]
+        if c and nn:
+            if np.linalg.norm(atoms[c[0]].position - atoms[nn[0]].position) < 2.0:
+                out.append((k, k + 1))
+        elif resid[k + 1] - resid[k] == 1:
+            out.append((k, k + 1))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+#: units a trajectory's values may be declared in (where the format does not fix them) -> factor to Å / kcal/mol/Å
+LENGTH_UNITS = {"A": 1.0, "Angstrom": 1.0, "nm": units.ANGSTROM_PER_NM}
+FORCE_UNITS = {
+    "kcal/mol/A": 1.0,
+    "kJ/mol/A": 1.0 / units.KJ_PER_KCAL,
+    "kJ/mol/nm": 1.0 / (units.KJ_PER_KCAL * units.ANGSTROM_PER_NM),
+    "kcal/mol/nm": 1.0 / units.ANGSTROM_PER_NM,
+}
+#: the mean |force component| (kcal/mol/Å) of mapped data outside which the declared units are taken to be wrong
+FORCE_SANITY_KCAL_A = (1e-3, 1e3)
+
+
+def load_universe(topology: str | Path, trajectory: str | Path | Sequence[str | Path], **kwargs):
+    """Open ``topology`` + ``trajectory`` (one file or a list, read in order as one trajectory)
+    with MDAnalysis and check that it carries forces.
+
+    ``kwargs`` go to ``MDAnalysis.Universe`` (e.g. ``format``, ``topology_format``; for a file
+    whose units MDAnalysis cannot know, pass ``convert_units=False`` and declare the units to
+    :func:`map_universe`). Raises MappingError naming the file for a missing file, a file
+    MDAnalysis cannot read, atom counts that differ between topology and trajectory, or a
+    trajectory without forces.
     """
     import MDAnalysis as mda
 
+    trajs = [trajectory] if isinstance(trajectory, (str, Path)) else list(trajectory)
+    for f in [topology, *trajs]:
+        if not Path(f).exists():
+            raise MappingError(f"{f}: no such file")
     try:
-        u = mda.Universe(str(topology), str(trajectory), **kwargs)
+        u = mda.Universe(str(topology), *[str(t) for t in trajs], **kwargs)
     except ValueError as exc:
-        if "number of atoms" in str(exc) or "n_atoms" in str(exc):
-            raise MappingError(f"atom counts differ between topology {topology} and trajectory {trajectory}: {exc}") from exc
-        raise
+        if "number of atoms" in str(exc) or "n_atoms" in str(exc) or "atoms" in str(exc):
+            raise MappingError(f"atom counts differ between topology {topology} and trajectory {', '.join(map(str, trajs))}: {exc}") from exc
+        raise MappingError(f"{topology} + {', '.join(map(str, trajs))}: MDAnalysis cannot read them: {exc}") from exc
+    except (OSError, TypeError, KeyError, NotImplementedError) as exc:
+        raise MappingError(f"{topology} + {', '.join(map(str, trajs))}: MDAnalysis cannot read them: {exc}") from exc
+    if u.atoms.n_atoms != u.trajectory.n_atoms:
+        raise MappingError(f"atom counts differ: topology {topology} has {u.atoms.n_atoms}, trajectory {trajs[0]} has {u.trajectory.n_atoms}")
     if not u.trajectory.ts.has_forces:
-        raise MappingError(f"{trajectory}: the trajectory has no forces; force matching needs atomistic forces")
+        raise MappingError(
+            f"{trajs[0]}: the trajectory has no forces; force matching needs atomistic forces (a TRR, H5MD, NetCDF or dump written with forces)"
+        )
     return u
 
 
@@ -324,32 +563,57 @@ class MappedTrajectory:
             return cls(**{k: z[k] for k in ("positions", "forces", "cells", "bead_types", "bead_masses")})
 
 
-def map_positions(positions: np.ndarray, mapping: Mapping, box=None) -> np.ndarray:
+def _owner_anchor(mapping: Mapping) -> tuple[np.ndarray, np.ndarray, sp.csr_array, sp.csr_array]:
+    """The mapped atoms (sorted), the position in that list of each one's bead anchor (its bead's
+    first atom), and the maps restricted to the mapped atoms' columns."""
+    sel = np.unique(np.concatenate(mapping.bead_atoms))
+    where = np.full(mapping.n_atoms, -1)
+    where[sel] = np.arange(len(sel))
+    anchor = np.empty(len(sel), dtype=int)
+    for g in mapping.bead_atoms:
+        anchor[where[g]] = where[g[0]]
+    return sel, anchor, sp.csr_array(mapping.position_map[:, sel]), sp.csr_array(mapping.force_map[:, sel])
+
+
+def map_positions(positions: np.ndarray, mapping: Mapping, box=None, _cache=None) -> np.ndarray:
     """Bead positions of one frame: positions (n_atoms, 3) Å -> (n_beads, 3) Å.
 
     With ``box`` (MDAnalysis dimensions [a, b, c, alpha, beta, gamma]) each atom is taken at its
     minimum image relative to the first atom of its bead, so molecules broken by the periodic
-    boundary map correctly.
+    boundary map correctly. Only the mapped atoms are read.
     """
     from MDAnalysis.lib.distances import minimize_vectors
 
-    first = np.array([g[0] for g in mapping.bead_atoms])
-    owner = np.empty(mapping.n_atoms, dtype=int)
-    for b, g in enumerate(mapping.bead_atoms):
-        owner[g] = b
-    anchor = positions[first[owner]]
-    rel = positions - anchor
+    sel, anchor, C, _ = _cache if _cache is not None else _owner_anchor(mapping)
+    x = np.asarray(positions)[sel]
+    rel = x - x[anchor]
     if box is not None and np.all(np.asarray(box[:3]) > 0):
-        rel = minimize_vectors(rel.astype(np.float32), np.asarray(box, dtype=np.float32)).astype(float)
-    return positions[first] + mapping.position_map @ rel
+        rel = minimize_vectors(rel.astype(np.float32), np.asarray(box, dtype=np.float32))
+    first = np.array([g[0] for g in mapping.bead_atoms])
+    return np.asarray(positions, dtype=float)[first] + C @ rel.astype(float)
 
 
-def map_universe(universe, mapping: Mapping, start: int = 0, stop: int | None = None, step: int = 1, progress: bool = True) -> MappedTrajectory:
-    """Map every selected frame of ``universe`` (positions and forces) to beads.
+def map_universe(
+    universe,
+    mapping: Mapping,
+    start: int = 0,
+    stop: int | None = None,
+    step: int = 1,
+    progress: bool = True,
+    length_unit: str | None = None,
+    force_unit: str | None = None,
+) -> MappedTrajectory:
+    """Map every selected frame of ``universe`` (positions and forces) to beads, one frame at a
+    time (memory O(frames × beads)).
 
-    Returns a MappedTrajectory in Å and kcal/mol/Å (MDAnalysis forces, kJ/mol/Å, are converted).
+    length_unit, force_unit: the units the trajectory holds when MDAnalysis did not convert them
+    (a Universe opened with ``convert_units=False``): keys of :data:`LENGTH_UNITS` and
+    :data:`FORCE_UNITS`; default None: MDAnalysis's units (Å, kJ/mol/Å).
+    Returns a MappedTrajectory in Å and kcal/mol/Å.
     Raises MappingError naming the frame and atom for NaN or infinite coordinates or forces,
-    a trajectory without forces, or an atom count that differs from the mapping.
+    a trajectory without forces, an atom count that differs from the mapping, an unknown unit,
+    or mapped forces whose mean |component| lies outside :data:`FORCE_SANITY_KCAL_A` (the
+    declared or assumed units are then almost surely wrong).
     """
     from MDAnalysis.lib.mdamath import triclinic_vectors
     from tqdm.auto import tqdm
@@ -359,28 +623,53 @@ def map_universe(universe, mapping: Mapping, start: int = 0, stop: int | None = 
         raise MappingError(f"{fname}: {universe.atoms.n_atoms} atoms, the mapping expects {mapping.n_atoms}")
     if not universe.trajectory.ts.has_forces:
         raise MappingError(f"{fname}: the trajectory has no forces; force matching needs atomistic forces")
-    pos, frc, cells = [], [], []
-    frames = universe.trajectory[start:stop:step]
-    for ts in tqdm(frames, desc="mapping frames", disable=not progress):
-        x = ts.positions.astype(float)
-        for what, arr in (("coordinates", x), ("forces", ts.forces if ts.has_forces else None)):
-            if arr is None:
-                raise MappingError(f"{fname}: frame {ts.frame} has no forces")
+    if length_unit is not None and length_unit not in LENGTH_UNITS:
+        raise MappingError(f"length unit {length_unit!r}: use one of {list(LENGTH_UNITS)}")
+    if force_unit is not None and force_unit not in FORCE_UNITS:
+        raise MappingError(f"force unit {force_unit!r}: use one of {list(FORCE_UNITS)}")
+    lf = LENGTH_UNITS[length_unit] if length_unit else 1.0
+    ff = FORCE_UNITS[force_unit] if force_unit else FORCE_UNITS["kJ/mol/A"]  # MDAnalysis: kJ/mol/Å
+    cache = _owner_anchor(mapping)
+    sel, D = cache[0], cache[3]
+    n = len(universe.trajectory[start:stop:step])
+    pos = np.empty((n, mapping.n_beads, 3), np.float32)
+    frc = np.empty_like(pos)
+    cells = np.zeros((n, 3, 3), np.float32)
+    k = 0
+    for ts in tqdm(universe.trajectory[start:stop:step], total=n, desc="mapping frames", disable=not progress):
+        x = ts.positions
+        f = ts.forces if ts.has_forces else None
+        if f is None:
+            raise MappingError(f"{fname}: frame {ts.frame} has no forces")
+        for what, arr in (("coordinates", x[sel]), ("forces", f[sel])):
             bad = ~np.isfinite(arr).all(axis=1)
             if bad.any():
-                i = int(np.flatnonzero(bad)[0])
+                i = int(sel[np.flatnonzero(bad)[0]])
                 raise MappingError(f"{fname}: frame {ts.frame} has NaN/inf {what} (atom {i}, {universe.atoms[i].name})")
         box = ts.dimensions
         periodic = box is not None and np.all(box[:3] > 0)
-        pos.append(map_positions(x, mapping, box if periodic else None))
-        frc.append(mapping.force_map @ units.kj_a_to_kcal_a(ts.forces.astype(float)))
-        cells.append(triclinic_vectors(box) if periodic else np.zeros((3, 3)))
-    if not pos:
+        if lf != 1.0:
+            x = x * lf
+            if periodic:
+                box = np.concatenate([box[:3] * lf, box[3:]])
+        pos[k] = map_positions(x, mapping, box if periodic else None, _cache=cache)
+        frc[k] = D @ (f[sel].astype(float) * ff)
+        cells[k] = triclinic_vectors(box) if periodic else 0.0
+        if k == 0:
+            m = float(np.abs(f[sel].astype(float) * ff).mean())
+            lo, hi = FORCE_SANITY_KCAL_A
+            if not lo <= m <= hi:
+                raise MappingError(
+                    f"{fname}: frame {ts.frame}: the mean |force component| on the mapped atoms is {m:.3g} kcal/mol/Å "
+                    f"(read as {force_unit or 'kJ/mol/Å (MDAnalysis)'}), outside {lo:g}..{hi:g}: the declared units are probably wrong"
+                )
+        k += 1
+    if k == 0:
         raise MappingError(f"{fname}: no frames selected (start={start}, stop={stop}, step={step})")
     return MappedTrajectory(
-        positions=np.asarray(pos, dtype=np.float32),
-        forces=np.asarray(frc, dtype=np.float32),
-        cells=np.asarray(cells, dtype=np.float32),
+        positions=pos[:k],
+        forces=frc[:k],
+        cells=cells[:k],
         bead_types=mapping.bead_types.copy(),
         bead_masses=mapping.bead_masses.copy(),
     )

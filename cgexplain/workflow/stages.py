@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from cgexplain.fileio import read_json, write_json
 from cgexplain.workflow.kinds import kind_for
 from cgexplain.workflow.run import STAGES as STAGE_NAMES
@@ -28,51 +26,24 @@ def _run(run: RunFolder | str | Path) -> RunFolder:
 
 def stage_reference(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:
     """Atomistic reference with forces and its check; writes ``reference/``."""
+    from cgexplain.workflow.sources import source_for
+
     run = _run(run)
     run.prepare(cfg, "reference")
-    return kind_for(cfg).reference(cfg, run, progress)
+    return source_for(cfg).reference(cfg, run, kind_for(cfg), progress)
 
 
 def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:
-    """Map the reference to beads; writes ``cg/`` (mapped.npz, topology.pdb, dataset.db, mapping.json)."""
-    from cgexplain.mapping.maps import load_universe, make_mapping, map_universe, write_cg_dataset, write_cg_topology
+    """Map the reference to beads (or take data already mapped); writes ``cg/`` (mapped.npz,
+    topology.pdb, dataset.db, mapping.json). The run's source (:mod:`cgexplain.workflow.sources`)
+    says where the frames come from."""
+    from cgexplain.workflow.sources import source_for
 
     run = _run(run)
     run.prepare(cfg, "map")
     if run.is_done("map"):
         return read_json(run.mapping_json)
-    t0 = time.perf_counter()
-    mc = cfg["mapping"]
-    u = load_universe(run.reference_topology, run.reference_trajectory)
-    for name, mass in (mc.get("masses") or {}).items():  # masses by atom name, for particles without an element (mW)
-        sel = u.atoms[u.atoms.names == name]
-        if len(sel) == 0:
-            raise ValueError(f"mapping.masses: no atom named {name!r} in {run.reference_topology}")
-        sel.masses = float(mass)
-    m = make_mapping(
-        u,
-        by=mc["by"],
-        method=mc["method"],
-        atom_name=mc.get("atom_name"),
-        bead_names=mc.get("bead_name"),
-        type_table=mc.get("type_table"),
-        merge_caps=bool(mc["merge_caps"]),
-    )
-    traj = map_universe(u, m, progress=progress)
-    traj.save(run.mapped)
-    write_cg_topology(run.cg_topology, m, traj.positions[0], traj.cells[0])
-    write_cg_dataset(run.dataset, traj, progress=progress)
-    res = {
-        "n_beads": m.n_beads,
-        "n_frames": int(len(traj.positions)),
-        "type_table": m.type_table,
-        "bead_mass_amu": float(m.bead_masses[0]),
-        "method": mc["method"],
-        "mean_abs_force_kcal_mol_A": float(np.abs(traj.forces).mean()),
-        "wall_time_s": time.perf_counter() - t0,
-    }
-    write_json(run.mapping_json, res)
-    return res
+    return source_for(cfg).map(cfg, run, progress)
 
 
 def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:
