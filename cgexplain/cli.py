@@ -88,6 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sp)
         if name == "train":
             _train_options(sp)
+    ip = sub.add_parser(
+        "init",
+        help="write a system folder (system.yaml) for your own topology and trajectories with forces",
+        description="Write DIR/system.yaml for a topology and trajectories with forces (anything MDAnalysis reads: TPR+TRR, "
+        "prmtop+NetCDF, PSF+DCD, LAMMPS data+dump, H5MD, ...). The files are opened once to check them; the kind "
+        "(protein or fluid) follows the mapping. Then: cgexplain run DIR.",
+    )
+    ip.add_argument("directory", type=Path, help="the system folder to write (created)")
+    ip.add_argument("--topology", type=Path, required=True, help="topology file")
+    ip.add_argument("--trajectory", type=Path, nargs="+", required=True, help="trajectory file(s) with forces, read in order")
+    ip.add_argument("--select", default=None, help="MDAnalysis selection the beads cover, e.g. 'protein' (the rest is integrated out)")
+    ip.add_argument(
+        "--beads", default="CA", choices=["CA", "com", "cog"], help="one bead per residue at its CA (default), centre of mass or of geometry"
+    )
+    ip.add_argument("--temperature", type=float, default=None, help="K, the temperature the data were sampled at (required by the run)")
+    ip.add_argument("--name", default=None, help="system name (default: the folder's name)")
+    ip.add_argument("--force", action="store_true", help="overwrite an existing system.yaml")
     sp = sub.add_parser(
         "explain",
         help=_STAGE_HELP["explain"] + "; for a run folder's stage or for any model and CG trajectory",
@@ -186,10 +203,26 @@ def _explain_model(args) -> int:
     return 0
 
 
+def _init(args) -> int:
+    from cgexplain.workflow.init import init_system
+
+    try:
+        path = init_system(args.directory, args.topology, args.trajectory, args.select, args.beads, args.temperature, args.name, args.force)
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"cgexplain init: error: {e}", file=sys.stderr)
+        return 2
+    print(f"cgexplain init: wrote {path}; edit it, then: cgexplain run {args.directory}")
+    if args.temperature is None:
+        print("cgexplain init: reference.temperature is a placeholder: set it (K) before running", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.command == "init":
+        return _init(args)
     if args.command == "explain":
         if args.trajectory is not None or (args.target / "model.json").exists():
             if args.trajectory is None:
@@ -244,8 +277,33 @@ def main(argv=None) -> int:
             f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
             f"ADF JS distance {a['adf_js_distance']:.3f}"
         )
+    _print_diagnostics(summary)
     print(f"  figures: {(run_dir.root / 'figures').resolve()}")
     return 0
+
+
+def _print_diagnostics(summary: dict) -> None:
+    """The three diagnostics of what the data allow (map, train, simulate), one line each."""
+    fl = ((summary.get("map") or {}).get("diagnostics") or {}).get("unfittable_force_floor")
+    if fl:
+        what = "net force" if fl["periodic"] else "net force and torque"
+        print(
+            f"  map: {what} per frame that no invariant conservative model can fit: force RMSE floor {fl['floor_rmse']:.3g} kcal/mol/Å "
+            f"({100 * fl['floor_fraction_of_zero_mse']:.2g} % of the force MSE)"
+        )
+    tr = summary.get("train") or {}
+    if tr.get("prior_only") and tr.get("validation"):
+        p, v = tr["prior_only"], tr["validation"]
+        print(
+            f"  train: force RMSE prior alone {p['force_rmse']:.3g}, prior + network {v['force_rmse']:.3g} kcal/mol/Å "
+            f"(zero model {p['zero_model_rmse']:.3g})"
+        )
+    sim = summary.get("simulate") or {}
+    tc = sim.get("timestep_check")
+    if tc:
+        print(
+            f"  simulate: stiffest prior term ω = {tc['omega_max_per_ps']:.3g} 1/ps, ω·Δt = {tc['omega_dt']:.3g} (bound {tc['bound']:g}): {'ok' if tc['ok'] else 'TOO LONG'}"
+        )
 
 
 if __name__ == "__main__":

@@ -346,6 +346,8 @@ def validate_config(cfg: dict, path: str | Path = "system.yaml") -> dict:
         out[section] = _validate_section(path, section, schemas[section], values)
     if check is not None:
         out["reference"]["check"] = _validate_section(path, "reference.check", ReferenceCheck, check)
+    if source == "mdcath" and out["reference"]["temperature"] is None:
+        out["reference"]["temperature"] = float(out["reference"]["temperatures"][0])
     if source != "openmm":
         return out
     if kind == "fluid" and out["reference"]["system"] in ("lj", "mw"):

@@ -1,7 +1,9 @@
 """Prior energy terms (cgexplain.model.priors): Boltzmann inversion, forces, invariances, batching,
-dihedral convention, round trips, model integration and LRP (the walks explain the network only)."""
+dihedral convention, round trips, model integration and LRP (the walks explain the network only);
+priors on any bead graph (several chains, branches), the choice of terms and the chirality warning."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ from cgexplain.model.priors import (
     fit_fourier,
     fit_harmonic,
     fit_priors,
+    graph_indices,
+    is_reflection_odd,
     plot_priors,
     prior_energy,
     prior_forces,
@@ -397,3 +401,176 @@ def test_repulsion_scale_moves_the_wall_inside_the_sampled_distances():
     assert float(e.mean()) < 0.1 * float(e1.mean())
     with pytest.raises(ValueError, match="repulsion_scale"):
         fit_priors(pos, 300.0, repulsion_scale=0.0)
+
+
+# ---- priors on any bead graph -----------------------------------------------------------------------
+
+
+def _as_set(a):
+    return {tuple(r) for r in np.asarray(a).tolist()}
+
+
+def _chain_bonds(start, n):
+    return [(i, i + 1) for i in range(start, start + n - 1)]
+
+
+def two_chains(F=200, seed=20):
+    """Frames (F, 9, 3) Å of two chains, beads 0-4 and 5-8, starting 40 Å apart (so > 13 Å between
+    the chains); and their bonds."""
+    x = np.concatenate([random_chain(5, F, seed=seed), random_chain(4, F, seed=seed + 1) + np.array([0.0, 40.0, 0.0])], axis=1)
+    return x, _chain_bonds(0, 5) + _chain_bonds(5, 4)
+
+
+def test_graph_indices_of_a_chain_equal_chain_indices():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 4, 5, 8, 13):
+        b = np.array(_chain_bonds(0, n), dtype=np.int64).reshape(-1, 2)
+        # any order, either way round, duplicated: the same instances
+        messy = np.concatenate([b, b[:, ::-1]])[rng.permutation(2 * len(b))] if len(b) else b
+        for ms in (1, 2, 3, 4):
+            c = chain_indices(n, ms)
+            for bonds in (b, messy, b.tolist()):
+                g = graph_indices(n, bonds, ms)
+                assert set(g) == set(c)
+                for k in c:
+                    assert g[k].dtype == np.int64 and g[k].shape == c[k].shape, (n, ms, k)
+                    assert np.array_equal(g[k], c[k]), (n, ms, k)
+
+
+def test_graph_indices_of_two_chains():
+    _, bonds = two_chains(F=1)
+    chain = np.array([0] * 5 + [1] * 4)
+    g = graph_indices(9, bonds)
+    assert (len(g["bonds"]), len(g["angles"]), len(g["dihedrals"])) == (4 + 3, 3 + 2, 2 + 1)
+    for k in ("bonds", "angles", "dihedrals"):  # never across chains
+        assert all(len(set(chain[r])) == 1 for r in g[k])
+    # per chain, the chain's own instances (the second shifted by 5)
+    for k in ("bonds", "angles", "dihedrals"):
+        assert _as_set(g[k]) == _as_set(chain_indices(5)[k]) | _as_set(chain_indices(4)[k] + 5)
+    rep = _as_set(g["repulsion"])
+    inter = {(i, j) for i in range(5) for j in range(5, 9)}
+    assert inter <= rep  # every inter-chain pair repels (disconnected: graph distance ∞)
+    intra = rep - inter
+    assert intra == {(0, 3), (0, 4), (1, 4), (5, 8)}  # within a chain only pairs >= 3 bonds apart
+    assert all(chain[i] != chain[j] or j - i >= 3 for i, j in rep)
+    assert len(rep) == len(g["repulsion"]) == 24 and all(i < j for i, j in rep)
+    # min_separation counts bonds along the graph: 4 leaves (0, 4) in chain 1, nothing in chain 2
+    assert _as_set(graph_indices(9, bonds, min_separation=4)["repulsion"]) - inter == {(0, 4)}
+    # no bonds at all: every pair repels
+    assert len(graph_indices(9, [])["repulsion"]) == 36 and len(graph_indices(9, np.zeros((0, 2)))["bonds"]) == 0
+
+
+def test_graph_indices_of_a_branched_graph_and_a_ring():
+    # bead 0 has three neighbours (1, 2, 3); 3-4 continues one branch
+    g = graph_indices(5, [(0, 1), (2, 0), (0, 3), (3, 4)])
+    assert g["bonds"].tolist() == [[0, 1], [0, 2], [0, 3], [3, 4]]
+    assert g["angles"].tolist() == [[1, 0, 2], [1, 0, 3], [2, 0, 3], [0, 3, 4]]  # the 3 angles at the branch bead
+    assert g["dihedrals"].tolist() == [[1, 0, 3, 4], [2, 0, 3, 4]]
+    assert g["repulsion"].tolist() == [[1, 4], [2, 4]]
+    # rings: a triangle has no dihedral (a path may not repeat a bead), a square has four, once each
+    assert len(graph_indices(3, [(0, 1), (1, 2), (2, 0)])["dihedrals"]) == 0
+    sq = graph_indices(4, [(0, 1), (1, 2), (2, 3), (3, 0)])
+    assert len(sq["angles"]) == 4 and len(sq["dihedrals"]) == 4 and len(sq["repulsion"]) == 0
+    rev = {tuple(d[::-1]) for d in sq["dihedrals"].tolist()}
+    assert not rev & _as_set(sq["dihedrals"])  # never also listed reversed
+
+
+def test_fit_priors_on_two_chains():
+    x, bonds = two_chains()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default terms keep the sine parts: no warning
+        p = fit_priors(x, T, bonds=bonds)
+    g = graph_indices(9, bonds)
+    for k in ("bonds", "angles", "dihedrals", "repulsion"):
+        assert p[k]["index"] == g[k].tolist()
+    assert p["n_beads"] == 9 and p["fit"]["graph"] == "bonds" and "terms" not in p["fit"]
+    assert is_reflection_odd(p)
+    # the fitted bonds are those of the frames (3.8 Å), and the inter-chain pairs are > 13 Å apart
+    np.testing.assert_allclose(p["bonds"]["r0"], 3.8, atol=0.02)
+    assert min(p["repulsion"]["sigma"][i] for i, (a, b) in enumerate(p["repulsion"]["index"]) if (a < 5) != (b < 5)) > 13.0
+    e, f = prior_energy(p, x[:4]), prior_forces(p, x[:4])
+    assert e.shape == (4,) and f.shape == (4, 9, 3) and np.isfinite(e).all() and np.isfinite(f).all()
+    assert np.abs(f).max() > 0
+    # forces are -dE/dR (central differences on one coordinate of each chain)
+    h = 1e-5
+    for i in (2, 7):
+        xp, xm = x[0].copy(), x[0].copy()
+        xp[i, 1] += h
+        xm[i, 1] -= h
+        assert f[0, i, 1] == pytest.approx(-(prior_energy(p, xp) - prior_energy(p, xm)) / (2 * h), rel=1e-5, abs=1e-6)
+    mod = PriorEnergy.from_params(json.loads(json.dumps(p)))
+    assert mod.params() == p
+    # the chain's own bonds give exactly the default fit (only the fit record says how)
+    y = random_chain(7, F=100, seed=21)
+    q0, q1 = fit_priors(y, T), fit_priors(y, T, bonds=[(i + 1, i) for i in range(6)])
+    assert q1["fit"].pop("graph") == "bonds" and q1 == q0
+
+
+def test_fit_priors_terms_and_empty_kinds():
+    x, bonds = two_chains(F=100)
+    with pytest.warns(UserWarning, match="mirror-symmetric"):
+        p = fit_priors(x, T, bonds=bonds, terms=["angles", "bonds"])
+    assert p["fit"]["terms"] == ["bonds", "angles"]
+    assert p["dihedrals"] == {"index": [], "a": [], "b": []}
+    assert p["repulsion"]["index"] == [] and p["repulsion"]["sigma"] == [] and p["repulsion"]["epsilon"] == []
+    assert len(p["bonds"]["index"]) == 7 and len(p["angles"]["index"]) == 5
+    mod = PriorEnergy.from_params(p)
+    terms = mod.energy_terms(x[:3])
+    assert float(terms["dihedrals"].abs().max()) == 0 and float(terms["repulsion"].abs().max()) == 0
+    assert float(terms["bonds"].min()) > 0 and np.isfinite(prior_forces(p, x[:3])).all()
+    assert PriorEnergy.from_params(json.loads(json.dumps(mod.params()))).params() == mod.params()
+    # repulsion only (no bonded terms); and nothing at all: zero energy and forces
+    r = fit_priors(x, T, bonds=bonds, terms=("repulsion", "dihedrals"))
+    assert r["bonds"]["index"] == [] and r["angles"]["index"] == [] and len(r["repulsion"]["index"]) == 24
+    assert np.isfinite(prior_energy(r, x[:3])).all()
+    with pytest.warns(UserWarning):
+        z = fit_priors(x, T, bonds=bonds, terms=())
+    assert np.array_equal(prior_energy(z, x[:3]), np.zeros(3)) and np.array_equal(prior_forces(z, x[:3]), np.zeros((3, 9, 3)))
+
+
+def test_chirality_warning_and_is_reflection_odd():
+    x = random_chain(6, F=100, seed=22)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = fit_priors(x, T)
+    assert is_reflection_odd(p) and is_reflection_odd(PriorEnergy.from_params(p))
+    with pytest.warns(UserWarning, match=r"'dihedrals' is not in terms.*mirror-symmetric"):
+        even = fit_priors(x, T, terms=("bonds", "angles", "repulsion"))
+    assert not is_reflection_odd(even)
+    with pytest.warns(UserWarning, match=r"3 dihedrals.*n_fourier = 0.*mirror-symmetric"):
+        f0 = fit_priors(x, T, n_fourier=0)
+    assert not is_reflection_odd(f0) and len(f0["dihedrals"]["index"]) == 3
+    # cosine parts only are reflection-even too
+    cos_only = {**p, "dihedrals": {**p["dihedrals"], "b": np.zeros((3, 3)).tolist()}}
+    assert not is_reflection_odd(cos_only)
+    # no dihedral in the graph (chains of 3 beads): nothing to lose, no warning
+    y = np.concatenate([random_chain(3, F=50, seed=23), random_chain(3, F=50, seed=24) + 9.0], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = fit_priors(y, T, bonds=[(0, 1), (1, 2), (3, 4), (4, 5)], terms=("bonds", "angles", "repulsion"))
+    assert q["dihedrals"]["index"] == [] and not is_reflection_odd(q)
+
+
+def test_graph_and_terms_errors():
+    x, bonds = two_chains(F=10)
+    with pytest.raises(ValueError, match=r"bond 1 \(3, 9\).*out of range 0..8"):
+        fit_priors(x, T, bonds=[(0, 1), (3, 9)])
+    with pytest.raises(ValueError, match="out of range"):
+        graph_indices(9, [(-1, 2)])
+    with pytest.raises(ValueError, match=r"bond 0 \(4, 4\) is a self-bond"):
+        fit_priors(x, T, bonds=[(4, 4), (0, 1)])
+    with pytest.raises(ValueError, match=r"shape \(m, 2\)"):
+        graph_indices(9, [(0, 1, 2)])
+    with pytest.raises(ValueError, match="integer"):
+        graph_indices(9, [(0, 1.5)])
+    with pytest.raises(ValueError, match=r"unknown prior term\(s\) \['dihedral'\]"):
+        fit_priors(x, T, bonds=bonds, terms=("bonds", "dihedral"))
+    with pytest.raises(ValueError, match="not the string"):
+        fit_priors(x, T, terms="bonds")
+    with pytest.raises(ValueError, match="min_separation"):
+        graph_indices(9, bonds, min_separation=0)
+    with pytest.raises(ValueError, match="n_beads"):
+        graph_indices(0, [])
+    with pytest.raises(ValueError, match="at least 2 beads"):
+        fit_priors(x[:, :1], T, bonds=[])
+    assert graph_indices(9, np.array([(0, 1.0)]))["bonds"].tolist() == [[0, 1]]  # integral floats are bead indices

@@ -2,6 +2,8 @@
 per-frame checkpoints, tables and figures, on a tiny PaiNN and a 39-bead chain."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +12,17 @@ import torch
 from cgexplain.lrp import brute_force_relevance, nbody_sums, walk_relevance
 from cgexplain.lrp.mutations import AMINO_ACID_TYPES, THREE_LETTER
 from cgexplain.lrp.residues import (
+    RELEVANCE_PDB_MAX,
     explain_protein_frames,
     format_pair_table,
+    pair_projection,
     pair_table,
+    relevance_pdb_scale,
     residue_one_body,
     residue_pair_map,
     residue_triplets,
     triplet_projection,
+    write_relevance_pdb,
 )
 from cgexplain.mapping.maps import to_atoms
 from cgexplain.plots.residues import plot_pair_map, plot_pair_map_difference, plot_triplet_projection
@@ -245,3 +251,154 @@ def test_triplet_projection_sums():
     p = triplet_projection(t, np.array([3.0, -1.5]), 5)
     np.testing.assert_allclose(p, [1.0, 0.5, 0.5, 0.0, -0.5])
     assert abs(p.sum() - 1.5) < 1e-15
+
+
+# --------------------------------------------------------------------------------------------
+# per-residue projections and the relevance PDB
+
+NTL9_PDB = Path(__file__).resolve().parents[1] / "systems" / "ntl9" / "ntl9_k12m.pdb"  # 39 residues + the NHE cap
+
+
+def test_pair_projection_synthetic_and_errors():
+    P = np.zeros((4, 4))
+    for (i, j), v in {(0, 1): 2.0, (1, 3): -1.0, (2, 3): 0.5}.items():
+        P[i, j] = P[j, i] = v
+    q = pair_projection(P)
+    np.testing.assert_allclose(q, [1.0, 0.5, 0.25, -0.25])
+    assert abs(q.sum() - np.triu(P, 1).sum()) < 1e-15
+    for bad in (np.zeros((3, 4)), np.zeros(5)):
+        with pytest.raises(ValueError, match="square"):
+            pair_projection(bad)
+
+
+def test_per_residue_projections_sum_to_body_totals(frame_result):
+    """Σ_i (2-body per residue) = 2-body total and Σ_i (3-body per residue) = 3-body total, also
+    for the frame mean of explain_protein_frames."""
+    m, pos, res = frame_result
+    w, r = res["walks"], res["relevance"]
+    sums = nbody_sums(w, r)
+    q = pair_projection(residue_pair_map(w, r, 39))
+    p = residue_triplets(w, r, 39)["triplet_projection"]
+    assert q.shape == p.shape == (39,)
+    assert abs(q.sum() - sums[2][0]) < 1e-10 and abs(p.sum() - sums[3][0]) < 1e-10
+    assert np.count_nonzero(q) > 30 and np.count_nonzero(p) > 30
+    # the per-residue 1-, 2- and 3-body values together hold all the walk relevance (L = 2)
+    assert abs((residue_one_body(w, r, 39) + q + p).sum() - r.sum()) < 1e-10
+
+
+def _remark_scale(u) -> float:
+    line = next(x for x in u.trajectory.remarks if x.startswith("SCALE ="))
+    return float(re.search(r"SCALE = (\S+) PER KCAL/MOL", line).group(1))
+
+
+def _cg_universe(n=5):
+    import MDAnalysis as mda
+
+    u = mda.Universe.empty(n, n_residues=n, atom_resindex=np.arange(n), trajectory=True)
+    u.add_TopologyAttr("names", ["CA"] * n)
+    u.add_TopologyAttr("resnames", NTL9_RESNAMES[:n])
+    u.add_TopologyAttr("resids", np.arange(1, n + 1))
+    u.atoms.positions = chain(1, n=n)[0]
+    return u
+
+
+def test_write_relevance_pdb_round_trip_atomistic(tmp_path):
+    """Every atom of residue k carries values[k] × scale (to the 2 decimals of the column); the
+    scale is the one in the REMARK line, max |B| = 99.99, and the rest of the structure is kept."""
+    import MDAnalysis as mda
+
+    ref = mda.Universe(str(NTL9_PDB))
+    n_res = ref.residues.n_residues
+    values = np.random.default_rng(0).normal(0, 0.7, n_res)
+    values[7] = -4.2  # the largest |value|: written as -99.99
+    out = write_relevance_pdb(NTL9_PDB, values, tmp_path / "sub" / "rel.pdb", label="test 2-body")
+    assert out == tmp_path / "sub" / "rel.pdb" and out.exists()
+    assert [p.name for p in out.parent.iterdir()] == ["rel.pdb"]  # no temporary file left behind
+    u = mda.Universe(str(out))
+    scale = _remark_scale(u)
+    assert abs(scale - relevance_pdb_scale(values)) < 1e-6 * scale
+    assert abs(scale - RELEVANCE_PDB_MAX / 4.2) < 1e-6 * scale
+    assert any("test 2-body" in x for x in u.trajectory.remarks) and any("NOT AN ENERGY" in x for x in u.trajectory.remarks)
+    assert u.atoms.n_atoms == ref.atoms.n_atoms and u.residues.n_residues == n_res
+    assert list(u.atoms.names) == list(ref.atoms.names) and list(u.residues.resnames) == list(ref.residues.resnames)
+    np.testing.assert_allclose(u.atoms.positions, ref.atoms.positions, atol=1e-3)
+    for k, res in enumerate(u.residues):
+        np.testing.assert_allclose(res.atoms.tempfactors, values[k] * scale, rtol=0, atol=0.005 + 1e-9)
+        np.testing.assert_allclose(res.atoms.tempfactors / scale, values[k], rtol=0, atol=0.0051 / scale)
+    # (MDAnalysis reads the column as float32)
+    assert abs(u.atoms.tempfactors.min() + RELEVANCE_PDB_MAX) < 1e-5 and abs(np.abs(u.atoms.tempfactors).max() - RELEVANCE_PDB_MAX) < 1e-5
+    # the input file is untouched
+    np.testing.assert_array_equal(mda.Universe(str(NTL9_PDB)).atoms.tempfactors, ref.atoms.tempfactors)
+
+
+def test_write_relevance_pdb_cg_universe_frame_positions_and_zero(tmp_path):
+    import MDAnalysis as mda
+
+    src = _cg_universe(5)
+    before = src.atoms.positions.copy()
+    frame = before + 1.5
+    values = np.array([0.02, -0.01, 0.0, 0.005, -0.03])  # small values are scaled up, not lost
+    out = write_relevance_pdb(src, values, tmp_path / "cg.pdb", frame_positions=frame)
+    u = mda.Universe(str(out))
+    scale = _remark_scale(u)
+    np.testing.assert_allclose(u.atoms.tempfactors, np.round(values * scale, 2), rtol=0, atol=1e-5)
+    assert abs(u.atoms.tempfactors[4] + RELEVANCE_PDB_MAX) < 1e-5
+    np.testing.assert_allclose(u.atoms.positions, frame, atol=1e-3)
+    np.testing.assert_array_equal(src.atoms.positions, before)  # the universe passed in is not changed
+    assert not hasattr(src.atoms, "tempfactors") or np.all(src.atoms.tempfactors == 0)
+    z = mda.Universe(str(write_relevance_pdb(src, np.zeros(5), tmp_path / "zero.pdb")))
+    assert _remark_scale(z) == 1.0 and np.all(z.atoms.tempfactors == 0)
+
+
+def test_write_relevance_pdb_errors(tmp_path):
+    src = _cg_universe(5)
+    path = tmp_path / "x.pdb"
+    with pytest.raises(ValueError, match=r"4 values for the 5 residues"):
+        write_relevance_pdb(src, np.ones(4), path)
+    with pytest.raises(ValueError, match=r"39 values for the 40 residues of .*ntl9_k12m.pdb"):
+        write_relevance_pdb(NTL9_PDB, np.ones(39), path)
+    with pytest.raises(ValueError, match=r"finite; 2 are not, at residues LYS2 \(nan\), PHE5 \(inf\)"):
+        write_relevance_pdb(src, [0.0, np.nan, 1.0, 2.0, np.inf], path)
+    with pytest.raises(ValueError, match="shape"):
+        write_relevance_pdb(src, np.ones((5, 1)), path)
+    with pytest.raises(ValueError, match=r"frame_positions must be \(n_atoms, 3\) = \(5, 3\)"):
+        write_relevance_pdb(src, np.ones(5), path, frame_positions=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        write_relevance_pdb(src, np.ones(5), path, frame_positions=np.full((5, 3), np.nan))
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_explain_stage_relevance_structure(tmp_path):
+    """The explain stage writes on the native all-atom structure, the NHE cap getting the value of
+    residue 39 (its bead); without a native structure, or with other bead types, on the CG topology."""
+    import MDAnalysis as mda
+
+    from cgexplain.config import load_system
+    from cgexplain.workflow.kinds.protein import _relevance_structure
+    from cgexplain.workflow.run import RunFolder
+
+    cfg = load_system(NTL9_PDB.parent, "quick")
+    run = RunFolder(tmp_path / "run")
+    run.native_pdb.parent.mkdir(parents=True)
+    run.native_pdb.write_text(NTL9_PDB.read_text())
+    k12m = NTL9_TYPES.copy()
+    k12m[11] = AMINO_ACID_TYPES["MET"]  # the system's structure is the K12M variant
+    structure, bead_of_residue, on = _relevance_structure(cfg, run, k12m)
+    assert structure == run.native_pdb and on == "native all-atom structure"
+    np.testing.assert_array_equal(bead_of_residue, list(range(39)) + [38])
+    values = np.arange(1.0, 40.0)
+    u = mda.Universe(str(write_relevance_pdb(structure, values[bead_of_residue], tmp_path / "r.pdb")))
+    scale = _remark_scale(u)
+    nhe = u.select_atoms("resname NHE")
+    assert len(nhe) and np.allclose(nhe.tempfactors, RELEVANCE_PDB_MAX) and np.allclose(u.residues[38].atoms.tempfactors, 39 * scale)
+    assert np.allclose(u.residues[0].atoms.tempfactors, round(scale, 2), atol=1e-5)
+    # other bead types (another sequence) do not match the native structure: the CG topology is used
+    run.cg_topology.parent.mkdir(parents=True)
+    _cg_universe(39).atoms.write(str(run.cg_topology))
+    structure, bead_of_residue, on = _relevance_structure(cfg, run, NTL9_TYPES)  # K12, not K12M
+    assert structure == run.cg_topology and on == "CG topology"
+    np.testing.assert_array_equal(bead_of_residue, np.arange(39))
+    run.native_pdb.unlink()
+    assert _relevance_structure(cfg, run, k12m)[0] == run.cg_topology
+    with pytest.raises(ValueError, match="39 residues for the model's 38 beads"):
+        _relevance_structure(cfg, run, k12m[:38])

@@ -171,14 +171,18 @@ def explain_trajectory(
     the model with cores // workers torch threads. device: 'cpu' (default), 'cuda' or 'cuda:N'.
     The numbers do not depend on how the frames are spread.
     Raises FileNotFoundError, KeyError or ValueError (naming the file, key or frame) for bad input,
-    and ValueError when ``out_dir`` holds relevances for other inputs.
+    :class:`~cgexplain.model.potential.BeadTypeError` (a ValueError) for bead types the model was
+    not trained on (:func:`~cgexplain.model.potential.check_bead_types`; before anything is
+    computed or written), and ValueError when ``out_dir`` holds relevances for other inputs.
     """
     from cgexplain.analysis.structure import adf, first_minimum, rdf
     from cgexplain.fileio import read_json, save_npz, write_json
     from cgexplain.lrp.statistics import _params, explain_frames
-    from cgexplain.model.potential import load_model
+    from cgexplain.model.potential import check_bead_types, load_model
 
-    load_model(model_dir)  # fail early, with a clear message, on a bad model folder
+    model, meta = load_model(model_dir)  # fail early, with a clear message, on a bad model folder
+    n_emb = getattr(getattr(getattr(model, "representation", None), "embedding", None), "num_embeddings", None)
+    del model
     lc = {
         "gamma": gamma,
         "bias_rule": bias_rule,
@@ -190,6 +194,9 @@ def explain_trajectory(
     }
     _params(lc)  # unknown values fail here, before any frame is read
     src = open_cg_frames(trajectory, topology, types, frames)
+    # a type the model never saw would get relevances from an untrained embedding: refuse before any computation
+    given = f" with --types {str(types)[:40]}{'...' if len(str(types)) > 40 else ''}" if isinstance(types, (str, Path)) else ""
+    check_bead_types(meta, src.types, f"{trajectory}{given}", n_emb)
     idx = src.frame_ids
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

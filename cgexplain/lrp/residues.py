@@ -12,8 +12,14 @@ Conventions (all relevances in kcal/mol; negative = stabilising, positive = dest
   upper triangle sums to the 2-body total, and the whole matrix sums to twice it. The diagonal
   is 0 (1-body walks are kept apart, in :func:`residue_one_body`).
 - **triplets**: the summed relevance of the 3-body walks per sorted bead triplet (i < j < k).
-- **triplet projection** p (n,): each triplet's relevance shared equally (1/3 each) by its three
-  residues, so p sums to the 3-body total.
+- **pair projection** q (n,) (the 2-body relevance per residue): ``q[i] = ½ Σ_j P[i, j]``, each
+  pair's relevance shared equally (1/2 each) by its two residues, so q sums to the 2-body total.
+- **triplet projection** p (n,) (the 3-body relevance per residue): each triplet's relevance shared
+  equally (1/3 each) by its three residues, so p sums to the 3-body total.
+- The projections are relevances in kcal/mol (how much of the network's energy the walks through a
+  residue carry), not energies of the residue: no physical energy term is split this way.
+- :func:`write_relevance_pdb` writes a per-residue value into the B-factor column of a PDB
+  (scaled to max |B| = 99.99, the scale in a REMARK line), for colouring in PyMOL, VMD or ChimeraX.
 - Walks of body order 4 and higher are not mapped to residues; their totals are in the body-order
   sums.
 
@@ -22,12 +28,14 @@ Array indices are 0-based; the tables (:func:`pair_table`) and figures number re
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from cgexplain.fileio import save_npz, write_json
+from cgexplain.fileio import atomic_path, save_npz, write_json
 from cgexplain.lrp.nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
 
 __all__ = [
@@ -35,6 +43,10 @@ __all__ = [
     "residue_one_body",
     "residue_triplets",
     "triplet_projection",
+    "pair_projection",
+    "RELEVANCE_PDB_MAX",
+    "relevance_pdb_scale",
+    "write_relevance_pdb",
     "explain_protein_frames",
     "pair_table",
     "format_pair_table",
@@ -86,6 +98,19 @@ def triplet_projection(triplets: np.ndarray, relevance: np.ndarray, n: int) -> n
     _check_range(t, n)
     r = np.asarray(relevance, float)
     return np.bincount(t.ravel(), weights=np.repeat(r / 3.0, 3), minlength=int(n)).astype(float)
+
+
+def pair_projection(pair_map: np.ndarray) -> np.ndarray:
+    """2-body relevance per residue: (n,) kcal/mol, ``q[i] = ½ Σ_j P[i, j]``.
+
+    pair_map: (n, n) residue-pair map in the convention of :func:`residue_pair_map` (each pair's
+    relevance in full in both triangles), or its mean over frames. Each pair's relevance is shared
+    equally by its two residues, so ``q.sum()`` is the 2-body total (the upper triangle's sum). A
+    relevance, not an energy. Raises ValueError if ``pair_map`` is not square."""
+    P = np.asarray(pair_map, dtype=float)
+    if P.ndim != 2 or P.shape[0] != P.shape[1]:
+        raise ValueError(f"pair_map must be a square (n, n) array, got shape {P.shape}")
+    return 0.5 * P.sum(axis=1)
 
 
 def _top(rel, top):
@@ -441,3 +466,98 @@ def format_pair_table(pair_map, segments=None, resnames=None, k: int = 5, digits
         lines += [fmt(m + 1, r) for m, r in enumerate(rs)] or ["| – " * len(head) + "|"]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# relevance on the structure: the B-factor column of a PDB
+
+#: the largest |B-factor| :func:`write_relevance_pdb` writes: the values are scaled so that the
+#: largest |value| becomes this (the PDB column is 6.2f, so -999.99..9999.99 would fit; a
+#: symmetric ±99.99 keeps one colour range, -99.99..99.99, right for every file)
+RELEVANCE_PDB_MAX = 99.99
+
+
+def relevance_pdb_scale(values) -> float:
+    """The factor :func:`write_relevance_pdb` multiplies ``values`` (kcal/mol) by:
+    ``RELEVANCE_PDB_MAX / max |values|`` (1/(kcal/mol)), or 1.0 when every value is 0 (or there are none)."""
+    v = np.asarray(values, dtype=float)
+    m = float(np.abs(v).max()) if v.size else 0.0
+    return RELEVANCE_PDB_MAX / m if m > 0 else 1.0
+
+
+def write_relevance_pdb(
+    topology,
+    values,
+    path: str | os.PathLike,
+    *,
+    frame_positions=None,
+    label: str = "relevance per residue",
+) -> Path:
+    """Write a per-residue relevance into the B-factor (tempfactor) column of a PDB, for colouring
+    the structure in PyMOL, VMD or ChimeraX.
+
+    topology: a structure file MDAnalysis reads (a PDB of the atomistic structure, e.g. a run's
+    ``reference/native.pdb``, or of the CG model, ``cg/topology.pdb``, one bead per residue), or an
+    MDAnalysis Universe (copied, not changed). values: (n_residues,) kcal/mol, one per residue of
+    ``topology`` in its order (e.g. :func:`pair_projection` or :func:`triplet_projection`); every
+    atom of residue k gets ``values[k]``. frame_positions: optional (n_atoms, 3) Å, written instead
+    of the topology's coordinates (e.g. a CG frame on the CG topology). label: what the values
+    are, written into a REMARK line.
+
+    Scale: the B-factor column holds 6.2f numbers, so the written B-factor is
+    ``values × s`` with ``s = relevance_pdb_scale(values) = 99.99 / max |values|``: the residue
+    of largest |relevance| gets ±99.99 and the signs are kept (negative = stabilising); B/s is the
+    relevance in kcal/mol to about 5e-5 of the largest. ``s`` is written into the REMARK lines
+    ("B-FACTOR = RELEVANCE (KCAL/MOL) * s"). The values are relevances (the share of the
+    network's energy that the walks through a residue carry), not energies. Colour with one
+    symmetric range, e.g. PyMOL ``spectrum b, blue_white_red, minimum=-99.99, maximum=99.99``.
+    Other atom records (names, residues, chains, elements) are those of ``topology``. Written
+    atomically (a partial file is never left at ``path``).
+
+    Returns ``Path(path)``. Raises ValueError if ``values`` is not one-dimensional, if its length
+    is not the number of residues of ``topology`` (both named), if a value is not finite (the
+    residues named), or if ``frame_positions`` is not (n_atoms, 3) finite numbers.
+    """
+    import MDAnalysis as mda
+
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1:
+        raise ValueError(f"values must be one value per residue, shape (n_residues,); got shape {v.shape}")
+    if isinstance(topology, mda.Universe):
+        u, name = topology.copy(), "the universe"
+    else:
+        u, name = mda.Universe(str(topology)), str(topology)
+    n_res = u.residues.n_residues
+    if len(v) != n_res:
+        raise ValueError(f"{len(v)} values for the {n_res} residues of {name}: need one value per residue")
+    bad = np.flatnonzero(~np.isfinite(v))
+    if len(bad):
+        shown = ", ".join(f"{u.residues[k].resname}{u.residues[k].resid} ({v[k]})" for k in bad[:5])
+        raise ValueError(f"values must be finite; {len(bad)} are not, at residues {shown}{' ...' if len(bad) > 5 else ''}")
+    if frame_positions is not None:
+        x = np.asarray(frame_positions, dtype=float)
+        if x.shape != (u.atoms.n_atoms, 3):
+            raise ValueError(f"frame_positions must be (n_atoms, 3) = ({u.atoms.n_atoms}, 3) Å for {name}, got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("frame_positions must be finite")
+        u.atoms.positions = x
+    scale = relevance_pdb_scale(v)
+    if not hasattr(u.atoms, "tempfactors"):
+        u.add_TopologyAttr("tempfactors")
+    u.atoms.tempfactors = (v * scale)[u.atoms.resindices]
+    # MDAnalysis writes the reader's remarks as REMARK records (wrapped at 66 characters)
+    u.trajectory.remarks = [
+        f"CGEXPLAIN {label}",
+        "B-FACTOR = RELEVANCE (KCAL/MOL) * SCALE, SCALED TO MAX |B| = 99.99",
+        f"SCALE = {scale:.9e} PER KCAL/MOL",
+        f"MAX |RELEVANCE| = {np.abs(v).max() if v.size else 0.0:.6e} KCAL/MOL",
+        "A RELEVANCE (GNN-LRP), NOT AN ENERGY; NEGATIVE = STABILISING",
+    ]
+    out = Path(path)
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        # PDB columns the topology has no use for (altLocs, icodes, ...) and a missing box
+        warnings.filterwarnings("ignore", message="Found no information for attr", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Found missing chainIDs", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Unit cell dimensions not found", category=UserWarning)
+        u.atoms.write(str(tmp))
+    return out

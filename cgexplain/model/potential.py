@@ -20,7 +20,19 @@ from cgexplain import __version__
 from cgexplain.config import ge, gt, one_of
 from cgexplain.fileio import atomic_path, read_json, write_json
 
-__all__ = ["ModelSettings", "ModelFolderError", "DEFAULT_HPARAMS", "build_model", "save_model", "load_model", "neighbor_list", "batch_inputs"]
+__all__ = [
+    "ModelSettings",
+    "ModelFolderError",
+    "BeadTypeError",
+    "DEFAULT_HPARAMS",
+    "build_model",
+    "save_model",
+    "load_model",
+    "trained_bead_types",
+    "check_bead_types",
+    "neighbor_list",
+    "batch_inputs",
+]
 
 
 @dataclasses.dataclass
@@ -158,6 +170,72 @@ def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = Tr
         raise ModelFolderError(f"{d / 'model.pt'} does not match the architecture in {d / 'model.json'}: {str(exc)[:500]}") from None
     model.eval()
     return model, meta
+
+
+class BeadTypeError(ValueError):
+    """Bead types that the model was not trained on; the message names them and the trained ones."""
+
+
+def trained_bead_types(meta: dict, n_embeddings: int | None = None) -> tuple[dict[int, str], str]:
+    """The bead types a saved model knows, from its ``model.json`` (``meta`` of :func:`load_model`).
+
+    Source, in this order: ``meta["type_table"]`` (bead name -> type, written by the train stage
+    from the mapping's table; 'amino_acids' stands for :data:`cgexplain.mapping.maps.AMINO_ACID_TYPES`),
+    else the size ``n_embeddings`` of the network's type embedding (types 0..n_embeddings-1, all
+    of them unnamed; schnetpack's default is 100, so this only catches types the model cannot
+    embed at all). Returns ({type: name}, a description of the source); ({}, "") when neither is
+    known. Raises :class:`ModelFolderError` for a type_table that is not a name -> int mapping.
+    """
+    table = meta.get("type_table") if isinstance(meta, dict) else None
+    if table is not None:
+        if table == "amino_acids":
+            from cgexplain.mapping.maps import AMINO_ACID_TYPES
+
+            table = AMINO_ACID_TYPES
+        try:
+            known = {int(v): str(k) for k, v in dict(table).items()}
+        except (TypeError, ValueError):
+            raise ModelFolderError(f"model.json: type_table must map bead names to integer types, got {table!r}") from None
+        return known, "model.json type_table"
+    if n_embeddings is not None:
+        n = int(n_embeddings)
+        return dict.fromkeys(range(n), ""), f"the model's type embedding (types 0..{n - 1}; model.json has no type_table)"
+    return {}, ""
+
+
+def check_bead_types(meta: dict, types: np.typing.ArrayLike, source: str, n_embeddings: int | None = None) -> np.ndarray:
+    """Check that every bead type in ``types`` is one the model was trained on.
+
+    meta: the model.json dict (:func:`load_model`); types (n,) ints; source: what the types
+    belong to (a trajectory or --types argument), named in the message; n_embeddings: the size
+    of the network's type embedding (fallback when model.json has no ``type_table``; see
+    :func:`trained_bead_types`). A type outside that set meets an embedding row that training
+    never updated, and every relevance computed from it would be meaningless.
+    Returns the types as an int64 array. Raises :class:`BeadTypeError` (a ValueError) naming the
+    unknown types and the types the model was trained on, ValueError for types that are not
+    integers. Nothing is checked when the model records neither a type table nor an embedding size.
+    """
+    arr = np.asarray(types)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+            raise ValueError(f"{source}: bead types must be integers, got {arr.dtype}")
+    arr = arr.astype(np.int64).reshape(-1)
+    known, where = trained_bead_types(meta, n_embeddings)
+    if not where:
+        return arr
+    unknown = sorted(set(np.unique(arr).tolist()) - set(known))
+    if unknown:
+        counts = {t: int((arr == t).sum()) for t in unknown}
+        bad = ", ".join(f"{t} ({counts[t]} bead{'s' if counts[t] > 1 else ''})" for t in unknown)
+        if all(known.values()):
+            ok = ", ".join(f"{t} ({name})" for t, name in sorted(known.items()))
+        else:
+            ok = f"{min(known)}..{max(known)}" if known else "none"
+        raise BeadTypeError(
+            f"{source}: bead type{'s' if len(unknown) > 1 else ''} {bad} not known to the model, which was trained on types {ok} "
+            f"(from {where}); relevances for an unseen type would come from an untrained embedding"
+        )
+    return arr
 
 
 def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float, return_shifts: bool = False):

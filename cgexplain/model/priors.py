@@ -1,17 +1,20 @@
-"""Prior energy terms for protein CG models (one bead per residue, a single chain, not periodic).
+"""Prior energy terms for CG models on a bead graph (not periodic).
 
 The prior is a physics-based energy summed with the network's energy (Husic et al.,
 J. Chem. Phys. 153, 194101 (2020), CGSchNet: harmonic bond and angle priors plus a repulsion
-between beads that are not bonded; the network then learns the rest by force matching). Here
-(n beads 0..n-1 along the chain; all energies kcal/mol, lengths Å, angles rad):
+between beads that are not bonded; the network then learns the rest by force matching). The
+instances come from a bead graph: by default one linear chain (beads 0..n-1, bead i bonded to
+i+1: :func:`chain_indices`, one bead per residue of a protein), or any bond list, e.g. several
+chains or a branched molecule (:func:`graph_indices`). All energies kcal/mol, lengths Å, angles rad:
 
-- bonds (i, i+1):            E = k/2 (r - r0)²                          k kcal/mol/Å², r0 Å
-- angles (i, i+1, i+2):      E = k/2 (θ - θ0)²                          k kcal/mol/rad², θ0 rad
-- dihedrals (i, ..., i+3):   E = Σ_{m=1..N} a_m cos(mφ) + b_m sin(mφ)   a_m, b_m kcal/mol
+- bonds (i, j), bonded:               E = k/2 (r - r0)²                          k kcal/mol/Å², r0 Å
+- angles (i, j, k), paths i-j-k:      E = k/2 (θ - θ0)²                          k kcal/mol/rad², θ0 rad
+- dihedrals (i, j, k, l), paths:      E = Σ_{m=1..N} a_m cos(mφ) + b_m sin(mφ)   a_m, b_m kcal/mol
   (φ in (-π, π], IUPAC sign convention, equal to ``mdtraj.compute_dihedrals``; the constant
   term of the fit is dropped)
-- repulsion (i, j), j - i >= min_separation (default 3: neither bonded nor 1-3):
-                             E = ε (σ/r)^p                              ε kcal/mol, σ Å, p > 0
+- repulsion (i, j), bond-graph distance >= min_separation (default 3: neither bonded nor 1-3;
+  on a chain j - i >= min_separation), or in different chains:
+                                      E = ε (σ/r)^p                              ε kcal/mol, σ Å, p > 0
 
 Every parameter is per instance (per bond, angle, dihedral or pair), except the one exponent p.
 :func:`fit_priors` obtains them by Boltzmann inversion of the mapped reference (Reith, Pütz,
@@ -24,19 +27,33 @@ The params dict (JSON-serialisable; ``format`` "cgexplain.priors/1") holds ``n_b
 ``index`` list, and the ``fit`` settings::
 
     {"format": "cgexplain.priors/1", "n_beads": n, "temperature": T, "units": {...},
-     "bonds": {"index": [[i, i+1], ...], "k": [...], "r0": [...]},
-     "angles": {"index": [[i, i+1, i+2], ...], "k": [...], "theta0": [...]},
-     "dihedrals": {"index": [[i, .., i+3], ...], "a": [[a_1..a_N], ...], "b": [[b_1..b_N], ...]},
+     "bonds": {"index": [[i, j], ...], "k": [...], "r0": [...]},               (chain: [i, i+1])
+     "angles": {"index": [[i, j, k], ...], "k": [...], "theta0": [...]},      (chain: [i, i+1, i+2])
+     "dihedrals": {"index": [[i, j, k, l], ...], "a": [[a_1..a_N], ...], "b": [[b_1..b_N], ...]},
      "repulsion": {"index": [[i, j], ...], "epsilon": [...], "sigma": [...], "exponent": p},
      "fit": {...}}
 
 :class:`PriorEnergy` is a schnetpack output module built from that dict; its parameters are
 float64 buffers (in the ``state_dict``), which stay float64 when the model is cast to float32.
+Any kind may be empty (``fit_priors(..., terms=...)`` leaves kinds out).
+
+Chirality. A PaiNN or SO3net energy depends on distances and on dot products of equivariant
+vectors only, so it is invariant under a reflection R -> -R as well as under rotations: the
+network cannot tell a chain from its mirror image. Bond lengths, angles and the repulsion are
+reflection-even too, and so is cos(mφ); a reflection maps every dihedral φ -> -φ, so only the
+b_m sin(mφ) parts of the dihedral prior are reflection-odd. A CG model whose prior has no
+non-zero b_m therefore has a mirror-symmetric free-energy surface: for a chiral bead chain
+(an L protein: right-handed helices, mean sin φ > 0 for Cα dihedrals of α-helices) it samples
+both hands (L and D) equally. The default prior (``n_fourier`` = 3, dihedrals included) keeps
+the sine terms; :func:`fit_priors` warns when the bead graph has dihedrals but the fitted prior
+cannot be reflection-odd, and :func:`is_reflection_odd` tells whether a params dict is.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +75,8 @@ __all__ = [
     "bond_angles",
     "dihedral_angles",
     "chain_indices",
+    "graph_indices",
+    "is_reflection_odd",
     "PRIOR_FORMAT",
     "PRIOR_KINDS",
 ]
@@ -134,13 +153,95 @@ def _dihedral_cos_sin(pos: torch.Tensor, index: torch.Tensor):
 
 def chain_indices(n: int, min_separation: int = 3) -> dict:
     """Instance indices of a linear chain of n beads: bonds (n-1, 2), angles (n-2, 3),
-    dihedrals (n-3, 4) and repulsion pairs (i, j) with j - i >= min_separation, as int64 arrays."""
+    dihedrals (n-3, 4) and repulsion pairs (i, j) with j - i >= min_separation, as int64 arrays.
+    :func:`graph_indices` of the bonds (i, i+1) returns the same arrays."""
     i = np.arange(n, dtype=np.int64)
     pairs = np.array([(a, b) for a in range(n) for b in range(a + min_separation, n)], dtype=np.int64).reshape(-1, 2)
     return {
         "bonds": np.stack([i[:-1], i[1:]], 1).reshape(-1, 2),
         "angles": np.stack([i[:-2], i[1:-1], i[2:]], 1).reshape(-1, 3),
         "dihedrals": np.stack([i[:-3], i[1:-2], i[2:-1], i[3:]], 1).reshape(-1, 4),
+        "repulsion": pairs,
+    }
+
+
+def _as_bonds(bonds, n_beads: int) -> np.ndarray:
+    """The bond list as sorted, deduplicated int64 pairs (m, 2) with i < j; ValueError when malformed."""
+    a = np.asarray(bonds if bonds is not None else [])
+    if a.size == 0:
+        return np.zeros((0, 2), np.int64)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"priors: bonds must have shape (m, 2) (pairs of bead indices), got {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        if not (np.issubdtype(a.dtype, np.number) and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+            raise ValueError(f"priors: bonds must hold integer bead indices, got {a.dtype} values")
+    a = a.astype(np.int64)
+    bad = (a < 0) | (a >= n_beads)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(1))[0])
+        raise ValueError(f"priors: bond {row} {tuple(a[row].tolist())} holds a bead index out of range 0..{n_beads - 1}")
+    same = a[:, 0] == a[:, 1]
+    if same.any():
+        row = int(np.flatnonzero(same)[0])
+        raise ValueError(f"priors: bond {row} {tuple(a[row].tolist())} is a self-bond (a bead bonded to itself)")
+    return np.unique(np.sort(a, axis=1), axis=0)
+
+
+def graph_indices(n_beads: int, bonds, min_separation: int = 3) -> dict:
+    """Instance indices of a bead graph (any bond list: several chains, branches, rings).
+
+    Args:
+        n_beads: number of beads n >= 1 (beads 0..n-1).
+        bonds: (m, 2) bead indices (array or list of pairs, integers), in any order; each bond
+            once or several times, either way round; may be empty (no bonds: every pair repels).
+        min_separation: repulsion excludes pairs within min_separation - 1 bonds (default 3:
+            neither bonded nor 1-3), i.e. keeps pairs at bond-graph distance >= min_separation.
+
+    Returns a dict of int64 arrays (the keys of :data:`PRIOR_KINDS`):
+
+    - ``bonds`` (m', 2): the bonds with i < j, deduplicated, sorted;
+    - ``angles`` (n_a, 3): every path i-j-k of the bond graph (j the middle bead), once, i < k,
+      sorted by (j, i, k);
+    - ``dihedrals`` (n_d, 4): every path i-j-k-l without a repeated bead (a 3-ring gives none),
+      once up to reversal (φ of l-k-j-i equals φ of i-j-k-l): j < k, sorted by (j, k, i, l);
+    - ``repulsion`` (n_r, 2): pairs i < j whose bond-graph distance (fewest bonds between them,
+      ``scipy.sparse.csgraph.shortest_path``) is >= min_separation, or that are disconnected
+      (different chains), sorted.
+
+    For the chain bonds (i, i+1) this equals :func:`chain_indices` (n, min_separation), array for
+    array. The CGSchNet prior's rule "non-bonded repulsion excludes pairs within n bonds" (Husic
+    et al., J. Chem. Phys. 153, 194101 (2020)) on a graph.
+
+    Raises ValueError for n_beads < 1, min_separation < 1, a bond list not of shape (m, 2) or not
+    of integers, a bead index out of range or a self-bond (naming the bond).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    n = int(n_beads)
+    if n < 1:
+        raise ValueError(f"priors: n_beads must be >= 1, got {n_beads}")
+    if int(min_separation) < 1:
+        raise ValueError(f"min_separation must be >= 1, got {min_separation}")
+    b = _as_bonds(bonds, n)
+    nbr: list[list[int]] = [[] for _ in range(n)]
+    for i, j in b.tolist():
+        nbr[i].append(j)
+        nbr[j].append(i)
+    nbr = [sorted(v) for v in nbr]
+    angles = [(i, j, k) for j in range(n) for x, i in enumerate(nbr[j]) for k in nbr[j][x + 1 :]]
+    dihedrals = [(i, j, k, l) for j, k in b.tolist() for i in nbr[j] if i != k for l in nbr[k] if l != j and l != i]
+    if len(b):
+        g = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n)).tocsr()
+        dist = shortest_path(g, directed=False, unweighted=True)
+    else:
+        dist = np.full((n, n), np.inf)
+    far = np.triu(dist >= int(min_separation), 1)  # inf (disconnected) >= anything
+    pairs = np.stack(np.nonzero(far), 1).astype(np.int64).reshape(-1, 2)
+    return {
+        "bonds": b,
+        "angles": np.asarray(angles, dtype=np.int64).reshape(-1, 3),
+        "dihedrals": np.asarray(dihedrals, dtype=np.int64).reshape(-1, 4),
         "repulsion": pairs,
     }
 
@@ -471,22 +572,26 @@ def fit_priors(
     repulsion_sigma: float | None = None,
     repulsion_epsilon: float | None = None,
     repulsion_scale: float = 1.0,
+    bonds: Sequence[Sequence[int]] | None = None,
+    terms: Sequence[str] = PRIOR_KINDS,
 ) -> dict:
-    """Fit the prior (module docstring) to mapped reference CA positions by Boltzmann inversion.
+    """Fit the prior (module docstring) to mapped reference bead positions by Boltzmann inversion.
 
     Reith, Pütz, Müller-Plathe, J. Comput. Chem. 24, 1624 (2003) (Boltzmann inversion);
     Husic et al., J. Chem. Phys. 153, 194101 (2020) (CGSchNet prior: harmonic bonds and angles,
     repulsion between non-bonded beads, the network learning the rest).
 
     Args:
-        positions: (F, n, 3) Å, F >= 2 frames of one chain of n >= 4 beads (bead i bonded to i+1).
+        positions: (F, n, 3) Å, F >= 2 frames; without ``bonds`` one chain of n >= 4 beads (bead i
+            bonded to i+1), with ``bonds`` n >= 2 beads.
         temperature: K (kT = KB_KCAL · T kcal/mol).
-        n_fourier: dihedral Fourier terms N (0: no dihedral prior).
+        n_fourier: dihedral Fourier terms N (0: no dihedral prior, and no reflection-odd term).
         repulsion_exponent: p of ε (σ/r)^p.
         repulsion_quantile: σ_ij is this quantile of pair (i, j)'s observed distance (default 0.01,
             the 1st percentile: the closest the pair comes, robust to single outliers; with
             ε = kT the repulsion reaches kT there and falls off as r^-p beyond).
-        min_separation: repulsion pairs have j - i >= min_separation (default 3: not bonded, not 1-3).
+        min_separation: repulsion pairs are >= min_separation bonds apart (default 3: not bonded, not
+            1-3; on the chain j - i >= min_separation) or in different chains.
         dihedral_bins, pseudocount: histogram of :func:`fit_fourier`.
         repulsion_sigma: one global σ Å for every pair instead of the per-pair quantile.
         repulsion_epsilon: ε kcal/mol (default kT).
@@ -495,17 +600,32 @@ def fit_priors(
             apart: with 0.8 and p = 12, E at the quantile distance is 0.8^12 ε = 0.07 ε (with 1 and
             p = 6 it is ε, summed over every close pair, a net outward force the network would have
             to learn to cancel).
+        bonds: the bead graph, (m, 2) bead indices (several chains, a branched molecule, rings);
+            the instances are those of :func:`graph_indices` (bonds, angles, dihedrals along paths
+            of the graph; repulsion by graph distance, and between chains). Default None: the
+            single chain 0-1-...-(n-1) (:func:`chain_indices`), exactly as before this option.
+        terms: the kinds the prior holds, a subset of ("bonds", "angles", "dihedrals", "repulsion")
+            (default all four); a kind left out gets empty lists (no instances, no energy).
+
+    Chirality (module docstring): if the bead graph has at least one dihedral but the prior can
+    hold no reflection-odd term ("dihedrals" not in ``terms``, or ``n_fourier`` = 0), a
+    ``UserWarning`` says that the CG model (prior plus a PaiNN/SO3net network) will be
+    mirror-symmetric and cannot keep the reference's handedness.
 
     Bonds: r0 = mean, k = kT/var (the r² Jacobian is neglected: it shifts r0 by 2 var/r0, ~1e-3 Å
     for CA-CA bonds). Angles: harmonic in θ with the sin θ Jacobian removed by 1/sin θ weights
     (:func:`fit_harmonic`). Dihedrals: :func:`fit_fourier`. Standard deviations are floored at
     0.01 Å / 0.01 rad.
 
-    Returns the params dict (module docstring) with ``fit`` holding the settings and n_frames.
-    Raises ValueError for a wrong shape, fewer than 4 beads or 2 frames, non-finite positions
-    (naming the first bad frame), a non-positive temperature, or bad settings.
+    Returns the params dict (module docstring) with ``fit`` holding the settings and n_frames
+    (plus ``graph`` "bonds" when ``bonds`` is given and ``terms`` when some kind is left out).
+    Raises ValueError for a wrong shape, fewer than 4 beads (chain) or 2 beads (``bonds``) or
+    fewer than 2 frames, non-finite positions (naming the first bad frame), a non-positive
+    temperature, a bad bond list (:func:`graph_indices`: out-of-range index, self-bond, shape),
+    an unknown term name, or bad settings.
     """
-    x = _check_positions(positions, min_beads=4, min_frames=2)
+    chosen = _check_terms(terms)
+    x = _check_positions(positions, min_beads=4 if bonds is None else 2, min_frames=2)
     T = _check_temperature(temperature)
     kT = kT_kcal(T)
     if not 0.0 <= float(repulsion_quantile) <= 1.0:
@@ -519,8 +639,23 @@ def fit_priors(
     eps = kT if repulsion_epsilon is None else float(repulsion_epsilon)
     if not eps >= 0:
         raise ValueError(f"repulsion_epsilon must be >= 0 kcal/mol, got {repulsion_epsilon}")
+    if not float(repulsion_scale) > 0:
+        raise ValueError(f"repulsion_scale must be > 0, got {repulsion_scale}")
+    if int(n_fourier) < 0:
+        raise ValueError(f"n_fourier must be >= 0, got {n_fourier}")
     F, n, _ = x.shape
-    idx = chain_indices(n, int(min_separation))
+    idx = chain_indices(n, int(min_separation)) if bonds is None else graph_indices(n, bonds, int(min_separation))
+    if len(idx["dihedrals"]) and ("dihedrals" not in chosen or int(n_fourier) == 0):
+        why = "'dihedrals' is not in terms" if "dihedrals" not in chosen else "n_fourier = 0"
+        warnings.warn(
+            f"fit_priors: the bead graph has {len(idx['dihedrals'])} dihedrals but the prior has no reflection-odd term ({why}): "
+            "PaiNN/SO3net energies are invariant under reflection, so the CG model will be mirror-symmetric (phi -> -phi) "
+            "and sample both hands (L and D) of a chiral chain equally. Keep 'dihedrals' in terms with n_fourier >= 1 "
+            "(default 3: the sine terms b_m sin(m phi) are reflection-odd) to keep the reference's handedness.",
+            UserWarning,
+            stacklevel=2,
+        )
+    idx = {k: (v if k in chosen else np.zeros((0, _ARITY[k]), np.int64)) for k, v in idx.items()}
     q = _internal(x, idx)
     kb, r0 = fit_harmonic(q["bonds"], kT)
     ka, th0 = fit_harmonic(q["angles"], kT, jacobian="sin")
@@ -535,9 +670,12 @@ def fit_priors(
             else np.zeros(0)
         )
         sigma = np.maximum(sigma, 10 * R_MIN)
-    if not float(repulsion_scale) > 0:
-        raise ValueError(f"repulsion_scale must be > 0, got {repulsion_scale}")
     sigma = sigma * float(repulsion_scale)
+    extra: dict[str, Any] = {}
+    if bonds is not None:
+        extra["graph"] = "bonds"
+    if set(chosen) != set(PRIOR_KINDS):
+        extra["terms"] = list(chosen)
     return {
         "format": PRIOR_FORMAT,
         "n_beads": int(n),
@@ -558,8 +696,32 @@ def fit_priors(
             "repulsion_quantile": float(repulsion_quantile),
             "repulsion_scale": float(repulsion_scale),
             "min_separation": int(min_separation),
+            **extra,
         },
     }
+
+
+def _check_terms(terms) -> tuple[str, ...]:
+    """The chosen kinds in PRIOR_KINDS order; ValueError for a string or an unknown name."""
+    if isinstance(terms, str):
+        raise ValueError(f"terms must be a sequence of kind names such as {PRIOR_KINDS}, not the string {terms!r}")
+    names = list(terms)
+    unknown = [t for t in names if t not in PRIOR_KINDS]
+    if unknown:
+        raise ValueError(f"unknown prior term(s) {unknown}; terms are chosen from {', '.join(PRIOR_KINDS)}")
+    return tuple(k for k in PRIOR_KINDS if k in names)
+
+
+def is_reflection_odd(params: dict | PriorEnergy) -> bool:
+    """True if the prior changes under a reflection R -> -R, i.e. some dihedral sine coefficient
+    b_m (kcal/mol) is non-zero (bonds, angles, repulsion and the cosine parts are reflection-even).
+
+    A CG model whose prior is not reflection-odd is mirror-symmetric (PaiNN and SO3net energies are
+    reflection-invariant; module docstring, "Chirality"). ``params``: a params dict or a
+    :class:`PriorEnergy`. Raises ValueError for malformed params (as :class:`PriorEnergy`).
+    """
+    mod = params if isinstance(params, PriorEnergy) else PriorEnergy.from_params(params)
+    return bool(len(mod.dihedral_index) and mod.n_fourier and bool((mod.dihedral_b != 0).any()))
 
 
 # ---------------------------------------------------------------------------------------------

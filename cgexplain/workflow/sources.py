@@ -67,6 +67,8 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
         if n_ca != m.n_beads:
             raise MappingError(f"{run.reference / 'native.pdb'}: {n_ca} CA atoms, but the mapping has {m.n_beads} beads (one CA per bead is needed)")
     traj = map_universe(u, m, start=start, stop=stop, step=step, progress=progress, length_unit=length_unit, force_unit=force_unit)
+    if cfg["kind"] == "protein" and np.abs(traj.cells).sum() > 0:
+        traj = _whole_chains(traj, m.bonds)
     traj.save(run.mapped)
     write_cg_topology(run.cg_topology, m, traj.positions[0], traj.cells[0])
     write_cg_dataset(run.dataset, traj, progress=progress)
@@ -89,6 +91,39 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
     }
     write_json(run.mapping_json, res)
     return res
+
+
+def _whole_chains(traj, bonds: np.ndarray):
+    """A protein from a periodic (solvated) simulation as the CG model sees it, without a box:
+    each chain made whole along its CG bonds (bead k+1 at the minimum image of bead k), each
+    chain placed at the minimum image of the first chain's centre, and the cells set to zero."""
+    import dataclasses
+
+    from MDAnalysis.lib.distances import minimize_vectors
+    from MDAnalysis.lib.mdamath import triclinic_box
+
+    x = traj.positions.astype(np.float64).copy()
+    n = x.shape[1]
+    nxt = {int(a): int(b) for a, b in np.asarray(bonds).reshape(-1, 2)}
+    heads = [k for k in range(n) if k not in set(nxt.values())]
+    for f in range(len(x)):
+        box = triclinic_box(*traj.cells[f])
+        for h in heads:
+            k = h
+            while k in nxt:
+                j = nxt[k]
+                x[f, j] = x[f, k] + minimize_vectors((x[f, j] - x[f, k])[None].astype(np.float32), box)[0]
+                k = j
+        if len(heads) > 1:  # chains next to the first one, not a box length away
+            ref = x[f, heads[0]]
+            for h in heads[1:]:
+                shift = x[f, h] + minimize_vectors((x[f, h] - ref)[None].astype(np.float32), box)[0] - ref
+                k, members = h, [h]
+                while k in nxt:
+                    k = nxt[k]
+                    members.append(k)
+                x[f, members] -= x[f, h] - (ref + shift)
+    return dataclasses.replace(traj, positions=x.astype(np.float32), cells=np.zeros_like(traj.cells))
 
 
 class OpenMMSource(Source):
@@ -134,7 +169,206 @@ class FilesSource(Source):
         ) | {"reference_frames": ref["n_frames"]}
 
 
-SOURCES: dict[str, type[Source]] = {"openmm": OpenMMSource, "files": FilesSource}
+def _bead_pdb(path, names: list[str], positions: np.ndarray) -> None:
+    """A CA-only PDB (one atom named CA per bead, residue = bead name): the native structure of
+    data already mapped."""
+    from cgexplain.fileio import atomic_path
+
+    lines = [
+        f"ATOM  {k + 1:5d}  CA  {str(n)[:3]:>3s} A{k + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
+        for k, (n, (x, y, z)) in enumerate(zip(names, positions))
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines + ["END", ""]))
+
+
+def _write_premapped(
+    cfg: dict, run: RunFolder, traj, names: list[str], chains: list[str], bonds: np.ndarray, type_table: dict, info: dict, progress: bool
+) -> dict:
+    """Write data already mapped into ``cg/`` (identity mapping over the beads)."""
+    import scipy.sparse as sp
+
+    from cgexplain.mapping.maps import Mapping, write_cg_dataset, write_cg_topology
+
+    n = traj.positions.shape[1]
+    eye = sp.csr_array(sp.identity(n, format="csr"))
+    m = Mapping(
+        position_map=eye,
+        force_map=eye,
+        bead_atoms=[np.array([k]) for k in range(n)],
+        bead_names=list(names),
+        bead_types=np.asarray(traj.bead_types, dtype=int),
+        bead_masses=np.asarray(traj.bead_masses, dtype=float),
+        type_table=dict(type_table),
+        resnames=list(names),
+        resids=np.arange(1, n + 1),
+        chains=list(chains),
+        bonds=np.asarray(bonds, dtype=np.int64).reshape(-1, 2),
+        selection="premapped",
+    )
+    traj.save(run.mapped)
+    write_cg_topology(run.cg_topology, m, traj.positions[0], traj.cells[0])
+    write_cg_dataset(run.dataset, traj, progress=progress)
+    res = {
+        "n_beads": int(n),
+        "n_frames": int(len(traj.positions)),
+        "selection": "premapped",
+        "type_table": m.type_table,
+        "bead_mass_amu": float(m.bead_masses[0]),
+        "method": "premapped",
+        "chains": sorted(set(m.chains)),
+        "cg_bonds": m.bonds.tolist(),
+        "notes": list(info.get("notes", [])),
+        "mean_abs_force_kcal_mol_A": float(np.abs(traj.forces).mean()),
+    }
+    write_json(run.mapping_json, res)
+    return res
+
+
+def _premapped_reference(cfg: dict, run: RunFolder, files: list, traj, names: list[str], run_lengths: list[int], extra: dict, progress: bool) -> dict:
+    """reference.json (and native.pdb for a protein) of data already mapped."""
+    from cgexplain.reference.external import ExternalDataError, _fingerprint
+
+    rc = cfg["reference"]
+    out = {
+        "source": rc["source"],
+        "settings": dict(rc),
+        "files": _fingerprint(files),
+        "n_beads": int(traj.positions.shape[1]),
+        "n_frames": int(len(traj.positions)),
+        "run_lengths": [int(r) for r in run_lengths if r > 0],
+        "run_kinds": ["native"] * len([r for r in run_lengths if r > 0]),
+        "temperature_K": float(rc["temperature"]),
+        **extra,
+    }
+    if cfg["kind"] == "protein":
+        native = rc.get("native") or "frame 0"
+        if native.startswith("frame"):
+            k = int(native.split()[1])
+            if not -len(traj.positions) <= k < len(traj.positions):
+                raise ExternalDataError(f"reference.native {native!r}: only {len(traj.positions)} frames are read")
+            _bead_pdb(run.reference / "native.pdb", names, traj.positions[k])
+        out["native"] = str(run.reference / "native.pdb")
+    write_json(run.reference_json, out)
+    if progress:
+        print(f"reference ({cfg['name']}): {out['n_frames']} frames of {out['n_beads']} beads already mapped ({rc['source']})")
+    return out
+
+
+class ArraysSource(Source):
+    """Positions and forces already mapped, as arrays (:func:`cgexplain.reference.premapped.read_arrays`)."""
+
+    name = "arrays"
+
+    def _read(self, cfg: dict):
+        from cgexplain.reference.external import resolve
+        from cgexplain.reference.premapped import read_arrays
+
+        rc = cfg["reference"]
+        files = [resolve(cfg, rc["positions"])] + ([resolve(cfg, rc["forces"])] if rc.get("forces") else [])
+        traj, info = read_arrays(
+            files[0],
+            files[1] if len(files) > 1 else None,
+            length_unit=rc["length_unit"],
+            force_unit=rc["force_unit"],
+            default_mass=float(rc["default_mass"]),
+            start=int(rc["start"]),
+            stop=rc["stop"],
+            step=int(rc["step"]),
+        )
+        from cgexplain.mapping.maps import AMINO_ACID_TYPES
+
+        inv = {v: k for k, v in AMINO_ACID_TYPES.items()}
+        aa = cfg["kind"] == "protein" and set(np.unique(traj.bead_types).tolist()) <= set(inv)
+        names = [inv[int(t)] if aa else f"B{int(t)}" for t in traj.bead_types]
+        table = dict(AMINO_ACID_TYPES) if aa else {f"B{int(t)}": int(t) for t in np.unique(traj.bead_types)}
+        return files, traj, info, names, table
+
+    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+        if run.reference_json.exists():
+            return read_json(run.reference_json)
+        files, traj, info, names, _ = self._read(cfg)
+        return _premapped_reference(cfg, run, files, traj, names, [len(traj.positions)], {"notes": info.get("notes", [])}, progress)
+
+    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        files, traj, info, names, table = self._read(cfg)
+        n = traj.positions.shape[1]
+        bonds = np.array([[k, k + 1] for k in range(n - 1)]) if cfg["kind"] == "protein" else np.zeros((0, 2))
+        return _write_premapped(cfg, run, traj, names, ["A"] * n, bonds, table, info, progress)
+
+
+class MdcathSource(Source):
+    """One mdCATH domain file, mapped to CA beads on reading (:func:`cgexplain.reference.premapped.read_mdcath`)."""
+
+    name = "mdcath"
+
+    def _read(self, cfg: dict, progress: bool):
+        from cgexplain.reference.external import resolve
+        from cgexplain.reference.premapped import read_mdcath
+
+        rc = cfg["reference"]
+        path = resolve(cfg, rc["file"])
+        traj, info = read_mdcath(
+            path,
+            temperatures=rc["temperatures"],
+            replicas=rc["replicas"],
+            domain=rc.get("domain"),
+            start=int(rc["start"]),
+            stop=rc["stop"],
+            step=int(rc["step"]),
+            chunk=int(rc["chunk"]),
+            progress=progress,
+        )
+        return path, traj, info
+
+    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+        import h5py
+
+        from cgexplain.fileio import atomic_path
+        from cgexplain.reference.premapped import mdcath_info
+
+        if run.reference_json.exists():
+            return read_json(run.reference_json)
+        rc = cfg["reference"]
+        path, traj, info = self._read(cfg, progress)
+        src = np.asarray(info["source"])
+        keys = [(int(T), int(r)) for T in rc["temperatures"] for r in rc["replicas"]]
+        run_lengths = [int(((src[:, 0] == T) & (src[:, 1] == r)).sum()) for T, r in keys]
+        if cfg["kind"] == "protein" and (rc.get("native") or "pdb") == "pdb":
+            with h5py.File(path, "r") as h5:
+                txt = h5[f"/{info['domain']}/pdbProteinAtoms"][()]
+            txt = txt.decode() if isinstance(txt, bytes) else str(txt)
+            run.reference.mkdir(parents=True, exist_ok=True)
+            with atomic_path(run.reference / "native.pdb") as tmp:
+                tmp.write_text(txt)
+            cfg = {**cfg, "kind": "protein-native-written"}  # native.pdb is written; do not write a frame
+        meta = mdcath_info(path, rc.get("domain"))
+        out = _premapped_reference(
+            cfg,
+            run,
+            [path],
+            traj,
+            info["bead_names"],
+            run_lengths,
+            {"domain": info["domain"], "available": {"temperatures": meta["temperatures"], "replicas": meta["replicas"]}},
+            progress,
+        )
+        if (run.reference / "native.pdb").exists():
+            out["native"] = str(run.reference / "native.pdb")
+            write_json(run.reference_json, out)
+        return out
+
+    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+        from cgexplain.mapping.maps import AMINO_ACID_TYPES
+
+        _, traj, info = self._read(cfg, progress)
+        n = traj.positions.shape[1]
+        return _write_premapped(
+            cfg, run, traj, info["bead_names"], ["A"] * n, np.array([[k, k + 1] for k in range(n - 1)]), AMINO_ACID_TYPES, info, progress
+        )
+
+
+SOURCES: dict[str, type[Source]] = {"openmm": OpenMMSource, "files": FilesSource, "arrays": ArraysSource, "mdcath": MdcathSource}
 SOURCE_NAMES = ("openmm", "files", "arrays", "mdcath")
 
 

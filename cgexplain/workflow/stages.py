@@ -43,7 +43,37 @@ def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> 
     run.prepare(cfg, "map")
     if run.is_done("map"):
         return read_json(run.mapping_json)
-    return source_for(cfg).map(cfg, run, progress)
+    res = source_for(cfg).map(cfg, run, progress)
+    res["diagnostics"] = {"unfittable_force_floor": _force_floor(run)}
+    write_json(run.mapping_json, res)
+    return res
+
+
+def _force_floor(run: RunFolder) -> dict:
+    """The net force and torque per mapped frame that no conservative, translation- and
+    rotation-invariant model can fit, as a force RMSE (:func:`cgexplain.diagnostics.net_force_torque_floor`);
+    torque only without a box."""
+    import numpy as np
+
+    from cgexplain.diagnostics import net_force_torque_floor
+    from cgexplain.mapping.maps import MappedTrajectory
+
+    t = MappedTrajectory.load(run.mapped)
+    periodic = bool(np.abs(t.cells).sum() > 0)
+    d = net_force_torque_floor(None if periodic else t.positions.astype(np.float64), t.forces.astype(np.float64), t.bead_masses, periodic=periodic)
+    keys = (
+        "floor_rmse",
+        "floor_rmse_net_force",
+        "floor_rmse_net_torque",
+        "zero_model_rmse",
+        "floor_fraction_of_zero_mse",
+        "net_force_mean",
+        "net_torque_mean",
+    )
+    out = {k: (None if d.get(k) is None else float(d[k])) for k in keys}
+    out["periodic"] = periodic
+    out["note"] = "a lower bound on the force RMSE (kcal/mol/Å) of any conservative, translation- and rotation-invariant CG model of these data"
+    return out
 
 
 def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:
@@ -64,7 +94,29 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     if priors is not None:
         hp["priors"] = priors
     data = run.mapped if settings.data_path == "cached" else run.dataset
-    return train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress)
+    res = train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress)
+    if priors is not None and "prior_only" not in res:
+        res["prior_only"] = _prior_only_error(run, priors)
+        if (run.model / "training.json").exists():
+            write_json(run.model / "training.json", {**read_json(run.model / "training.json"), "prior_only": res["prior_only"]})
+    return res
+
+
+def _prior_only_error(run: RunFolder, priors: dict) -> dict:
+    """The force error of the prior alone against the mapped forces of the validation frames,
+    beside the model's (:func:`cgexplain.diagnostics.prior_force_error`): what the network adds."""
+    import numpy as np
+
+    from cgexplain.diagnostics import prior_force_error
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.model.priors import prior_forces
+
+    t = MappedTrajectory.load(run.mapped)
+    split = run.model / "split.npz"
+    idx = np.load(split)["val"] if split.exists() and "val" in np.load(split) else np.arange(len(t.positions))
+    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), 500)).round().astype(int)]
+    d = prior_force_error(t.forces[idx].astype(np.float64), prior_forces(priors, t.positions[idx].astype(np.float64)))
+    return {k: float(d[k]) for k in ("force_rmse", "force_mae", "zero_model_rmse", "mse_fraction_removed")} | {"n_frames": int(len(idx))}
 
 
 def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:
@@ -87,11 +139,37 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
     ks = list(s.start_frames) if s.start_frames is not None else kind.start_frames(cfg, run, s.n_replicas, s.start_frame, nf)
     if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
         raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
+    step_check = _timestep_check(meta, traj, s.timestep)
     res = run_simulation(
         model, meta, run.cg_topology, traj.positions[ks], traj.bead_types, traj.bead_masses, traj.cells[ks], s, run.simulation, progress=progress
     )
+    if step_check is not None:
+        res["timestep_check"] = step_check
     extra = kind.extra_simulations(cfg, run, progress)
     return {**res, **({"extra_simulations": extra} if extra else {})}
+
+
+def _timestep_check(meta: dict, traj, timestep: float) -> dict | None:
+    """Warn (and report) when the time step is long for the stiffest prior term: ω from the
+    fitted force constants and bead masses (:func:`cgexplain.diagnostics.stiffest_prior_frequency`),
+    bound ω·Δt <= :data:`cgexplain.diagnostics.OMEGA_DT_BOUND`. None for a model without priors."""
+    from cgexplain.diagnostics import OMEGA_DT_BOUND, check_timestep, stiffest_prior_frequency
+
+    priors = (meta.get("hparams") or {}).get("priors")
+    if not priors:
+        return None
+    w = stiffest_prior_frequency(priors, traj.bead_masses)
+    ok, msg = check_timestep(w["omega_max"], timestep)
+    if not ok:
+        print(f"cgexplain: warning: simulation.timestep: {msg}")
+    return {
+        "omega_max_per_ps": float(w["omega_max"]),
+        "stiffest_term": {"kind": w["term"]["kind"], "index": [int(i) for i in w["term"]["index"]]} if w.get("term") else None,
+        "omega_dt": float(w["omega_max"] * timestep),
+        "bound": OMEGA_DT_BOUND,
+        "ok": bool(ok),
+        "message": msg,
+    }
 
 
 def stage_analyse(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:

@@ -251,6 +251,11 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     T = float(cfg["reference"]["temperature"] if T is None else T)
     ref = MappedTrajectory.load(run.mapped)
     pos = ref.positions.astype(np.float64)
+    if pc.get("bonds") is None:  # the CG bond graph of the mapping: several chains, chain breaks
+        bonds = read_json(run.mapping_json).get("cg_bonds") if run.mapping_json.exists() else None
+        n = pos.shape[1]
+        if bonds is not None and [tuple(b) for b in bonds] != [(k, k + 1) for k in range(n - 1)]:
+            pc["bonds"] = bonds
     params = fit_priors(pos, T, **pc)
     sub = np.linspace(0, len(pos) - 1, min(len(pos), 500)).round().astype(int)
     fp = prior_forces(params, pos[sub])
@@ -269,11 +274,20 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     return params
 
 
-def native_segments(cfg: dict) -> list[dict]:
-    """Secondary-structure elements of the native structure (DSSP via mdtraj) of the system's PDB."""
+def native_segments(cfg: dict, run: RunFolder | None = None) -> list[dict]:
+    """Secondary-structure elements of the native structure (DSSP via mdtraj): the system's PDB
+    (OpenMM references) or the run's ``reference/native.pdb`` (the user's data). An empty list
+    when the structure has no backbone to assign (DSSP needs N, CA, C, O)."""
     from cgexplain.analysis.protein import secondary_structure, ss_segments
 
-    return ss_segments(secondary_structure(_system_path(cfg, cfg["reference"]["pdb"])))
+    pdb = cfg["reference"].get("pdb")
+    path = _system_path(cfg, pdb) if pdb else (run.reference / "native.pdb" if run is not None else None)
+    if path is None or not Path(path).exists():
+        return []
+    try:
+        return ss_segments(secondary_structure(path))
+    except Exception:  # no full backbone (a CA-only structure), or a PDB mdtraj cannot read
+        return []
 
 
 def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
@@ -284,13 +298,27 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
       39x39 residue-pair map (beside the native contact map), residue triplets and the triplet
       relevance projected per residue; tables of the most stabilising and destabilising pairs with
       the secondary-structure elements they join.
+    - The 2-body and 3-body relevance per residue (:func:`~cgexplain.lrp.residues.pair_projection`,
+      :func:`~cgexplain.lrp.residues.triplet_projection`; kcal/mol, relevances, not energies) in the
+      B-factor column of ``lrp/relevance_2body.pdb`` and ``lrp/relevance_3body.pdb``
+      (:func:`~cgexplain.lrp.residues.write_relevance_pdb`, scaled to max |B| = 99.99, the scale in
+      a REMARK line and in the returned ``relevance_pdb``), on the minimised native all-atom
+      structure (every atom of a bead's residues, a merged cap included, gets the bead's value), or
+      on the CG topology when the native structure does not map onto the model's beads.
     - ``lrp.mutations`` (e.g. "F5A"): the change of the total CG energy over
       ``lrp.mutation_frames`` folded frames of the reference's native runs, and the pair-map
       difference over the explained frames. The model never saw the mutant in training.
     """
     from cgexplain.analysis.protein import ca_rmsd, native_contacts
     from cgexplain.lrp.mutations import mutation_whatif
-    from cgexplain.lrp.residues import explain_protein_frames, format_pair_table, pair_table
+    from cgexplain.lrp.residues import (
+        explain_protein_frames,
+        format_pair_table,
+        pair_projection,
+        pair_table,
+        relevance_pdb_scale,
+        write_relevance_pdb,
+    )
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.model.potential import load_model
     from cgexplain.plots.core import pyplot
@@ -309,7 +337,7 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     inv = {int(v): k for k, v in table.items()}
     resnames = [inv[int(t)] for t in types]
     native = native_ca_positions(run.reference)
-    segments = native_segments(cfg)
+    segments = native_segments(cfg, run)
     rmsd = ca_rmsd(cg_positions, native)
     folded = np.flatnonzero(rmsd <= thr)
     if len(folded) == 0:
@@ -383,6 +411,26 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         "top_destabilising_triplets_relevance": [float(x) for x in res["top_destabilising_relevance"]],
         "segments": segments,
     }
+    # per-residue relevance on the structure (B-factor column), for PyMOL / VMD / ChimeraX
+    structure, bead_of_residue, on = _relevance_structure(cfg, run, types)
+    per_residue = {"2body": pair_projection(res["pair_map"]), "3body": res["triplet_projection"]}
+    out["residue_relevance_2body_kcal_mol"] = [float(x) for x in per_residue["2body"]]
+    out["residue_relevance_3body_kcal_mol"] = [float(x) for x in per_residue["3body"]]
+    out["relevance_pdb"] = {}
+    for key, v in per_residue.items():
+        on_residues = v[bead_of_residue]
+        path = write_relevance_pdb(
+            structure,
+            on_residues,
+            d / f"relevance_{key}.pdb",
+            label=f"{cfg['name']} {key[0]}-body relevance per residue, mean of {len(pick)} folded CG frames",
+        )
+        out["relevance_pdb"][key] = {
+            "path": _in_run(run, path),
+            "structure": on,
+            "structure_path": _in_run(run, structure),
+            "bfactor_scale_per_kcal_mol": relevance_pdb_scale(on_residues),
+        }
     spec = lc.get("mutations")
     if spec:
         runs = read_json(run.reference_json)
@@ -429,6 +477,62 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
             out["mutation"]["simulation"] = compare_mutant_simulation(cfg, run, spec, ref, native, cg_positions)
     write_json(d / "lrp.json", out)
     return out
+
+
+def _in_run(run: RunFolder, path: Path) -> str:
+    """``path`` relative to the run folder when it lies inside it (so lrp.json survives a move), else as given."""
+    p = Path(path)
+    return str(p.relative_to(run.root)) if p.is_relative_to(run.root) else str(p)
+
+
+def _relevance_structure(cfg: dict, run: RunFolder, types: np.ndarray) -> tuple[Path, np.ndarray, str]:
+    """The structure :func:`protein_explain` writes the per-residue relevance on.
+
+    The minimised native all-atom structure (``reference/native.pdb``) when the system's mapping
+    (``mapping`` of system.yaml, as the map stage applies it) turns it into exactly the model's
+    beads, with the same bead types; else the CG topology (``cg/topology.pdb``, one bead per
+    residue). types: (n,) the model's bead types.
+
+    Returns (structure path, the 0-based bead index of each residue of the structure
+    (n_residues,) (a cap residue merged into its neighbour gets that neighbour's bead), and a
+    description, "native all-atom structure" or "CG topology"). Raises ValueError if the CG
+    topology's residue count is not the number of beads.
+    """
+    import MDAnalysis as mda
+
+    from cgexplain.mapping.maps import MappingError, make_mapping
+
+    n = len(types)
+    if run.native_pdb.exists():
+        u = mda.Universe(str(run.native_pdb))
+        mc = cfg["mapping"]
+        try:
+            m = make_mapping(
+                u,
+                by=mc["by"],
+                method=mc["method"],
+                atom_name=mc.get("atom_name"),
+                bead_names=mc.get("bead_name"),
+                type_table=mc.get("type_table"),
+                merge_caps=bool(mc["merge_caps"]),
+                # an atom selection, where the mapping has one (a structure with solvent)
+                selection=mc.get("select"),
+                constraints="none",  # the structure only places the values; the run's mapping was checked
+            )
+        except MappingError:
+            m = None
+        if m is not None and m.n_beads == n and np.array_equal(np.asarray(m.bead_types), np.asarray(types)):
+            bead_of_atom = np.full(u.atoms.n_atoms, -1)
+            for b, g in enumerate(m.bead_atoms):
+                bead_of_atom[g] = b
+            bead_of_residue = np.array([bead_of_atom[r.atoms.indices[0]] for r in u.residues])
+            # one bead per residue: every atom of a residue sits in the bead of its first atom
+            if np.all(bead_of_residue >= 0) and np.array_equal(bead_of_atom, bead_of_residue[u.atoms.resindices]):
+                return run.native_pdb, bead_of_residue, "native all-atom structure"
+    n_res = mda.Universe(str(run.cg_topology)).residues.n_residues
+    if n_res != n:
+        raise ValueError(f"{run.cg_topology}: {n_res} residues for the model's {n} beads; cannot write the per-residue relevance")
+    return run.cg_topology, np.arange(n), "CG topology"
 
 
 def _largest_changes(diff: np.ndarray, resnames, k: int = 5) -> list[dict]:
