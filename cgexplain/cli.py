@@ -257,11 +257,15 @@ def main(argv=None) -> int:
         run_all(cfg, run_dir, progress=False, stages=stages)
         return 0
     print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {run_dir.root.resolve()}")
-    from cgexplain.model.potential import ModelFolderError
+    from cgexplain.mapping.maps import MappingError
+    from cgexplain.model.potential import BeadTypeError, ModelFolderError
+    from cgexplain.reference.external import ExternalDataError
+    from cgexplain.reference.premapped import PremappedError
 
     try:
         summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
-    except ModelFolderError as e:  # a damaged model folder: the message names the file, no traceback needed
+    except (ModelFolderError, MappingError, PremappedError, ExternalDataError, BeadTypeError) as e:
+        # bad input (a damaged model folder, the user's files): the message names the file, key, frame or atom
         print(f"cgexplain: error: {e}", file=sys.stderr)
         return 2
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["wall_time_s"].items())

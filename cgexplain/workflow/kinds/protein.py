@@ -190,16 +190,24 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
     tica = tica_fit(feats, lagtime=lag, dim=int(ac["tica_dim"]))
     p_ref = np.concatenate(tica_project(tica, feats))
     p_cg = tica_project(tica, tica_features(cg_pos))
-    lo, hi = np.percentile(np.concatenate([p_ref[:, :2], p_cg[:, :2]]), [0.5, 99.5], axis=0)
-    rng = [[lo[0], hi[0]], [lo[1], hi[1]]]
-    fes_ref = free_energy_surface(p_ref, T, bins=40, range=rng)
-    fes_cg = free_energy_surface(p_cg, T, bins=40, range=rng)
     plt = pyplot()
-    for fig in (
+    figs = [
         plot_protein_distributions(obs_ref, obs_cg, figures / "protein_distributions.png", title=f"{cfg['name']}: CG vs reference"),
         plot_internal_distributions(obs_ref, obs_cg, figures / "internal_distributions.png", title=f"{cfg['name']}: CA bonds, angles, dihedrals"),
-        plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)"),
-    ):
+    ]
+    tica_note = None
+    if p_ref.ndim == 2 and p_ref.shape[1] >= 2:
+        lo, hi = np.percentile(np.concatenate([p_ref[:, :2], p_cg[:, :2]]), [0.5, 99.5], axis=0)
+        rng = [[lo[0], hi[0]], [lo[1], hi[1]]]
+        fes_ref = free_energy_surface(p_ref, T, bins=40, range=rng)
+        fes_cg = free_energy_surface(p_cg, T, bins=40, range=rng)
+        figs.append(plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)"))
+    else:  # too few reference frames for two TICA components (a tiny data set): no free-energy surface
+        tica_note = (
+            f"TICA gave {p_ref.shape[1] if p_ref.ndim == 2 else 0} component(s) from {len(ref.positions)} reference frames: no free-energy surface"
+        )
+        fes_ref = fes_cg = (np.zeros(1), np.zeros(1), np.zeros((0, 0)))
+    for fig in figs:
         plt.close(fig)
     folded = float(np.mean(obs_cg["rmsd"] <= thr))
     starts = np.concatenate([[0], np.cumsum(cg_lengths)])
@@ -213,6 +221,7 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
         "n_native_contacts": int(len(pairs)),
         "tica_lag_frames": lag,
         "tica_timescales_frames": _timescales(tica, lag),
+        **({"tica_note": tica_note} if tica_note else {}),
         "n_frames_reference": int(len(ref.positions)),
         "n_frames_cg": int(len(cg_pos)),
         "temperature_K": T,
