@@ -461,8 +461,10 @@ def _bead_chains(universe, bead_atoms) -> list:
 def _cg_bonds(universe, bead_atoms, chains) -> np.ndarray:
     """CG bonds between consecutive residue beads of one chain: a bond of the topology joins
     their atoms, or (no such bond listed: PDB topologies list few) the backbone C of the first lies
-    within 2 Å of the N of the second in the current frame, or (no backbone atoms) their residue
-    numbers are consecutive. A chain break gives no bond."""
+    within 2 Å (minimum image) of the N of the second in the current frame. A chain break, or
+    molecules that are not bonded (waters), give no bond."""
+    from MDAnalysis.lib.distances import calc_bonds
+
     n = len(bead_atoms)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
@@ -479,22 +481,15 @@ def _cg_bonds(universe, bead_atoms, chains) -> np.ndarray:
     except Exception:  # no bonds in the topology
         pass
     names = np.asarray(atoms.names, dtype=str)
-    resid = np.array([atoms[g[0]].resid for g in bead_atoms])
-    out = []
-    for k in range(n - 1):
-        if chains[k] != chains[k + 1]:
-            continue
-        if (k, k + 1) in bonded:
-            out.append((k, k + 1))
-            continue
-        c = [i for i in bead_atoms[k] if names[i] == "C"]
-        nn = [i for i in bead_atoms[k + 1] if names[i] == "N"]
-        if c and nn:
-            if np.linalg.norm(atoms[c[0]].position - atoms[nn[0]].position) < 2.0:
-                out.append((k, k + 1))
-        elif resid[k + 1] - resid[k] == 1:
-            out.append((k, k + 1))
-    return np.array(out, dtype=np.int64).reshape(-1, 2)
+    c_atom = {k: next((i for i in g if names[i] == "C"), -1) for k, g in enumerate(bead_atoms)}
+    n_atom = {k: next((i for i in g if names[i] == "N"), -1) for k, g in enumerate(bead_atoms)}
+    cand = [k for k in range(n - 1) if chains[k] == chains[k + 1] and (k, k + 1) not in bonded and c_atom[k] >= 0 and n_atom[k + 1] >= 0]
+    if cand:
+        x = atoms.positions
+        box = universe.dimensions if universe.dimensions is not None and np.all(universe.dimensions[:3] > 0) else None
+        d = calc_bonds(x[[c_atom[k] for k in cand]], x[[n_atom[k + 1] for k in cand]], box=box)
+        bonded |= {(k, k + 1) for k, dk in zip(cand, d) if dk < 2.0}
+    return np.array(sorted(p for p in bonded if chains[p[0]] == chains[p[1]]), dtype=np.int64).reshape(-1, 2)
 
 
 #: units a trajectory's values may be declared in (where the format does not fix them) -> factor to Å / kcal/mol/Å
@@ -505,8 +500,10 @@ FORCE_UNITS = {
     "kJ/mol/nm": 1.0 / (units.KJ_PER_KCAL * units.ANGSTROM_PER_NM),
     "kcal/mol/nm": 1.0 / units.ANGSTROM_PER_NM,
 }
-#: the mean |force component| (kcal/mol/Å) of mapped data outside which the declared units are taken to be wrong
-FORCE_SANITY_KCAL_A = (1e-3, 1e3)
+#: the mean |force component| (kcal/mol/Å) on the mapped atoms of an atomistic frame outside which the
+#: declared units are taken to be wrong: all-atom liquids and proteins give about 3–30 (cobrotoxin's protein
+#: atoms 20), and the common confusions are factors of 4.184, 10 and 41.84 (kJ/mol/nm read as kcal/mol/Å: ~850)
+FORCE_SANITY_KCAL_A = (0.1, 250.0)
 
 
 def load_universe(topology: str | Path, trajectory: str | Path | Sequence[str | Path], **kwargs):
