@@ -360,7 +360,12 @@ def make_mapping(
             raw = [f.indices[insel[f.indices]] for f in frags if insel[f.indices].any()]
         elif by == "residue":
             residues = sel_atoms.residues
-            res: list[list[int]] = [list(np.intersect1d(r.atoms.indices, selected)) for r in residues]
+            insel = np.zeros(n_atoms, bool)
+            insel[selected] = True
+            order = np.argsort(universe.atoms.resindices, kind="stable")  # atoms grouped by residue, in one pass
+            starts = np.searchsorted(universe.atoms.resindices[order], residues.resindices)
+            ends = np.searchsorted(universe.atoms.resindices[order], residues.resindices, side="right")
+            res: list[list[int]] = [[int(i) for i in order[a:b] if insel[i]] for a, b in zip(starts, ends)]
             names_ = [r.resname for r in residues]
             if merge_caps:
                 for k in [k for k, n in enumerate(names_) if n in CAP_RESIDUES]:
@@ -560,16 +565,17 @@ class MappedTrajectory:
             return cls(**{k: z[k] for k in ("positions", "forces", "cells", "bead_types", "bead_masses")})
 
 
-def _owner_anchor(mapping: Mapping) -> tuple[np.ndarray, np.ndarray, sp.csr_array, sp.csr_array]:
+def _owner_anchor(mapping: Mapping) -> tuple[np.ndarray, np.ndarray, sp.csr_array, sp.csr_array, np.ndarray]:
     """The mapped atoms (sorted), the position in that list of each one's bead anchor (its bead's
-    first atom), and the maps restricted to the mapped atoms' columns."""
+    first atom), the maps restricted to the mapped atoms' columns, and each bead's first atom."""
     sel = np.unique(np.concatenate(mapping.bead_atoms))
     where = np.full(mapping.n_atoms, -1)
     where[sel] = np.arange(len(sel))
     anchor = np.empty(len(sel), dtype=int)
     for g in mapping.bead_atoms:
         anchor[where[g]] = where[g[0]]
-    return sel, anchor, sp.csr_array(mapping.position_map[:, sel]), sp.csr_array(mapping.force_map[:, sel])
+    first = np.array([g[0] for g in mapping.bead_atoms], dtype=int)
+    return sel, anchor, sp.csr_array(mapping.position_map[:, sel]), sp.csr_array(mapping.force_map[:, sel]), first
 
 
 def map_positions(positions: np.ndarray, mapping: Mapping, box=None, _cache=None) -> np.ndarray:
@@ -581,13 +587,17 @@ def map_positions(positions: np.ndarray, mapping: Mapping, box=None, _cache=None
     """
     from MDAnalysis.lib.distances import minimize_vectors
 
-    sel, anchor, C, _ = _cache if _cache is not None else _owner_anchor(mapping)
-    x = np.asarray(positions)[sel]
-    rel = x - x[anchor]
+    sel, anchor, C, _, first = _cache if _cache is not None else _owner_anchor(mapping)
+    x = np.asarray(positions)
+    xs = x if (len(sel) == len(x) and sel[-1] == len(x) - 1) else x[sel]
+    rel = xs - xs[anchor]
     if box is not None and np.all(np.asarray(box[:3]) > 0):
-        rel = minimize_vectors(rel.astype(np.float32), np.asarray(box, dtype=np.float32))
-    first = np.array([g[0] for g in mapping.bead_atoms])
-    return np.asarray(positions, dtype=float)[first] + C @ rel.astype(float)
+        b = np.asarray(box, dtype=np.float64)
+        if np.allclose(b[3:], 90.0):  # orthorhombic: the minimum image per axis, vectorised
+            rel = rel - (b[:3] * np.round(rel / b[:3])).astype(rel.dtype)
+        else:
+            rel = minimize_vectors(rel.astype(np.float32), b.astype(np.float32))
+    return x[first].astype(float) + C @ rel.astype(float)
 
 
 def map_universe(
@@ -628,6 +638,7 @@ def map_universe(
     ff = FORCE_UNITS[force_unit] if force_unit else FORCE_UNITS["kJ/mol/A"]  # MDAnalysis: kJ/mol/Å
     cache = _owner_anchor(mapping)
     sel, D = cache[0], cache[3]
+    whole = len(sel) == mapping.n_atoms
     n = len(universe.trajectory[start:stop:step])
     pos = np.empty((n, mapping.n_beads, 3), np.float32)
     frc = np.empty_like(pos)
@@ -638,10 +649,10 @@ def map_universe(
         f = ts.forces if ts.has_forces else None
         if f is None:
             raise MappingError(f"{fname}: frame {ts.frame} has no forces")
-        for what, arr in (("coordinates", x[sel]), ("forces", f[sel])):
-            bad = ~np.isfinite(arr).all(axis=1)
-            if bad.any():
-                i = int(sel[np.flatnonzero(bad)[0]])
+        xs, fs = (x, f) if whole else (x[sel], f[sel])
+        for what, arr in (("coordinates", xs), ("forces", fs)):
+            if not np.isfinite(arr).all():  # one fast reduction per frame; the atom only when it fails
+                i = int(sel[np.flatnonzero(~np.isfinite(arr).all(axis=1))[0]])
                 raise MappingError(f"{fname}: frame {ts.frame} has NaN/inf {what} (atom {i}, {universe.atoms[i].name})")
         box = ts.dimensions
         periodic = box is not None and np.all(box[:3] > 0)
@@ -650,10 +661,10 @@ def map_universe(
             if periodic:
                 box = np.concatenate([box[:3] * lf, box[3:]])
         pos[k] = map_positions(x, mapping, box if periodic else None, _cache=cache)
-        frc[k] = D @ (f[sel].astype(float) * ff)
+        frc[k] = (D @ fs.astype(float)) * ff
         cells[k] = triclinic_vectors(box) if periodic else 0.0
         if k == 0:
-            m = float(np.abs(f[sel].astype(float) * ff).mean())
+            m = float(np.abs(fs).mean()) * ff
             lo, hi = FORCE_SANITY_KCAL_A
             if not lo <= m <= hi:
                 raise MappingError(
