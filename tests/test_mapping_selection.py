@@ -134,3 +134,34 @@ def test_declared_units_and_their_sanity_check():
     ref = map_universe(u2, make_mapping(u2, by="residue", method="atom", atom_name="CA", selection="protein"), progress=False)
     np.testing.assert_allclose(t.forces, ref.forces, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(t.positions, ref.positions, atol=1e-3)
+
+
+def test_two_chains_keep_their_break(tmp_path):
+    """Two copies of the AMBER protein as chains A and B: CG bonds only inside each chain, the CG
+    topology keeps both chain IDs and the bonds (CONECT), and the priors fitted on that bond graph
+    have no bond, angle or dihedral across the chains (repulsion between them instead)."""
+    import MDAnalysis as mda
+
+    from cgexplain.mapping.maps import write_cg_topology
+    from cgexplain.model.priors import fit_priors
+
+    src = load_universe(mdat.PFncdf_Top, mdat.PFncdf_Trj)
+    a, b = src.atoms, src.atoms
+    u = mda.Merge(a, b)
+    u.add_TopologyAttr("chainIDs", ["A"] * a.n_atoms + ["B"] * b.n_atoms)
+    x = np.concatenate([a.positions, b.positions + 30.0])
+    u.atoms.positions = x
+    m = make_mapping(u, by="residue", method="atom", atom_name="CA", type_table="amino_acids", constraints="none")
+    n1 = src.atoms.n_residues
+    assert m.n_beads == 2 * n1 and sorted(set(m.chains)) == ["A", "B"]
+    assert len(m.bonds) == 2 * (n1 - 1) and not any(i < n1 <= j for i, j in m.bonds.tolist())
+    write_cg_topology(tmp_path / "cg.pdb", m, map_positions(x, m))
+    cg = mda.Universe(str(tmp_path / "cg.pdb"))
+    assert list(dict.fromkeys(cg.atoms.chainIDs)) == ["A", "B"] and len(cg.bonds) == len(m.bonds)
+    pos = np.stack([map_positions(x + np.random.default_rng(k).normal(0, 0.1, x.shape), m) for k in range(6)])
+    pr = fit_priors(pos, 300.0, bonds=m.bonds.tolist())
+    for kind in ("bonds", "angles", "dihedrals"):
+        idx = np.asarray(pr[kind]["index"])
+        assert len(idx) and np.all((idx < n1).all(1) | (idx >= n1).all(1))  # never across the chains
+    rep = np.asarray(pr["repulsion"]["index"])
+    assert np.any((rep[:, 0] < n1) & (rep[:, 1] >= n1))

@@ -719,7 +719,8 @@ def write_cg_dataset(path: str | Path, traj: MappedTrajectory, progress: bool = 
 
 
 def write_cg_topology(path: str | Path, mapping: Mapping, positions: np.ndarray, cell: np.ndarray | None = None) -> None:
-    """Write the CG topology as a PDB (one atom per bead, residue name and bead name, CRYST1 box).
+    """Write the CG topology as a PDB (one atom per bead, residue name and bead name, chain IDs,
+    CONECT records for the CG bonds, CRYST1 box).
 
     positions (n_beads, 3) Å; cell (3, 3) Å or None. Written atomically.
     """
@@ -734,6 +735,13 @@ def write_cg_topology(path: str | Path, mapping: Mapping, positions: np.ndarray,
     u.add_TopologyAttr("resnames", [str(r)[:4] for r in mapping.resnames])
     u.add_TopologyAttr("resids", mapping.resids)
     u.add_TopologyAttr("masses", mapping.bead_masses)
+    chains = list(mapping.chains) if len(mapping.chains) == n else ["A"] * n
+    labels = {c: k for k, c in enumerate(dict.fromkeys(chains))}
+    # one-character PDB chain IDs: the first character of each chain label when they stay distinct, else A, B, C, ...
+    ids = [str(c)[:1] or "A" for c in chains] if len({str(c)[:1] for c in labels}) == len(labels) else [chr(65 + labels[c] % 26) for c in chains]
+    u.add_TopologyAttr("chainIDs", ids)
+    if len(mapping.bonds):
+        u.add_TopologyAttr("bonds", [tuple(int(i) for i in b) for b in mapping.bonds])
     u.atoms.positions = positions
     if cell is not None and np.abs(cell).sum() > 0:
         u.dimensions = triclinic_box(*cell)
@@ -743,4 +751,4 @@ def write_cg_topology(path: str | Path, mapping: Mapping, positions: np.ndarray,
         # MDAnalysis warns for every PDB column a CG topology has no use for (altLocs, icodes, ...)
         warnings.filterwarnings("ignore", message="Found no information for attr", category=UserWarning)
         warnings.filterwarnings("ignore", message="Found missing chainIDs", category=UserWarning)
-        u.atoms.write(str(tmp))
+        u.atoms.write(str(tmp), bonds="all" if len(mapping.bonds) else None)
