@@ -169,6 +169,25 @@ display(Image(figs / "relevance_2body.png"))
 display(Image(figs / "relevance_3body.png"))
 
 # %% [markdown]
+# **What these numbers are: the relevance budget.** The walks of a frame sum to Σ h0·∂E/∂h0 of the rule-modified
+# pass, not to the model energy: the LRP-γ rule changes the forward pass (E_model − E_modified), and the biases take
+# relevance that never reaches the embeddings (E_modified − Σ walks). The 1-body walks also hold the per-type energy
+# offset that force matching leaves free, so the shares below leave them out: s_k is order k's share of Σ|R| over
+# walks of 2 or more beads, σ_k the same with signs (walks of one order cancel; |σ_k| ≤ s_k). The frame-to-frame
+# standard deviation of the 2- and 3-body sums is offset-free.
+
+# %%
+b = lrp["relevance_budget_kcal_mol_mean"]
+print("relevance budget, mean over the explained frames (kcal/mol)")
+for key, label in (("E_model", "model energy E_model"), ("E_modified", "modified-pass energy E_modified"), ("sum_walks", "Σ walks = Σ h0·∂E/∂h0"),
+                   ("taken_by_rule_E_model_minus_E_modified", "taken by the γ rule"), ("taken_by_biases_E_modified_minus_sum_walks", "taken by the biases")):
+    print(f"  {label:<34} {b[key]:10.3f}")
+if lrp.get("abs_share_by_body_order_ge2"):
+    print("s_k (share of Σ|R|, walks of >= 2 beads):", {k: f"{100 * v:.1f} %" for k, v in lrp["abs_share_by_body_order_ge2"].items()})
+    print("σ_k (signed share):                      ", {k: f"{100 * v:+.1f} %" for k, v in lrp["signed_share_by_body_order_ge2"].items()})
+print("frame-to-frame s.d. of the body-order sums (kcal/mol):", {k: round(v, 3) for k, v in lrp["relevance_by_body_order_std_over_frames_kcal_mol"].items()})
+
+# %% [markdown]
 # With the small CI settings these curves are noisy and the model is short-trained. The next section loads the
 # pretrained model, trained by cgexplain at the full setting, and compares the two.
 

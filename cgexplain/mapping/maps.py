@@ -396,15 +396,21 @@ def make_mapping(
                     + " (set masses for particles without an element: mapping.masses)"
                 )
             w = m / m.sum()  # massless atoms (virtual sites) get weight 0
-            rows.append(np.full(len(g), b)), cols.append(g), cw.append(w)
+            rows.append(np.full(len(g), b))
+            cols.append(g)
+            cw.append(w)
         elif method == "cog":
-            rows.append(np.full(len(g), b)), cols.append(g), cw.append(np.full(len(g), 1.0 / len(g)))
+            rows.append(np.full(len(g), b))
+            cols.append(g)
+            cw.append(np.full(len(g), 1.0 / len(g)))
         elif method == "atom":
             hit = [i for i in g if atom_names[i] == atom_name]
             if len(hit) != 1:
                 r0 = universe.atoms[g[0]]
                 raise MappingError(f"bead {b} ({r0.resname}{r0.resid}): {len(hit)} atoms named {atom_name!r} (need exactly one)")
-            rows.append(np.array([b])), cols.append(np.array(hit)), cw.append(np.ones(1))
+            rows.append(np.array([b]))
+            cols.append(np.array(hit))
+            cw.append(np.ones(1))
         else:
             raise MappingError(f"unknown position map method={method!r}; use 'com', 'cog' or 'atom'")
     C = sp.csr_array((np.concatenate(cw), (np.concatenate(rows), np.concatenate(cols))), shape=(n_beads, n_atoms))

@@ -70,7 +70,7 @@ def _force_floor(run: RunFolder) -> dict:
         "net_force_mean",
         "net_torque_mean",
     )
-    out = {k: (None if d.get(k) is None else float(d[k])) for k in keys}
+    out: dict = {k: (None if d.get(k) is None else float(d[k])) for k in keys}
     out["periodic"] = periodic
     out["note"] = "a lower bound on the force RMSE (kcal/mol/Å) of any conservative, translation- and rotation-invariant CG model of these data"
     return out
