@@ -134,8 +134,8 @@ for f in ("rdf.png", "adf.png", "q.png"):
 # %% [markdown]
 # ## 6. Explanation: GNN-LRP walk relevances
 #
-# The energy of a message-passing network can be split exactly into contributions of *walks* (j0, …, jL) through the
-# neighbour graph (Schnake et al., IEEE TPAMI 2022). A walk that visits k distinct beads is a k-body term. cgexplain
+# The output of a message-passing network can be attributed to *walks* (j0, …, jL) through the
+# neighbour graph (Schnake et al., IEEE TPAMI 2022). A walk that visits k distinct beads is a k-body walk. cgexplain
 # computes every walk of a frame at once from factored layer Jacobians; the publication's code needs one forward and
 # backward pass per walk. Here is one frame with the Python API:
 
@@ -248,6 +248,6 @@ fig2 = plot_relevance_comparison(curves, pre["structure"], "two", title="methane
 fig3 = plot_relevance_comparison(curves, pre["structure"], "three", title="methane: 3-body relevance, quick vs pretrained")
 
 # %% [markdown]
-# **Reading the curves.** Positive relevance raises the energy (destabilises), negative lowers it (stabilises). The pretrained model's pair term is strongly repulsive at contact (below 3.8 Å) and slightly stabilising at 4.0–4.8 Å, just outside the first RDF peak: a weak attraction holds the first solvation shell together, and nothing acts beyond the 5 Å cutoff. The 3-body term only penalises compressed triplets (angles below about 40°) and is flat across the ADF's peaks at 60° and 110°. Methane's learned energy is essentially a pair potential: 3- and 4-body walks carry under 1 % of the absolute relevance, as the publication found. The quick model of this notebook, trained for a minute on a short reference, already has the same shape; its curves are noisier, and its energy scale differs, which the per-frame normalisation removes.
+# **Reading the curves.** Positive relevance raises the energy (destabilises), negative lowers it (stabilises). The pretrained model's pair term is strongly repulsive at contact (below 3.8 Å) and slightly stabilising at 4.0–4.8 Å, just outside the first RDF peak: a weak attraction holds the first solvation shell together, and nothing acts beyond the 5 Å cutoff. The 3-body term only penalises compressed triplets (angles below about 40°) and is flat across the ADF's peaks at 60° and 110°. Beyond the 1-body walks (which hold the free per-type offset), this model's walk relevance is mostly 2-body: on the publication's parity frame, 3- and 4-body walks hold 5.0 % of Σ|R| over walks of two or more beads (signed 3-body share +3.7 %). The publication's own SO3net, measured the same way on the same frame, puts 23.0 % there with a signed 3-body share of −8.2 %, so the two models do not agree on the split; yet both networks are nearly pair-additive by their own deletion interactions (rms(I_ijk)/rms(I_ij) 0.027 and 0.054): a walk split is a property of the attribution, not a measured 3-body energy (`benchmarks/pretrained_metrics.py`, docs/systems.md). The quick model of this notebook, trained for a minute on a short reference, already has the same shape; its curves are noisier, and its energy scale differs, which the per-frame normalisation removes.
 #
 # The same pipeline runs SO3net with `--arch so3net`; the README compares both architectures.

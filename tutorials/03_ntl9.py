@@ -21,7 +21,7 @@
 # "Peering inside the black box". Here every residue becomes one bead at its Cα atom, and a graph neural network
 # (PaiNN) plus physics priors learns the potential of mean force of those 39 beads from all-atom forces.
 #
-# Then we ask the model *why* the protein is stable: GNN-LRP splits the learned energy into walk relevances, which we
+# Then we ask the model *why* the protein is stable: GNN-LRP attributes the network's output to walk relevances (kcal/mol; they sum to Σ h0·∂E/∂h0, not to the energy), which we
 # sum into residue pairs and residue triplets, and we try a mutation *in silico*.
 #
 # The path: **reference** (OpenMM, amber14 + GBn2 implicit solvent) → **mapping** (Cα beads, residue-summed forces) →
