@@ -264,7 +264,7 @@ def main(argv=None) -> int:
 
     try:
         summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
-    except (ModelFolderError, MappingError, PremappedError, ExternalDataError, BeadTypeError) as e:
+    except (ModelFolderError, MappingError, PremappedError, ExternalDataError, BeadTypeError, FileNotFoundError) as e:
         # bad input (a damaged model folder, the user's files): the message names the file, key, frame or atom
         print(f"cgexplain: error: {e}", file=sys.stderr)
         return 2

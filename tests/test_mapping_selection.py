@@ -165,3 +165,38 @@ def test_two_chains_keep_their_break(tmp_path):
         assert len(idx) and np.all((idx < n1).all(1) | (idx >= n1).all(1))  # never across the chains
     rep = np.asarray(pr["repulsion"]["index"])
     assert np.any((rep[:, 0] < n1) & (rep[:, 1] >= n1))
+
+
+def test_lammps_dump_without_declared_force_unit_is_refused():
+    """A LAMMPS dump's force unit depends on its 'units' setting, which MDAnalysis cannot know:
+    without declared units a named error, not forces silently divided by 4.184."""
+    with pytest.raises(MappingError, match="does not know this format's force unit"):
+        load_universe(mdat.LAMMPS_image_vf, mdat.LAMMPSDUMP_image_vf, format="LAMMPSDUMP")
+    u = load_universe(mdat.LAMMPS_image_vf, mdat.LAMMPSDUMP_image_vf, format="LAMMPSDUMP", convert_units=False, force_unit_declared=True)
+    assert u.trajectory.ts.has_forces
+
+
+def test_whole_chains_across_the_box():
+    """Two chains split by the periodic boundary: each is made whole along its bonds, the second
+    is placed at the minimum image of its centroid from the first's, and the box is dropped."""
+    from cgexplain.mapping.maps import MappedTrajectory
+    from cgexplain.workflow.sources import _whole_chains
+
+    L = 30.0
+    a = np.array([[1.0, 5, 5], [-2.8, 5, 5], [-6.6, 5, 5]]) % L  # chain A runs across x = 0
+    b = np.array([[L - 12.0, 5, 5], [L - 12.0, 8.8, 5], [L - 12.0, 12.6, 5]])  # chain B: 13 Å from A's first bead, through the boundary
+    x = np.concatenate([a, b])[None]
+    t = MappedTrajectory(
+        positions=x.astype(np.float32),
+        forces=np.zeros_like(x, np.float32),
+        cells=(np.eye(3) * L)[None].astype(np.float32),
+        bead_types=np.ones(6, int),
+        bead_masses=np.ones(6),
+    )
+    w = _whole_chains(t, np.array([[0, 1], [1, 2], [3, 4], [4, 5]]))
+    p = w.positions[0].astype(float)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(p[:3], axis=0), axis=1), 3.8, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(np.diff(p[3:], axis=0), axis=1), 3.8, atol=1e-4)
+    d = p[3:].mean(0) - p[:3].mean(0)
+    assert np.all(np.abs(d) <= L / 2 + 1e-4) and np.abs(w.cells).sum() == 0
+    np.testing.assert_allclose(np.linalg.norm(d), np.linalg.norm(np.array([-12.0 + 2.8, 3.8, 0.0])), atol=1e-3)

@@ -140,3 +140,28 @@ def test_premapped_arrays_and_mdcath_through_the_cli(tmp_path):
     _protein_yaml(bad, {"source": "mdcath", "file": str(h5), "temperatures": [400]})
     assert main(["run", str(bad), "--out", str(tmp_path / "run_bad"), "--no-progress"]) == 2
     assert not (tmp_path / "run_bad" / "cg" / "mapped.npz").exists()
+
+
+def test_declared_units_reach_every_consumer(tmp_path):
+    """cobrotoxin read unconverted (nm, kJ/mol/nm declared): the mapped data, the CG bonds and the
+    native structure are in Å exactly as with MDAnalysis's own conversion."""
+    import MDAnalysis as mda
+
+    runs = {}
+    for tag, units in (("converted", {}), ("declared", {"length_unit": "nm", "force_unit": "kJ/mol/nm"})):
+        sysdir = tmp_path / tag
+        assert (
+            main(["init", str(sysdir), "--topology", mdat.TPR_xvf, "--trajectory", mdat.TRR_xvf, "--select", "protein", "--temperature", "300"]) == 0
+        )
+        _tiny(sysdir / "system.yaml", reference=units)
+        runs[tag] = tmp_path / f"run_{tag}"
+        assert main(["map", str(sysdir), "--out", str(runs[tag]), "--no-progress"]) == 2  # the map stage needs the reference first
+        assert main(["reference", str(sysdir), "--out", str(runs[tag]), "--no-progress"]) == 0
+        assert main(["map", str(sysdir), "--out", str(runs[tag]), "--no-progress"]) == 0
+    a, b = (np.load(runs[k] / "cg" / "mapped.npz") for k in ("converted", "declared"))
+    np.testing.assert_allclose(b["positions"], a["positions"], atol=2e-3)
+    np.testing.assert_allclose(b["forces"], a["forces"], rtol=1e-4, atol=1e-3)
+    ma, mb = (json.loads((runs[k] / "cg" / "mapping.json").read_text()) for k in ("converted", "declared"))
+    assert mb["cg_bonds"] == ma["cg_bonds"] and len(mb["cg_bonds"]) == 61
+    na, nb = (mda.Universe(str(runs[k] / "reference" / "native.pdb")).select_atoms("name CA").positions for k in ("converted", "declared"))
+    np.testing.assert_allclose(nb, na, atol=2e-3)

@@ -38,6 +38,7 @@ memory of a mapping is O(atoms), not O(beads × atoms), and frames are mapped on
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -517,15 +518,17 @@ FORCE_UNITS = {
 FORCE_SANITY_KCAL_A = (0.1, 250.0)
 
 
-def load_universe(topology: str | Path, trajectory: str | Path | Sequence[str | Path], **kwargs):
+def load_universe(topology: str | Path, trajectory: str | Path | Sequence[str | Path], force_unit_declared: bool = False, **kwargs):
     """Open ``topology`` + ``trajectory`` (one file or a list, read in order as one trajectory)
     with MDAnalysis and check that it carries forces.
 
     ``kwargs`` go to ``MDAnalysis.Universe`` (e.g. ``format``, ``topology_format``; for a file
     whose units MDAnalysis cannot know, pass ``convert_units=False`` and declare the units to
-    :func:`map_universe`). Raises MappingError naming the file for a missing file, a file
-    MDAnalysis cannot read, atom counts that differ between topology and trajectory, or a
-    trajectory without forces.
+    :func:`map_universe`). ``force_unit_declared``: the caller declares the force unit, so a
+    format whose force unit MDAnalysis does not know (a LAMMPS dump) is accepted. Raises
+    MappingError naming the file for a missing file, a file MDAnalysis cannot read, atom counts
+    that differ between topology and trajectory, a trajectory without forces, or forces in a unit
+    MDAnalysis does not know when none is declared.
     """
     import MDAnalysis as mda
 
@@ -536,10 +539,10 @@ def load_universe(topology: str | Path, trajectory: str | Path | Sequence[str | 
     try:
         u = mda.Universe(str(topology), *[str(t) for t in trajs], **kwargs)
     except ValueError as exc:
-        if "number of atoms" in str(exc) or "n_atoms" in str(exc) or "atoms" in str(exc):
+        if "number of atoms" in str(exc).lower() or "n_atoms" in str(exc):
             raise MappingError(f"atom counts differ between topology {topology} and trajectory {', '.join(map(str, trajs))}: {exc}") from exc
         raise MappingError(f"{topology} + {', '.join(map(str, trajs))}: MDAnalysis cannot read them: {exc}") from exc
-    except (OSError, TypeError, KeyError, NotImplementedError) as exc:
+    except (OSError, TypeError, KeyError, NotImplementedError, EOFError, IndexError, RuntimeError, struct.error) as exc:
         raise MappingError(f"{topology} + {', '.join(map(str, trajs))}: MDAnalysis cannot read them: {exc}") from exc
     if u.atoms.n_atoms != u.trajectory.n_atoms:
         raise MappingError(f"atom counts differ: topology {topology} has {u.atoms.n_atoms}, trajectory {trajs[0]} has {u.trajectory.n_atoms}")
@@ -547,6 +550,14 @@ def load_universe(topology: str | Path, trajectory: str | Path | Sequence[str | 
         raise MappingError(
             f"{trajs[0]}: the trajectory has no forces; force matching needs atomistic forces (a TRR, H5MD, NetCDF or dump written with forces)"
         )
+    if not force_unit_declared and kwargs.get("convert_units", True):
+        readers = getattr(u.trajectory, "readers", None) or [u.trajectory]
+        for r, t in zip(readers, trajs):
+            if (getattr(r, "units", None) or {}).get("force") is None:
+                raise MappingError(
+                    f"{t}: MDAnalysis does not know this format's force unit (e.g. a LAMMPS dump: it depends on 'units'); "
+                    "declare reference.length_unit and reference.force_unit"
+                )
     return u
 
 

@@ -111,7 +111,30 @@ def open_reference(cfg: dict):
         kw["topology_format"] = rc["topology_format"]
     if rc.get("length_unit"):
         kw["convert_units"] = False
-    return load_universe(resolve(cfg, rc["topology"]), [resolve(cfg, t) for t in rc["trajectories"]], **kw)
+    u = load_universe(
+        resolve(cfg, rc["topology"]), [resolve(cfg, t) for t in rc["trajectories"]], force_unit_declared=bool(rc.get("force_unit")), **kw
+    )
+    if rc.get("length_unit"):
+        from cgexplain.mapping.maps import LENGTH_UNITS
+
+        u.trajectory.add_transformations(_scale_lengths(LENGTH_UNITS[rc["length_unit"]]))
+    return u
+
+
+def _scale_lengths(factor: float):
+    """An MDAnalysis on-the-fly transformation: positions and box lengths of every frame read
+    (declared units, read unconverted) times ``factor`` -> Å, so that every consumer (mapping, CG
+    bonds, the native structure) sees Å."""
+
+    def scale(ts):
+        ts.positions = ts.positions * factor
+        if ts.dimensions is not None:
+            d = ts.dimensions.copy()
+            d[:3] *= factor
+            ts.dimensions = d
+        return ts
+
+    return scale
 
 
 def _fingerprint(paths) -> list[dict]:
@@ -208,6 +231,11 @@ def write_native_pdb(cfg: dict, u, frames: np.ndarray, path: Path) -> Path:
             raise ExternalDataError(f"reference.native {native!r}: only {len(frames)} frames are selected")
         u.trajectory[int(frames[k])]
         atoms = u.select_atoms(cfg["mapping"].get("select") or "all")
+        if u.dimensions is not None and np.all(u.dimensions[:3] > 0):
+            try:  # a protein split across the periodic box is made whole (needs bonds in the topology)
+                atoms.unwrap(compound="fragments")
+            except Exception:  # no bonds: written as read; the CA-RMSD reference is then only as whole as the frame
+                pass
         with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PDB columns a TPR topology has no values for
             atoms.write(str(tmp))

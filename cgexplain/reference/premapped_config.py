@@ -36,6 +36,17 @@ class ArraysReference:
     step: int = gt(0, 1)
     native: str | None = None
 
+    def __post_init__(self):
+        _check_native(self.native, ("frame",))
+
+
+def _check_native(native: str | None, allowed: tuple[str, ...]) -> None:
+    if native is None or native == "pdb" and "pdb" in allowed:
+        return
+    parts = native.split()
+    if parts[0] != "frame" or len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        raise ValueError(f"native {native!r}: use " + (" or ".join(["'frame N'"] + (["'pdb'"] if "pdb" in allowed else []))))
+
 
 @dataclasses.dataclass
 class MdcathReference:
@@ -61,6 +72,7 @@ class MdcathReference:
     native: str | None = None
 
     def __post_init__(self):
+        _check_native(self.native, ("frame", "pdb"))
         if not self.temperatures or not self.replicas:
             raise ValueError("temperatures and replicas must each name at least one")
         if self.temperature is None and len(self.temperatures) > 1:

@@ -214,6 +214,10 @@ class RunFolder:
                 continue  # an empty priors section (the fluids) is left out, so older hashes still match
             drop = EXECUTION_KEYS.get(s, ())
             parts.append({k: v for k, v in cfg[s].items() if k not in drop})
+        if (cfg.get("reference") or {}).get("source", "openmm") != "openmm":
+            # the user's files are named relative to the system folder: two folders with the same
+            # file names are different data (no reuse between them)
+            parts.append({"system_dir": str(cfg.get("system_dir", ""))})
         return section_hash(*parts)
 
     def prepare(self, cfg: dict, stage: str) -> Path:

@@ -33,7 +33,8 @@ class Source:
         raise NotImplementedError
 
     def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        """Write ``cg/`` (mapped.npz, topology.pdb, dataset.db, mapping.json); returns mapping.json's content."""
+        """Write ``cg/`` (mapped.npz, topology.pdb, dataset.db); returns the content of mapping.json,
+        which the map stage writes last."""
         raise NotImplementedError
 
 
@@ -89,8 +90,7 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
         "mean_abs_force_kcal_mol_A": float(np.abs(traj.forces).mean()),
         "wall_time_s": time.perf_counter() - t0,
     }
-    write_json(run.mapping_json, res)
-    return res
+    return res  # the map stage writes mapping.json (its done file) after the diagnostics
 
 
 def _whole_chains(traj, bonds: np.ndarray):
@@ -114,15 +114,19 @@ def _whole_chains(traj, bonds: np.ndarray):
                 j = nxt[k]
                 x[f, j] = x[f, k] + minimize_vectors((x[f, j] - x[f, k])[None].astype(np.float32), box)[0]
                 k = j
-        if len(heads) > 1:  # chains next to the first one, not a box length away
-            ref = x[f, heads[0]]
-            for h in heads[1:]:
-                shift = x[f, h] + minimize_vectors((x[f, h] - ref)[None].astype(np.float32), box)[0] - ref
-                k, members = h, [h]
+        if len(heads) > 1:  # each further chain at the minimum image of its centroid from the first chain's centroid
+            members = []
+            for h in heads:
+                k, mem = h, [h]
                 while k in nxt:
                     k = nxt[k]
-                    members.append(k)
-                x[f, members] -= x[f, h] - (ref + shift)
+                    mem.append(k)
+                members.append(mem)
+            ref = x[f, members[0]].mean(0)
+            for mem in members[1:]:
+                c = x[f, mem].mean(0)
+                target = ref + minimize_vectors((c - ref)[None].astype(np.float32), box)[0]
+                x[f, mem] += target - c
     return dataclasses.replace(traj, positions=x.astype(np.float32), cells=np.zeros_like(traj.cells))
 
 
@@ -164,7 +168,7 @@ class FilesSource(Source):
             start=int(rc["start"]),
             stop=rc["stop"],
             step=int(rc["step"]),
-            length_unit=rc.get("length_unit"),
+            length_unit=None,  # open_reference scales declared lengths to Å as frames are read
             force_unit=rc.get("force_unit"),
         ) | {"reference_frames": ref["n_frames"]}
 
@@ -221,8 +225,7 @@ def _write_premapped(
         "notes": list(info.get("notes", [])),
         "mean_abs_force_kcal_mol_A": float(np.abs(traj.forces).mean()),
     }
-    write_json(run.mapping_json, res)
-    return res
+    return res  # the map stage writes mapping.json (its done file) after the diagnostics
 
 
 def _premapped_reference(cfg: dict, run: RunFolder, files: list, traj, names: list[str], run_lengths: list[int], extra: dict, progress: bool) -> dict:

@@ -45,7 +45,7 @@ def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> 
         return read_json(run.mapping_json)
     res = source_for(cfg).map(cfg, run, progress)
     res["diagnostics"] = {"unfittable_force_floor": _force_floor(run)}
-    write_json(run.mapping_json, res)
+    write_json(run.mapping_json, res)  # the done file, written last
     return res
 
 
