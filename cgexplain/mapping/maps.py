@@ -56,6 +56,7 @@ __all__ = [
     "MappingError",
     "Mapping",
     "make_mapping",
+    "mapping_from_section",
     "validate_groups",
     "check_constraint_groups",
     "constrained_bonds",
@@ -454,6 +455,24 @@ def make_mapping(
         bonds=bonds,
         selection=sel_text,
     )
+
+
+def mapping_from_section(universe, section: dict, **overrides) -> Mapping:
+    """:func:`make_mapping` with the keys of a system.yaml ``mapping`` section (``by``, ``method``,
+    ``atom_name``, ``bead_name``, ``type_table``, ``merge_caps``, ``select``, ``constraints``;
+    :class:`cgexplain.config.MappingSection`); ``overrides`` replace make_mapping arguments.
+    Raises what make_mapping raises."""
+    args = {
+        "by": section["by"],
+        "method": section["method"],
+        "atom_name": section.get("atom_name"),
+        "bead_names": section.get("bead_name"),
+        "type_table": section.get("type_table"),
+        "merge_caps": bool(section.get("merge_caps", True)),
+        "selection": section.get("select"),
+        "constraints": section.get("constraints", "h-bonds"),
+    }
+    return make_mapping(universe, **{**args, **overrides})
 
 
 def _bead_chains(universe, bead_atoms) -> list:

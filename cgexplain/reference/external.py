@@ -203,7 +203,7 @@ def files_reference(cfg: dict, run, progress: bool = True) -> dict:
         "units": {"length": rc.get("length_unit") or "MDAnalysis (Å)", "force": rc.get("force_unit") or "MDAnalysis (kJ/mol/Å)"},
     }
     if cfg["kind"] == "protein":
-        out["native"] = str(write_native_pdb(cfg, u, sel, run.reference / "native.pdb"))
+        out["native"] = str(write_native_pdb(cfg, u, sel, run.native_pdb))
     write_json(path, out)
     if progress:
         print(

@@ -41,7 +41,7 @@ class Source:
 def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0, stop=None, step=1, length_unit=None, force_unit=None) -> dict:
     """Map a Universe with the ``mapping`` section and write ``cg/``: the shared body of the
     sources that read atomistic trajectories."""
-    from cgexplain.mapping.maps import MappingError, make_mapping, map_universe, write_cg_dataset, write_cg_topology
+    from cgexplain.mapping.maps import MappingError, map_universe, mapping_from_section, write_cg_dataset, write_cg_topology
 
     t0 = time.perf_counter()
     mc = cfg["mapping"]
@@ -50,23 +50,13 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
         if len(sel) == 0:
             raise MappingError(f"mapping.masses: no atom named {name!r} in the topology")
         sel.masses = float(mass)
-    m = make_mapping(
-        u,
-        by=mc["by"],
-        method=mc["method"],
-        atom_name=mc.get("atom_name"),
-        bead_names=mc.get("bead_name"),
-        type_table=mc.get("type_table"),
-        merge_caps=bool(mc["merge_caps"]),
-        selection=mc.get("select"),
-        constraints=mc["constraints"],
-    )
-    if cfg["kind"] == "protein" and (run.reference / "native.pdb").exists():
+    m = mapping_from_section(u, mc)
+    if cfg["kind"] == "protein" and run.native_pdb.exists():
         from cgexplain.workflow.kinds.protein import native_ca_positions
 
         n_ca = len(native_ca_positions(run.reference))
         if n_ca != m.n_beads:
-            raise MappingError(f"{run.reference / 'native.pdb'}: {n_ca} CA atoms, but the mapping has {m.n_beads} beads (one CA per bead is needed)")
+            raise MappingError(f"{run.native_pdb}: {n_ca} CA atoms, but the mapping has {m.n_beads} beads (one CA per bead is needed)")
     traj = map_universe(u, m, start=start, stop=stop, step=step, progress=progress, length_unit=length_unit, force_unit=force_unit)
     if cfg["kind"] == "protein" and np.abs(traj.cells).sum() > 0:
         traj = _whole_chains(traj, m.bonds)
@@ -228,8 +218,19 @@ def _write_premapped(
     return res  # the map stage writes mapping.json (its done file) after the diagnostics
 
 
-def _premapped_reference(cfg: dict, run: RunFolder, files: list, traj, names: list[str], run_lengths: list[int], extra: dict, progress: bool) -> dict:
-    """reference.json (and native.pdb for a protein) of data already mapped."""
+def _premapped_reference(
+    cfg: dict,
+    run: RunFolder,
+    files: list,
+    traj,
+    names: list[str],
+    run_lengths: list[int],
+    extra: dict,
+    progress: bool,
+    native_pdb_text: str | None = None,
+) -> dict:
+    """reference.json (and native.pdb for a protein: ``native_pdb_text`` if given, else the frame
+    ``reference.native`` names) of data already mapped."""
     from cgexplain.reference.external import ExternalDataError, _fingerprint
 
     rc = cfg["reference"]
@@ -246,12 +247,17 @@ def _premapped_reference(cfg: dict, run: RunFolder, files: list, traj, names: li
     }
     if cfg["kind"] == "protein":
         native = rc.get("native") or "frame 0"
-        if native.startswith("frame"):
+        if native_pdb_text is not None:
+            from cgexplain.fileio import atomic_path
+
+            with atomic_path(run.native_pdb) as tmp:
+                tmp.write_text(native_pdb_text)
+        elif native.startswith("frame"):
             k = int(native.split()[1])
             if not -len(traj.positions) <= k < len(traj.positions):
                 raise ExternalDataError(f"reference.native {native!r}: only {len(traj.positions)} frames are read")
-            _bead_pdb(run.reference / "native.pdb", names, traj.positions[k])
-        out["native"] = str(run.reference / "native.pdb")
+            _bead_pdb(run.native_pdb, names, traj.positions[k])
+        out["native"] = str(run.native_pdb)
     write_json(run.reference_json, out)
     if progress:
         print(f"reference ({cfg['name']}): {out['n_frames']} frames of {out['n_beads']} beads already mapped ({rc['source']})")
@@ -327,7 +333,6 @@ class MdcathSource(Source):
     def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
         import h5py
 
-        from cgexplain.fileio import atomic_path
         from cgexplain.reference.premapped import mdcath_info
 
         if run.reference_json.exists():
@@ -337,16 +342,13 @@ class MdcathSource(Source):
         src = np.asarray(info["source"])
         keys = [(int(T), int(r)) for T in rc["temperatures"] for r in rc["replicas"]]
         run_lengths = [int(((src[:, 0] == T) & (src[:, 1] == r)).sum()) for T, r in keys]
-        if cfg["kind"] == "protein" and (rc.get("native") or "pdb") == "pdb":
+        txt = None
+        if cfg["kind"] == "protein" and (rc.get("native") or "pdb") == "pdb":  # the file's own structure
             with h5py.File(path, "r") as h5:
-                txt = h5[f"/{info['domain']}/pdbProteinAtoms"][()]
-            txt = txt.decode() if isinstance(txt, bytes) else str(txt)
-            run.reference.mkdir(parents=True, exist_ok=True)
-            with atomic_path(run.reference / "native.pdb") as tmp:
-                tmp.write_text(txt)
-            cfg = {**cfg, "kind": "protein-native-written"}  # native.pdb is written; do not write a frame
+                raw = h5[f"/{info['domain']}/pdbProteinAtoms"][()]
+            txt = raw.decode() if isinstance(raw, bytes) else str(raw)
         meta = mdcath_info(path, rc.get("domain"))
-        out = _premapped_reference(
+        return _premapped_reference(
             cfg,
             run,
             [path],
@@ -355,11 +357,8 @@ class MdcathSource(Source):
             run_lengths,
             {"domain": info["domain"], "available": {"temperatures": meta["temperatures"], "replicas": meta["replicas"]}},
             progress,
+            native_pdb_text=txt,
         )
-        if (run.reference / "native.pdb").exists():
-            out["native"] = str(run.reference / "native.pdb")
-            write_json(run.reference_json, out)
-        return out
 
     def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         from cgexplain.mapping.maps import AMINO_ACID_TYPES

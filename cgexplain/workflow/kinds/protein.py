@@ -290,7 +290,7 @@ def native_segments(cfg: dict, run: RunFolder | None = None) -> list[dict]:
     from cgexplain.analysis.protein import secondary_structure, ss_segments
 
     pdb = cfg["reference"].get("pdb")
-    path = _system_path(cfg, pdb) if pdb else (run.reference / "native.pdb" if run is not None else None)
+    path = _system_path(cfg, pdb) if pdb else (run.native_pdb if run is not None else None)
     if path is None or not Path(path).exists():
         return []
     try:
@@ -509,25 +509,15 @@ def _relevance_structure(cfg: dict, run: RunFolder, types: np.ndarray) -> tuple[
     """
     import MDAnalysis as mda
 
-    from cgexplain.mapping.maps import MappingError, make_mapping
+    from cgexplain.mapping.maps import MappingError, mapping_from_section
 
     n = len(types)
     if run.native_pdb.exists():
         u = mda.Universe(str(run.native_pdb))
         mc = cfg["mapping"]
         try:
-            m = make_mapping(
-                u,
-                by=mc["by"],
-                method=mc["method"],
-                atom_name=mc.get("atom_name"),
-                bead_names=mc.get("bead_name"),
-                type_table=mc.get("type_table"),
-                merge_caps=bool(mc["merge_caps"]),
-                # an atom selection, where the mapping has one (a structure with solvent)
-                selection=mc.get("select"),
-                constraints="none",  # the structure only places the values; the run's mapping was checked
-            )
+            # the run's mapping (its selection, for a structure with solvent); the structure only places the values, the run's mapping was checked
+            m = mapping_from_section(u, mc, constraints="none")
         except MappingError:
             m = None
         if m is not None and m.n_beads == n and np.array_equal(np.asarray(m.bead_types), np.asarray(types)):
