@@ -43,7 +43,7 @@ WHEELS = {
     "omegaconf": "2.3.1",
     "antlr4-python3-runtime": "4.9.3",
     "hydra-core": "1.3.8",
-    "pydantic": "2.13.4",  # the configuration schema (cgexplain.config): the CLI's stages on the GPU machine
+    "pydantic": "2.13.4",  # the configuration schema (cgexplain.settings): the CLI's stages on the GPU machine
     "pydantic-core": "2.46.4",
     "annotated-types": "0.7.0",
     "typing-inspection": "0.4.2",

@@ -2,7 +2,7 @@
 
 The curated API (imported on first use, so ``import cgexplain`` stays light):
 
-- :func:`load_system` (:mod:`cgexplain.config`): a validated system.yaml;
+- :func:`load_system` (:mod:`cgexplain.workflow.config`): a validated system.yaml;
 - :func:`run_all`, :class:`RunFolder` (:mod:`cgexplain.workflow`): the six stages into a run folder;
 - :func:`load_model` (:mod:`cgexplain.model.potential`): a saved potential (state_dict + JSON);
 - :func:`walk_relevance` (:mod:`cgexplain.lrp.engine`): GNN-LRP walk relevances of one frame;
@@ -19,7 +19,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "load_system": "cgexplain.config",
+    "load_system": "cgexplain.workflow.config",
     "run_all": "cgexplain.workflow.stages",
     "RunFolder": "cgexplain.workflow.run",
     "load_model": "cgexplain.model.potential",

@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from cgexplain.config import LrpSection
+from cgexplain.lrp.statistics import LrpSection
 
 _LRP = dataclasses.asdict(LrpSection())
 
@@ -233,9 +233,9 @@ def main(argv=None) -> int:
                 print(f"cgexplain explain: error: {e}", file=sys.stderr)
                 return 2
         args.system_dir = args.target
-    from cgexplain.config import EXECUTION_KEYS, ConfigError, load_system, validate_config
     from cgexplain.distributed import is_main_process
-    from cgexplain.workflow.run import RunFolder
+    from cgexplain.workflow.config import ConfigError, load_system, validate_config
+    from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder
     from cgexplain.workflow.stages import run_all
 
     try:

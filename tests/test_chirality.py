@@ -17,7 +17,8 @@ import pytest
 import torch
 from scipy.special import i0, i1
 
-from cgexplain.model.priors import PriorEnergy, chain_indices, dihedral_angles, fit_priors, is_reflection_odd, kT_kcal, prior_forces
+from cgexplain.geometry.internal import chain_indices, dihedral_angles
+from cgexplain.model.priors import PriorEnergy, fit_priors, is_reflection_odd, kT_kcal, prior_forces
 from cgexplain.units import KCAL_IN_AMU_A2_PS2
 
 T = 300.0  # K

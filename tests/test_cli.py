@@ -1,7 +1,7 @@
 import pytest
 
 from cgexplain.cli import build_parser
-from cgexplain.config import load_system
+from cgexplain.workflow.config import load_system
 
 
 @pytest.mark.parametrize("cmd", ["run", "reference", "map", "train", "simulate", "analyse", "explain"])

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgexplain.config import SECTIONS, ConfigError, LrpSection, ProteinAnalysis, load_system
+from cgexplain.analysis.protein import ProteinAnalysis
+from cgexplain.lrp.statistics import LrpSection
+from cgexplain.settings import ConfigError
+from cgexplain.workflow.config import SECTIONS, load_system
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,8 +120,8 @@ def test_defaults_are_filled_in_from_one_place(tmp_path):
     import inspect
 
     from cgexplain.cli import build_parser
-    from cgexplain.config import EXECUTION_KEYS
     from cgexplain.lrp.explain import explain_trajectory
+    from cgexplain.workflow.run import EXECUTION_KEYS
 
     d = _write(tmp_path, "water", lambda raw: raw.__setitem__("lrp", {}))
     cfg = load_system(d, "quick")

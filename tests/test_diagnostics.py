@@ -184,7 +184,7 @@ def test_stiffest_prior_frequency_angle_matches_wilson_g():
     of a bonds+angle prior at its equilibrium geometry is at least the per-term one."""
     import torch
 
-    from cgexplain.model.priors import bond_angles
+    from cgexplain.geometry.internal import bond_angles
 
     th0, r1, r2, ka = np.radians(105.0), 3.8, 3.6, 30.0
     x = np.array([[r1, 0, 0], [0, 0, 0], [r2 * np.cos(th0), r2 * np.sin(th0), 0]])

@@ -6,9 +6,9 @@ every saved frame can be recomputed (cgexplain.reference.potentials)."""
 import numpy as np
 import pytest
 
-from cgexplain.config import load_system
 from cgexplain.reference.fluids import ReferenceSettings, build_bead_fluid, run_reference
 from cgexplain.reference.potentials import MW, LennardJones
+from cgexplain.workflow.config import load_system
 
 
 @pytest.mark.parametrize("system,n,extra", [("lj", 80, {}), ("mw", 64, {"equilibration_npt": 0.2, "equilibration_nvt": 0.1})])

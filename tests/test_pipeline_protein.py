@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cgexplain.config import load_system
+from cgexplain.workflow.config import load_system
 from cgexplain.workflow.stages import run_all
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,16 +10,13 @@ import pytest
 import torch
 from ase import Atoms
 
+from cgexplain.geometry.internal import bond_angles, chain_indices, dihedral_angles, graph_indices
 from cgexplain.model.potential import DEFAULT_HPARAMS, batch_inputs, build_model, load_model, save_model
 from cgexplain.model.priors import (
     PriorEnergy,
-    bond_angles,
-    chain_indices,
-    dihedral_angles,
     fit_fourier,
     fit_harmonic,
     fit_priors,
-    graph_indices,
     is_reflection_odd,
     plot_priors,
     prior_energy,

@@ -373,7 +373,7 @@ def test_explain_stage_relevance_structure(tmp_path):
     residue 39 (its bead); without a native structure, or with other bead types, on the CG topology."""
     import MDAnalysis as mda
 
-    from cgexplain.config import load_system
+    from cgexplain.workflow.config import load_system
     from cgexplain.workflow.kinds.protein import _relevance_structure
     from cgexplain.workflow.run import RunFolder
 

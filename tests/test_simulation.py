@@ -129,8 +129,8 @@ def test_verlet_list_equals_fresh_list_along_a_trajectory():
     """Unwrapped beads drifting across the periodic box: every step the skin list filtered to the
     cutoff holds exactly the pairs (and image offsets) of a list built from scratch, and it is
     rebuilt far less often than every step."""
+    from cgexplain.geometry.neighbors import neighbor_list
     from cgexplain.md.neighbors import VerletList
-    from cgexplain.model.potential import neighbor_list
 
     rng = np.random.default_rng(0)
     L, n, cutoff = 9.0, 60, 3.5

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Image, display
 
-from cgexplain.config import load_system
+from cgexplain.workflow.config import load_system
 from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) keeps every stage small enough for CI (a few minutes on 2 CPU

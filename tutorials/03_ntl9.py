@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Image, Markdown, display
 
-from cgexplain.config import load_system
+from cgexplain.workflow.config import load_system
 from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) and quick both use the system's quick profile, which fits CI

@@ -19,14 +19,18 @@ Everything here is a plain function over arrays, mdtraj style: positions are (n_
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cgexplain.geometry.internal import chain_indices, internal_coordinates
+from cgexplain.settings import ge, gt
 from cgexplain.units import KB_KCAL
 
 __all__ = [
+    "ProteinAnalysis",
     "ca_rmsd",
     "native_contacts",
     "fraction_native_contacts",
@@ -45,6 +49,18 @@ __all__ = [
     "compare_protein",
     "histogram_js",
 ]
+
+
+@dataclasses.dataclass
+class ProteinAnalysis:
+    """``analysis`` of a protein: folded means CA-RMSD <= rmsd_threshold Å to the native
+    structure; native contacts within contact_cutoff Å; TICA with lag tica_lag frames, tica_dim >= 2 components."""
+
+    rmsd_threshold: float = gt(0, 3.0, "Å")
+    contact_cutoff: float = gt(0, 8.0, "Å")
+    tica_lag: int = gt(0, 10)
+    tica_dim: int = ge(2, 2)
+
 
 #: Fixed histogram ranges of observables with natural bounds (used by compare_protein and plots).
 FIXED_RANGES = {"q": (0.0, 1.0), "angles": (0.0, 180.0), "dihedrals": (-180.0, 180.0)}
@@ -143,15 +159,22 @@ def radius_of_gyration(positions: np.ndarray, masses: np.ndarray | None = None) 
     return np.sqrt(np.einsum("n,fn->f", w, ((x - com[:, None]) ** 2).sum(axis=2)))
 
 
+def _chain(positions: np.ndarray, kind: str, arity: int, name: str) -> np.ndarray:
+    """``kind`` of consecutive beads (:func:`cgexplain.geometry.internal.internal_coordinates`
+    over :func:`~cgexplain.geometry.internal.chain_indices`), lengths Å and angles in degrees."""
+    x = _frames(positions)
+    if x.shape[1] < arity:
+        raise ValueError(f"{name}: need at least {arity} beads")
+    idx = chain_indices(x.shape[1])
+    return internal_coordinates(x, {kind: idx[kind]}, degrees=True)[kind]
+
+
 def bond_lengths(positions: np.ndarray) -> np.ndarray:
     """Distances between consecutive beads |r_{i+1} − r_i|.
 
     positions (F, n, 3) or (n, 3) Å. Returns (F, n − 1) Å. Raises ValueError for n < 2.
     """
-    x = _frames(positions)
-    if x.shape[1] < 2:
-        raise ValueError("bond_lengths: need at least 2 beads")
-    return np.linalg.norm(np.diff(x, axis=1), axis=2)
+    return _chain(positions, "bonds", 2, "bond_lengths")
 
 
 def bond_angles(positions: np.ndarray) -> np.ndarray:
@@ -160,13 +183,7 @@ def bond_angles(positions: np.ndarray) -> np.ndarray:
     positions (F, n, 3) or (n, 3) Å. Returns (F, n − 2) degrees in [0, 180].
     Raises ValueError for n < 3.
     """
-    x = _frames(positions)
-    if x.shape[1] < 3:
-        raise ValueError("bond_angles: need at least 3 beads")
-    a = x[:, :-2] - x[:, 1:-1]
-    b = x[:, 2:] - x[:, 1:-1]
-    cos = (a * b).sum(2) / (np.linalg.norm(a, axis=2) * np.linalg.norm(b, axis=2))
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return _chain(positions, "angles", 3, "bond_angles")
 
 
 def dihedrals(positions: np.ndarray) -> np.ndarray:
@@ -177,14 +194,7 @@ def dihedrals(positions: np.ndarray) -> np.ndarray:
     positions (F, n, 3) or (n, 3) Å. Returns (F, n − 3) degrees in (−180, 180].
     Raises ValueError for n < 4.
     """
-    x = _frames(positions)
-    if x.shape[1] < 4:
-        raise ValueError("dihedrals: need at least 4 beads")
-    b = np.diff(x, axis=1)
-    b1, b2, b3 = b[:, :-2], b[:, 1:-1], b[:, 2:]
-    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
-    y = np.linalg.norm(b2, axis=2) * (b1 * n2).sum(2)
-    return np.degrees(np.arctan2(y, (n1 * n2).sum(2)))
+    return _chain(positions, "dihedrals", 4, "dihedrals")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,11 +10,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from cgexplain.model.potential import neighbor_list
+from cgexplain.geometry.neighbors import neighbor_list
+from cgexplain.settings import gt
 
-__all__ = ["rdf", "angle_triplets", "adf", "tetrahedral_order", "q_distribution", "first_peak", "first_minimum", "compare_structure"]
+__all__ = ["FluidAnalysis", "rdf", "angle_triplets", "adf", "tetrahedral_order", "q_distribution", "first_peak", "first_minimum", "compare_structure"]
+
+
+@dataclasses.dataclass
+class FluidAnalysis:
+    """``analysis`` of a fluid: RDF up to rdf_r_max Å in rdf_bins bins; ADF of bead triplets whose
+    legs are shorter than shell_cutoff Å (also the leg cutoff of the 3-body relevance), adf_bins bins."""
+
+    shell_cutoff: float = gt(0, unit="Å")
+    rdf_r_max: float = gt(0, 9.0, "Å")
+    rdf_bins: int = gt(0, 180)
+    adf_bins: int = gt(0, 90)
 
 
 def _md_traj(positions, cells):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.config import LrpSection
+from cgexplain.lrp.statistics import LrpSection
 
 __all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]
 
@@ -157,7 +157,7 @@ def explain_trajectory(
     3-body angles; default the first minimum of the RDF. The RDF and ADF drawn under the curves
     (``structure.npz``) come from at most ``structure_frames`` evenly spaced frames of the
     selection. The LRP settings and their defaults are those of the ``lrp`` section
-    (:class:`cgexplain.config.LrpSection`): r_edges (lo Å, hi Å, n_bins) for the 2-body curve
+    (:class:`cgexplain.lrp.statistics.LrpSection`): r_edges (lo Å, hi Å, n_bins) for the 2-body curve
     (the publication's 2-10 Å, 75 bins); normalise 'abs_mean_total' (the publication's
     |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none'; enumeration 'pruned' (walks with at most L
     distinct beads; the (L+1)-body total from the sum rule) or 'all'; save_walks 'first', 'all'

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from cgexplain.model.potential import pairs_within
+from cgexplain.geometry.neighbors import pairs_within
 
 __all__ = ["SubsetEnergy", "deletion_interactions", "pure_terms", "all_pure_terms", "pairs_within", "triplets_with_vertex"]
 
@@ -49,7 +49,7 @@ class SubsetEnergy:
     """
 
     def __init__(self, model, positions, types, cell=None, cutoff: float | None = None, batch_size: int = 16):
-        from cgexplain.model.potential import neighbor_list
+        from cgexplain.geometry.neighbors import neighbor_list
 
         self.model = model
         p = next(model.parameters())

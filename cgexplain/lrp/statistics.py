@@ -41,8 +41,40 @@ from cgexplain.lrp.nbody import (
     two_body_points,
 )
 from cgexplain.lrp.sources import as_source
+from cgexplain.settings import ge, gt, one_of, validate_section
 
-__all__ = ["explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
+__all__ = ["LrpSection", "explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
+
+
+@dataclasses.dataclass
+class LrpSection:
+    """``lrp`` of a fluid (GNN-LRP, :mod:`cgexplain.lrp.statistics`).
+
+    gamma >= 0 with bias_rule (LRP-γ; gamma 0 without bias rule: gradient x input); normalise:
+    'abs_mean_total' (the publication's |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none';
+    enumeration 'pruned' or 'all'; save_walks 'first', 'all' or 'none'; n_frames CG frames;
+    output_beads (None: all); r_edges [lo Å, hi Å, bins] of the 2-body curve (the publication's
+    2-10 Å, 75 bins); angle_bins over 0-180°; workers processes with ``backend``
+    ('multiprocessing' or 'dask'); device 'cpu', 'cuda' or 'cuda:N'."""
+
+    gamma: float = ge(0, 0.1)
+    bias_rule: bool = True
+    normalise: str = one_of(*NORMALISATIONS)
+    enumeration: str = one_of("pruned", "all")
+    save_walks: str = one_of("first", "all", "none")
+    n_frames: int = gt(0, 5)
+    output_beads: int | None = None
+    r_edges: tuple[float, float, int] = (2.0, 10.0, 75)
+    angle_bins: int = gt(0, 36)
+    workers: int = gt(0, 1)
+    backend: str = one_of("multiprocessing", "dask")
+    device: str | None = None
+
+    def __post_init__(self):
+        lo, hi, nb = self.r_edges
+        if not (0 <= lo < hi and nb >= 1):
+            raise ValueError(f"r_edges {list(self.r_edges)}: need 0 <= lo < hi and bins >= 1")
+
 
 FRAME_FORMAT = 2
 """Version of the ``frame_XXXX.npz`` layout; files of another version are recomputed."""
@@ -51,20 +83,14 @@ _BINNED = ("two_raw", "two_norm", "three_raw", "three_norm")
 
 
 def _params(lc: dict) -> dict:
-    """The ``lrp`` settings ``lc`` completed with :class:`cgexplain.config.LrpSection`'s defaults, as the frame loop uses them."""
-    from cgexplain.config import LrpSection
-
-    lc = {**dataclasses.asdict(LrpSection()), **lc}
+    """The ``lrp`` settings ``lc`` validated against :class:`LrpSection` (the one schema of the
+    section; raises :class:`cgexplain.settings.ConfigError` naming the key) and completed with its
+    defaults, as the frame loop uses them."""
+    lc = validate_section("lrp settings", "lrp", LrpSection, dict(lc))
     lo, hi, nb = lc["r_edges"]
     norm = lc["normalise"]
-    if norm not in NORMALISATIONS:
-        raise ValueError(f"lrp.normalise: unknown normalisation {norm!r}; use one of {', '.join(NORMALISATIONS)}")
     enum = lc["enumeration"]
-    if enum not in ("pruned", "all"):
-        raise ValueError(f"lrp.enumeration: {enum!r}; use 'pruned' or 'all'")
     save_walks = lc["save_walks"]
-    if save_walks not in ("first", "all", "none"):
-        raise ValueError(f"lrp.save_walks: {save_walks!r}; use 'first', 'all' or 'none'")
     return {
         "gamma": float(lc["gamma"]),
         "bias_rule": bool(lc["bias_rule"]),
@@ -257,7 +283,7 @@ def explain_frames(
     ``workers`` > 1, where each process loads it). positions: (n_frames, n, 3) Å with cells
     (n_frames, 3, 3) Å and types (n,), or a :class:`~cgexplain.lrp.sources.FrameSource` (then
     ``cells``, ``types`` and ``frame_ids`` are None), read one frame at a time. ``lc``: the
-    ``lrp`` section (:class:`cgexplain.config.LrpSection`; missing keys take its defaults):
+    ``lrp`` section (:class:`LrpSection`; missing keys take its defaults):
     gamma, bias_rule, normalise ('abs_mean_total' (the publication's |Σ R| / N_walks),
     'mean_abs', 'sum_abs' or 'none'), enumeration ('pruned' or 'all'; module docstring),
     output_beads (None: all), r_edges [lo, hi, n_bins] Å, angle_bins, save_walks ('first':

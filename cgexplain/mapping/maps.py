@@ -47,8 +47,10 @@ import scipy.sparse as sp
 
 from cgexplain import units
 from cgexplain.fileio import atomic_path, save_npz
+from cgexplain.settings import one_of
 
 __all__ = [
+    "MappingSection",
     "AMINO_ACID_TYPES",
     "RESIDUE_ALIASES",
     "CAP_RESIDUES",
@@ -68,6 +70,30 @@ __all__ = [
     "write_cg_dataset",
     "write_cg_topology",
 ]
+
+
+@dataclasses.dataclass
+class MappingSection:
+    """``mapping``: which atoms form a bead and where it sits (:func:`cgexplain.mapping.maps.make_mapping`).
+
+    by: 'residue' or 'fragment' (one bead per molecule); method: 'com' (centre of mass), 'cog'
+    (centre of geometry) or 'atom' (the atom named ``atom_name``); bead_name: name(s) of the
+    residues/atoms mapped; type_table: 'amino_acids' or {bead name: type >= 1} (default: order of
+    appearance); merge_caps: merge ACE/NME caps into their neighbour residue; masses: {atom name:
+    amu} for particles without an element (mW); select: MDAnalysis selection of the atoms the beads
+    cover (default all; the others, e.g. a solvent, are integrated out); constraints: the bonds the
+    simulation constrained ('h-bonds' (default; also rigid waters), 'all-bonds' or 'none'): a bead
+    boundary or the selection's edge may not split them (:func:`cgexplain.mapping.maps.check_constraint_groups`)."""
+
+    by: str = one_of("residue", "fragment")
+    method: str = one_of("com", "cog", "atom")
+    atom_name: str | None = None
+    bead_name: str | list[str] | None = None
+    type_table: str | dict[str, int] | None = None
+    merge_caps: bool = True
+    masses: dict[str, float] | None = None
+    select: str | None = None
+    constraints: str = one_of("h-bonds", "all-bonds", "none")
 
 
 #: bead types of a one-bead-per-residue protein model: the 20 standard residues, alphabetical
@@ -460,7 +486,7 @@ def make_mapping(
 def mapping_from_section(universe, section: dict, **overrides) -> Mapping:
     """:func:`make_mapping` with the keys of a system.yaml ``mapping`` section (``by``, ``method``,
     ``atom_name``, ``bead_name``, ``type_table``, ``merge_caps``, ``select``, ``constraints``;
-    :class:`cgexplain.config.MappingSection`); ``overrides`` replace make_mapping arguments.
+    :class:`MappingSection`); ``overrides`` replace make_mapping arguments.
     Raises what make_mapping raises."""
     args = {
         "by": section["by"],

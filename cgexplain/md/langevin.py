@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from cgexplain import units
-from cgexplain.config import ge, gt, settings_from_dict
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.md.neighbors import VerletList, replica_cells
+from cgexplain.settings import ge, gt, settings_from_dict
 
 __all__ = [
     "SimulationError",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cgexplain.geometry.neighbors import cell_shift_list
+
 __all__ = ["VerletList", "replica_cells"]
 
 
@@ -63,12 +65,8 @@ class VerletList:
         self._cat: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # concatenated (i, j, offsets)
 
     def _build(self, r: int, x: np.ndarray) -> None:
-        from vesin import NeighborList
-
         box = self.cells[r] if self.periodic[r] else np.zeros((3, 3))
-        i, j, S = NeighborList(cutoff=self.cutoff + self.skin, full_list=True).compute(
-            points=x, box=box, periodic=bool(self.periodic[r]), quantities="ijS"
-        )
+        i, j, S = cell_shift_list(x, box, bool(self.periodic[r]), self.cutoff + self.skin)
         n = x.shape[0]
         self._parts[r] = (i.astype(np.int64) + r * n, j.astype(np.int64) + r * n, S.astype(np.float64) @ box)
         self.n_builds += 1
@@ -111,7 +109,7 @@ class VerletList:
 
         Returns idx_i, idx_j (n_pairs,) int64 and offsets (n_pairs, 3) Å with
         r_ij = R[j] - R[i] + offset, |r_ij| < cutoff: the full list (both directions), as
-        :func:`cgexplain.model.potential.neighbor_list` gives. Call :meth:`update` first.
+        :func:`cgexplain.geometry.neighbors.neighbor_list` gives. Call :meth:`update` first.
         """
         if self._cat is None:
             raise RuntimeError("VerletList.pairs called before update()")

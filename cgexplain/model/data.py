@@ -2,7 +2,7 @@
 
 :class:`CachedFrames` keeps the CG frames of a mapped trajectory (positions Å, forces
 kcal/mol/Å, cells Å, bead types) as numpy arrays and computes every frame's neighbour list once, with
-:func:`cgexplain.model.potential.neighbor_list` (vesin). The lists are kept compactly: pair indices as
+:func:`cgexplain.geometry.neighbors.neighbor_list` (vesin). The lists are kept compactly: pair indices as
 int16 (int32 above 32,767 beads) and integer cell shifts as int8 (wider only if a shift needs it),
 and the offsets are formed at collate time, ``offsets = shifts @ cell``. :meth:`CachedFrames.collate`
 turns a list of frame indices into exactly the schnetpack input dict that
@@ -89,7 +89,7 @@ class CachedFrames:
     def __init__(self, positions, forces, cells, types, cutoff: float, progress: bool = True, desc: str = "neighbour lists"):
         from tqdm.auto import tqdm
 
-        from cgexplain.model.potential import neighbor_list
+        from cgexplain.geometry.neighbors import neighbor_list
 
         pos = np.asarray(positions, dtype=np.float64)
         frc = np.asarray(forces, dtype=np.float64)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from cgexplain import __version__
-from cgexplain.config import ge, gt, one_of
 from cgexplain.fileio import atomic_path, read_json, write_json
+from cgexplain.geometry.neighbors import neighbor_list
+from cgexplain.settings import ge, gt, one_of
 
 __all__ = [
     "ModelSettings",
@@ -236,34 +237,6 @@ def check_bead_types(meta: dict, types: np.typing.ArrayLike, source: str, n_embe
             f"(from {where}); relevances for an unseen type would come from an untrained embedding"
         )
     return arr
-
-
-def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float, return_shifts: bool = False):
-    """Full (both directions) neighbour list within ``cutoff`` Å, with vesin.
-
-    positions (n, 3) Å; cell (3, 3) Å rows or None/zeros for no periodicity.
-    Returns idx_i, idx_j (n_pairs,) int64 and offsets (n_pairs, 3) Å such that
-    r_ij = R[j] - R[i] + offset; with ``return_shifts`` also the integer cell shifts
-    (n_pairs, 3) int64, offsets = shifts @ cell (all zero without periodicity).
-    """
-    from vesin import NeighborList
-
-    pos = np.asarray(positions, dtype=np.float64)
-    periodic = cell is not None and np.abs(cell).sum() > 0
-    box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
-    i, j, S = NeighborList(cutoff=float(cutoff), full_list=True).compute(points=pos, box=box, periodic=bool(periodic), quantities="ijS")
-    offsets = S.astype(np.float64) @ box
-    if return_shifts:
-        return i.astype(np.int64), j.astype(np.int64), offsets, S.astype(np.int64)
-    return i.astype(np.int64), j.astype(np.int64), offsets
-
-
-def pairs_within(positions, cell, cutoff: float) -> np.ndarray:
-    """Bead pairs (i < j) closer than ``cutoff`` Å (minimum image, from :func:`neighbor_list`):
-    (P, 2) int64, sorted, each pair once."""
-    i, j, _ = neighbor_list(np.asarray(positions, float), cell, cutoff)
-    keep = i < j
-    return np.unique(np.stack([i[keep], j[keep]], 1), axis=0).reshape(-1, 2)
 
 
 def batch_inputs(positions, types, cells, cutoff: float, dtype=torch.float32, device="cpu") -> dict:

@@ -60,6 +60,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from cgexplain.geometry.internal import (
+    R_MIN,
+    bond_angles,
+    bond_lengths,
+    chain_indices,
+    dihedral_cos_sin,
+    graph_indices,
+    internal_coordinates,
+)
 from cgexplain.units import KB_KCAL
 
 __all__ = [
@@ -71,11 +80,6 @@ __all__ = [
     "fit_harmonic",
     "fit_fourier",
     "kT_kcal",
-    "bond_lengths",
-    "bond_angles",
-    "dihedral_angles",
-    "chain_indices",
-    "graph_indices",
     "is_reflection_odd",
     "PRIOR_FORMAT",
     "PRIOR_KINDS",
@@ -85,165 +89,7 @@ PRIOR_FORMAT = "cgexplain.priors/1"
 PRIOR_KINDS = ("bonds", "angles", "dihedrals", "repulsion")
 UNITS = {"length": "Angstrom", "energy": "kcal/mol", "angle": "rad", "temperature": "K"}
 
-#: distances below R_MIN Å are clamped (no NaN/inf at r -> 0; the force is zero there).
-R_MIN = 1e-3
-#: a dihedral's cos φ and sin φ are x/√(ρ²+δ²), y/√(ρ²+δ²) with ρ = sin θ1 sin θ2: smooth when
-#: three beads are collinear (ρ -> 0), where the dihedral energy goes to its φ-average (0).
-DIHEDRAL_DELTA = 1e-4
 _ARITY = {"bonds": 2, "angles": 3, "dihedrals": 4, "repulsion": 2}
-
-
-# ---------------------------------------------------------------------------------------------
-# geometry (torch; any float dtype; autograd-safe)
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a·b over the last axis (einsum: several times faster than (a*b).sum(-1) for 3-vectors)."""
-    return torch.einsum("...i,...i->...", a, b)
-
-
-def _norm(v: torch.Tensor) -> torch.Tensor:
-    """|v| over the last axis, clamped at R_MIN (finite gradient at v = 0)."""
-    return torch.sqrt(torch.clamp(_dot(v, v), min=R_MIN**2))
-
-
-def bond_lengths(pos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Distances |R_j - R_i| (..., m) Å for pos (..., n, 3) Å and index (m, 2); clamped at R_MIN."""
-    return _norm(pos[..., index[:, 1], :] - pos[..., index[:, 0], :])
-
-
-def bond_angles(pos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Angles θ (..., m) rad in [0, π] at the middle bead of index (m, 3), from pos (..., n, 3).
-
-    θ = atan2(|u×v|, u·v) with u = R_i - R_j, v = R_k - R_j (stable at 0 and π, where the
-    gradient of |u×v| is clamped to zero rather than NaN)."""
-    u = pos[..., index[:, 0], :] - pos[..., index[:, 1], :]
-    v = pos[..., index[:, 2], :] - pos[..., index[:, 1], :]
-    c = torch.linalg.cross(u, v, dim=-1)
-    s = torch.sqrt(torch.clamp(_dot(c, c), min=1e-12))
-    return torch.atan2(s, _dot(u, v))
-
-
-def _dihedral_xy(pos: torch.Tensor, index: torch.Tensor):
-    """x ∝ cos φ, y ∝ sin φ (..., m) from unit bond vectors (x² + y² = sin²θ1 sin²θ2)."""
-    p = [pos[..., index[:, a], :] for a in range(4)]
-    b = [p[a + 1] - p[a] for a in range(3)]
-    b = [v / _norm(v).unsqueeze(-1) for v in b]
-    n1 = torch.linalg.cross(b[0], b[1], dim=-1)
-    n2 = torch.linalg.cross(b[1], b[2], dim=-1)
-    return _dot(n1, n2), _dot(b[0], n2)
-
-
-def dihedral_angles(pos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Dihedral angles φ (..., m) rad in (-π, π] of index (m, 4) from pos (..., n, 3).
-
-    IUPAC convention (as ``mdtraj.compute_dihedrals``): with b1 = R1-R0, b2 = R2-R1, b3 = R3-R2,
-    φ = atan2(|b2| b1·(b2×b3), (b1×b2)·(b2×b3)); cis = 0, trans = π, clockwise positive
-    looking along b2. For analysis; the energy uses the smooth cos/sin of :func:`_dihedral_cos_sin`.
-    """
-    x, y = _dihedral_xy(pos, index)
-    return torch.atan2(y, x)
-
-
-def _dihedral_cos_sin(pos: torch.Tensor, index: torch.Tensor):
-    x, y = _dihedral_xy(pos, index)
-    den = torch.sqrt(x * x + y * y + DIHEDRAL_DELTA**2)
-    return x / den, y / den
-
-
-def chain_indices(n: int, min_separation: int = 3) -> dict:
-    """Instance indices of a linear chain of n beads: bonds (n-1, 2), angles (n-2, 3),
-    dihedrals (n-3, 4) and repulsion pairs (i, j) with j - i >= min_separation, as int64 arrays.
-    :func:`graph_indices` of the bonds (i, i+1) returns the same arrays."""
-    i = np.arange(n, dtype=np.int64)
-    pairs = np.array([(a, b) for a in range(n) for b in range(a + min_separation, n)], dtype=np.int64).reshape(-1, 2)
-    return {
-        "bonds": np.stack([i[:-1], i[1:]], 1).reshape(-1, 2),
-        "angles": np.stack([i[:-2], i[1:-1], i[2:]], 1).reshape(-1, 3),
-        "dihedrals": np.stack([i[:-3], i[1:-2], i[2:-1], i[3:]], 1).reshape(-1, 4),
-        "repulsion": pairs,
-    }
-
-
-def _as_bonds(bonds, n_beads: int) -> np.ndarray:
-    """The bond list as sorted, deduplicated int64 pairs (m, 2) with i < j; ValueError when malformed."""
-    a = np.asarray(bonds if bonds is not None else [])
-    if a.size == 0:
-        return np.zeros((0, 2), np.int64)
-    if a.ndim != 2 or a.shape[1] != 2:
-        raise ValueError(f"priors: bonds must have shape (m, 2) (pairs of bead indices), got {a.shape}")
-    if not np.issubdtype(a.dtype, np.integer):
-        if not (np.issubdtype(a.dtype, np.number) and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
-            raise ValueError(f"priors: bonds must hold integer bead indices, got {a.dtype} values")
-    a = a.astype(np.int64)
-    bad = (a < 0) | (a >= n_beads)
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(1))[0])
-        raise ValueError(f"priors: bond {row} {tuple(a[row].tolist())} holds a bead index out of range 0..{n_beads - 1}")
-    same = a[:, 0] == a[:, 1]
-    if same.any():
-        row = int(np.flatnonzero(same)[0])
-        raise ValueError(f"priors: bond {row} {tuple(a[row].tolist())} is a self-bond (a bead bonded to itself)")
-    return np.unique(np.sort(a, axis=1), axis=0)
-
-
-def graph_indices(n_beads: int, bonds, min_separation: int = 3) -> dict:
-    """Instance indices of a bead graph (any bond list: several chains, branches, rings).
-
-    Args:
-        n_beads: number of beads n >= 1 (beads 0..n-1).
-        bonds: (m, 2) bead indices (array or list of pairs, integers), in any order; each bond
-            once or several times, either way round; may be empty (no bonds: every pair repels).
-        min_separation: repulsion excludes pairs within min_separation - 1 bonds (default 3:
-            neither bonded nor 1-3), i.e. keeps pairs at bond-graph distance >= min_separation.
-
-    Returns a dict of int64 arrays (the keys of :data:`PRIOR_KINDS`):
-
-    - ``bonds`` (m', 2): the bonds with i < j, deduplicated, sorted;
-    - ``angles`` (n_a, 3): every path i-j-k of the bond graph (j the middle bead), once, i < k,
-      sorted by (j, i, k);
-    - ``dihedrals`` (n_d, 4): every path i-j-k-l without a repeated bead (a 3-ring gives none),
-      once up to reversal (φ of l-k-j-i equals φ of i-j-k-l): j < k, sorted by (j, k, i, l);
-    - ``repulsion`` (n_r, 2): pairs i < j whose bond-graph distance (fewest bonds between them,
-      ``scipy.sparse.csgraph.shortest_path``) is >= min_separation, or that are disconnected
-      (different chains), sorted.
-
-    For the chain bonds (i, i+1) this equals :func:`chain_indices` (n, min_separation), array for
-    array. The CGSchNet prior's rule "non-bonded repulsion excludes pairs within n bonds" (Husic
-    et al., J. Chem. Phys. 153, 194101 (2020)) on a graph.
-
-    Raises ValueError for n_beads < 1, min_separation < 1, a bond list not of shape (m, 2) or not
-    of integers, a bead index out of range or a self-bond (naming the bond).
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import shortest_path
-
-    n = int(n_beads)
-    if n < 1:
-        raise ValueError(f"priors: n_beads must be >= 1, got {n_beads}")
-    if int(min_separation) < 1:
-        raise ValueError(f"min_separation must be >= 1, got {min_separation}")
-    b = _as_bonds(bonds, n)
-    nbr: list[list[int]] = [[] for _ in range(n)]
-    for i, j in b.tolist():
-        nbr[i].append(j)
-        nbr[j].append(i)
-    nbr = [sorted(v) for v in nbr]
-    angles = [(i, j, k) for j in range(n) for x, i in enumerate(nbr[j]) for k in nbr[j][x + 1 :]]
-    dihedrals = [(i, j, k, l) for j, k in b.tolist() for i in nbr[j] if i != k for l in nbr[k] if l != j and l != i]
-    if len(b):
-        g = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n)).tocsr()
-        dist = shortest_path(g, directed=False, unweighted=True)
-    else:
-        dist = np.full((n, n), np.inf)
-    far = np.triu(dist >= int(min_separation), 1)  # inf (disconnected) >= anything
-    pairs = np.stack(np.nonzero(far), 1).astype(np.int64).reshape(-1, 2)
-    return {
-        "bonds": b,
-        "angles": np.asarray(angles, dtype=np.int64).reshape(-1, 3),
-        "dihedrals": np.asarray(dihedrals, dtype=np.int64).reshape(-1, 4),
-        "repulsion": pairs,
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +244,7 @@ class PriorEnergy(torch.nn.Module):
         e_a = (0.5 * g(self.angle_k) * (th - g(self.angle_theta0)) ** 2).sum(-1)
         e_d = torch.zeros(pos.shape[:-2], dtype=dt, device=pos.device)
         if self.n_fourier and len(self.dihedral_index):
-            c, s = _dihedral_cos_sin(pos, self.dihedral_index.to(pos.device))
+            c, s = dihedral_cos_sin(pos, self.dihedral_index.to(pos.device))
             A, B = g(self.dihedral_a), g(self.dihedral_b)
             cm, sm = c, s
             for m in range(self.n_fourier):
@@ -543,18 +389,6 @@ def _check_temperature(temperature) -> float:
     return t
 
 
-def _internal(x: np.ndarray, idx: dict, chunk: int = 4096):
-    """Bond lengths (F, nb), angles (F, na), dihedrals (F, nd) of positions x (F, n, 3) float64."""
-    out: dict[str, list[np.ndarray]] = {"bonds": [], "angles": [], "dihedrals": []}
-    with torch.no_grad():
-        for s in range(0, len(x), chunk):
-            t = torch.from_numpy(x[s : s + chunk])
-            out["bonds"].append(bond_lengths(t, torch.from_numpy(idx["bonds"])).numpy())
-            out["angles"].append(bond_angles(t, torch.from_numpy(idx["angles"])).numpy())
-            out["dihedrals"].append(dihedral_angles(t, torch.from_numpy(idx["dihedrals"])).numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
 def _pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.linalg.norm(x[:, pairs[:, 1]] - x[:, pairs[:, 0]], axis=-1)
 
@@ -656,7 +490,7 @@ def fit_priors(
             stacklevel=2,
         )
     idx = {k: (v if k in chosen else np.zeros((0, _ARITY[k]), np.int64)) for k, v in idx.items()}
-    q = _internal(x, idx)
+    q = internal_coordinates(x, idx)
     kb, r0 = fit_harmonic(q["bonds"], kT)
     ka, th0 = fit_harmonic(q["angles"], kT, jacobian="sin")
     a, b = fit_fourier(q["dihedrals"], kT, n_fourier, dihedral_bins, pseudocount)
@@ -813,7 +647,7 @@ def plot_priors(params: dict, positions, temperature: float, path: str | Path) -
     kT = kT_kcal(_check_temperature(temperature))
     p = mod.params()
     idx = {k: np.asarray(p[k]["index"], dtype=np.int64).reshape(-1, _ARITY[k]) for k in PRIOR_KINDS}
-    q = _internal(x, idx)
+    q = internal_coordinates(x, idx)
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.2))
     data_kw = dict(ls="none", marker="o", ms=3, color="C0", label="mapped reference (pooled)")

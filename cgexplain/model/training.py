@@ -32,10 +32,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from cgexplain.config import gt, one_of, settings_from_dict
 from cgexplain.distributed import is_main_process
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.model.potential import build_model, save_model
+from cgexplain.settings import gt, one_of, settings_from_dict
 
 __all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces", "merge_training_logs"]
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.config import ge, gt, one_of
 from cgexplain.fileio import atomic_path, read_json, write_json
+from cgexplain.settings import ge, gt, one_of
 
 __all__ = ["FilesReference", "ExternalDataError", "files_reference", "open_reference", "resolve", "write_native_pdb"]
 

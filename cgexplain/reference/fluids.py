@@ -20,10 +20,44 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain import units
-from cgexplain.config import ge, gt, one_of, settings_from_dict
 from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
+from cgexplain.settings import ge, gt, one_of, settings_from_dict
 
-__all__ = ["ReferenceSettings", "build_water_box", "build_bead_fluid", "build_system", "run_reference", "run_chunks", "save_state", "read_reference"]
+__all__ = [
+    "ReferenceCheck",
+    "ReferenceSettings",
+    "build_water_box",
+    "build_bead_fluid",
+    "build_system",
+    "run_reference",
+    "run_chunks",
+    "save_state",
+    "read_reference",
+]
+
+
+@dataclasses.dataclass
+class ReferenceCheck:
+    """``reference.check`` (fluids): the RDF of ``selection`` against expectations.
+
+    r_max Å, n_bins; peak_A [lo, hi] Å with height [lo, hi]; digitized: an .npz (r nm, g) beside
+    system.yaml with rms_range_A [lo, hi] Å and max_rms; density_g_cm3 [lo, hi] of the NPT run."""
+
+    selection: str
+    r_max: float = gt(0, 9.0, "Å")
+    n_bins: int = gt(0, 180)
+    peak_A: tuple[float, float] | None = None
+    height: tuple[float, float] | None = None
+    digitized: str | None = None
+    rms_range_A: tuple[float, float] = (3.0, 10.0)
+    max_rms: float | None = None
+    density_g_cm3: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if (self.peak_A is None) != (self.height is None):
+            raise ValueError("peak_A and height go together")
+        if (self.digitized is None) != (self.max_rms is None):
+            raise ValueError("digitized and max_rms go together")
 
 
 @dataclasses.dataclass

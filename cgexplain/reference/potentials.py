@@ -49,7 +49,7 @@ class _Potential:
         raise NotImplementedError
 
     def _pairs(self, x, cell):
-        from cgexplain.model.potential import pairs_within
+        from cgexplain.geometry.neighbors import pairs_within
 
         return pairs_within(x, cell, self.cutoff)
 

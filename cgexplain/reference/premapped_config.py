@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cgexplain.config import ge, gt, one_of
+from cgexplain.settings import ge, gt, one_of
 
 __all__ = ["ArraysReference", "MdcathReference"]
 

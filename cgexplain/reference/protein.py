@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.config import ge, gt, settings_from_dict
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.reference.fluids import run_chunks, save_state, write_trajectory_with_forces
+from cgexplain.settings import ge, gt, settings_from_dict
 
 __all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries"]
 

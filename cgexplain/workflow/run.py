@@ -16,7 +16,7 @@ stage finished)::
 
 Each stage folder holds ``inputs.json`` with the hash of the configuration sections it depends
 on (:data:`DEPENDS_ON`). A rerun with the same hash reuses or resumes the folder; a changed hash
-clears it. Keys that say how a stage computes rather than what (:data:`cgexplain.config.EXECUTION_KEYS`)
+clears it. Keys that say how a stage computes rather than what (:data:`EXECUTION_KEYS`)
 do not enter the hash.
 """
 
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.config import EXECUTION_KEYS, section_hash
 from cgexplain.fileio import read_json, write_json
+from cgexplain.settings import section_hash
 
-__all__ = ["RunFolder", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON"]
+__all__ = ["RunFolder", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON", "EXECUTION_KEYS", "extra_inputs"]
 
 #: the stages in order
 STAGES = ("reference", "map", "train", "simulate", "analyse", "explain")
@@ -56,6 +56,30 @@ DEPENDS_ON = {
     "simulate": ("reference", "mapping", "priors", "model", "training", "simulation"),
     "analyse": ("reference", "mapping", "priors", "model", "training", "simulation", "analysis"),
     "explain": ("reference", "mapping", "priors", "model", "training", "simulation", "analysis", "lrp"),
+}
+
+
+def extra_inputs(cfg: dict, stage: str) -> dict:
+    """Keys of a later section that ``stage`` reads too, as {section: {key: value}}: the protein's
+    mutant simulation runs in the simulate stage from ``lrp.mutations`` and
+    ``lrp.mutant_simulation_steps``, so changing them gives a new simulation. Empty when the
+    stage reads none (no mutant simulation), so such runs keep their hashes."""
+    if stage != "simulate":
+        return {}
+    lrp = cfg.get("lrp") or {}
+    steps = int(lrp.get("mutant_simulation_steps") or 0)
+    if steps <= 0 or not lrp.get("mutations"):
+        return {}
+    return {"lrp": {"mutations": lrp["mutations"], "mutant_simulation_steps": steps}}
+
+
+#: keys that say how a stage computes, not what: the CLI may override them, and they do not
+#: enter the run folder's input hashes, so a model trained on 4 GPUs is reused by a rerun on a
+#: laptop (training.json records the world size)
+EXECUTION_KEYS = {
+    "training": ("accelerator", "devices", "num_nodes", "strategy", "data_path"),
+    "simulation": ("device",),
+    "lrp": ("workers", "device", "backend"),
 }
 
 #: stages whose folder does not depend on the architecture: another run folder beside this one
@@ -214,6 +238,9 @@ class RunFolder:
                 continue  # an empty priors section (the fluids) is left out, so older hashes still match
             drop = EXECUTION_KEYS.get(s, ())
             parts.append({k: v for k, v in cfg[s].items() if k not in drop})
+        extra = extra_inputs(cfg, stage)
+        if extra:
+            parts.append({"extra": extra})
         if (cfg.get("reference") or {}).get("source", "openmm") != "openmm":
             # the user's files are named relative to the system folder: two folders with the same
             # file names are different data (no reuse between them)
@@ -238,7 +265,7 @@ class RunFolder:
             self._copy_from_sibling(stage, h)
         d.mkdir(parents=True, exist_ok=True)
         if not marker.exists():
-            write_json(marker, {"hash": h, "sections": {s: cfg[s] for s in DEPENDS_ON[stage]}})
+            write_json(marker, {"hash": h, "sections": {s: cfg[s] for s in DEPENDS_ON[stage]}, "extra": extra_inputs(cfg, stage)})
         return d
 
     def _copy_from_sibling(self, stage: str, h: str) -> bool:

@@ -14,19 +14,33 @@ branches on the source itself.
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cgexplain.fileio import read_json, write_json
+from cgexplain.reference.external import FilesReference
+from cgexplain.reference.premapped_config import ArraysReference, MdcathReference
+from cgexplain.settings import validate_section
+from cgexplain.workflow.kinds.base import Kind
 from cgexplain.workflow.run import RunFolder
 
-__all__ = ["Source", "OpenMMSource", "FilesSource", "SOURCES", "source_for", "SOURCE_NAMES"]
+__all__ = ["Source", "OpenMMSource", "FilesSource", "ArraysSource", "MdcathSource", "SOURCES", "source_for"]
 
 
 class Source:
     """Base class: how the reference and map stages get their data."""
 
     name = "base"
+
+    #: the schema of the ``reference`` section with this source
+    reference_schema: Any = None
+
+    def validate_reference(self, path: Path, ref: dict, kind: Kind) -> dict:
+        """The validated ``reference`` section (:func:`cgexplain.settings.validate_section`).
+        Raises :class:`cgexplain.settings.ConfigError` naming ``path`` and the key."""
+        return validate_section(path, "reference", self.reference_schema, ref)
 
     def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
         """Produce or check the reference in ``run.reference``; returns its summary."""
@@ -125,6 +139,10 @@ class OpenMMSource(Source):
 
     name = "openmm"
 
+    def validate_reference(self, path: Path, ref: dict, kind: Kind) -> dict:
+        ref = {k: v for k, v in ref.items() if k != "source"}
+        return kind.validate_reference(path, ref)
+
     def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
         return kind.reference(cfg, run, progress)
 
@@ -138,6 +156,7 @@ class FilesSource(Source):
     """The user's topology and trajectories with forces (:mod:`cgexplain.reference.external`)."""
 
     name = "files"
+    reference_schema = FilesReference
 
     def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
         from cgexplain.reference.external import files_reference
@@ -268,6 +287,7 @@ class ArraysSource(Source):
     """Positions and forces already mapped, as arrays (:func:`cgexplain.reference.premapped.read_arrays`)."""
 
     name = "arrays"
+    reference_schema = ArraysReference
 
     def _read(self, cfg: dict):
         from cgexplain.reference.external import resolve
@@ -310,6 +330,13 @@ class MdcathSource(Source):
     """One mdCATH domain file, mapped to CA beads on reading (:func:`cgexplain.reference.premapped.read_mdcath`)."""
 
     name = "mdcath"
+    reference_schema = MdcathReference
+
+    def validate_reference(self, path: Path, ref: dict, kind: Kind) -> dict:
+        out = super().validate_reference(path, ref, kind)
+        if out["temperature"] is None:  # the one temperature read (several need it declared)
+            out["temperature"] = float(out["temperatures"][0])
+        return out
 
     def _read(self, cfg: dict, progress: bool):
         from cgexplain.reference.external import resolve
@@ -370,8 +397,8 @@ class MdcathSource(Source):
         )
 
 
+#: ``reference.source`` in system.yaml -> class
 SOURCES: dict[str, type[Source]] = {"openmm": OpenMMSource, "files": FilesSource, "arrays": ArraysSource, "mdcath": MdcathSource}
-SOURCE_NAMES = ("openmm", "files", "arrays", "mdcath")
 
 
 def source_for(cfg: dict) -> Source:

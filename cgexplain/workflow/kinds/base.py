@@ -8,8 +8,12 @@ that differ. Adding a kind is adding one subclass of :class:`Kind` and registeri
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from cgexplain.settings import validate_section
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["Kind"]
@@ -18,11 +22,24 @@ __all__ = ["Kind"]
 class Kind:
     """Base class: the stage parts that differ between kinds of system.
 
-    Every method receives the merged configuration ``cfg`` (:func:`cgexplain.config.load_system`)
+    Every method receives the merged configuration ``cfg`` (:func:`cgexplain.workflow.config.load_system`)
     and the :class:`~cgexplain.workflow.run.RunFolder`; the stage has already prepared its folder.
     """
 
     name = "base"
+
+    #: section of system.yaml -> its schema (a settings dataclass, a function whose keyword
+    #: parameters are the keys, or None: this kind has no such section), for every section but
+    #: ``reference`` (:mod:`cgexplain.workflow.config`)
+    sections: dict[str, Any] = {}
+
+    #: the ``reference`` schema of the kind's own OpenMM reference (``source: openmm``)
+    reference_schema: Any = None
+
+    def validate_reference(self, path: Path, ref: dict) -> dict:
+        """The validated ``reference`` section of the kind's own OpenMM reference. Raises
+        :class:`cgexplain.settings.ConfigError` naming ``path`` and the key."""
+        return validate_section(path, "reference", self.reference_schema, ref)
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         """Produce the atomistic reference in ``run.reference`` and check it; returns its summary."""

@@ -9,11 +9,21 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 
+from cgexplain.analysis.structure import FluidAnalysis
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.statistics import LrpSection
+from cgexplain.mapping.maps import MappingSection
+from cgexplain.md.langevin import SimSettings
+from cgexplain.model.potential import ModelSettings
+from cgexplain.model.training import TrainSettings
+from cgexplain.reference.fluids import ReferenceCheck, ReferenceSettings
+from cgexplain.reference.potentials import MW, LennardJones
+from cgexplain.settings import ConfigError, validate_section
 from cgexplain.workflow.kinds.base import Kind
 from cgexplain.workflow.run import RunFolder
 
@@ -22,9 +32,37 @@ __all__ = ["FluidKind"]
 
 class FluidKind(Kind):
     name = "fluid"
+    sections = {
+        "mapping": MappingSection,
+        "priors": None,
+        "model": ModelSettings,
+        "training": TrainSettings,
+        "simulation": SimSettings,
+        "analysis": FluidAnalysis,
+        "lrp": LrpSection,
+    }
+    reference_schema = ReferenceSettings
+
+    def validate_reference(self, path: Path, ref: dict) -> dict:
+        """The OpenMM reference section with its optional RDF ``check`` (:class:`ReferenceCheck`);
+        the analytic potential's parameters and the box density of the bead fluids are checked too."""
+        ref = dict(ref)
+        check = ref.pop("check", None)
+        out = validate_section(path, "reference", self.reference_schema, ref)
+        if check is not None:
+            out["check"] = validate_section(path, "reference.check", ReferenceCheck, check)
+        if out["system"] in ("lj", "mw"):
+            cls = LennardJones if out["system"] == "lj" else MW
+            try:
+                cls(**out["potential"])
+            except TypeError as e:
+                raise ConfigError(f"{path}: reference.potential: {e}; known: {', '.join(inspect.signature(cls).parameters)}") from None
+        if out["system"] in ("methane", "lj", "mw") and out["density"] <= 0:
+            raise ConfigError(f"{path}: reference.density: a {out['system']} box needs a density > 0 g/cm³")
+        return out
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from cgexplain.reference.fluids import ReferenceSettings, run_reference
+        from cgexplain.reference.fluids import run_reference
 
         rc = dict(cfg["reference"])
         check = rc.pop("check", None)

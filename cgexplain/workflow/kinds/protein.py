@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cgexplain.analysis.protein import ProteinAnalysis
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.residues import ProteinLrpSection
+from cgexplain.mapping.maps import MappingSection
+from cgexplain.md.langevin import SimSettings
+from cgexplain.model.potential import ModelSettings
+from cgexplain.model.priors import fit_priors
+from cgexplain.model.training import TrainSettings
+from cgexplain.reference.protein import ProteinReferenceSettings
 from cgexplain.workflow.kinds.base import Kind
 from cgexplain.workflow.run import RunFolder
 
@@ -26,6 +34,16 @@ __all__ = ["ProteinKind", "native_ca_positions", "reference_ca_positions"]
 
 class ProteinKind(Kind):
     name = "protein"
+    sections = {
+        "mapping": MappingSection,
+        "priors": fit_priors,
+        "model": ModelSettings,
+        "training": TrainSettings,
+        "simulation": SimSettings,
+        "analysis": ProteinAnalysis,
+        "lrp": ProteinLrpSection,
+    }
+    reference_schema = ProteinReferenceSettings
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         return protein_reference(cfg, run, progress)
