@@ -36,3 +36,40 @@ def kcal_a_to_kj_a(force):
 def density_g_cm3(total_mass_amu: float, volume_a3: float) -> float:
     """Mass density in g/cm³ from a mass in amu and a volume in Å³."""
     return total_mass_amu / AVOGADRO / (volume_a3 * 1e-24)
+
+
+# ------------------------------------------------------------------ declared units of the user's data
+#: length units a user may declare for data whose format does not fix them -> factor to Å
+#: (spellings ``Å``, ``Angstrom`` and any case are read as these names, :func:`canonical_unit`)
+LENGTH_UNITS = {"A": 1.0, "nm": ANGSTROM_PER_NM}
+
+#: force units a user may declare -> factor to kcal/mol/Å
+FORCE_UNITS = {
+    "kcal/mol/A": 1.0,
+    "kJ/mol/A": 1.0 / KJ_PER_KCAL,
+    "kJ/mol/nm": 1.0 / (KJ_PER_KCAL * ANGSTROM_PER_NM),
+    "kcal/mol/nm": 1.0 / ANGSTROM_PER_NM,
+}
+
+
+def canonical_unit(unit: str, table: dict[str, float], what: str = "unit") -> str:
+    """The key of ``table`` (:data:`LENGTH_UNITS` or :data:`FORCE_UNITS`) that ``unit`` names:
+    ``Å`` and ``Angstrom`` read as ``A``, case ignored. Raises ValueError naming ``what`` (the
+    key, e.g. 'length_unit'), the unit and the allowed ones."""
+    import re
+
+    u = re.sub("angstrom", "A", str(unit).strip().replace("Å", "A"), flags=re.IGNORECASE)
+    for name in table:
+        if u.lower() == name.lower():
+            return name
+    raise ValueError(f"unknown {what} {unit!r}; use one of {', '.join(table)} (A = Å)")
+
+
+def length_factor(unit: str) -> float:
+    """Factor from the declared length ``unit`` to Å (:data:`LENGTH_UNITS`). Raises ValueError."""
+    return LENGTH_UNITS[canonical_unit(unit, LENGTH_UNITS, "length_unit")]
+
+
+def force_factor(unit: str) -> float:
+    """Factor from the declared force ``unit`` to kcal/mol/Å (:data:`FORCE_UNITS`). Raises ValueError."""
+    return FORCE_UNITS[canonical_unit(unit, FORCE_UNITS, "force_unit")]

@@ -549,14 +549,6 @@ def _cg_bonds(universe, bead_atoms, chains) -> np.ndarray:
     return np.array(sorted(p for p in bonded if chains[p[0]] == chains[p[1]]), dtype=np.int64).reshape(-1, 2)
 
 
-#: units a trajectory's values may be declared in (where the format does not fix them) -> factor to Å / kcal/mol/Å
-LENGTH_UNITS = {"A": 1.0, "Angstrom": 1.0, "nm": units.ANGSTROM_PER_NM}
-FORCE_UNITS = {
-    "kcal/mol/A": 1.0,
-    "kJ/mol/A": 1.0 / units.KJ_PER_KCAL,
-    "kJ/mol/nm": 1.0 / (units.KJ_PER_KCAL * units.ANGSTROM_PER_NM),
-    "kcal/mol/nm": 1.0 / units.ANGSTROM_PER_NM,
-}
 #: the mean |force component| (kcal/mol/Å) on the mapped atoms of an atomistic frame outside which the
 #: declared units are taken to be wrong: all-atom liquids and proteins give about 3–30 (cobrotoxin's protein
 #: atoms 20), and the common confusions are factors of 4.184, 10 and 41.84 (kJ/mol/nm read as kcal/mol/Å: ~850)
@@ -676,8 +668,8 @@ def map_universe(
     time (memory O(frames × beads)).
 
     length_unit, force_unit: the units the trajectory holds when MDAnalysis did not convert them
-    (a Universe opened with ``convert_units=False``): keys of :data:`LENGTH_UNITS` and
-    :data:`FORCE_UNITS`; default None: MDAnalysis's units (Å, kJ/mol/Å).
+    (a Universe opened with ``convert_units=False``): names of :data:`cgexplain.units.LENGTH_UNITS` and
+    :data:`cgexplain.units.FORCE_UNITS`; default None: MDAnalysis's units (Å, kJ/mol/Å).
     Returns a MappedTrajectory in Å and kcal/mol/Å.
     Raises MappingError naming the frame and atom for NaN or infinite coordinates or forces,
     a trajectory without forces, an atom count that differs from the mapping, an unknown unit,
@@ -692,12 +684,11 @@ def map_universe(
         raise MappingError(f"{fname}: {universe.atoms.n_atoms} atoms, the mapping expects {mapping.n_atoms}")
     if not universe.trajectory.ts.has_forces:
         raise MappingError(f"{fname}: the trajectory has no forces; force matching needs atomistic forces")
-    if length_unit is not None and length_unit not in LENGTH_UNITS:
-        raise MappingError(f"length unit {length_unit!r}: use one of {list(LENGTH_UNITS)}")
-    if force_unit is not None and force_unit not in FORCE_UNITS:
-        raise MappingError(f"force unit {force_unit!r}: use one of {list(FORCE_UNITS)}")
-    lf = LENGTH_UNITS[length_unit] if length_unit else 1.0
-    ff = FORCE_UNITS[force_unit] if force_unit else FORCE_UNITS["kJ/mol/A"]  # MDAnalysis: kJ/mol/Å
+    try:
+        lf = units.length_factor(length_unit) if length_unit else 1.0
+        ff = units.force_factor(force_unit or "kJ/mol/A")  # MDAnalysis: kJ/mol/Å
+    except ValueError as e:
+        raise MappingError(str(e)) from None
     cache = _owner_anchor(mapping)
     sel, D = cache[0], cache[3]
     whole = len(sel) == mapping.n_atoms

@@ -13,7 +13,7 @@ Units: MDAnalysis converts what the format fixes (positions Å, forces kJ/mol/Å
 kcal/mol/Å at the mapping). For a format whose units MDAnalysis cannot know (an H5MD without
 unit attributes, a LAMMPS dump of ``units real``...), declare ``length_unit`` and
 ``force_unit``: the values are then read unconverted and converted by cgexplain
-(:data:`cgexplain.mapping.maps.LENGTH_UNITS`, :data:`~cgexplain.mapping.maps.FORCE_UNITS`).
+(:data:`cgexplain.units.LENGTH_UNITS`, :data:`cgexplain.units.FORCE_UNITS`).
 A sanity check on the mean |force| catches units declared wrong (:func:`~cgexplain.mapping.maps.map_universe`).
 
 The temperature the data were sampled at is required: priors (Boltzmann inversion) and the CG
@@ -31,6 +31,7 @@ import numpy as np
 
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.settings import ge, gt, one_of
+from cgexplain.units import force_factor, length_factor
 
 __all__ = ["FilesReference", "ExternalDataError", "files_reference", "open_reference", "resolve", "write_native_pdb"]
 
@@ -69,18 +70,16 @@ class FilesReference:
     native: str | None = None
 
     def __post_init__(self):
-        from cgexplain.mapping.maps import FORCE_UNITS, LENGTH_UNITS
-
         if isinstance(self.trajectories, str):
             self.trajectories = [self.trajectories]
         if not self.trajectories:
             raise ValueError("trajectories: give at least one trajectory file with forces")
         if (self.length_unit is None) != (self.force_unit is None):
             raise ValueError("length_unit and force_unit go together (declare both, or neither to let MDAnalysis convert)")
-        if self.length_unit is not None and self.length_unit not in LENGTH_UNITS:
-            raise ValueError(f"length_unit {self.length_unit!r}: use one of {list(LENGTH_UNITS)}")
-        if self.force_unit is not None and self.force_unit not in FORCE_UNITS:
-            raise ValueError(f"force_unit {self.force_unit!r}: use one of {list(FORCE_UNITS)}")
+        if self.length_unit is not None:
+            length_factor(self.length_unit)  # ValueError naming the key for a unit not in the table
+        if self.force_unit is not None:
+            force_factor(self.force_unit)
         if self.stop is not None and self.stop <= self.start:
             raise ValueError(f"stop {self.stop} must be > start {self.start}")
         if self.native is not None and self.native.startswith("frame"):
@@ -115,9 +114,7 @@ def open_reference(cfg: dict):
         resolve(cfg, rc["topology"]), [resolve(cfg, t) for t in rc["trajectories"]], force_unit_declared=bool(rc.get("force_unit")), **kw
     )
     if rc.get("length_unit"):
-        from cgexplain.mapping.maps import LENGTH_UNITS
-
-        u.trajectory.add_transformations(_scale_lengths(LENGTH_UNITS[rc["length_unit"]]))
+        u.trajectory.add_transformations(_scale_lengths(length_factor(rc["length_unit"])))
     return u
 
 

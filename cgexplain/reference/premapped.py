@@ -60,24 +60,12 @@ from cgexplain.mapping.maps import AMINO_ACID_TYPES, CAP_RESIDUES, MappedTraject
 
 __all__ = [
     "PremappedError",
-    "LENGTH_UNITS",
-    "FORCE_UNITS",
     "DEFAULT_BEAD_MASS",
     "FORCE_SCALE_RANGE",
     "read_arrays",
     "read_mdcath",
     "mdcath_info",
 ]
-
-#: accepted length units (``Å`` and ``Angstrom`` are read as ``A``) -> factor to Å
-LENGTH_UNITS = {"A": 1.0, "nm": units.ANGSTROM_PER_NM}
-
-#: accepted force units (``Å`` and ``Angstrom`` are read as ``A``) -> conversion to kcal/mol/Å
-FORCE_UNITS = {
-    "kcal/mol/A": lambda f: f,
-    "kJ/mol/nm": units.kj_nm_to_kcal_a,
-    "kJ/mol/A": units.kj_a_to_kcal_a,
-}
 
 #: mass (amu) given to every bead when a plain-array data set carries no masses
 DEFAULT_BEAD_MASS = 100.0
@@ -113,25 +101,13 @@ def _first_bad(arr: np.ndarray) -> tuple[int, int] | None:
     return int(f), int(i)
 
 
-def _canonical_unit(unit: str) -> str:
-    u = str(unit).strip().replace("Å", "A")
-    return re.sub("angstrom", "A", u, flags=re.IGNORECASE)
-
-
-def _length_factor(unit: str) -> float:
-    u = _canonical_unit(unit)
-    for name, factor in LENGTH_UNITS.items():
-        if u.lower() == name.lower():
-            return factor
-    raise PremappedError(f"unknown length_unit {unit!r}; use one of {', '.join(LENGTH_UNITS)} (A = Å)")
-
-
-def _force_converter(unit: str):
-    u = _canonical_unit(unit)
-    for name, conv in FORCE_UNITS.items():
-        if u.lower() == name.lower():
-            return conv
-    raise PremappedError(f"unknown force_unit {unit!r}; use one of {', '.join(FORCE_UNITS)} (A = Å)")
+def _unit_factors(length_unit: str, force_unit: str) -> tuple[float, float]:
+    """Factors to Å and kcal/mol/Å of the declared units (:data:`cgexplain.units.LENGTH_UNITS`,
+    :data:`cgexplain.units.FORCE_UNITS`); PremappedError for an unknown unit."""
+    try:
+        return units.length_factor(length_unit), units.force_factor(force_unit)
+    except ValueError as e:
+        raise PremappedError(str(e)) from None
 
 
 def _as_str(x: Any) -> str:
@@ -284,8 +260,7 @@ def read_arrays(
             no frames selected.
     """
     pos_path = Path(positions)
-    length_factor = _length_factor(length_unit)
-    to_kcal_a = _force_converter(force_unit)
+    length_factor, force_factor = _unit_factors(length_unit, force_unit)
     if not pos_path.exists():
         raise PremappedError(f"{pos_path}: no such file (positions)")
     suffix = pos_path.suffix.lower()
@@ -343,7 +318,7 @@ def read_arrays(
         if bad is not None:
             raise PremappedError(f"{where}: NaN/inf at frame {frames[bad[0]]}, bead {bad[1]} (first bad entry)")
     x *= length_factor
-    f = to_kcal_a(f)
+    f = f * force_factor
     mean_f = float(np.linalg.norm(f, axis=-1).mean())
     if force_scale_range is not None:
         lo, hi = force_scale_range
@@ -351,7 +326,7 @@ def read_arrays(
             raise PremappedError(
                 f"{frc_where}: mean |F| = {mean_f:.4g} kcal/mol/Å after converting from the declared force_unit {force_unit!r}, "
                 f"outside the plausible range {lo:g}..{hi:g} kcal/mol/Å; the declared unit is probably wrong "
-                f"(allowed: {', '.join(FORCE_UNITS)}; pass force_scale_range=None to skip this check)"
+                f"(allowed: {', '.join(units.FORCE_UNITS)}; pass force_scale_range=None to skip this check)"
             )
 
     notes: list[str] = []

@@ -20,7 +20,8 @@ class ArraysReference:
 
     positions: an .npz (keys positions, forces, optional cells, bead_types, bead_masses) or a .npy
     of positions (frames, beads, 3); forces: the .npy of forces with a .npy ``positions`` (else
-    None); length_unit 'A' or 'nm'; force_unit 'kcal/mol/A', 'kJ/mol/nm' or 'kJ/mol/A';
+    None); length_unit and force_unit: names of the one unit table (:data:`cgexplain.units.LENGTH_UNITS`,
+    :data:`cgexplain.units.FORCE_UNITS`: 'A' or 'nm'; 'kcal/mol/A', 'kJ/mol/A', 'kJ/mol/nm' or 'kcal/mol/nm');
     temperature K (required); default_mass amu for beads without masses; start, stop, step:
     which frames; native (proteins): 'frame N' of the selected frames."""
 
@@ -28,8 +29,8 @@ class ArraysReference:
     temperature: float = gt(0, unit="K")
     source: str = one_of("arrays")
     forces: str | None = None
-    length_unit: str = one_of("A", "nm")
-    force_unit: str = one_of("kcal/mol/A", "kJ/mol/nm", "kJ/mol/A")
+    length_unit: str = "A"
+    force_unit: str = "kcal/mol/A"
     default_mass: float = gt(0, 100.0, "amu")
     start: int = ge(0, 0)
     stop: int | None = None
