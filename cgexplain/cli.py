@@ -11,7 +11,17 @@ import sys
 import warnings
 from pathlib import Path
 
+from cgexplain.distributed import is_main_process
+from cgexplain.lrp.explain import explain_trajectory
 from cgexplain.lrp.statistics import LrpSection
+from cgexplain.mapping.maps import MappingError
+from cgexplain.model.potential import BeadTypeError, ModelFolderError
+from cgexplain.reference.external import ExternalDataError
+from cgexplain.reference.premapped import PremappedError
+from cgexplain.workflow.config import ConfigError, load_system, validate_config
+from cgexplain.workflow.init import init_system
+from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder
+from cgexplain.workflow.stages import run_all
 
 _LRP = dataclasses.asdict(LrpSection())
 
@@ -160,7 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explain_model(args) -> int:
-    from cgexplain.lrp.explain import explain_trajectory
 
     out = args.out or Path(f"lrp-{args.trajectory.stem}")
     print(f"cgexplain explain: model {args.target} on {args.trajectory} -> {Path(out).resolve()}")
@@ -204,7 +213,6 @@ def _explain_model(args) -> int:
 
 
 def _init(args) -> int:
-    from cgexplain.workflow.init import init_system
 
     try:
         path = init_system(args.directory, args.topology, args.trajectory, args.select, args.beads, args.temperature, args.name, args.force)
@@ -233,10 +241,6 @@ def main(argv=None) -> int:
                 print(f"cgexplain explain: error: {e}", file=sys.stderr)
                 return 2
         args.system_dir = args.target
-    from cgexplain.distributed import is_main_process
-    from cgexplain.workflow.config import ConfigError, load_system, validate_config
-    from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder
-    from cgexplain.workflow.stages import run_all
 
     try:
         cfg = load_system(args.system_dir, args.profile, arch=args.arch)
@@ -257,10 +261,6 @@ def main(argv=None) -> int:
         run_all(cfg, run_dir, progress=False, stages=stages)
         return 0
     print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {run_dir.root.resolve()}")
-    from cgexplain.mapping.maps import MappingError
-    from cgexplain.model.potential import BeadTypeError, ModelFolderError
-    from cgexplain.reference.external import ExternalDataError
-    from cgexplain.reference.premapped import PremappedError
 
     try:
         summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)

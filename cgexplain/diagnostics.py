@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cgexplain.model.priors import PriorEnergy
 from cgexplain.units import KCAL_IN_AMU_A2_PS2
 
 __all__ = [
@@ -237,7 +238,6 @@ def stiffest_prior_frequency(params: Any, bead_masses: ArrayLike, positions: Arr
     bead masses that are not (n,) positive, an angle without bonds for its legs when no
     positions are given, or positions of the wrong shape.
     """
-    from cgexplain.model.priors import PriorEnergy
 
     mod = params if isinstance(params, PriorEnergy) else PriorEnergy.from_params(params)
     p = mod.params()

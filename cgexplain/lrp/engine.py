@@ -32,6 +32,8 @@ import torch
 
 from cgexplain.lrp.painn import PaiNNLRP
 from cgexplain.lrp.so3net import SO3netLRP
+from cgexplain.model.potential import batch_inputs
+from cgexplain.model.priors import PriorEnergy
 
 __all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order", "network_energies"]
 
@@ -188,8 +190,6 @@ def _relevance_of_walks(fac, walks: torch.Tensor):
 def _inputs(model, atoms, neighbors, cutoff):
     import schnetpack.properties as P
 
-    from cgexplain.model.potential import batch_inputs
-
     cell = np.asarray(atoms.cell.array) if atoms.pbc.any() else None
     types = atoms.get_atomic_numbers()
     inp = batch_inputs(atoms.positions, types, cell, cutoff, dtype=next(model.parameters()).dtype, device=next(model.parameters()).device)
@@ -208,8 +208,6 @@ def network_energies(model, inp) -> torch.Tensor:
     building a graph for forces: the output modules except ``Forces`` and prior terms
     (:class:`~cgexplain.model.priors.PriorEnergy`), which the walks do not explain."""
     from schnetpack.atomistic import Forces
-
-    from cgexplain.model.priors import PriorEnergy
 
     x = dict(inp)
     for m in model.input_modules:

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.lrp.statistics import LrpSection
+from cgexplain.analysis.structure import adf, first_minimum, rdf
+from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
+from cgexplain.lrp.statistics import LrpSection, _params, explain_frames
+from cgexplain.model.potential import check_bead_types, load_model
 
 __all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]
 
@@ -67,7 +71,6 @@ def open_cg_frames(trajectory, topology=None, types=None, frames=None):
     (n,), or a comma list of ints as a string ('1,1,2'). frames: see :func:`parse_frames`.
     Raises FileNotFoundError, KeyError or ValueError naming the file and the problem.
     """
-    from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
 
     trajectory = Path(trajectory)
     if not trajectory.exists():
@@ -175,10 +178,6 @@ def explain_trajectory(
     not trained on (:func:`~cgexplain.model.potential.check_bead_types`; before anything is
     computed or written), and ValueError when ``out_dir`` holds relevances for other inputs.
     """
-    from cgexplain.analysis.structure import adf, first_minimum, rdf
-    from cgexplain.fileio import read_json, save_npz, write_json
-    from cgexplain.lrp.statistics import _params, explain_frames
-    from cgexplain.model.potential import check_bead_types, load_model
 
     model, meta = load_model(model_dir)  # fail early, with a clear message, on a bad model folder
     n_emb = getattr(getattr(getattr(model, "representation", None), "embedding", None), "num_embeddings", None)

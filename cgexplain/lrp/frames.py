@@ -26,7 +26,9 @@ from MDAnalysis.analysis.backends import BackendBase
 from MDAnalysis.analysis.base import AnalysisBase
 from MDAnalysis.analysis.results import ResultsGroup
 
+from cgexplain.distributed import cpu_count, rank_device
 from cgexplain.lrp.sources import FrameSource
+from cgexplain.model.potential import load_model
 
 __all__ = ["FrameExplainer", "FrameTask", "SpawnPool", "BACKENDS"]
 
@@ -130,7 +132,6 @@ class FrameExplainer(AnalysisBase):
             return super().run(*args, backend="serial", **kwargs)
         if self.model_dir is None:
             raise ValueError("a parallel backend needs the model folder (each process loads model.pt + model.json), not a model object")
-        from cgexplain.distributed import cpu_count
 
         self._threads = max(1, cpu_count() // n)
         # the first frame of each worker's block, in MDAnalysis's split: worker w takes device index w
@@ -147,11 +148,7 @@ class FrameExplainer(AnalysisBase):
         if not self._ready:
             import torch
 
-            from cgexplain.distributed import rank_device
-
             if self._model is None:
-                from cgexplain.model.potential import load_model
-
                 if self._threads is not None:
                     torch.set_num_threads(self._threads)
                 assert self.model_dir is not None  # __init__: exactly one of model and model_dir

@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from cgexplain.geometry.neighbors import pairs_within
+from cgexplain.analysis.structure import angle_triplets
+from cgexplain.geometry.neighbors import neighbor_list, pairs_within
+from cgexplain.lrp.engine import network_energies
 
 __all__ = ["SubsetEnergy", "deletion_interactions", "pure_terms", "all_pure_terms", "pairs_within", "triplets_with_vertex"]
 
@@ -49,7 +51,6 @@ class SubsetEnergy:
     """
 
     def __init__(self, model, positions, types, cell=None, cutoff: float | None = None, batch_size: int = 16):
-        from cgexplain.geometry.neighbors import neighbor_list
 
         self.model = model
         p = next(model.parameters())
@@ -93,7 +94,6 @@ class SubsetEnergy:
         }
 
     def _energies(self, keep: np.ndarray) -> np.ndarray:
-        from cgexplain.lrp.engine import network_energies
 
         return network_energies(self.model, self._batch(keep)).double().cpu().numpy().reshape(len(keep))
 
@@ -196,7 +196,6 @@ def all_pure_terms(energy: Callable, n: int) -> dict:
 def triplets_with_vertex(positions, cell, shell: float) -> np.ndarray:
     """Bead triplets (i < j < k) in which some bead is the vertex of an angle whose two legs are
     shorter than ``shell`` Å: (T, 3) int64, sorted."""
-    from cgexplain.analysis.structure import angle_triplets
 
     c, a, b, _ = angle_triplets(np.asarray(positions, float), cell, shell)
     tri = np.sort(np.stack([c, a, b], 1), axis=1)

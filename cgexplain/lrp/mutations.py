@@ -22,7 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cgexplain.lrp.residues import explain_protein_frames
 from cgexplain.mapping.maps import AMINO_ACID_TYPES, RESIDUE_ALIASES  # the one table of bead types
+from cgexplain.model.potential import batch_inputs
 
 __all__ = [
     "AMINO_ACID_TYPES",
@@ -233,8 +235,6 @@ def model_energies(model, positions, types, *, batch_size: int = 32, cutoff: flo
     from schnetpack.atomistic import Forces
     from tqdm.auto import tqdm
 
-    from cgexplain.model.potential import batch_inputs
-
     pos = np.asarray(positions, dtype=np.float64)
     if pos.ndim == 2:
         pos = pos[None]
@@ -336,8 +336,6 @@ def mutation_whatif(
     }
     if explain:
         from pathlib import Path
-
-        from cgexplain.lrp.residues import explain_protein_frames
 
         tag = "_".join(m.code for m in muts) or "none"
         with tempfile.TemporaryDirectory(prefix="cgexplain_mut_") as tmp:

@@ -36,8 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cgexplain.analysis.protein import element_of
 from cgexplain.fileio import atomic_path, save_npz, write_json
+from cgexplain.lrp.engine import statistics_max_order, walk_relevance
+from cgexplain.lrp.frames import FrameExplainer
 from cgexplain.lrp.nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
+from cgexplain.lrp.sources import ArrayFrames
+from cgexplain.mapping.maps import to_atoms
 from cgexplain.settings import ge, gt, one_of
 
 __all__ = [
@@ -201,8 +206,6 @@ def _frame_done(path: Path, frame_id, pos, types, gamma, bias_rule) -> bool:
 
 
 def _explain_one(model, pos, types, gamma, bias_rule):
-    from cgexplain.lrp.engine import statistics_max_order, walk_relevance
-    from cgexplain.mapping.maps import to_atoms
 
     n = len(types)
     # the maps use walks of 1 to 3 distinct beads: the (L+1)-body total comes from the sum rule
@@ -306,8 +309,6 @@ def explain_protein_frames(
     frame_ids = np.arange(F) if frame_ids is None else np.asarray(frame_ids)
     if len(frame_ids) != F:
         raise ValueError(f"frame_ids has {len(frame_ids)} entries for {F} frames")
-    from cgexplain.lrp.frames import FrameExplainer
-    from cgexplain.lrp.sources import ArrayFrames
 
     source = ArrayFrames(pos_all, np.zeros((F, 3, 3)), types, frame_ids)
     model_dir = Path(model) if isinstance(model, (str, Path)) else None
@@ -419,7 +420,6 @@ def explain_protein_frames(
 def segment_of(residue: int, segments) -> str:
     """Name of the segment holding 1-based ``residue`` (:func:`cgexplain.analysis.protein.element_of`), or
     "coil" when no segment holds it (a list of helices and strands only)."""
-    from cgexplain.analysis.protein import element_of
 
     try:
         return str(element_of(int(residue), segments or []))

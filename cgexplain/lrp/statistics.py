@@ -28,6 +28,7 @@ import numpy as np
 
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.engine import statistics_max_order, walk_relevance
+from cgexplain.lrp.frames import FrameExplainer
 from cgexplain.lrp.nbody import (
     NORMALISATIONS,
     accumulate_bins,
@@ -41,6 +42,8 @@ from cgexplain.lrp.nbody import (
     two_body_points,
 )
 from cgexplain.lrp.sources import as_source
+from cgexplain.mapping.maps import to_atoms
+from cgexplain.plots.core import plot_nbody_relevance
 from cgexplain.settings import ge, gt, one_of, validate_section
 
 __all__ = ["LrpSection", "explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
@@ -142,7 +145,6 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     kcal/mol; walk counts; ``time_s``, the wall time of this call) and the
     :class:`~cgexplain.lrp.engine.WalkResult`.
     """
-    from cgexplain.mapping.maps import to_atoms
 
     t0 = time.perf_counter()
     p = _params(lc)
@@ -298,7 +300,6 @@ def explain_frames(
     Raises ValueError for workers < 1, workers > 1 with a model object instead of a folder,
     or an unknown ``lc`` value.
     """
-    from cgexplain.lrp.frames import FrameExplainer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -354,7 +355,5 @@ def explain_frames(
     }
     write_json(out / "lrp.json", summary)
     if figures is not None and structure is not None and Path(structure).exists():
-        from cgexplain.plots.core import plot_nbody_relevance
-
         plot_nbody_relevance(stats, np.load(structure), norm, title, Path(figures) / "relevance_2body.png", Path(figures) / "relevance_3body.png")
     return summary

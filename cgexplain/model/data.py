@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cgexplain.geometry.neighbors import neighbor_list
+from cgexplain.mapping.maps import MappedTrajectory
+
 __all__ = ["CachedFrames", "read_frames", "ShardSampler", "cached_loader"]
 
 
@@ -35,8 +38,6 @@ def read_frames(path: str | Path):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file (training data: cg/mapped.npz or cg/dataset.db)")
     if path.suffix == ".npz":
-        from cgexplain.mapping.maps import MappedTrajectory
-
         t = MappedTrajectory.load(path)
         return t.positions, t.forces, t.cells, np.asarray(t.bead_types, dtype=np.int64)
     if path.suffix != ".db":
@@ -88,8 +89,6 @@ class CachedFrames:
 
     def __init__(self, positions, forces, cells, types, cutoff: float, progress: bool = True, desc: str = "neighbour lists"):
         from tqdm.auto import tqdm
-
-        from cgexplain.geometry.neighbors import neighbor_list
 
         pos = np.asarray(positions, dtype=np.float64)
         frc = np.asarray(forces, dtype=np.float64)

@@ -19,6 +19,9 @@ import torch
 from cgexplain import __version__
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.geometry.neighbors import neighbor_list
+from cgexplain.mapping.maps import AMINO_ACID_TYPES
+from cgexplain.model.kernels import accelerate
+from cgexplain.model.priors import PriorEnergy
 from cgexplain.settings import ge, gt, one_of
 
 __all__ = [
@@ -94,8 +97,6 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
         raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn' or 'so3net'")
     outputs = [spk.atomistic.Atomwise(n_in=hp["n_atom_basis"], output_key="energy", aggregation_mode="sum")]
     if hp.get("priors"):
-        from cgexplain.model.priors import PriorEnergy
-
         outputs.append(PriorEnergy.from_params(hp["priors"]))
     outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
     model = spk.model.NeuralNetworkPotential(
@@ -104,8 +105,6 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
         output_modules=outputs,
     )
     if fast:
-        from cgexplain.model.kernels import accelerate
-
         accelerate(model)
     return model
 
@@ -190,8 +189,6 @@ def trained_bead_types(meta: dict, n_embeddings: int | None = None) -> tuple[dic
     table = meta.get("type_table") if isinstance(meta, dict) else None
     if table is not None:
         if table == "amino_acids":
-            from cgexplain.mapping.maps import AMINO_ACID_TYPES
-
             table = AMINO_ACID_TYPES
         try:
             known = {int(v): str(k) for k, v in dict(table).items()}

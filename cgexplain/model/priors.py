@@ -69,6 +69,7 @@ from cgexplain.geometry.internal import (
     graph_indices,
     internal_coordinates,
 )
+from cgexplain.plots.core import pyplot, save_figure
 from cgexplain.units import KB_KCAL
 
 __all__ = [
@@ -638,7 +639,6 @@ def plot_priors(params: dict, positions, temperature: float, path: str | Path) -
     as -kT ln p against ε(σ/r)^p / kT·kT (the prior is an excluded-volume wall, not a fit of this
     distribution). Raises ValueError as :func:`fit_priors` for bad positions or temperature.
     """
-    from cgexplain.plots.core import pyplot, save_figure
 
     mod = params if isinstance(params, PriorEnergy) else PriorEnergy.from_params(params)
     x = _check_positions(positions, min_beads=mod.n_beads, min_frames=1)

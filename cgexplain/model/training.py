@@ -33,7 +33,8 @@ import pytorch_lightning as pl
 import torch
 
 from cgexplain.distributed import is_main_process
-from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
+from cgexplain.model.data import CachedFrames, ShardSampler, cached_loader, read_frames
 from cgexplain.model.potential import build_model, save_model
 from cgexplain.settings import gt, one_of, settings_from_dict
 
@@ -162,7 +163,6 @@ class _FrameData(pl.LightningDataModule):
         return _loader(self.train_set, self.batch_size, sampler, self.kind)
 
     def val_dataloader(self):
-        from cgexplain.model.data import ShardSampler
 
         rank, world = self._rank()
         return _loader(self.val_set, self.batch_size, ShardSampler(len(self.val_set), rank, world), self.kind)
@@ -183,8 +183,6 @@ def _strategy(settings: TrainSettings) -> str:
 
 def _loader(ds, batch_size, sampler, kind):
     if kind == "cached":
-        from cgexplain.model.data import cached_loader
-
         return cached_loader(ds, batch_size, sampler)
     from schnetpack.data import AtomsLoader
 
@@ -266,8 +264,6 @@ def train(
         raise FileNotFoundError(f"{data}: no such file (training data)")
     cutoff = float(model_hparams["cutoff"])
     if settings.data_path == "cached":
-        from cgexplain.model.data import read_frames
-
         pos, frc, cells, types = read_frames(data)
         n_total = len(pos)
     else:
@@ -286,8 +282,6 @@ def train(
         save_npz(split_path, train=np.sort(idx[n_val:]), val=np.sort(idx[:n_val]))
     split = np.load(split_path)
     if settings.data_path == "cached":
-        from cgexplain.model.data import CachedFrames
-
         train_set, val_set = (
             CachedFrames(pos[s], frc[s], cells[s], types, cutoff, progress=progress, desc=f"neighbour lists ({k})")
             for k, s in (("train", split["train"]), ("validation", split["val"]))
@@ -368,8 +362,6 @@ def merge_training_logs(log_dir: str | Path, dest: str | Path) -> int:
     """
     import csv
     import io
-
-    from cgexplain.fileio import atomic_path
 
     files = sorted(Path(log_dir).glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1]))
     if not files:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cgexplain.plots.core import plot_nbody_relevance, plot_relevance_curves
+
 __all__ = ["plot_pretrained_relevance", "plot_relevance_comparison"]
 
 
@@ -15,7 +17,6 @@ def plot_pretrained_relevance(results: dict, title: str = "", path_prefix=None):
     distance over the CG RDF, and 3-body relevance against angle over the CG ADF (publication
     Figure 2), per-frame normalised curves with their standard errors. Returns the two figures
     (written to ``<path_prefix>_2body.png`` / ``_3body.png`` if given)."""
-    from cgexplain.plots.core import plot_nbody_relevance
 
     paths = (None, None) if path_prefix is None else (Path(f"{path_prefix}_2body.png"), Path(f"{path_prefix}_3body.png"))
     return plot_nbody_relevance(results["nbody"], results["structure"], results["lrp"].get("normalise", "mean_abs"), title, *paths)
@@ -33,7 +34,6 @@ def plot_relevance_comparison(stats: dict, structure: dict, kind: str = "two", p
     comparable in their 'norm' curves). Returns the figure (saved to ``path`` if given).
     Raises ValueError for another kind.
     """
-    from cgexplain.plots.core import plot_relevance_curves
 
     if kind not in ("two", "three"):
         raise ValueError(f"kind must be 'two' or 'three', got {kind!r}")

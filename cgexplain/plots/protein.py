@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.analysis.protein import FIXED_RANGES
+from cgexplain.plots.core import pyplot, save_figure
 
 __all__ = ["plot_protein_distributions", "plot_internal_distributions", "plot_tica_fes"]
 
@@ -22,7 +23,6 @@ def _plot_edges(key: str, ref, cg, n_bins: int) -> np.ndarray:
 
 def _overlay_figure(specs, ref_obs, cg_obs, path, labels, n_bins, title):
     """One row of histogram panels ((key, x label) per panel), both ensembles overlaid."""
-    from cgexplain.plots.core import pyplot, save_figure
 
     fig, axes = pyplot().subplots(1, len(specs), figsize=(12.0, 3.6))
     _overlay(axes, specs, ref_obs, cg_obs, labels, n_bins)
@@ -77,7 +77,6 @@ def plot_tica_fes(
     """Two free energy surfaces (each (xedges, yedges, F) from :func:`free_energy_surface`, F in
     kcal/mol) side by side on one colour scale, 0 to ``fmax`` (default: the largest finite F of
     either); empty bins are left blank. Save to ``path`` if given. Returns the figure."""
-    from cgexplain.plots.core import pyplot, save_figure
 
     plt = pyplot()
     finite = [f[np.isfinite(f)] for _, _, f in (ref_fes, cg_fes)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cgexplain.plots.core import pyplot, save_figure
+
 __all__ = ["plot_pair_map", "plot_pair_map_difference", "plot_triplet_projection"]
 
 
@@ -65,7 +67,6 @@ def plot_pair_map(
     distance/probability map, drawn with ``contact_cmap``). Residues are numbered 1..n; with
     ``segments`` secondary-structure bars are drawn along the edges. Saves to ``path`` if given;
     returns the figure."""
-    from cgexplain.plots.core import pyplot, save_figure
 
     plt = pyplot()
     P = np.asarray(pair_map, float)
@@ -102,7 +103,6 @@ def plot_pair_map(
 def plot_pair_map_difference(diff, path=None, title: str = "Pair relevance: mutant − wild type", segments=None):
     """Difference of two residue-pair maps (mutant − wild type), diverging colormap centred at 0,
     kcal/mol. Saves to ``path`` if given; returns the figure."""
-    from cgexplain.plots.core import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.8, 4.9))
@@ -118,7 +118,6 @@ def plot_triplet_projection(projection, path=None, segments=None, title: str = "
     """Bar plot of the triplet projection per residue (1..n; kcal/mol; blue < 0 stabilising, red
     > 0), optional ``sem`` error bars, residue names as tick labels and secondary-structure bars.
     Saves to ``path`` if given; returns the figure."""
-    from cgexplain.plots.core import pyplot, save_figure
 
     plt = pyplot()
     p = np.asarray(projection, float)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.fileio import atomic_path, read_json, write_json
+from cgexplain.mapping.maps import MappingError, load_universe
 from cgexplain.settings import ge, gt, one_of
 from cgexplain.units import force_factor, length_factor
 
@@ -100,7 +101,6 @@ def open_reference(cfg: dict):
 
     Raises :class:`cgexplain.mapping.maps.MappingError` naming the file for a missing file, a file
     MDAnalysis cannot read, differing atom counts or a trajectory without forces."""
-    from cgexplain.mapping.maps import load_universe
 
     rc = cfg["reference"]
     kw: dict = {}
@@ -154,7 +154,6 @@ def files_reference(cfg: dict, run, progress: bool = True) -> dict:
     Raises ExternalDataError naming the file for files that changed since the stage ran, no frame
     selected, or a native structure that cannot be read; MappingError (from the reader) for
     missing or unreadable files, differing atom counts, or no forces."""
-    from cgexplain.mapping.maps import MappingError
 
     rc = cfg["reference"]
     files = [resolve(cfg, rc["topology"]), *[resolve(cfg, t) for t in rc["trajectories"]]]

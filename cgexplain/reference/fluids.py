@@ -21,6 +21,9 @@ import numpy as np
 
 from cgexplain import units
 from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
+from cgexplain.reference import potentials
+from cgexplain.reference.methane import build_methane_box, methane_system
+from cgexplain.reference.potentials import openmm_system
 from cgexplain.settings import ge, gt, one_of, settings_from_dict
 
 __all__ = [
@@ -124,8 +127,6 @@ def build_bead_fluid(settings: ReferenceSettings):
     Raises ValueError for a density <= 0 or a box shorter than twice the potential's cutoff."""
     from openmm import Vec3, app, unit
 
-    from cgexplain.reference import potentials
-
     cls_name, name, element, mass = BEAD_FLUIDS[settings.system]
     pot = getattr(potentials, cls_name)(**settings.potential)
     if settings.density <= 0:
@@ -176,13 +177,9 @@ def build_system(settings: ReferenceSettings):
             pos,
         )
     if settings.system == "methane":
-        from cgexplain.reference.methane import build_methane_box, methane_system
-
         top, pos, _ = build_methane_box(settings.n_molecules, settings.density, seed=settings.seed)
         return (lambda: methane_system(top, settings.nonbonded_cutoff)), top, pos * unit.angstrom
     if settings.system in BEAD_FLUIDS:
-        from cgexplain.reference.potentials import openmm_system
-
         pot, top, x, cell, mass = build_bead_fluid(settings)
         return (lambda: openmm_system(pot, len(x), cell, mass)), top, x * unit.angstrom
     raise ValueError(f"reference.system {settings.system!r} is not known; use 'water', 'methane', 'lj' or 'mw'")

@@ -25,6 +25,9 @@ import math
 import numpy as np
 import torch
 
+from cgexplain.analysis.structure import angle_triplets
+from cgexplain.geometry.neighbors import pairs_within
+
 __all__ = ["LennardJones", "MW", "openmm_system"]
 
 KJ_PER_KCAL = 4.184
@@ -49,7 +52,6 @@ class _Potential:
         raise NotImplementedError
 
     def _pairs(self, x, cell):
-        from cgexplain.geometry.neighbors import pairs_within
 
         return pairs_within(x, cell, self.cutoff)
 
@@ -153,7 +155,6 @@ class MW(_Potential):
 
     def _angles(self, x, cell):
         """Vertex c and legs a < b with both legs inside the cutoff, each angle once: (m,) each."""
-        from cgexplain.analysis.structure import angle_triplets
 
         c, j, k, _ = angle_triplets(np.asarray(x, float), cell, self.cutoff)
         vab = np.stack([c, np.minimum(j, k), np.maximum(j, k)], 1)

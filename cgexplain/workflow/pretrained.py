@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.model.potential import load_model
+from cgexplain.model.training import merge_training_logs
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["MAX_BYTES", "export_pretrained", "load_pretrained"]
@@ -72,7 +74,6 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     provenance dict. Raises FileNotFoundError naming the first missing run file, and ValueError
     if the folder would exceed :data:`MAX_BYTES`.
     """
-    from cgexplain.model.training import merge_training_logs
 
     run, dest = RunFolder(run_dir), Path(dest)
     files = _files(run)
@@ -129,7 +130,6 @@ def load_pretrained(path, map_location: str = "cpu") -> tuple:
     ``structure``, ``nbody`` (dicts of arrays from the npz files); a protein folder has
     ``priors`` (JSON), ``protein`` and ``residues`` (arrays) instead of ``structure`` and ``nbody``.
     Raises FileNotFoundError naming a missing file."""
-    from cgexplain.model.potential import load_model
 
     d = Path(path)
     model, meta = load_model(d, map_location=map_location)

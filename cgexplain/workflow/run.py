@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cgexplain.distributed import is_main_process, wait_for
 from cgexplain.fileio import read_json, write_json
+from cgexplain.md.langevin import trajectory_paths
 from cgexplain.settings import section_hash
 
 __all__ = ["RunFolder", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON", "EXECUTION_KEYS", "extra_inputs"]
@@ -251,7 +253,6 @@ class RunFolder:
         """Make ``stage``'s folder ready for ``cfg``: clear it if it holds outputs of other inputs,
         copy a finished one from a sibling run with the same inputs if there is one, and record
         the inputs. Processes of rank > 0 wait for rank 0 to do this. Returns the folder."""
-        from cgexplain.distributed import is_main_process, wait_for
 
         d = self.folder(stage)
         h = self.input_hash(cfg, stage)
@@ -291,7 +292,6 @@ class RunFolder:
     # ------------------------------------------------------------ CG trajectories
     def cg_trajectories(self, sim_dir: Path | None = None) -> list[Path]:
         """The DCD files of the simulation stage (or of ``sim_dir``, e.g. a mutant's), one per replica."""
-        from cgexplain.md.langevin import trajectory_paths
 
         d = self.simulation if sim_dir is None else Path(sim_dir)
         return trajectory_paths(d, int(read_json(d / "simulation.json").get("n_replicas", 1)))

@@ -19,11 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from cgexplain.fileio import read_json, write_json
-from cgexplain.reference.external import FilesReference
+from cgexplain.fileio import atomic_path, read_json, write_json
+from cgexplain.mapping.maps import (
+    AMINO_ACID_TYPES,
+    Mapping,
+    MappingError,
+    check_constraint_groups,
+    load_universe,
+    map_universe,
+    mapping_from_section,
+    write_cg_dataset,
+    write_cg_topology,
+)
+from cgexplain.reference.external import ExternalDataError, FilesReference, _fingerprint, files_reference, open_reference, resolve
+from cgexplain.reference.premapped import mdcath_info, read_arrays, read_mdcath
 from cgexplain.reference.premapped_config import ArraysReference, MdcathReference
 from cgexplain.settings import validate_section
 from cgexplain.workflow.kinds.base import Kind
+from cgexplain.workflow.kinds.protein import native_ca_positions
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["Source", "OpenMMSource", "FilesSource", "ArraysSource", "MdcathSource", "SOURCES", "source_for"]
@@ -55,7 +68,6 @@ class Source:
 def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0, stop=None, step=1, length_unit=None, force_unit=None) -> dict:
     """Map a Universe with the ``mapping`` section and write ``cg/``: the shared body of the
     sources that read atomistic trajectories."""
-    from cgexplain.mapping.maps import MappingError, map_universe, mapping_from_section, write_cg_dataset, write_cg_topology
 
     t0 = time.perf_counter()
     mc = cfg["mapping"]
@@ -66,8 +78,6 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
         sel.masses = float(mass)
     m = mapping_from_section(u, mc)
     if cfg["kind"] == "protein" and run.native_pdb.exists():
-        from cgexplain.workflow.kinds.protein import native_ca_positions
-
         n_ca = len(native_ca_positions(run.reference))
         if n_ca != m.n_beads:
             raise MappingError(f"{run.native_pdb}: {n_ca} CA atoms, but the mapping has {m.n_beads} beads (one CA per bead is needed)")
@@ -77,7 +87,6 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
     traj.save(run.mapped)
     write_cg_topology(run.cg_topology, m, traj.positions[0], traj.cells[0])
     write_cg_dataset(run.dataset, traj, progress=progress)
-    from cgexplain.mapping.maps import check_constraint_groups
 
     res = {
         "n_beads": m.n_beads,
@@ -147,7 +156,6 @@ class OpenMMSource(Source):
         return kind.reference(cfg, run, progress)
 
     def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from cgexplain.mapping.maps import load_universe
 
         return _mapping_from_universe(cfg, run, load_universe(run.reference_topology, run.reference_trajectory), progress)
 
@@ -159,12 +167,10 @@ class FilesSource(Source):
     reference_schema = FilesReference
 
     def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
-        from cgexplain.reference.external import files_reference
 
         return files_reference(cfg, run, progress)
 
     def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from cgexplain.reference.external import open_reference
 
         rc = cfg["reference"]
         ref = read_json(run.reference_json)
@@ -185,7 +191,6 @@ class FilesSource(Source):
 def _bead_pdb(path, names: list[str], positions: np.ndarray) -> None:
     """A CA-only PDB (one atom named CA per bead, residue = bead name): the native structure of
     data already mapped."""
-    from cgexplain.fileio import atomic_path
 
     lines = [
         f"ATOM  {k + 1:5d}  CA  {str(n)[:3]:>3s} A{k + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
@@ -200,8 +205,6 @@ def _write_premapped(
 ) -> dict:
     """Write data already mapped into ``cg/`` (identity mapping over the beads)."""
     import scipy.sparse as sp
-
-    from cgexplain.mapping.maps import Mapping, write_cg_dataset, write_cg_topology
 
     n = traj.positions.shape[1]
     eye = sp.csr_array(sp.identity(n, format="csr"))
@@ -250,7 +253,6 @@ def _premapped_reference(
 ) -> dict:
     """reference.json (and native.pdb for a protein: ``native_pdb_text`` if given, else the frame
     ``reference.native`` names) of data already mapped."""
-    from cgexplain.reference.external import ExternalDataError, _fingerprint
 
     rc = cfg["reference"]
     out = {
@@ -267,8 +269,6 @@ def _premapped_reference(
     if cfg["kind"] == "protein":
         native = rc.get("native") or "frame 0"
         if native_pdb_text is not None:
-            from cgexplain.fileio import atomic_path
-
             with atomic_path(run.native_pdb) as tmp:
                 tmp.write_text(native_pdb_text)
         elif native.startswith("frame"):
@@ -290,8 +290,6 @@ class ArraysSource(Source):
     reference_schema = ArraysReference
 
     def _read(self, cfg: dict):
-        from cgexplain.reference.external import resolve
-        from cgexplain.reference.premapped import read_arrays
 
         rc = cfg["reference"]
         files = [resolve(cfg, rc["positions"])] + ([resolve(cfg, rc["forces"])] if rc.get("forces") else [])
@@ -305,7 +303,6 @@ class ArraysSource(Source):
             stop=rc["stop"],
             step=int(rc["step"]),
         )
-        from cgexplain.mapping.maps import AMINO_ACID_TYPES
 
         inv = {v: k for k, v in AMINO_ACID_TYPES.items()}
         aa = cfg["kind"] == "protein" and set(np.unique(traj.bead_types).tolist()) <= set(inv)
@@ -339,8 +336,6 @@ class MdcathSource(Source):
         return out
 
     def _read(self, cfg: dict, progress: bool):
-        from cgexplain.reference.external import resolve
-        from cgexplain.reference.premapped import read_mdcath
 
         rc = cfg["reference"]
         path = resolve(cfg, rc["file"])
@@ -359,8 +354,6 @@ class MdcathSource(Source):
 
     def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
         import h5py
-
-        from cgexplain.reference.premapped import mdcath_info
 
         if run.reference_json.exists():
             return read_json(run.reference_json)
@@ -388,7 +381,6 @@ class MdcathSource(Source):
         )
 
     def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from cgexplain.mapping.maps import AMINO_ACID_TYPES
 
         _, traj, info = self._read(cfg, progress)
         n = traj.positions.shape[1]

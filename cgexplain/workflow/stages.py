@@ -12,10 +12,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from cgexplain.diagnostics import OMEGA_DT_BOUND, check_timestep, net_force_torque_floor, prior_force_error, stiffest_prior_frequency
+from cgexplain.distributed import is_main_process, wait_for
 from cgexplain.fileio import read_json, write_json
+from cgexplain.mapping.maps import MappedTrajectory
+from cgexplain.md.langevin import SimSettings, run_simulation
+from cgexplain.model.potential import DEFAULT_HPARAMS, load_model
+from cgexplain.model.priors import prior_forces
+from cgexplain.model.training import TrainSettings, train
 from cgexplain.workflow.kinds import kind_for
 from cgexplain.workflow.run import STAGES as STAGE_NAMES
 from cgexplain.workflow.run import RunFolder
+from cgexplain.workflow.sources import source_for
 
 __all__ = ["STAGES", "stage_reference", "stage_map", "stage_train", "stage_simulate", "stage_analyse", "stage_explain", "run_all"]
 
@@ -26,7 +34,6 @@ def _run(run: RunFolder | str | Path) -> RunFolder:
 
 def stage_reference(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> dict:
     """Atomistic reference with forces and its check; writes ``reference/``."""
-    from cgexplain.workflow.sources import source_for
 
     run = _run(run)
     run.prepare(cfg, "reference")
@@ -37,7 +44,6 @@ def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> 
     """Map the reference to beads (or take data already mapped); writes ``cg/`` (mapped.npz,
     topology.pdb, dataset.db, mapping.json). The run's source (:mod:`cgexplain.workflow.sources`)
     says where the frames come from."""
-    from cgexplain.workflow.sources import source_for
 
     run = _run(run)
     run.prepare(cfg, "map")
@@ -54,9 +60,6 @@ def _force_floor(run: RunFolder) -> dict:
     rotation-invariant model can fit, as a force RMSE (:func:`cgexplain.diagnostics.net_force_torque_floor`);
     torque only without a box."""
     import numpy as np
-
-    from cgexplain.diagnostics import net_force_torque_floor
-    from cgexplain.mapping.maps import MappedTrajectory
 
     t = MappedTrajectory.load(run.mapped)
     periodic = bool(np.abs(t.cells).sum() > 0)
@@ -82,8 +85,6 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     Reads ``cg/mapped.npz`` (``training.data_path: cached``, the default) or ``cg/dataset.db``
     (``schnetpack``). A kind with priors (proteins) fits them first; the network learns the
     residual. Under DDP every process calls this; only global rank 0 writes the results."""
-    from cgexplain.model.potential import DEFAULT_HPARAMS
-    from cgexplain.model.training import TrainSettings, train
 
     run = _run(run)
     run.prepare(cfg, "train")
@@ -107,10 +108,6 @@ def _prior_only_error(run: RunFolder, priors: dict) -> dict:
     beside the model's (:func:`cgexplain.diagnostics.prior_force_error`): what the network adds."""
     import numpy as np
 
-    from cgexplain.diagnostics import prior_force_error
-    from cgexplain.mapping.maps import MappedTrajectory
-    from cgexplain.model.priors import prior_forces
-
     t = MappedTrajectory.load(run.mapped)
     split = run.model / "split.npz"
     idx = np.load(split)["val"] if split.exists() and "val" in np.load(split) else np.arange(len(t.positions))
@@ -125,9 +122,6 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
     The start frames are ``simulation.start_frames`` if given, else the kind's choice
     (:meth:`~cgexplain.workflow.kinds.base.Kind.start_frames`). Simulations the kind adds (a
     mutant's) run after the main one, into sub-folders."""
-    from cgexplain.mapping.maps import MappedTrajectory
-    from cgexplain.md.langevin import SimSettings, run_simulation
-    from cgexplain.model.potential import load_model
 
     run = _run(run)
     run.prepare(cfg, "simulate")
@@ -153,7 +147,6 @@ def _timestep_check(meta: dict, traj, timestep: float) -> dict | None:
     """Warn (and report) when the time step is long for the stiffest prior term: ω from the
     fitted force constants and bead masses (:func:`cgexplain.diagnostics.stiffest_prior_frequency`),
     bound ω·Δt <= :data:`cgexplain.diagnostics.OMEGA_DT_BOUND`. None for a model without priors."""
-    from cgexplain.diagnostics import OMEGA_DT_BOUND, check_timestep, stiffest_prior_frequency
 
     priors = (meta.get("hparams") or {}).get("priors")
     if not priors:
@@ -210,7 +203,6 @@ def run_all(cfg: dict, run: RunFolder | str | Path, progress: bool = True, stage
     ``wall_time_s`` keeps, per stage, the time of the run that computed it; stages reused in this
     run are listed in ``reused_stages``. In a process of rank > 0 started by Lightning's DDP
     launcher only the train stage runs there; only rank 0 writes ``summary.json``."""
-    from cgexplain.distributed import is_main_process, wait_for
 
     run = _run(run)
     if not is_main_process():

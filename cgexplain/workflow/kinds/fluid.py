@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.analysis.structure import FluidAnalysis
+from cgexplain.analysis.structure import FluidAnalysis, adf, compare_structure, first_peak, q_distribution, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
-from cgexplain.lrp.statistics import LrpSection
-from cgexplain.mapping.maps import MappingSection
+from cgexplain.lrp.statistics import LrpSection, explain_frames
+from cgexplain.mapping.maps import MappedTrajectory, MappingSection
 from cgexplain.md.langevin import SimSettings
 from cgexplain.model.potential import ModelSettings
 from cgexplain.model.training import TrainSettings
-from cgexplain.reference.fluids import ReferenceCheck, ReferenceSettings
+from cgexplain.plots.core import plot_adf, plot_distribution, plot_rdf
+from cgexplain.reference.fluids import ReferenceCheck, ReferenceSettings, read_reference, run_reference
 from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.settings import ConfigError, validate_section
 from cgexplain.workflow.kinds.base import Kind
@@ -62,7 +63,6 @@ class FluidKind(Kind):
         return out
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from cgexplain.reference.fluids import run_reference
 
         rc = dict(cfg["reference"])
         check = rc.pop("check", None)
@@ -84,10 +84,6 @@ class FluidKind(Kind):
     @staticmethod
     def _check_reference(cfg: dict, run: RunFolder, check: dict, summary: dict) -> None:
         from MDAnalysis.lib.mdamath import triclinic_vectors
-
-        from cgexplain.analysis.structure import first_peak, rdf
-        from cgexplain.plots.core import plot_rdf
-        from cgexplain.reference.fluids import read_reference
 
         u = read_reference(run.reference)
         sel = u.select_atoms(check["selection"])
@@ -125,10 +121,6 @@ class FluidKind(Kind):
 
     def analyse(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         from scipy.spatial.distance import jensenshannon
-
-        from cgexplain.analysis.structure import adf, compare_structure, q_distribution, rdf
-        from cgexplain.mapping.maps import MappedTrajectory
-        from cgexplain.plots.core import plot_adf, plot_distribution, plot_rdf
 
         ac = cfg["analysis"]
         ref = MappedTrajectory.load(run.mapped)
@@ -176,7 +168,6 @@ class FluidKind(Kind):
         return res
 
     def explain(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from cgexplain.lrp.statistics import explain_frames
 
         pos, cells, _ = run.cg_frames()
         types = np.load(run.mapped)["bead_types"]
