@@ -1,5 +1,9 @@
 """Command line: ``cgexplain run SYSTEM_DIR`` and one subcommand per stage.
 
+The pipeline (torch, schnetpack, MDAnalysis) is imported inside the command that needs it, so
+that ``cgexplain --help`` and argument errors answer at once: the one place where cgexplain
+imports its own modules lazily.
+
 Units everywhere: Å, ps, K, amu, kcal/mol, kcal/mol/Å.
 """
 
@@ -11,17 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from cgexplain.distributed import is_main_process
-from cgexplain.lrp.explain import explain_trajectory
-from cgexplain.lrp.statistics import LrpSection
-from cgexplain.mapping.maps import MappingError
-from cgexplain.model.potential import BeadTypeError, ModelFolderError
-from cgexplain.reference.external import ExternalDataError
-from cgexplain.reference.premapped import PremappedError
-from cgexplain.workflow.config import ConfigError, load_system, validate_config
-from cgexplain.workflow.init import init_system
-from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder
-from cgexplain.workflow.stages import run_all
+from cgexplain.lrp.settings import LrpSection
 
 _LRP = dataclasses.asdict(LrpSection())
 
@@ -170,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _explain_model(args) -> int:
+    from cgexplain.lrp.explain import explain_trajectory
 
     out = args.out or Path(f"lrp-{args.trajectory.stem}")
     print(f"cgexplain explain: model {args.target} on {args.trajectory} -> {Path(out).resolve()}")
@@ -213,6 +208,7 @@ def _explain_model(args) -> int:
 
 
 def _init(args) -> int:
+    from cgexplain.workflow.init import init_system
 
     try:
         path = init_system(args.directory, args.topology, args.trajectory, args.select, args.beads, args.temperature, args.name, args.force)
@@ -241,6 +237,10 @@ def main(argv=None) -> int:
                 print(f"cgexplain explain: error: {e}", file=sys.stderr)
                 return 2
         args.system_dir = args.target
+    from cgexplain.distributed import is_main_process
+    from cgexplain.workflow.config import ConfigError, load_system, validate_config
+    from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder
+    from cgexplain.workflow.stages import run_all
 
     try:
         cfg = load_system(args.system_dir, args.profile, arch=args.arch)
@@ -261,6 +261,10 @@ def main(argv=None) -> int:
         run_all(cfg, run_dir, progress=False, stages=stages)
         return 0
     print(f"cgexplain: {cfg['name']} ({args.profile}, {cfg['arch']}) -> run folder {run_dir.root.resolve()}")
+    from cgexplain.mapping.maps import MappingError
+    from cgexplain.model.potential import BeadTypeError, ModelFolderError
+    from cgexplain.reference.external import ExternalDataError
+    from cgexplain.reference.premapped import PremappedError
 
     try:
         summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cgexplain.analysis.protein import ProteinAnalysis
-from cgexplain.lrp.statistics import LrpSection
+from cgexplain.lrp.settings import LrpSection
 from cgexplain.settings import ConfigError
 from cgexplain.workflow.config import SECTIONS, load_system
 
@@ -135,3 +135,31 @@ def test_defaults_are_filled_in_from_one_place(tmp_path):
     assert set(EXECUTION_KEYS["training"]) | {"workers", "device", "backend"} <= run_opts
     d = _write(tmp_path, "ntl9", lambda raw: raw["analysis"].pop("rmsd_threshold"))
     assert load_system(d, "quick")["analysis"]["rmsd_threshold"] == ProteinAnalysis().rmsd_threshold
+
+
+def test_simulate_stage_hash_covers_the_mutant_simulation_keys(tmp_path):
+    """The simulate stage runs the mutant of ``lrp.mutations`` for ``lrp.mutant_simulation_steps``:
+    both enter its input hash (a changed step count clears the folder, so simulation.json is not
+    reused), and a run without a mutant simulation keeps its hash whatever lrp.mutations says."""
+    from cgexplain.workflow.run import RunFolder
+
+    def cfg_with(**lrp):
+        sub = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        sub.mkdir()
+        return load_system(_write(sub, "ntl9", lambda raw: raw.__setitem__("lrp", {**(raw.get("lrp") or {}), **lrp})), "quick")
+
+    h = {
+        k: RunFolder.input_hash(cfg_with(**v), "simulate")
+        for k, v in {
+            "steps 50": {"mutations": "F5A", "mutant_simulation_steps": 50},
+            "steps 60": {"mutations": "F5A", "mutant_simulation_steps": 60},
+            "other mutant": {"mutations": "K12M", "mutant_simulation_steps": 50},
+            "no mutant simulation": {"mutations": "F5A", "mutant_simulation_steps": 0},
+            "no mutant simulation, other mutant": {"mutations": "K12M", "mutant_simulation_steps": 0},
+        }.items()
+    }
+    assert h["steps 50"] != h["steps 60"] and h["steps 50"] != h["other mutant"]
+    assert h["no mutant simulation"] == h["no mutant simulation, other mutant"] != h["steps 50"]
+    # stages that do not read the mutant keys keep their hashes
+    a, b = cfg_with(mutations="F5A", mutant_simulation_steps=50), cfg_with(mutations="F5A", mutant_simulation_steps=60)
+    assert RunFolder.input_hash(a, "train") == RunFolder.input_hash(b, "train")

@@ -6,7 +6,8 @@ import pytest
 import torch
 from test_residues import CUTOFF, NTL9_RESNAMES, NTL9_TYPES, chain, tiny_model
 
-from cgexplain.lrp.mutations import AMINO_ACID_TYPES, Mutation, canonical_resname, model_energies, mutate_types, mutation_whatif, parse_mutations
+from cgexplain.aminoacids import AMINO_ACID_TYPES, canonical_resname
+from cgexplain.lrp.mutations import Mutation, model_energies, mutate_types, mutation_whatif, parse_mutations
 from cgexplain.model.potential import batch_inputs
 
 

@@ -111,7 +111,7 @@ def test_premapped_arrays_and_mdcath_through_the_cli(tmp_path):
     from test_premapped import LAYOUT, _write_mdcath, atomistic  # noqa: F401  (the fixture's builder)
 
     data = atomistic.__wrapped__()  # the fixture function itself: a 30-frame OpenMM run of NTL9
-    from cgexplain.mapping.maps import AMINO_ACID_TYPES
+    from cgexplain.aminoacids import AMINO_ACID_TYPES
 
     npz = tmp_path / "ntl9_ca.npz"
     np.savez(

@@ -83,3 +83,13 @@ def test_ntl9_pipeline_tiny(tmp_path):
         assert torch.equal(x, y), k
     assert res["priors"]["params"] == pj["params"] and np.array_equal(res["residues"]["pair_map"], pm)
     assert res["analysis"]["folded_fraction_cg"] == a["folded_fraction_cg"]
+    # the mutant simulation belongs to the simulate stage: a new step count gives a new simulation,
+    # and the report gives the length that was simulated (it reused the old simulation.json before)
+    raw["profiles"]["tiny"]["lrp"]["mutant_simulation_steps"] = 60
+    (sysdir / "system.yaml").write_text(yaml.safe_dump(raw))
+    s3 = run_all(load_system(sysdir, "tiny"), run, progress=False)
+    assert s3["reused_stages"] == ["reference", "map", "train"]
+    ms3 = s3["explain"]["mutation"]["simulation"]
+    assert ms3["n_steps"] == 60 and ms3["n_frames"] == 2 * 6
+    sim = json.loads((run / "simulation" / "mutant_F5A" / "simulation.json").read_text())
+    assert sim["settings"]["n_steps"] == 60 and sim["n_frames"] == 6

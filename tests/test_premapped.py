@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from cgexplain import units
+from cgexplain.aminoacids import AMINO_ACID_TYPES, CAP_RESIDUES
 from cgexplain.fileio import atomic_path, save_npz
-from cgexplain.mapping.maps import AMINO_ACID_TYPES, CAP_RESIDUES, amino_acid_name
+from cgexplain.mapping.maps import amino_acid_name
 from cgexplain.reference.premapped import PremappedError, mdcath_info, read_arrays, read_mdcath
 
 ROOT = Path(__file__).resolve().parents[1]

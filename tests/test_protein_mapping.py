@@ -7,7 +7,8 @@ import MDAnalysis as mda
 import numpy as np
 import pytest
 
-from cgexplain.mapping.maps import AMINO_ACID_TYPES, MappingError, amino_acid_name, make_mapping
+from cgexplain.aminoacids import AMINO_ACID_TYPES
+from cgexplain.mapping.maps import MappingError, amino_acid_name, make_mapping
 
 PDB = Path(__file__).resolve().parents[1] / "systems" / "ntl9" / "ntl9_k12m.pdb"
 SEQ = "MKVIFLKDVKGMGKKGEIKNVADGYANNFLFKQGLAIEA"

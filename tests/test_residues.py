@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from cgexplain.aminoacids import AMINO_ACID_TYPES, THREE_LETTER
 from cgexplain.lrp import brute_force_relevance, nbody_sums, walk_relevance
-from cgexplain.lrp.mutations import AMINO_ACID_TYPES, THREE_LETTER
 from cgexplain.lrp.residues import (
     RELEVANCE_PDB_MAX,
     explain_protein_frames,

@@ -3,6 +3,9 @@ layer, the energy head and the walk mask at a layer boundary (parity README)."""
 
 from __future__ import annotations
 
+import torch
+
+from cgexplain.lrp.factors import pair_sums
 from cgexplain.lrp.rules import check_rule, silu_rule
 
 __all__ = ["RuleModifiedPass"]
@@ -56,3 +59,24 @@ class RuleModifiedPass:
             return q
         m = masks[t].to(q.dtype).unsqueeze(-1)
         return m * q + (1 - m) * q.detach()
+
+    def shared_factors(self, h0, grad_h0, E, q_out, geo: dict, filters: list) -> tuple[dict, list, list]:
+        """The factor fields both architectures have (:class:`~cgexplain.lrp.factors.PaiNNFactors`,
+        :class:`~cgexplain.lrp.factors.SO3netFactors`): h0 (n, F), g = ∂E/∂q^L (n, F) of the
+        rule-modified head, the receiver/sender pairs, n, L, the modified energy E and Σ h0·∂E/∂h0
+        (the conserved total of the walk relevances). Also returns the per-layer pair and self
+        sums of ``filters`` (:func:`~cgexplain.lrp.factors.pair_sums`)."""
+        recv, send, pair, self_ = pair_sums(geo["idx_i"], geo["idx_j"], geo["n"], filters)
+        qL = q_out.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
+        common = {
+            "h0": h0.detach(),
+            "g": g,
+            "recv": recv,
+            "send": send,
+            "n": geo["n"],
+            "L": self.L,
+            "E_modified": float(E.detach()),
+            "sum_h0_grad": float((h0 * grad_h0).sum().detach()),
+        }
+        return common, pair, self_

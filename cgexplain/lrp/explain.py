@@ -15,8 +15,9 @@ import numpy as np
 
 from cgexplain.analysis.structure import adf, first_minimum, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
-from cgexplain.lrp.statistics import LrpSection, _params, explain_frames
+from cgexplain.lrp.statistics import _params, explain_frames
 from cgexplain.model.potential import check_bead_types, load_model
 
 __all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]

@@ -5,10 +5,9 @@ sits on the CA either way). :func:`mutation_whatif` evaluates the trained model 
 type's frames with the mutant's types: the energy change per frame and, optionally, how the
 residue-pair relevance map (:mod:`cgexplain.lrp.residues`) moves.
 
-Bead types come from :data:`AMINO_ACID_TYPES` (defined in :mod:`cgexplain.mapping.maps`, re-exported
-here): the 20 standard residues in alphabetical order of their three-letter codes (ALA = 1 ...
+Bead types come from :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`: the 20 standard residues in alphabetical order of their three-letter codes (ALA = 1 ...
 VAL = 20). Protonation and force-field variants are read as their parent residue
-(:data:`cgexplain.mapping.maps.RESIDUE_ALIASES`): histidine HID, HIE, HIP (Amber) and HSD, HSE, HSP
+(:data:`cgexplain.aminoacids.RESIDUE_ALIASES`): histidine HID, HIE, HIP (Amber) and HSD, HSE, HSP
 (CHARMM) -> HIS, and likewise CYX/CYM -> CYS, ASH -> ASP, GLH -> GLU, LYN -> LYS; a CG bead does
 not resolve protonation states.
 """
@@ -22,76 +21,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cgexplain.aminoacids import AMINO_ACID_TYPES, ONE_LETTER, canonical_resname
 from cgexplain.lrp.residues import explain_protein_frames
-from cgexplain.mapping.maps import AMINO_ACID_TYPES, RESIDUE_ALIASES  # the one table of bead types
 from cgexplain.model.potential import batch_inputs
 
 __all__ = [
-    "AMINO_ACID_TYPES",
-    "AMINO_ACIDS",
-    "ONE_LETTER",
-    "THREE_LETTER",
-    "RESIDUE_ALIASES",
     "Mutation",
-    "canonical_resname",
     "parse_mutations",
     "mutate_types",
     "model_energies",
     "mutation_whatif",
 ]
-
-_NAMES = list(AMINO_ACID_TYPES)
-AMINO_ACIDS = AMINO_ACID_TYPES  # alias
-#: three-letter -> one-letter code.
-ONE_LETTER: dict = {
-    "ALA": "A",
-    "ARG": "R",
-    "ASN": "N",
-    "ASP": "D",
-    "CYS": "C",
-    "GLN": "Q",
-    "GLU": "E",
-    "GLY": "G",
-    "HIS": "H",
-    "ILE": "I",
-    "LEU": "L",
-    "LYS": "K",
-    "MET": "M",
-    "PHE": "F",
-    "PRO": "P",
-    "SER": "S",
-    "THR": "T",
-    "TRP": "W",
-    "TYR": "Y",
-    "VAL": "V",
-}
-#: one-letter -> three-letter code.
-THREE_LETTER: dict = {v: k for k, v in ONE_LETTER.items()}
-
-
-def _allowed() -> str:
-    return (
-        ", ".join(_NAMES)
-        + " (one-letter: "
-        + "".join(ONE_LETTER[x] for x in _NAMES)
-        + "; variants "
-        + ", ".join(f"{a}->{b}" for a, b in RESIDUE_ALIASES.items())
-        + ")"
-    )
-
-
-def canonical_resname(name, where: str = "") -> str:
-    """Standard three-letter name of a residue name (three-letter, one-letter or a variant in
-    :data:`RESIDUE_ALIASES`; case-insensitive). Raises ValueError naming the residue, ``where``
-    and the allowed names."""
-    s = str(name).strip().upper()
-    if s in AMINO_ACID_TYPES:
-        return s
-    if s in RESIDUE_ALIASES:
-        return RESIDUE_ALIASES[s]
-    if len(s) == 1 and s in THREE_LETTER:
-        return THREE_LETTER[s]
-    raise ValueError(f"unknown residue name {str(name)!r}{where}; allowed names: {_allowed()}")
 
 
 class Mutation(NamedTuple):

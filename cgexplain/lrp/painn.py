@@ -24,7 +24,7 @@ import schnetpack.properties as P
 import torch
 
 from cgexplain.lrp.base import RuleModifiedPass
-from cgexplain.lrp.factors import PaiNNFactors, nodewise_jacobian, pair_sums
+from cgexplain.lrp.factors import PaiNNFactors, nodewise_jacobian
 
 __all__ = ["PaiNNLRP"]
 
@@ -123,24 +123,14 @@ class PaiNNLRP(RuleModifiedPass):
         E, h0, tr = self.forward(inputs, record=True)
         (grad_h0,) = torch.autograd.grad(E, h0)
         geo = tr["geo"]
-        n = geo["n"]
         Phi, M = [], []
         for t in range(self.L):
             Phi.append(nodewise_jacobian(lambda q: self.context(t, q)[..., : self.F], tr["q_in"][t]))  # noqa: B023 (called at once)
             mu = tr["mu_mid"][t]
             M.append(nodewise_jacobian(lambda q: self.mix(t, q, mu)[0], tr["q_mid"][t]))  # noqa: B023 (called at once)
-        recv, send, wpair, wself = pair_sums(geo["idx_i"], geo["idx_j"], n, [f[:, : self.F] for f in geo["filters"]])
-        qL = tr["q_out"].clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
+        common, wpair, wself = self.shared_factors(h0, grad_h0, E, tr["q_out"], geo, [f[:, : self.F] for f in geo["filters"]])
         return PaiNNFactors(
-            h0=h0.detach(),
-            g=g,
-            recv=recv,
-            send=send,
-            n=n,
-            L=self.L,
-            E_modified=float(E.detach()),
-            sum_h0_grad=float((h0 * grad_h0).sum().detach()),
+            **common,
             M=M,
             Phi=Phi,
             wpair=wpair,

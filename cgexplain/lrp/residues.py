@@ -28,7 +28,6 @@ Array indices are 0-based; the tables (:func:`pair_table`) and figures number re
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import warnings
@@ -43,10 +42,8 @@ from cgexplain.lrp.frames import FrameExplainer
 from cgexplain.lrp.nbody import body_order, body_order_totals, pair_relevance, triplet_relevance
 from cgexplain.lrp.sources import ArrayFrames
 from cgexplain.mapping.maps import to_atoms
-from cgexplain.settings import ge, gt, one_of
 
 __all__ = [
-    "ProteinLrpSection",
     "residue_pair_map",
     "residue_one_body",
     "residue_triplets",
@@ -60,25 +57,6 @@ __all__ = [
     "format_pair_table",
     "segment_of",
 ]
-
-
-@dataclasses.dataclass
-class ProteinLrpSection:
-    """``lrp`` of a protein (:mod:`cgexplain.lrp.residues`, :mod:`cgexplain.lrp.mutations`).
-
-    gamma, bias_rule as for fluids; n_frames folded CG frames; mutations e.g. 'F5A' (or a list);
-    mutation_frames reference frames for ΔE; mutant_simulation_steps (0: no mutant simulation);
-    workers, backend, device as for fluids."""
-
-    gamma: float = ge(0, 0.1)
-    bias_rule: bool = True
-    n_frames: int = gt(0, 5)
-    mutations: str | list | dict | None = None
-    mutation_frames: int = gt(0, 20)
-    mutant_simulation_steps: int = ge(0, 0)
-    workers: int = gt(0, 1)
-    backend: str = one_of("multiprocessing", "dask")
-    device: str | None = None
 
 
 # --------------------------------------------------------------------------------------------

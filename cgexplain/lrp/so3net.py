@@ -29,7 +29,7 @@ import schnetpack.properties as P
 import torch
 
 from cgexplain.lrp.base import RuleModifiedPass
-from cgexplain.lrp.factors import SO3netFactors, nodewise_jacobian, pair_sums
+from cgexplain.lrp.factors import SO3netFactors, nodewise_jacobian
 
 __all__ = ["SO3netLRP"]
 
@@ -143,7 +143,6 @@ class SO3netLRP(RuleModifiedPass):
         E, h0, tr = self.forward(inputs, record=True)
         (grad_h0,) = torch.autograd.grad(E, h0)
         geo = tr["geo"]
-        n = geo["n"]
         r = self.rep
         B, dxs, ddxs = [], [], []
         with torch.no_grad():
@@ -159,18 +158,9 @@ class SO3netLRP(RuleModifiedPass):
         sel = p.idx_out == 0
         cg0 = (p.idx_in_1[sel], p.idx_in_2[sel], p.clebsch_gordan[sel])
         W1 = [r.mixings1[t].weight.detach() for t in range(self.L)]
-        recv, send, Kpair, Kself = pair_sums(geo["idx_i"], geo["idx_j"], n, geo["K"])
-        qL = tr["q_out"].clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(self.head(qL).sum(), qL)
+        common, Kpair, Kself = self.shared_factors(h0, grad_h0, E, tr["q_out"], geo, geo["K"])
         return SO3netFactors(
-            h0=h0.detach(),
-            g=g,
-            recv=recv,
-            send=send,
-            n=n,
-            L=self.L,
-            E_modified=float(E.detach()),
-            sum_h0_grad=float((h0 * grad_h0).sum().detach()),
+            **common,
             S=self.S,
             B=B,
             dx=dxs,

@@ -20,7 +20,6 @@ walk file is written (``save_walks``) and for normalisations that need every |R|
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.engine import statistics_max_order, walk_relevance
 from cgexplain.lrp.frames import FrameExplainer
 from cgexplain.lrp.nbody import (
-    NORMALISATIONS,
     accumulate_bins,
     body_order_abs_sums,
     body_order_shares,
@@ -41,42 +39,13 @@ from cgexplain.lrp.nbody import (
     three_body_points,
     two_body_points,
 )
+from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import as_source
 from cgexplain.mapping.maps import to_atoms
 from cgexplain.plots.core import plot_nbody_relevance
-from cgexplain.settings import ge, gt, one_of, validate_section
+from cgexplain.settings import validate_section
 
-__all__ = ["LrpSection", "explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
-
-
-@dataclasses.dataclass
-class LrpSection:
-    """``lrp`` of a fluid (GNN-LRP, :mod:`cgexplain.lrp.statistics`).
-
-    gamma >= 0 with bias_rule (LRP-γ; gamma 0 without bias rule: gradient x input); normalise:
-    'abs_mean_total' (the publication's |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none';
-    enumeration 'pruned' or 'all'; save_walks 'first', 'all' or 'none'; n_frames CG frames;
-    output_beads (None: all); r_edges [lo Å, hi Å, bins] of the 2-body curve (the publication's
-    2-10 Å, 75 bins); angle_bins over 0-180°; workers processes with ``backend``
-    ('multiprocessing' or 'dask'); device 'cpu', 'cuda' or 'cuda:N'."""
-
-    gamma: float = ge(0, 0.1)
-    bias_rule: bool = True
-    normalise: str = one_of(*NORMALISATIONS)
-    enumeration: str = one_of("pruned", "all")
-    save_walks: str = one_of("first", "all", "none")
-    n_frames: int = gt(0, 5)
-    output_beads: int | None = None
-    r_edges: tuple[float, float, int] = (2.0, 10.0, 75)
-    angle_bins: int = gt(0, 36)
-    workers: int = gt(0, 1)
-    backend: str = one_of("multiprocessing", "dask")
-    device: str | None = None
-
-    def __post_init__(self):
-        lo, hi, nb = self.r_edges
-        if not (0 <= lo < hi and nb >= 1):
-            raise ValueError(f"r_edges {list(self.r_edges)}: need 0 <= lo < hi and bins >= 1")
+__all__ = ["explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
 
 
 FRAME_FORMAT = 2
@@ -303,8 +272,6 @@ def explain_frames(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "lrp.json").exists():
-        return read_json(out / "lrp.json")
     frames = as_source(positions, cells, types, frame_ids)
     p = _params(lc)
     model_dir = Path(model) if isinstance(model, (str, Path)) else None

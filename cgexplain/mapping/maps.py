@@ -46,14 +46,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from cgexplain import units
+from cgexplain.aminoacids import AMINO_ACID_TYPES, CAP_RESIDUES, RESIDUE_ALIASES
 from cgexplain.fileio import atomic_path, save_npz
 from cgexplain.settings import one_of
 
 __all__ = [
     "MappingSection",
-    "AMINO_ACID_TYPES",
-    "RESIDUE_ALIASES",
-    "CAP_RESIDUES",
     "amino_acid_name",
     "MappingError",
     "Mapping",
@@ -94,57 +92,6 @@ class MappingSection:
     masses: dict[str, float] | None = None
     select: str | None = None
     constraints: str = one_of("h-bonds", "all-bonds", "none")
-
-
-#: bead types of a one-bead-per-residue protein model: the 20 standard residues, alphabetical
-#: three-letter codes -> 1..20. A mutation changes only this integer.
-AMINO_ACID_TYPES = {
-    name: k + 1
-    for k, name in enumerate(
-        sorted(
-            [
-                "ALA",
-                "ARG",
-                "ASN",
-                "ASP",
-                "CYS",
-                "GLN",
-                "GLU",
-                "GLY",
-                "HIS",
-                "ILE",
-                "LEU",
-                "LYS",
-                "MET",
-                "PHE",
-                "PRO",
-                "SER",
-                "THR",
-                "TRP",
-                "TYR",
-                "VAL",
-            ]
-        )
-    )
-}
-
-#: force-field residue variants (protonation states, disulfides) -> the standard name
-RESIDUE_ALIASES = {
-    "HID": "HIS",
-    "HIE": "HIS",
-    "HIP": "HIS",
-    "HSD": "HIS",
-    "HSE": "HIS",
-    "HSP": "HIS",
-    "CYX": "CYS",
-    "CYM": "CYS",
-    "ASH": "ASP",
-    "GLH": "GLU",
-    "LYN": "LYS",
-}
-
-#: terminal caps and the neighbour residue they join (-1 the previous, +1 the next)
-CAP_RESIDUES = {"ACE": +1, "NME": -1, "NHE": -1, "NH2": -1}
 
 
 def amino_acid_name(name: str) -> str:
@@ -349,9 +296,9 @@ def make_mapping(
         bead_names: per-bead type names, or one name for every bead; default the residue name
             of the bead's first atom.
         type_table: name -> int (>= 1); default numbers the names in order of appearance.
-            ``"amino_acids"``: :data:`AMINO_ACID_TYPES`, with bead names made standard by
+            ``"amino_acids"``: :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`, with bead names made standard by
             :func:`amino_acid_name` (``HIE`` -> ``HIS``).
-        merge_caps: with ``by="residue"``, put the atoms of a terminal cap (:data:`CAP_RESIDUES`,
+        merge_caps: with ``by="residue"``, put the atoms of a terminal cap (:data:`cgexplain.aminoacids.CAP_RESIDUES`,
             e.g. the C-terminal amide ``NHE``) into the residue it is bonded to, so the force map
             sums them with that residue (their bond constraints then cancel).
         selection: MDAnalysis selection of the atoms the beads cover (default: all atoms); the

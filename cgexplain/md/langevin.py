@@ -350,8 +350,6 @@ def run_simulation(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "simulation.json").exists():
-        return read_json(out / "simulation.json")
     t0 = time.perf_counter()
     R = int(settings.n_replicas)
     x0 = np.asarray(start_positions, dtype=np.float64)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from cgexplain import __version__
+from cgexplain.aminoacids import AMINO_ACID_TYPES
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.geometry.neighbors import neighbor_list
-from cgexplain.mapping.maps import AMINO_ACID_TYPES
 from cgexplain.model.kernels import accelerate
 from cgexplain.model.priors import PriorEnergy
 from cgexplain.settings import ge, gt, one_of
@@ -180,7 +180,7 @@ def trained_bead_types(meta: dict, n_embeddings: int | None = None) -> tuple[dic
     """The bead types a saved model knows, from its ``model.json`` (``meta`` of :func:`load_model`).
 
     Source, in this order: ``meta["type_table"]`` (bead name -> type, written by the train stage
-    from the mapping's table; 'amino_acids' stands for :data:`cgexplain.mapping.maps.AMINO_ACID_TYPES`),
+    from the mapping's table; 'amino_acids' stands for :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`),
     else the size ``n_embeddings`` of the network's type embedding (types 0..n_embeddings-1, all
     of them unnamed; schnetpack's default is 100, so this only catches types the model cannot
     embed at all). Returns ({type: name}, a description of the source); ({}, "") when neither is

@@ -34,7 +34,7 @@ from cgexplain.mapping.maps import MappingError, load_universe
 from cgexplain.settings import ge, gt, one_of
 from cgexplain.units import force_factor, length_factor
 
-__all__ = ["FilesReference", "ExternalDataError", "files_reference", "open_reference", "resolve", "write_native_pdb"]
+__all__ = ["FilesReference", "ExternalDataError", "files_reference", "open_reference", "resolve", "write_native_pdb", "fingerprint"]
 
 
 class ExternalDataError(ValueError):
@@ -134,7 +134,9 @@ def _scale_lengths(factor: float):
     return scale
 
 
-def _fingerprint(paths) -> list[dict]:
+def fingerprint(paths: list) -> list[dict]:
+    """Each file's resolved path, size (bytes) and modification time (ns), recorded in
+    reference.json so that a changed file is noticed. Raises FileNotFoundError for a missing one."""
     return [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size, "mtime_ns": Path(p).stat().st_mtime_ns} for p in paths]
 
 
@@ -187,7 +189,7 @@ def files_reference(cfg: dict, run, progress: bool = True) -> dict:
     out = {
         "source": "files",
         "settings": dict(rc),
-        "files": _fingerprint(files),
+        "files": fingerprint(files),
         "n_atoms": int(u.atoms.n_atoms),
         "n_frames": int(len(sel)),
         "n_frames_in_files": total,

@@ -240,8 +240,6 @@ def run_reference(settings: ReferenceSettings, out_dir: str | Path, progress: bo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / "reference.json"
-    if done.exists():
-        return read_json(done)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 

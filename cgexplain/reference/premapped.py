@@ -36,7 +36,7 @@ torchmd-net's loader, but ``"sims320K"`` by the repository's ``convert_mdCATH.py
 is already integrated out, so the forces are the total forces on the protein atoms.
 
 The CA map: bead position = the residue's CA atom; bead force = the sum of the forces on every
-atom of the residue (terminal caps, :data:`~cgexplain.mapping.maps.CAP_RESIDUES`, join their
+atom of the residue (terminal caps, :data:`~cgexplain.aminoacids.CAP_RESIDUES`, join their
 neighbour residue). With ``C`` the one-atom position map and ``D`` the summing force map,
 ``D Cᵀ = 1`` (Noid et al., J. Chem. Phys. 128, 244114 (2008), eq. 14), and constraint forces
 within a residue (its X–H bonds) cancel; see :mod:`cgexplain.mapping.maps`. Bead mass = the
@@ -56,7 +56,8 @@ from typing import Any
 import numpy as np
 
 from cgexplain import units
-from cgexplain.mapping.maps import AMINO_ACID_TYPES, CAP_RESIDUES, MappedTrajectory, MappingError, amino_acid_name
+from cgexplain.aminoacids import AMINO_ACID_TYPES, CAP_RESIDUES
+from cgexplain.mapping.maps import MappedTrajectory, MappingError, amino_acid_name
 
 __all__ = [
     "PremappedError",
@@ -229,7 +230,7 @@ def read_arrays(
 
     ``cells``, ``bead_types`` and ``bead_masses`` may be arrays, lists or ``.npy`` paths.
     Bead types are integers >= 1, or amino-acid names (``"ALA"``, ``"HIE"``) turned into
-    :data:`~cgexplain.mapping.maps.AMINO_ACID_TYPES`. Defaults: no cells -> zeros (not
+    :data:`~cgexplain.aminoacids.AMINO_ACID_TYPES`. Defaults: no cells -> zeros (not
     periodic); no types -> every bead type 1; no masses -> every bead ``default_mass`` amu
     (100 amu, about one residue; it sets the CG dynamics' time scale, not the fitted forces).
     Each default used is written to ``info["notes"]``.
@@ -582,7 +583,7 @@ def read_mdcath(
         ``(traj, info)``: ``traj`` a MappedTrajectory: positions (F', n_res, 3) Å float32 (the CA
         atoms), forces (F', n_res, 3) kcal/mol/Å float32 (summed over each residue's atoms),
         cells (F', 3, 3) zeros (not periodic), bead_types (n_res,) int
-        (:data:`~cgexplain.mapping.maps.AMINO_ACID_TYPES`), bead_masses (n_res,) amu (residue
+        (:data:`~cgexplain.aminoacids.AMINO_ACID_TYPES`), bead_masses (n_res,) amu (residue
         masses). ``info``: ``path``, ``domain``, ``source`` ((F', 3) int64: temperature K,
         replica, frame index within that replica), ``residues`` (labels ``"MET 1"``), ``bead_names``
         (standard three-letter names), ``ca_atoms`` ((n_res,) atom indices), ``bead_atoms``

@@ -142,8 +142,6 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     done = out / "reference.json"
-    if done.exists():
-        return read_json(done)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     system, topology, positions = _system(s)

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from cgexplain.aminoacids import AMINO_ACID_TYPES, CAP_RESIDUES, RESIDUE_ALIASES
 from cgexplain.fileio import atomic_path
 from cgexplain.mapping.maps import (
-    AMINO_ACID_TYPES,
-    RESIDUE_ALIASES,
     Mapping,
     MappingError,
     load_universe,
@@ -29,9 +28,6 @@ __all__ = ["init_system", "BEADS"]
 
 #: --beads: where a bead sits
 BEADS = ("CA", "com", "cog")
-
-#: residue names that may cap a protein chain besides the amino acids
-_CAPS = {"ACE", "NME", "NHE", "NH2"}
 
 #: the ``priors`` section a protein gets
 _PRIOR_LINES = (
@@ -131,7 +127,7 @@ def _selected_atoms(u: Any, select: str | None, topology: str | Path) -> Any:
 def _is_protein(atoms: Any) -> bool:
     """Whether the atoms form a protein: at least 4 residues, all amino acids or chain caps."""
     resnames = {RESIDUE_ALIASES.get(r, r) for r in atoms.residues.resnames}
-    return len(atoms.residues) >= 4 and len(resnames - set(AMINO_ACID_TYPES) - _CAPS) == 0
+    return len(atoms.residues) >= 4 and len(resnames - set(AMINO_ACID_TYPES) - set(CAP_RESIDUES)) == 0
 
 
 def _bead_method(beads: str, protein: bool) -> tuple[str, str | None]:

@@ -190,11 +190,15 @@ class RunFolder:
 
     @property
     def simulation_json(self) -> Path:
-        return self.simulation / "simulation.json"
+        return self.done_file("simulate")
 
     def mutant_simulation(self, spec: str) -> Path:
         """The simulation folder of the mutant ``spec`` (e.g. 'F5A')."""
         return self.simulation / f"mutant_{spec}"
+
+    def mutant_simulation_json(self, spec: str) -> Path:
+        """The summary of the mutant ``spec``'s simulation, written last (its done file)."""
+        return self.mutant_simulation(spec) / DONE_FILES["simulate"]
 
     @property
     def analysis(self) -> Path:
@@ -294,7 +298,7 @@ class RunFolder:
         """The DCD files of the simulation stage (or of ``sim_dir``, e.g. a mutant's), one per replica."""
 
         d = self.simulation if sim_dir is None else Path(sim_dir)
-        return trajectory_paths(d, int(read_json(d / "simulation.json").get("n_replicas", 1)))
+        return trajectory_paths(d, int(read_json(d / DONE_FILES["simulate"]).get("n_replicas", 1)))
 
     def cg_frames(self, sim_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """CG frames of the simulation stage (or of ``sim_dir``), all replicas concatenated.
@@ -306,8 +310,8 @@ class RunFolder:
         from MDAnalysis.lib.mdamath import triclinic_vectors
 
         d = self.simulation if sim_dir is None else Path(sim_dir)
-        if not (d / "simulation.json").exists():
-            raise FileNotFoundError(f"{d / 'simulation.json'}: the simulate stage has not finished")
+        if not (d / DONE_FILES["simulate"]).exists():
+            raise FileNotFoundError(f"{d / DONE_FILES['simulate']}: the simulate stage has not finished")
         pos, cells = [], []
         for path in self.cg_trajectories(d):
             u = mda.Universe(str(self.cg_topology), str(path))

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from cgexplain.aminoacids import AMINO_ACID_TYPES
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.mapping.maps import (
-    AMINO_ACID_TYPES,
     Mapping,
     MappingError,
     check_constraint_groups,
@@ -31,12 +31,11 @@ from cgexplain.mapping.maps import (
     write_cg_dataset,
     write_cg_topology,
 )
-from cgexplain.reference.external import ExternalDataError, FilesReference, _fingerprint, files_reference, open_reference, resolve
+from cgexplain.reference.external import ExternalDataError, FilesReference, files_reference, fingerprint, open_reference, resolve
 from cgexplain.reference.premapped import mdcath_info, read_arrays, read_mdcath
 from cgexplain.reference.premapped_config import ArraysReference, MdcathReference
 from cgexplain.settings import validate_section
 from cgexplain.workflow.kinds.base import Kind
-from cgexplain.workflow.kinds.protein import native_ca_positions
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["Source", "OpenMMSource", "FilesSource", "ArraysSource", "MdcathSource", "SOURCES", "source_for"]
@@ -55,17 +54,19 @@ class Source:
         Raises :class:`cgexplain.settings.ConfigError` naming ``path`` and the key."""
         return validate_section(path, "reference", self.reference_schema, ref)
 
-    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+    def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
         """Produce or check the reference in ``run.reference``; returns its summary."""
         raise NotImplementedError
 
-    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+    def map(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
         """Write ``cg/`` (mapped.npz, topology.pdb, dataset.db); returns the content of mapping.json,
         which the map stage writes last."""
         raise NotImplementedError
 
 
-def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0, stop=None, step=1, length_unit=None, force_unit=None) -> dict:
+def _mapping_from_universe(
+    cfg: dict, run: RunFolder, kind: Kind, u, progress: bool, start=0, stop=None, step=1, length_unit=None, force_unit=None
+) -> dict:
     """Map a Universe with the ``mapping`` section and write ``cg/``: the shared body of the
     sources that read atomistic trajectories."""
 
@@ -77,12 +78,9 @@ def _mapping_from_universe(cfg: dict, run: RunFolder, u, progress: bool, start=0
             raise MappingError(f"mapping.masses: no atom named {name!r} in the topology")
         sel.masses = float(mass)
     m = mapping_from_section(u, mc)
-    if cfg["kind"] == "protein" and run.native_pdb.exists():
-        n_ca = len(native_ca_positions(run.reference))
-        if n_ca != m.n_beads:
-            raise MappingError(f"{run.native_pdb}: {n_ca} CA atoms, but the mapping has {m.n_beads} beads (one CA per bead is needed)")
+    kind.check_mapping(run, m.n_beads)
     traj = map_universe(u, m, start=start, stop=stop, step=step, progress=progress, length_unit=length_unit, force_unit=force_unit)
-    if cfg["kind"] == "protein" and np.abs(traj.cells).sum() > 0:
+    if kind.residue_chains and np.abs(traj.cells).sum() > 0:
         traj = _whole_chains(traj, m.bonds)
     traj.save(run.mapped)
     write_cg_topology(run.cg_topology, m, traj.positions[0], traj.cells[0])
@@ -152,12 +150,12 @@ class OpenMMSource(Source):
         ref = {k: v for k, v in ref.items() if k != "source"}
         return kind.validate_reference(path, ref)
 
-    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+    def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
         return kind.reference(cfg, run, progress)
 
-    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+    def map(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
 
-        return _mapping_from_universe(cfg, run, load_universe(run.reference_topology, run.reference_trajectory), progress)
+        return _mapping_from_universe(cfg, run, kind, load_universe(run.reference_topology, run.reference_trajectory), progress)
 
 
 class FilesSource(Source):
@@ -166,11 +164,11 @@ class FilesSource(Source):
     name = "files"
     reference_schema = FilesReference
 
-    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+    def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
 
         return files_reference(cfg, run, progress)
 
-    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+    def map(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
 
         rc = cfg["reference"]
         ref = read_json(run.reference_json)
@@ -178,6 +176,7 @@ class FilesSource(Source):
         return _mapping_from_universe(
             cfg,
             run,
+            kind,
             u,
             progress,
             start=int(rc["start"]),
@@ -243,6 +242,7 @@ def _write_premapped(
 def _premapped_reference(
     cfg: dict,
     run: RunFolder,
+    kind: Kind,
     files: list,
     traj,
     names: list[str],
@@ -258,7 +258,7 @@ def _premapped_reference(
     out = {
         "source": rc["source"],
         "settings": dict(rc),
-        "files": _fingerprint(files),
+        "files": fingerprint(files),
         "n_beads": int(traj.positions.shape[1]),
         "n_frames": int(len(traj.positions)),
         "run_lengths": [int(r) for r in run_lengths if r > 0],
@@ -266,7 +266,7 @@ def _premapped_reference(
         "temperature_K": float(rc["temperature"]),
         **extra,
     }
-    if cfg["kind"] == "protein":
+    if kind.residue_chains:
         native = rc.get("native") or "frame 0"
         if native_pdb_text is not None:
             with atomic_path(run.native_pdb) as tmp:
@@ -289,7 +289,7 @@ class ArraysSource(Source):
     name = "arrays"
     reference_schema = ArraysReference
 
-    def _read(self, cfg: dict):
+    def _read(self, cfg: dict, kind: Kind):
 
         rc = cfg["reference"]
         files = [resolve(cfg, rc["positions"])] + ([resolve(cfg, rc["forces"])] if rc.get("forces") else [])
@@ -304,22 +304,19 @@ class ArraysSource(Source):
             step=int(rc["step"]),
         )
 
-        inv = {v: k for k, v in AMINO_ACID_TYPES.items()}
-        aa = cfg["kind"] == "protein" and set(np.unique(traj.bead_types).tolist()) <= set(inv)
-        names = [inv[int(t)] if aa else f"B{int(t)}" for t in traj.bead_types]
-        table = dict(AMINO_ACID_TYPES) if aa else {f"B{int(t)}": int(t) for t in np.unique(traj.bead_types)}
+        names, table = kind.premapped_names(traj.bead_types)
         return files, traj, info, names, table
 
-    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+    def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
         if run.reference_json.exists():
             return read_json(run.reference_json)
-        files, traj, info, names, _ = self._read(cfg)
-        return _premapped_reference(cfg, run, files, traj, names, [len(traj.positions)], {"notes": info.get("notes", [])}, progress)
+        files, traj, info, names, _ = self._read(cfg, kind)
+        return _premapped_reference(cfg, run, kind, files, traj, names, [len(traj.positions)], {"notes": info.get("notes", [])}, progress)
 
-    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        files, traj, info, names, table = self._read(cfg)
+    def map(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
+        files, traj, info, names, table = self._read(cfg, kind)
         n = traj.positions.shape[1]
-        bonds = np.array([[k, k + 1] for k in range(n - 1)]) if cfg["kind"] == "protein" else np.zeros((0, 2))
+        bonds = kind.premapped_bonds(n)
         return _write_premapped(cfg, run, traj, names, ["A"] * n, bonds, table, info, progress)
 
 
@@ -352,7 +349,7 @@ class MdcathSource(Source):
         )
         return path, traj, info
 
-    def reference(self, cfg: dict, run: RunFolder, kind, progress: bool = True) -> dict:
+    def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
         import h5py
 
         if run.reference_json.exists():
@@ -363,7 +360,7 @@ class MdcathSource(Source):
         keys = [(int(T), int(r)) for T in rc["temperatures"] for r in rc["replicas"]]
         run_lengths = [int(((src[:, 0] == T) & (src[:, 1] == r)).sum()) for T, r in keys]
         txt = None
-        if cfg["kind"] == "protein" and (rc.get("native") or "pdb") == "pdb":  # the file's own structure
+        if kind.residue_chains and (rc.get("native") or "pdb") == "pdb":  # the file's own structure
             with h5py.File(path, "r") as h5:
                 raw = h5[f"/{info['domain']}/pdbProteinAtoms"][()]
             txt = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -371,6 +368,7 @@ class MdcathSource(Source):
         return _premapped_reference(
             cfg,
             run,
+            kind,
             [path],
             traj,
             info["bead_names"],
@@ -380,7 +378,7 @@ class MdcathSource(Source):
             native_pdb_text=txt,
         )
 
-    def map(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
+    def map(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
 
         _, traj, info = self._read(cfg, progress)
         n = traj.positions.shape[1]

@@ -49,7 +49,7 @@ def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> 
     run.prepare(cfg, "map")
     if run.is_done("map"):
         return read_json(run.mapping_json)
-    res = source_for(cfg).map(cfg, run, progress)
+    res = source_for(cfg).map(cfg, run, kind_for(cfg), progress)
     res["diagnostics"] = {"unfittable_force_floor": _force_floor(run)}
     write_json(run.mapping_json, res)  # the done file, written last
     return res
@@ -88,6 +88,8 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
 
     run = _run(run)
     run.prepare(cfg, "train")
+    if run.is_done("train") and (run.model / "model.pt").exists():
+        return read_json(run.done_file("train"))
     hp = {**DEFAULT_HPARAMS, **cfg["model"]}
     table = read_json(run.mapping_json)["type_table"]
     settings = TrainSettings.from_dict(cfg["training"])
@@ -126,6 +128,10 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
     run = _run(run)
     run.prepare(cfg, "simulate")
     kind = kind_for(cfg)
+    if run.is_done("simulate"):  # the main simulation finished: only the kind's extra ones may be left
+        res = read_json(run.done_file("simulate"))
+        extra = kind.extra_simulations(cfg, run, progress)
+        return {**res, **({"extra_simulations": extra} if extra else {})}
     model, meta = load_model(run.model)
     traj = MappedTrajectory.load(run.mapped)
     s = SimSettings.from_dict(cfg["simulation"])

@@ -13,10 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from cgexplain.mapping.maps import MappingSection
+from cgexplain.md.langevin import SimSettings
+from cgexplain.model.potential import ModelSettings
+from cgexplain.model.training import TrainSettings
 from cgexplain.settings import validate_section
 from cgexplain.workflow.run import RunFolder
 
-__all__ = ["Kind"]
+__all__ = ["Kind", "STAGE_SECTIONS"]
+
+#: the sections every kind reads with the same schema; a kind adds priors, analysis and lrp
+STAGE_SECTIONS = {"mapping": MappingSection, "model": ModelSettings, "training": TrainSettings, "simulation": SimSettings}
 
 
 class Kind:
@@ -40,6 +47,25 @@ class Kind:
         """The validated ``reference`` section of the kind's own OpenMM reference. Raises
         :class:`cgexplain.settings.ConfigError` naming ``path`` and the key."""
         return validate_section(path, "reference", self.reference_schema, ref)
+
+    #: whether the beads form chains of residues with a native structure (proteins): the sources
+    #: then make periodic chains whole, write and check the native structure and chain the beads
+    #: of data already mapped
+    residue_chains: bool = False
+
+    def premapped_names(self, bead_types: np.ndarray) -> tuple[list[str], dict[str, int]]:
+        """Bead names (n,) and the type table {name: type} of data already mapped, whose beads
+        carry only integer types: ``B<type>`` for each."""
+        types = [int(t) for t in bead_types]
+        return [f"B{t}" for t in types], {f"B{t}": t for t in sorted(set(types))}
+
+    def premapped_bonds(self, n_beads: int) -> np.ndarray:
+        """CG bonds (m, 2) of data already mapped, which carry no topology: none."""
+        return np.zeros((0, 2), dtype=np.int64)
+
+    def check_mapping(self, run: RunFolder, n_beads: int) -> None:
+        """Check a mapping of ``n_beads`` beads against the run's reference before any frame is
+        mapped; raises :class:`cgexplain.mapping.maps.MappingError` naming the mismatch."""
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         """Produce the atomistic reference in ``run.reference`` and check it; returns its summary."""

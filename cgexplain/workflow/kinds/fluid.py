@@ -16,16 +16,14 @@ import numpy as np
 
 from cgexplain.analysis.structure import FluidAnalysis, adf, compare_structure, first_peak, q_distribution, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
-from cgexplain.lrp.statistics import LrpSection, explain_frames
-from cgexplain.mapping.maps import MappedTrajectory, MappingSection
-from cgexplain.md.langevin import SimSettings
-from cgexplain.model.potential import ModelSettings
-from cgexplain.model.training import TrainSettings
+from cgexplain.lrp.settings import LrpSection
+from cgexplain.lrp.statistics import explain_frames
+from cgexplain.mapping.maps import MappedTrajectory
 from cgexplain.plots.core import plot_adf, plot_distribution, plot_rdf
 from cgexplain.reference.fluids import ReferenceCheck, ReferenceSettings, read_reference, run_reference
 from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.settings import ConfigError, validate_section
-from cgexplain.workflow.kinds.base import Kind
+from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["FluidKind"]
@@ -33,15 +31,7 @@ __all__ = ["FluidKind"]
 
 class FluidKind(Kind):
     name = "fluid"
-    sections = {
-        "mapping": MappingSection,
-        "priors": None,
-        "model": ModelSettings,
-        "training": TrainSettings,
-        "simulation": SimSettings,
-        "analysis": FluidAnalysis,
-        "lrp": LrpSection,
-    }
+    sections = {**STAGE_SECTIONS, "priors": None, "analysis": FluidAnalysis, "lrp": LrpSection}
     reference_schema = ReferenceSettings
 
     def validate_reference(self, path: Path, ref: dict) -> dict:
@@ -66,7 +56,10 @@ class FluidKind(Kind):
 
         rc = dict(cfg["reference"])
         check = rc.pop("check", None)
-        summary = run_reference(ReferenceSettings.from_dict(rc), run.reference, progress=progress)
+        if run.is_done("reference"):
+            summary = read_json(run.done_file("reference"))
+        else:
+            summary = run_reference(ReferenceSettings.from_dict(rc), run.reference, progress=progress)
         if check and not run.reference_check.exists():
             self._check_reference(cfg, run, check, summary)
         if run.reference_check.exists():

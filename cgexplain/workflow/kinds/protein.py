@@ -13,37 +13,80 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from cgexplain.analysis.protein import ProteinAnalysis
+from cgexplain.aminoacids import AMINO_ACID_TYPES
+from cgexplain.analysis.protein import (
+    ProteinAnalysis,
+    ca_rmsd,
+    compare_protein,
+    free_energy_surface,
+    native_contacts,
+    protein_observables,
+    secondary_structure,
+    ss_segments,
+    tica_features,
+    tica_fit,
+    tica_project,
+)
 from cgexplain.fileio import read_json, save_npz, write_json
-from cgexplain.lrp.residues import ProteinLrpSection
-from cgexplain.mapping.maps import MappingSection
-from cgexplain.md.langevin import SimSettings
-from cgexplain.model.potential import ModelSettings
-from cgexplain.model.priors import fit_priors
-from cgexplain.model.training import TrainSettings
-from cgexplain.reference.protein import ProteinReferenceSettings
-from cgexplain.workflow.kinds.base import Kind
+from cgexplain.lrp.mutations import mutate_types, mutation_whatif
+from cgexplain.lrp.residues import (
+    explain_protein_frames,
+    format_pair_table,
+    pair_projection,
+    pair_table,
+    relevance_pdb_scale,
+    write_relevance_pdb,
+)
+from cgexplain.lrp.settings import ProteinLrpSection
+from cgexplain.mapping.maps import MappedTrajectory, MappingError, mapping_from_section
+from cgexplain.md.langevin import SimSettings, run_simulation
+from cgexplain.model.potential import load_model
+from cgexplain.model.priors import fit_priors, plot_priors, prior_forces
+from cgexplain.plots.protein_run import (
+    plot_mutant_distributions,
+    plot_mutation_difference,
+    plot_protein_analysis,
+    plot_reference_rmsd,
+    plot_residue_relevance,
+)
+from cgexplain.reference.protein import ProteinReferenceSettings, run_boundaries, run_protein_reference
+from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["ProteinKind", "native_ca_positions", "reference_ca_positions"]
 
+# the npz arrays of the free-energy surfaces when TICA gave fewer than two components
+_NO_FES = (np.zeros(1), np.zeros(1), np.zeros((0, 0)))
+
 
 class ProteinKind(Kind):
     name = "protein"
-    sections = {
-        "mapping": MappingSection,
-        "priors": fit_priors,
-        "model": ModelSettings,
-        "training": TrainSettings,
-        "simulation": SimSettings,
-        "analysis": ProteinAnalysis,
-        "lrp": ProteinLrpSection,
-    }
+    sections = {**STAGE_SECTIONS, "priors": fit_priors, "analysis": ProteinAnalysis, "lrp": ProteinLrpSection}
     reference_schema = ProteinReferenceSettings
+    residue_chains = True
+
+    def premapped_names(self, bead_types: np.ndarray) -> tuple[list[str], dict[str, int]]:
+        """Amino-acid names when every type is one of :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`, else ``B<type>``."""
+        inv = {v: k for k, v in AMINO_ACID_TYPES.items()}
+        if set(np.unique(bead_types).tolist()) <= set(inv):
+            return [inv[int(t)] for t in bead_types], dict(AMINO_ACID_TYPES)
+        return super().premapped_names(bead_types)
+
+    def premapped_bonds(self, n_beads: int) -> np.ndarray:
+        """One chain, bead k bonded to bead k + 1."""
+        return np.array([[k, k + 1] for k in range(n_beads - 1)], dtype=np.int64).reshape(-1, 2)
+
+    def check_mapping(self, run: RunFolder, n_beads: int) -> None:
+        """One CA of the native structure per bead."""
+        if run.native_pdb.exists():
+            n_ca = len(native_ca_positions(run.reference))
+            if n_ca != n_beads:
+                raise MappingError(f"{run.native_pdb}: {n_ca} CA atoms, but the mapping has {n_beads} beads (one CA per bead is needed)")
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         return protein_reference(cfg, run, progress)
@@ -90,53 +133,41 @@ def reference_ca_positions(ref_dir) -> tuple[np.ndarray, np.ndarray]:
     return nat, np.array([ca.positions for _ in u.trajectory], dtype=np.float64)
 
 
+def _type_names(table: dict, types) -> list[str]:
+    """The residue name of each bead type in ``types``, from the type table {name: type}."""
+    inv = {int(v): k for k, v in table.items()}
+    return [inv[int(t)] for t in types]
+
+
+def _native_run_frames(ref: dict) -> list[np.ndarray]:
+    """Frame indices (into ``cg/mapped.npz``) of each native run of the reference summary ``ref``."""
+    return [np.arange(a, b) for (a, b), kind in zip(run_boundaries(ref["run_lengths"]), ref["run_kinds"]) if kind == "native"]
+
+
+def _spread(n_items: int, n: int) -> np.ndarray:
+    """Indices of ``n`` items spread evenly over ``n_items`` (rounded, duplicates kept)."""
+    return np.linspace(0, n_items - 1, int(n)).round().astype(int)
+
+
 def protein_reference(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     """Run the protein reference into ``run.reference`` and check what it sampled: CA-RMSD to the minimised
     native structure per run (mean, max, fraction <= ``analysis.rmsd_threshold``), in
     ``check.json`` and the figure ``reference_rmsd.png``."""
-    from cgexplain.analysis.protein import ca_rmsd
-    from cgexplain.plots.core import pyplot, save_figure
-    from cgexplain.reference.protein import ProteinReferenceSettings, run_boundaries, run_protein_reference
-
-    d, figures = run.reference, run.figures
+    d = run.reference
     rc = dict(cfg["reference"])
     rc["pdb"] = str(_system_path(cfg, rc["pdb"]))
-    summary = run_protein_reference(ProteinReferenceSettings.from_dict(rc), d, progress=progress)
+    if run.is_done("reference"):
+        summary = read_json(run.done_file("reference"))
+    else:
+        summary = run_protein_reference(ProteinReferenceSettings.from_dict(rc), d, progress=progress)
     if not (d / "check.json").exists():
         thr = float(cfg["analysis"]["rmsd_threshold"])
         nat, ca = reference_ca_positions(d)
         rmsd = ca_rmsd(ca, nat)
-        runs = []
-        plt = pyplot()
-        fig, ax = plt.subplots(figsize=(6.5, 3.5))
+        bounds = run_boundaries(summary["run_lengths"])
         t = np.arange(len(rmsd)) * float(rc["save_interval"])
-        for k, ((a, b), kind) in enumerate(zip(run_boundaries(summary["run_lengths"]), summary["run_kinds"])):
-            x = rmsd[a:b]
-            runs.append(
-                {
-                    "run": k,
-                    "kind": kind,
-                    "rmsd_mean_A": float(x.mean()),
-                    "rmsd_max_A": float(x.max()),
-                    f"fraction_rmsd_le_{thr:g}A": float((x <= thr).mean()),
-                }
-            )
-            ax.plot(t[a:b] - t[a], x, lw=0.8, label=f"run {k} ({kind})")
-        ax.axhline(thr, color="k", ls=":", lw=0.8)
-        ax.set_xlabel("time in run (ps)")
-        ax.set_ylabel("CA-RMSD to native (Å)")
-        ax.legend(fontsize=7)
-        ax.set_title(f"{cfg['name']}: reference runs")
-        save_figure(fig, figures / "reference_rmsd.png")
-        plt.close(fig)
-        res = {
-            "runs": runs,
-            "rmsd_mean_A": float(rmsd.mean()),
-            f"fraction_rmsd_le_{thr:g}A": float((rmsd <= thr).mean()),
-            "rmsd_threshold_A": thr,
-            "passed": True,
-        }
-        write_json(d / "check.json", res)
+        plot_reference_rmsd(t, rmsd, bounds, summary["run_kinds"], thr, run.figures / "reference_rmsd.png", f"{cfg['name']}: reference runs")
+        write_json(d / "check.json", _reference_check(rmsd, bounds, summary["run_kinds"], thr))
     c = read_json(d / "check.json")
     print(
         f"reference ({cfg['name']}): {summary['n_frames']} frames in {len(summary['run_lengths'])} runs; "
@@ -145,18 +176,34 @@ def protein_reference(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     return {**summary, "check": c}
 
 
+def _reference_check(rmsd: np.ndarray, bounds: list[tuple[int, int]], kinds: list[str], thr: float) -> dict:
+    """The content of the reference's ``check.json``: CA-RMSD (Å) statistics per run and over all runs."""
+    runs = [
+        {
+            "run": k,
+            "kind": kind,
+            "rmsd_mean_A": float(rmsd[a:b].mean()),
+            "rmsd_max_A": float(rmsd[a:b].max()),
+            f"fraction_rmsd_le_{thr:g}A": float((rmsd[a:b] <= thr).mean()),
+        }
+        for k, ((a, b), kind) in enumerate(zip(bounds, kinds))
+    ]
+    return {
+        "runs": runs,
+        "rmsd_mean_A": float(rmsd.mean()),
+        f"fraction_rmsd_le_{thr:g}A": float((rmsd <= thr).mean()),
+        "rmsd_threshold_A": thr,
+        "passed": True,
+    }
+
+
 def protein_start_frames(run: RunFolder, n_replicas: int) -> list[int]:
     """Start frames of ``n_replicas`` CG replicas: spread evenly over the frames of the native
     runs of the reference (so the replicas start from the native basin at the target
     temperature). Indices into ``cg/mapped.npz``."""
-    from cgexplain.reference.protein import run_boundaries
-
     ref = read_json(run.reference_json)
-    frames = np.concatenate(
-        [np.arange(a, b) for (a, b), kind in zip(run_boundaries(ref["run_lengths"]), ref["run_kinds"]) if kind == "native"]
-        or [np.arange(sum(ref["run_lengths"]))]
-    )
-    return frames[np.linspace(0, len(frames) - 1, int(n_replicas)).round().astype(int)].tolist()
+    frames = np.concatenate(_native_run_frames(ref) or [np.arange(sum(ref["run_lengths"]))])
+    return frames[_spread(len(frames), n_replicas)].tolist()
 
 
 def _timescales(tica, lag) -> list:
@@ -167,6 +214,22 @@ def _timescales(tica, lag) -> list:
         return []
 
 
+@dataclasses.dataclass
+class _ProteinEnsembles:
+    """What the analyse stage computes: observables, TICA projections and free-energy surfaces of both ensembles."""
+
+    obs_ref: dict  # protein_observables of the mapped reference
+    obs_cg: dict  # ... of the CG ensemble
+    native: np.ndarray  # (n, 3) Å
+    pairs: np.ndarray  # (m, 2) native contacts
+    r0: np.ndarray  # (m,) Å
+    tica_ref: np.ndarray  # (F_ref, dim)
+    tica_cg: np.ndarray  # (F_cg, dim)
+    fes_ref: tuple | None  # (xedges, yedges, F kcal/mol); None without two TICA components
+    fes_cg: tuple | None
+    summary: dict  # analysis.json
+
+
 def protein_analyse(cfg: dict, run: RunFolder) -> dict:
     """CG ensemble against the mapped reference: CA-RMSD, Q, Rg, bonds, angles, dihedrals, and a
     TICA free-energy surface (deeptime TICA fitted on the reference runs, both ensembles
@@ -175,22 +238,14 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
 
     The folded-state criterion (issue: CA-RMSD <= 3 Å in >= 90 % of CG frames) is reported as
     ``folded_fraction_cg`` and ``folded_criterion_met``."""
-    from cgexplain.analysis.protein import (
-        compare_protein,
-        free_energy_surface,
-        native_contacts,
-        protein_observables,
-        tica_features,
-        tica_fit,
-        tica_project,
-    )
-    from cgexplain.mapping.maps import MappedTrajectory
-    from cgexplain.plots.core import pyplot
-    from cgexplain.plots.protein import plot_internal_distributions, plot_protein_distributions, plot_tica_fes
-    from cgexplain.reference.protein import run_boundaries
+    e = _analyse_ensembles(cfg, run)
+    plot_protein_analysis(e.obs_ref, e.obs_cg, e.fes_ref, e.fes_cg, run.figures, cfg["name"])
+    return _write_analysis(run, e)
 
+
+def _analyse_ensembles(cfg: dict, run: RunFolder) -> _ProteinEnsembles:
+    """The analyse stage's computation, nothing written."""
     ac = cfg["analysis"]
-    d, figures = run.analysis, run.figures
     thr = float(ac["rmsd_threshold"])
     T = float(cfg["simulation"]["temperature"])
     ref = MappedTrajectory.load(run.mapped)
@@ -200,7 +255,6 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
     masses = ref.bead_masses
     obs_ref = protein_observables(ref.positions.astype(np.float64), native, pairs, r0, masses)
     obs_cg = protein_observables(cg_pos, native, pairs, r0, masses)
-    cmp = compare_protein(obs_ref, obs_cg, rmsd_threshold=thr)
     # TICA on the reference runs (no lagged pair spans two runs), both ensembles projected
     runs = read_json(run.reference_json)["run_lengths"]
     feats = [tica_features(ref.positions[a:b]) for a, b in run_boundaries(runs)]
@@ -208,32 +262,22 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
     tica = tica_fit(feats, lagtime=lag, dim=int(ac["tica_dim"]))
     p_ref = np.concatenate(tica_project(tica, feats))
     p_cg = tica_project(tica, tica_features(cg_pos))
-    plt = pyplot()
-    figs = [
-        plot_protein_distributions(obs_ref, obs_cg, figures / "protein_distributions.png", title=f"{cfg['name']}: CG vs reference"),
-        plot_internal_distributions(obs_ref, obs_cg, figures / "internal_distributions.png", title=f"{cfg['name']}: CA bonds, angles, dihedrals"),
-    ]
-    tica_note = None
+    fes_ref = fes_cg = tica_note = None
     if p_ref.ndim == 2 and p_ref.shape[1] >= 2:
         lo, hi = np.percentile(np.concatenate([p_ref[:, :2], p_cg[:, :2]]), [0.5, 99.5], axis=0)
         rng = [[lo[0], hi[0]], [lo[1], hi[1]]]
         fes_ref = free_energy_surface(p_ref, T, bins=40, range=rng)
         fes_cg = free_energy_surface(p_cg, T, bins=40, range=rng)
-        figs.append(plot_tica_fes(fes_ref, fes_cg, figures / "tica_fes.png", title=f"{cfg['name']}: free energy on the reference's TICA (kcal/mol)"))
     else:  # too few reference frames for two TICA components (a tiny data set): no free-energy surface
         tica_note = (
             f"TICA gave {p_ref.shape[1] if p_ref.ndim == 2 else 0} component(s) from {len(ref.positions)} reference frames: no free-energy surface"
         )
-        fes_ref = fes_cg = (np.zeros(1), np.zeros(1), np.zeros((0, 0)))
-    for fig in figs:
-        plt.close(fig)
     folded = float(np.mean(obs_cg["rmsd"] <= thr))
     starts = np.concatenate([[0], np.cumsum(cg_lengths)])
-    per_replica = [float(np.mean(obs_cg["rmsd"][a:b] <= thr)) for a, b in zip(starts[:-1], starts[1:])]
-    res = {
-        **cmp,
+    summary = {
+        **compare_protein(obs_ref, obs_cg, rmsd_threshold=thr),
         "folded_fraction_cg": folded,
-        "folded_fraction_per_replica": per_replica,
+        "folded_fraction_per_replica": [float(np.mean(obs_cg["rmsd"][a:b] <= thr)) for a, b in zip(starts[:-1], starts[1:])],
         "folded_criterion": f"CA-RMSD <= {thr:g} Å in >= 90 % of CG frames",
         "folded_criterion_met": bool(folded >= 0.9),
         "n_native_contacts": int(len(pairs)),
@@ -244,22 +288,28 @@ def protein_analyse(cfg: dict, run: RunFolder) -> dict:
         "n_frames_cg": int(len(cg_pos)),
         "temperature_K": T,
     }
+    return _ProteinEnsembles(obs_ref, obs_cg, native, pairs, r0, p_ref, p_cg, fes_ref, fes_cg, summary)
+
+
+def _write_analysis(run: RunFolder, e: _ProteinEnsembles) -> dict:
+    """Write ``protein.npz`` and, last, ``analysis.json``; returns the latter's content."""
+    fes_ref, fes_cg = e.fes_ref or _NO_FES, e.fes_cg or _NO_FES
     save_npz(
         run.protein_npz,
-        **{f"reference_{k}": v for k, v in obs_ref.items()},
-        **{f"cg_{k}": v for k, v in obs_cg.items()},
-        tica_reference=p_ref,
-        tica_cg=p_cg,
+        **{f"reference_{k}": v for k, v in e.obs_ref.items()},
+        **{f"cg_{k}": v for k, v in e.obs_cg.items()},
+        tica_reference=e.tica_ref,
+        tica_cg=e.tica_cg,
         fes_reference=fes_ref[2],
         fes_cg=fes_cg[2],
         fes_xedges=fes_ref[0],
         fes_yedges=fes_ref[1],
-        native=native,
-        contact_pairs=pairs,
-        contact_r0=r0,
+        native=e.native,
+        contact_pairs=e.pairs,
+        contact_r0=e.r0,
     )
-    write_json(d / "analysis.json", res)
-    return res
+    write_json(run.analysis / "analysis.json", e.summary)
+    return e.summary
 
 
 def protein_priors(cfg: dict, run: RunFolder) -> dict:
@@ -267,9 +317,6 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     inversion at the reference temperature; write ``model_dir/priors.json`` (parameters and the
     mean |force| of the mapped reference before and after subtracting the prior force, kcal/mol/Å)
     and the figure ``priors.png``. Returns the prior parameters (reused when priors.json exists)."""
-    from cgexplain.mapping.maps import MappedTrajectory
-    from cgexplain.model.priors import fit_priors, plot_priors, prior_forces
-
     path = run.priors_json
     if path.exists():
         return read_json(path)["params"]
@@ -284,7 +331,7 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
         if bonds is not None and [tuple(b) for b in bonds] != [(k, k + 1) for k in range(n - 1)]:
             pc["bonds"] = bonds
     params = fit_priors(pos, T, **pc)
-    sub = np.linspace(0, len(pos) - 1, min(len(pos), 500)).round().astype(int)
+    sub = _spread(len(pos), min(len(pos), 500))
     fp = prior_forces(params, pos[sub])
     f = ref.forces[sub].astype(np.float64)
     plot_priors(params, pos, T, run.figures / "priors.png")
@@ -305,8 +352,6 @@ def native_segments(cfg: dict, run: RunFolder | None = None) -> list[dict]:
     """Secondary-structure elements of the native structure (DSSP via mdtraj): the system's PDB
     (OpenMM references) or the run's ``reference/native.pdb`` (the user's data). An empty list
     when the structure has no backbone to assign (DSSP needs N, CA, C, O)."""
-    from cgexplain.analysis.protein import secondary_structure, ss_segments
-
     pdb = cfg["reference"].get("pdb")
     path = _system_path(cfg, pdb) if pdb else (run.native_pdb if run is not None else None)
     if path is None or not Path(path).exists():
@@ -315,6 +360,30 @@ def native_segments(cfg: dict, run: RunFolder | None = None) -> list[dict]:
         return ss_segments(secondary_structure(path))
     except Exception:  # no full backbone (a CA-only structure), or a PDB mdtraj cannot read
         return []
+
+
+@dataclasses.dataclass
+class _MutationWhatIf:
+    """What the explain stage computes for ``lrp.mutations``: energies, relevance maps and the simulated ensembles."""
+
+    spec: str
+    n_frames: int  # folded frames of the reference's native runs for ΔE
+    energies: dict  # mutation_whatif(explain=False) on those frames: dE (F,) kcal/mol, ...
+    maps: dict  # mutation_whatif(explain=True) on the explained CG frames: pair_map_diff (n, n), ...
+    simulation: tuple[dict, dict, dict] | None  # (wild type, mutant observables, summary) when simulated
+
+
+@dataclasses.dataclass
+class _ResidueRelevance:
+    """What the explain stage computes: the residue maps of the folded CG frames (kcal/mol), their context and the mutation."""
+
+    frames: np.ndarray  # (k,) indices of the explained CG frames
+    maps: dict  # explain_protein_frames on those frames
+    types: np.ndarray  # (n,) bead types
+    resnames: list[str]
+    segments: list[dict]
+    contact: np.ndarray  # (n, n) native contacts with |i - j| >= 3
+    mutation: _MutationWhatIf | None
 
 
 def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
@@ -336,47 +405,34 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
       ``lrp.mutation_frames`` folded frames of the reference's native runs, and the pair-map
       difference over the explained frames. The model never saw the mutant in training.
     """
-    from cgexplain.analysis.protein import ca_rmsd, native_contacts
-    from cgexplain.lrp.mutations import mutation_whatif
-    from cgexplain.lrp.residues import (
-        explain_protein_frames,
-        format_pair_table,
-        pair_projection,
-        pair_table,
-        relevance_pdb_scale,
-        write_relevance_pdb,
-    )
-    from cgexplain.mapping.maps import MappedTrajectory
-    from cgexplain.model.potential import load_model
-    from cgexplain.plots.core import pyplot
-    from cgexplain.plots.residues import plot_pair_map, plot_pair_map_difference, plot_triplet_projection
-    from cgexplain.reference.protein import run_boundaries
+    r = _explain_residues(cfg, run, progress)
+    _plot_explanation(cfg, run, r)
+    return _write_explanation(cfg, run, r)
 
+
+def _explain_residues(cfg: dict, run: RunFolder, progress: bool) -> _ResidueRelevance:
+    """The explain stage's computation; only the per-frame relevance files of ``run.residue_frames`` are written."""
     lc = cfg["lrp"]
-    d, figures = run.lrp, run.figures
     thr = float(cfg["analysis"]["rmsd_threshold"])
-    gamma, bias_rule = float(lc["gamma"]), bool(lc["bias_rule"])
     model, meta = load_model(run.model)
     ref = MappedTrajectory.load(run.mapped)
     cg_positions = run.cg_frames()[0]
     types = ref.bead_types
     table = meta.get("type_table") or read_json(run.mapping_json)["type_table"]
-    inv = {int(v): k for k, v in table.items()}
-    resnames = [inv[int(t)] for t in types]
+    resnames = _type_names(table, types)
     native = native_ca_positions(run.reference)
     segments = native_segments(cfg, run)
-    rmsd = ca_rmsd(cg_positions, native)
-    folded = np.flatnonzero(rmsd <= thr)
+    folded = np.flatnonzero(ca_rmsd(cg_positions, native) <= thr)
     if len(folded) == 0:
         raise ValueError(f"lrp: no CG frame has CA-RMSD <= {thr} Å to the native structure; nothing folded to explain")
-    pick = folded[np.unique(np.linspace(0, len(folded) - 1, int(lc["n_frames"])).round().astype(int))]
-    res = explain_protein_frames(
+    pick = folded[np.unique(_spread(len(folded), lc["n_frames"]))]
+    maps = explain_protein_frames(
         run.model,
         cg_positions[pick],
         types,
         run.residue_frames,
-        gamma=gamma,
-        bias_rule=bias_rule,
+        gamma=float(lc["gamma"]),
+        bias_rule=bool(lc["bias_rule"]),
         frame_ids=pick,
         progress=progress,
         resnames=resnames,
@@ -386,40 +442,83 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         device=lc["device"],
     )
     n = len(types)
-    sep = np.abs(np.arange(n)[:, None] - np.arange(n)[None])
     # the map shows native contacts with |i - j| >= 3 (native_contacts counts j - i > min_separation)
     pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"]["contact_cutoff"]), min_separation=2)
     contact = np.zeros((n, n))
     contact[pairs[:, 0], pairs[:, 1]] = contact[pairs[:, 1], pairs[:, 0]] = 1.0
-    plt = pyplot()
-    for fig in (
-        plot_pair_map(
-            res["pair_map"],
-            contact,
-            figures / "residue_pair_relevance.png",
-            segments=segments,
-            title=f"{cfg['name']}: residue-pair (2-body) relevance, {len(pick)} folded frames",
-            contact_label=f"native CA contacts (< {cfg['analysis']['contact_cutoff']} Å, |i-j| >= 3)",
-        ),
-        plot_triplet_projection(
-            res["triplet_projection"],
-            figures / "triplet_projection.png",
-            segments=segments,
-            resnames=resnames,
-            title=f"{cfg['name']}: 3-body relevance projected on residues",
-        ),
-    ):
-        plt.close(fig)
+    r = _ResidueRelevance(pick, maps, types, resnames, segments, contact, None)
+    if lc.get("mutations"):
+        r.mutation = _mutation_whatif(cfg, run, r, model, table, ref, native, cg_positions, progress)
+    return r
+
+
+def _mutation_whatif(
+    cfg: dict,
+    run: RunFolder,
+    r: _ResidueRelevance,
+    model,
+    table: dict,
+    ref: MappedTrajectory,
+    native: np.ndarray,
+    cg_positions: np.ndarray,
+    progress: bool,
+) -> _MutationWhatIf:
+    """ΔE of ``lrp.mutations`` on folded reference frames, the pair-map change on the explained frames, the simulated mutant."""
+    lc = cfg["lrp"]
+    spec = lc["mutations"]
+    pos_nat = ref.positions[np.concatenate(_native_run_frames(read_json(run.reference_json)))].astype(np.float64)
+    pos_nat = pos_nat[ca_rmsd(pos_nat, native) <= float(cfg["analysis"]["rmsd_threshold"])]
+    sub = pos_nat[np.unique(_spread(len(pos_nat), lc["mutation_frames"]))]
+    mut = mutation_whatif(model, sub, r.types, r.resnames, spec, table, explain=False, progress=progress)
+    # the wild type's relevance on these frames is the map above: passed in, not computed again
+    mx = mutation_whatif(
+        model,
+        cg_positions[r.frames],
+        r.types,
+        r.resnames,
+        spec,
+        table,
+        explain=True,
+        gamma=float(lc["gamma"]),
+        bias_rule=bool(lc["bias_rule"]),
+        progress=progress,
+        wild_type=r.maps,
+    )
+    sim = None
+    if int(lc["mutant_simulation_steps"]) > 0:  # simulated by the simulate stage; compared here with the wild type over the same length
+        sim = _mutant_ensembles(cfg, run, spec, ref, native, cg_positions)
+    return _MutationWhatIf(spec, int(len(sub)), mut, mx, sim)
+
+
+def _plot_explanation(cfg: dict, run: RunFolder, r: _ResidueRelevance) -> None:
+    """The explain stage's figures."""
+    name, segments = cfg["name"], r.segments
+    contact_cutoff = cfg["analysis"]["contact_cutoff"]
+    plot_residue_relevance(
+        r.maps["pair_map"], r.contact, r.maps["triplet_projection"], run.figures, name, len(r.frames), contact_cutoff, segments, r.resnames
+    )
+    m = r.mutation
+    if m is not None:
+        plot_mutation_difference(m.maps["pair_map_diff"], run.figures / "mutation_pair_difference.png", name, m.spec, segments)
+        if m.simulation is not None:
+            plot_mutant_distributions(m.simulation[0], m.simulation[1], run.figures / "mutant_distributions.png", name, m.spec)
+
+
+def _write_explanation(cfg: dict, run: RunFolder, r: _ResidueRelevance) -> dict:
+    """Write the relevance PDBs, ``mutation.npz`` and, last, ``lrp.json``; returns the latter's content."""
+    lc, res, pick = cfg["lrp"], r.maps, r.frames
+    segments, resnames = r.segments, r.resnames
     stab, destab = pair_table(res["pair_map"], segments=segments, resnames=resnames, k=5)
     # tertiary pairs only (|i - j| >= 3): the chain neighbours, which dominate the full table, are left out
-    far = np.where(sep >= 3, res["pair_map"], 0.0)
+    n = len(res["pair_map"])
+    far = np.where(np.abs(np.arange(n)[:, None] - np.arange(n)[None]) >= 3, res["pair_map"], 0.0)
     stab_far, destab_far = pair_table(far, segments=segments, resnames=resnames, k=5)
     out = {
         "n_frames": int(len(pick)),
         "frame_ids": pick.tolist(),
-        "rmsd_threshold_A": thr,
-        "gamma": gamma,
-        "bias_rule": bias_rule,
+        "rmsd_threshold_A": float(cfg["analysis"]["rmsd_threshold"]),
+        "gamma": float(lc["gamma"]),
+        "bias_rule": bool(lc["bias_rule"]),
         "body_sum_mean_kcal_mol": {str(k): float(v) for k, v in res["body_sum_mean"].items()},
         # sum rule: Σ walk relevance = Σ h0·∂E/∂h0 of the modified pass, relative to Σ|body-order sums|
         "conservation_max_rel_error": float(
@@ -437,20 +536,30 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         "top_destabilising_triplets": [[int(x) + 1 for x in t] for t in res["top_destabilising"]],
         "top_destabilising_triplets_relevance": [float(x) for x in res["top_destabilising_relevance"]],
         "segments": segments,
+        **_write_relevance_pdbs(cfg, run, r),
     }
-    # per-residue relevance on the structure (B-factor column), for PyMOL / VMD / ChimeraX
-    structure, bead_of_residue, on = _relevance_structure(cfg, run, types)
-    per_residue = {"2body": pair_projection(res["pair_map"]), "3body": res["triplet_projection"]}
-    out["residue_relevance_2body_kcal_mol"] = [float(x) for x in per_residue["2body"]]
-    out["residue_relevance_3body_kcal_mol"] = [float(x) for x in per_residue["3body"]]
-    out["relevance_pdb"] = {}
+    if r.mutation is not None:
+        out["mutation"] = _write_mutation(run, r.mutation, resnames)
+    write_json(run.lrp / "lrp.json", out)
+    return out
+
+
+def _write_relevance_pdbs(cfg: dict, run: RunFolder, r: _ResidueRelevance) -> dict:
+    """Write the 2- and 3-body relevance per residue in the B-factor column (for PyMOL / VMD / ChimeraX); their lrp.json entries."""
+    structure, bead_of_residue, on = _relevance_structure(cfg, run, r.types)
+    per_residue = {"2body": pair_projection(r.maps["pair_map"]), "3body": r.maps["triplet_projection"]}
+    out: dict = {
+        "residue_relevance_2body_kcal_mol": [float(x) for x in per_residue["2body"]],
+        "residue_relevance_3body_kcal_mol": [float(x) for x in per_residue["3body"]],
+        "relevance_pdb": {},
+    }
     for key, v in per_residue.items():
         on_residues = v[bead_of_residue]
         path = write_relevance_pdb(
             structure,
             on_residues,
-            d / f"relevance_{key}.pdb",
-            label=f"{cfg['name']} {key[0]}-body relevance per residue, mean of {len(pick)} folded CG frames",
+            run.lrp / f"relevance_{key}.pdb",
+            label=f"{cfg['name']} {key[0]}-body relevance per residue, mean of {len(r.frames)} folded CG frames",
         )
         out["relevance_pdb"][key] = {
             "path": _in_run(run, path),
@@ -458,51 +567,34 @@ def protein_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
             "structure_path": _in_run(run, structure),
             "bfactor_scale_per_kcal_mol": relevance_pdb_scale(on_residues),
         }
-    spec = lc.get("mutations")
-    if spec:
-        runs = read_json(run.reference_json)
-        nat_frames = np.concatenate(
-            [np.arange(a, b) for (a, b), kind in zip(run_boundaries(runs["run_lengths"]), runs["run_kinds"]) if kind == "native"]
-        )
-        pos_nat = ref.positions[nat_frames].astype(np.float64)
-        pos_nat = pos_nat[ca_rmsd(pos_nat, native) <= thr]
-        sub = pos_nat[np.unique(np.linspace(0, len(pos_nat) - 1, int(lc["mutation_frames"])).round().astype(int))]
-        mut = mutation_whatif(model, sub, types, resnames, spec, table, explain=False, progress=progress)
-        # the wild type's relevance on these frames is the map above: passed in, not computed again
-        mx = mutation_whatif(
-            model, cg_positions[pick], types, resnames, spec, table, explain=True, gamma=gamma, bias_rule=bias_rule, progress=progress, wild_type=res
-        )
-        fig = plot_pair_map_difference(
-            mx["pair_map_diff"],
-            figures / "mutation_pair_difference.png",
-            segments=segments,
-            title=f"{cfg['name']} {spec}: pair relevance, mutant − wild type",
-        )
-        plt.close(fig)
-        out["mutation"] = {
-            "spec": spec,
-            "n_frames": int(len(sub)),
-            "frames": "folded frames of the reference's native runs",
-            "dE_mean_kcal_mol": float(mut["dE_mean"]),
-            "dE_sem_kcal_mol": float(mut["dE_sem"]),
-            "dE_std_kcal_mol": float(mut["dE_std"]),
-            "dE_explained_frames_kcal_mol": float(mx["dE_mean"]),
-            # force matching leaves a constant energy per bead type undetermined (the
-            # training composition never changes), so ΔE carries an arbitrary offset
-            # ε(mutant type) − ε(wild type); the change of the 2..(L+1)-body relevance
-            # is free of it
-            "dE_by_body_order_kcal_mol": {str(k): float(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k]) for k in mx["body_sum_wt"]},
-            "dE_multibody_kcal_mol": float(sum(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k] for k in mx["body_sum_wt"] if int(k) >= 2)),
-            "largest_pair_changes": _largest_changes(mx["pair_map_diff"], resnames),
-            "limit": "the model never saw the mutant in training: ΔE is its extrapolation on wild-type conformations "
-            "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
-            "energy offset of force matching, the multi-body part does not",
-        }
-        save_npz(d / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
-        n_mut = int(lc["mutant_simulation_steps"])
-        if n_mut > 0:  # simulated by the simulate stage; compared here with the wild type over the same length
-            out["mutation"]["simulation"] = compare_mutant_simulation(cfg, run, spec, ref, native, cg_positions)
-    write_json(d / "lrp.json", out)
+    return out
+
+
+def _write_mutation(run: RunFolder, m: _MutationWhatIf, resnames: list[str]) -> dict:
+    """Write ``mutation.npz``; the mutation's lrp.json entry."""
+    mut, mx = m.energies, m.maps
+    out = {
+        "spec": m.spec,
+        "n_frames": m.n_frames,
+        "frames": "folded frames of the reference's native runs",
+        "dE_mean_kcal_mol": float(mut["dE_mean"]),
+        "dE_sem_kcal_mol": float(mut["dE_sem"]),
+        "dE_std_kcal_mol": float(mut["dE_std"]),
+        "dE_explained_frames_kcal_mol": float(mx["dE_mean"]),
+        # force matching leaves a constant energy per bead type undetermined (the
+        # training composition never changes), so ΔE carries an arbitrary offset
+        # ε(mutant type) − ε(wild type); the change of the 2..(L+1)-body relevance
+        # is free of it
+        "dE_by_body_order_kcal_mol": {str(k): float(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k]) for k in mx["body_sum_wt"]},
+        "dE_multibody_kcal_mol": float(sum(mx["body_sum_mutant"][k] - mx["body_sum_wt"][k] for k in mx["body_sum_wt"] if int(k) >= 2)),
+        "largest_pair_changes": _largest_changes(mx["pair_map_diff"], resnames),
+        "limit": "the model never saw the mutant in training: ΔE is its extrapolation on wild-type conformations "
+        "(no relaxation), not a folding free energy change; the total ΔE also holds the undetermined per-type "
+        "energy offset of force matching, the multi-body part does not",
+    }
+    save_npz(run.lrp / "mutation.npz", dE=mut["dE"], pair_map_diff=mx["pair_map_diff"], pair_map_mutant=mx["pair_map_mutant"])
+    if m.simulation is not None:
+        out["simulation"] = m.simulation[2]
     return out
 
 
@@ -526,8 +618,6 @@ def _relevance_structure(cfg: dict, run: RunFolder, types: np.ndarray) -> tuple[
     topology's residue count is not the number of beads.
     """
     import MDAnalysis as mda
-
-    from cgexplain.mapping.maps import MappingError, mapping_from_section
 
     n = len(types)
     if run.native_pdb.exists():
@@ -570,20 +660,15 @@ def _largest_changes(diff: np.ndarray, resnames, k: int = 5) -> list[dict]:
 def mutant_simulation(cfg: dict, run: RunFolder, spec: str, n_steps: int, progress: bool = True) -> dict:
     """CG Langevin of the mutant ``spec`` (same model, mutated bead types of the mapped reference,
     the wild type's start frames and settings, ``n_steps`` steps) into ``run.mutant_simulation(spec)``.
-    Resumes like the wild type's simulation. Returns its simulation summary."""
-    import dataclasses
-
-    from cgexplain.lrp.mutations import mutate_types
-    from cgexplain.mapping.maps import MappedTrajectory
-    from cgexplain.md.langevin import SimSettings, run_simulation
-    from cgexplain.model.potential import load_model
-
+    Resumes like the wild type's simulation; a finished one is reused (the simulate stage's input
+    hash covers ``lrp.mutations`` and ``lrp.mutant_simulation_steps``). Returns its simulation summary."""
+    done = run.mutant_simulation_json(spec)
+    if done.exists():
+        return read_json(done)
     model, meta = load_model(run.model)
     ref = MappedTrajectory.load(run.mapped)
     table = meta.get("type_table") or read_json(run.mapping_json)["type_table"]
-    inv = {int(v): k for k, v in table.items()}
-    resnames = [inv[int(t)] for t in ref.bead_types]
-    mtypes, _ = mutate_types(ref.bead_types, resnames, spec, table)
+    mtypes, _ = mutate_types(ref.bead_types, _type_names(table, ref.bead_types), spec, table)
     s = dataclasses.replace(SimSettings.from_dict(cfg["simulation"]), n_steps=int(n_steps))
     ks = s.start_frames if s.start_frames is not None else protein_start_frames(run, s.n_replicas)
     return run_simulation(
@@ -604,12 +689,15 @@ def compare_mutant_simulation(cfg: dict, run: RunFolder, spec: str, ref, native:
     """The mutant's CG ensemble (simulated by the simulate stage) against the wild type's ``cg_wt``
     (F, n, 3) Å over the same length of simulation: CA-RMSD, Q and Rg (means, folded fractions, JS
     distances); figure ``mutant_distributions.png``. Raises FileNotFoundError if the mutant was not simulated."""
-    from cgexplain.analysis.protein import compare_protein, native_contacts, protein_observables
-    from cgexplain.plots.core import pyplot
-    from cgexplain.plots.protein import plot_protein_distributions
+    o_wt, o_mut, out = _mutant_ensembles(cfg, run, spec, ref, native, cg_wt)
+    plot_mutant_distributions(o_wt, o_mut, run.figures / "mutant_distributions.png", cfg["name"], spec)
+    return out
 
+
+def _mutant_ensembles(cfg: dict, run: RunFolder, spec: str, ref, native: np.ndarray, cg_wt: np.ndarray) -> tuple[dict, dict, dict]:
+    """What :func:`compare_mutant_simulation` computes: (wild-type observables, mutant observables, its result), no figure."""
     sim_dir = run.mutant_simulation(spec)
-    sim = read_json(sim_dir / "simulation.json") if (sim_dir / "simulation.json").exists() else None
+    sim = read_json(run.mutant_simulation_json(spec)) if run.mutant_simulation_json(spec).exists() else None
     if sim is None:
         raise FileNotFoundError(f"{sim_dir}: the mutant {spec} has not been simulated (rerun the simulate stage)")
     pos, _, _ = run.cg_frames(sim_dir)
@@ -622,27 +710,23 @@ def compare_mutant_simulation(cfg: dict, run: RunFolder, spec: str, ref, native:
     wt = np.concatenate([cg_wt[r * per : r * per + keep] for r in range(n_rep)])
     o_wt, o_mut = (protein_observables(x, native, pairs, r0, ref.bead_masses) for x in (wt, pos))
     cmp = compare_protein(o_wt, o_mut, rmsd_threshold=thr)
-    fig = plot_protein_distributions(
+    return (
         o_wt,
         o_mut,
-        run.figures / "mutant_distributions.png",
-        labels=("wild type (CG)", f"{spec} (CG)"),
-        title=f"{cfg['name']}: CG wild type vs {spec}",
+        {
+            "n_steps": int(sim["settings"]["n_steps"]),  # what was simulated
+            "n_replicas": n_rep,
+            "n_frames": int(len(pos)),
+            "mean_kinetic_temperature_K": sim["mean_kinetic_temperature_K"],
+            "rmsd_mean_wild_type_A": cmp["rmsd_mean_reference_A"],
+            "rmsd_mean_mutant_A": cmp["rmsd_mean_cg_A"],
+            "q_mean_wild_type": cmp["q_mean_reference"],
+            "q_mean_mutant": cmp["q_mean_cg"],
+            "rg_mean_wild_type_A": cmp["rg_mean_reference_A"],
+            "rg_mean_mutant_A": cmp["rg_mean_cg_A"],
+            "folded_fraction_wild_type": cmp[f"fraction_rmsd_le_{thr:g}A_reference"],
+            "folded_fraction_mutant": cmp[f"fraction_rmsd_le_{thr:g}A_cg"],
+            "rmsd_js_distance": cmp["rmsd_js_distance"],
+            "q_js_distance": cmp["q_js_distance"],
+        },
     )
-    pyplot().close(fig)
-    return {
-        "n_steps": int(cfg["lrp"]["mutant_simulation_steps"]),
-        "n_replicas": n_rep,
-        "n_frames": int(len(pos)),
-        "mean_kinetic_temperature_K": sim["mean_kinetic_temperature_K"],
-        "rmsd_mean_wild_type_A": cmp["rmsd_mean_reference_A"],
-        "rmsd_mean_mutant_A": cmp["rmsd_mean_cg_A"],
-        "q_mean_wild_type": cmp["q_mean_reference"],
-        "q_mean_mutant": cmp["q_mean_cg"],
-        "rg_mean_wild_type_A": cmp["rg_mean_reference_A"],
-        "rg_mean_mutant_A": cmp["rg_mean_cg_A"],
-        "folded_fraction_wild_type": cmp[f"fraction_rmsd_le_{thr:g}A_reference"],
-        "folded_fraction_mutant": cmp[f"fraction_rmsd_le_{thr:g}A_cg"],
-        "rmsd_js_distance": cmp["rmsd_js_distance"],
-        "q_js_distance": cmp["q_js_distance"],
-    }
