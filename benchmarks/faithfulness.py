@@ -57,12 +57,13 @@ from cgexplain.lrp.nbody import binned_statistics, body_order_abs_sums, body_ord
 from cgexplain.mapping.maps import to_atoms
 from cgexplain.model.potential import load_model
 from cgexplain.reference.potentials import MW, LennardJones
+from cgexplain.workflow.run import RunFolder
 
 RULES = {"γ0.1+bias": (0.1, True), "γ0": (0.0, False)}
 
 
-def _potential(run: Path):
-    s = read_json(run / "reference" / "reference.json")["settings"]
+def _potential(run: RunFolder):
+    s = read_json(run.reference_json)["settings"]
     if s["system"] == "lj":
         return "lj", LennardJones(**s.get("potential", {}))
     if s["system"] == "mw":
@@ -164,13 +165,14 @@ def run_one(
     triplets_per_bin: int = 0,
     device: str = "cpu",
 ) -> dict:
+    run = RunFolder(run)
     system, pot = _potential(run)
-    model, meta = load_model(run / "model")
+    model, meta = load_model(run.model)
     model = model.double().to(device)
     hp = meta["hparams"]
     cutoff = float(hp["cutoff"])
     shell = float(shell or (pot.cutoff if system == "mw" else 5.2))
-    with np.load(run / "cg" / "mapped.npz") as z:
+    with np.load(run.mapped) as z:
         P, C, types = z["positions"], z["cells"], z["bead_types"]
     frames = np.unique(np.linspace(0, len(P) - 1, n_frames).round().astype(int))
     rng = np.random.default_rng(seed)
@@ -262,13 +264,13 @@ def run_one(
             a["ang"].append(np.stack([ang_all, _lookup(tri, lt, ltr)[rows_all]], 1))
             a["ang_t"].append(np.stack([ang_all, t_all[rows_all]], 1))
         print(
-            f"  [{run.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; {time.perf_counter() - t0:.0f} s",
+            f"  [{run.root.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
     n_curve = acc.pop("n_curve_triplets", 0)
     cat = {k: np.concatenate(v) for k, v in acc.items() if k != "lrp"}
     out = {
-        "run": str(run),
+        "run": str(run.root),
         "system": system,
         "arch": hp["representation"],
         "frames": len(frames),

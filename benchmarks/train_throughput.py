@@ -39,14 +39,16 @@ def _loaders(run: Path, frames: np.ndarray, cutoff: float, batch_size: int, seed
 
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.model.data import CachedFrames, cached_loader
+    from cgexplain.workflow.run import RunFolder
 
-    t = MappedTrajectory.load(run / "cg" / "mapped.npz")
+    run = RunFolder(run)
+    t = MappedTrajectory.load(run.mapped)
     t0 = time.perf_counter()
     ds = CachedFrames(t.positions[frames], t.forces[frames], t.cells[frames], t.bead_types, cutoff, progress=True)
     t_cache = time.perf_counter() - t0
     g1 = torch.Generator().manual_seed(seed)
     cached = cached_loader(ds, batch_size, sampler=torch.utils.data.RandomSampler(range(len(ds)), generator=g1))
-    db = ASEAtomsData(str(run / "cg" / "dataset.db"), load_properties=["forces"], transforms=[trn.VesinNeighborList(cutoff=cutoff), trn.CastTo32()])
+    db = ASEAtomsData(str(run.dataset), load_properties=["forces"], transforms=[trn.VesinNeighborList(cutoff=cutoff), trn.CastTo32()])
     g2 = torch.Generator().manual_seed(seed)
     sp = AtomsLoader(torch.utils.data.Subset(db, frames.tolist()), batch_size=batch_size, shuffle=True, num_workers=0, generator=g2)
     return {"cached": cached, "schnetpack": sp}, t_cache, ds
@@ -80,6 +82,7 @@ def _steps(model, opt, loader, n_steps: int):
 def main():
     from cgexplain.fileio import read_json
     from cgexplain.model.potential import DEFAULT_HPARAMS, build_model
+    from cgexplain.workflow.run import RunFolder
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/water-quick"), help="run folder with cg/mapped.npz and cg/dataset.db")
@@ -96,7 +99,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     hp = dict(DEFAULT_HPARAMS) if args.model is None else {**DEFAULT_HPARAMS, **read_json(args.model)["hparams"]}
-    n_all = len(np.load(args.run / "cg" / "mapped.npz")["positions"])
+    n_all = len(np.load(RunFolder(args.run).mapped)["positions"])
     frames = np.arange(min(args.frames, n_all))
     loaders, t_cache, ds = _loaders(args.run, frames, float(hp["cutoff"]), args.batch_size, args.seed)
     print(

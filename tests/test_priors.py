@@ -18,10 +18,10 @@ from cgexplain.model.priors import (
     fit_harmonic,
     fit_priors,
     is_reflection_odd,
-    plot_priors,
     prior_energy,
     prior_forces,
 )
+from cgexplain.plots.priors import plot_priors
 from cgexplain.units import KB_KCAL
 
 T = 300.0

@@ -37,6 +37,7 @@ import numpy as np
 from IPython.display import Image, display
 
 from cgexplain.workflow.config import load_system
+from cgexplain.workflow.run import RunFolder
 from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) keeps every stage small enough for CI (a few minutes on 2 CPU
@@ -52,9 +53,9 @@ if MODE == "ci":
     cfg["simulation"].update(n_steps=1500, save_interval=30)
     cfg["analysis"].update(rdf_r_max=9.5, rdf_bins=190)
     cfg["lrp"].update(n_frames=3)
-run = Path("runs") / f"methane-{MODE}"
-figs = run / "figures"
-print(run.resolve())
+run = RunFolder(Path("runs") / f"methane-{MODE}")
+figs = run.figures
+print(run.root.resolve())
 
 # %% [markdown]
 # ## 1. Reference: all-atom methane with OpenMM
@@ -85,12 +86,12 @@ display(Image(figs / "reference_rdf.png"))
 # %%
 from cgexplain.mapping.maps import load_universe, make_mapping, MappedTrajectory
 
-u = load_universe(run / "reference" / "topology.pdb", run / "reference" / "trajectory.trr")
+u = load_universe(run.reference_topology, run.reference_trajectory)
 m = make_mapping(u, by="residue", method="com", bead_names="CH4")
 print(f"{m.n_atoms} atoms -> {m.n_beads} beads; bead mass {m.bead_masses[0]:.3f} amu")
 print("position map rows sum to 1:", np.allclose(m.position_map.sum(1), 1), "| force map D·Cᵀ = 1:", np.allclose((m.force_map @ m.position_map.T).toarray(), np.eye(m.n_beads)))
 mp = stages.stage_map(cfg, run, progress=False)
-traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
+traj = MappedTrajectory.load(run.mapped)
 print(f"mapped: {traj.positions.shape[0]} frames, mean |F| per bead {mp['mean_abs_force_kcal_mol_A']:.2f} kcal/mol/Å")
 
 # %% [markdown]
@@ -145,7 +146,7 @@ from cgexplain.model.potential import load_model
 from cgexplain.mapping.maps import to_atoms
 from cgexplain.lrp import walk_relevance, nbody_sums
 
-model, meta = load_model(run / "model")
+model, meta = load_model(run.model)
 atoms = to_atoms(traj.positions[-1], traj.bead_types, traj.cells[-1])
 t0 = time.perf_counter()
 res = walk_relevance(model, atoms)            # gamma = 0.1 with the bias rule (publication)
@@ -234,15 +235,15 @@ from cgexplain.lrp import walk_relevance, nbody_sums
 from cgexplain.mapping.maps import MappedTrajectory, to_atoms
 from cgexplain.model.potential import load_model
 
-ref_cg = MappedTrajectory.load(run / "cg" / "mapped.npz")
+ref_cg = MappedTrajectory.load(run.mapped)
 frame = to_atoms(ref_cg.positions[-1], ref_cg.bead_types, ref_cg.cells[-1])   # last mapped reference frame
-res_q = walk_relevance(load_model(run / "model")[0], frame)
+res_q = walk_relevance(load_model(run.model)[0], frame)
 res_pre = walk_relevance(pre_model, frame)
 q_sums, p_sums = nbody_sums(res_q["walks"], res_q["relevance"]), nbody_sums(res_pre["walks"], res_pre["relevance"])
 print("body order    quick model   pretrained   (kcal/mol, one frame)")
 for k in sorted(q_sums):
     print(f"  {k}-body   {q_sums[k][0]:12.3f} {p_sums[k][0]:12.3f}")
-quick_stats = dict(np.load(run / "lrp" / "nbody_statistics.npz"))
+quick_stats = dict(np.load(run.lrp / "nbody_statistics.npz"))
 curves = {"quick (this notebook)": quick_stats, "pretrained (100 frames)": pre["nbody"]}
 fig2 = plot_relevance_comparison(curves, pre["structure"], "two", title="methane: 2-body relevance, quick vs pretrained")
 fig3 = plot_relevance_comparison(curves, pre["structure"], "three", title="methane: 3-body relevance, quick vs pretrained")

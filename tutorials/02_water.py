@@ -32,6 +32,7 @@ import numpy as np
 from IPython.display import Image, display
 
 from cgexplain.workflow.config import load_system
+from cgexplain.workflow.run import RunFolder
 from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) keeps every stage small enough for CI (a few minutes on 2 CPU
@@ -46,9 +47,9 @@ if MODE == "ci":
     cfg["simulation"].update(n_steps=1500, save_interval=30)
     cfg["analysis"].update(rdf_r_max=7.0, rdf_bins=140)
     cfg["lrp"].update(n_frames=3)
-run = Path("runs") / f"water-{MODE}"
-figs = run / "figures"
-print(run.resolve())
+run = RunFolder(Path("runs") / f"water-{MODE}")
+figs = run.figures
+print(run.root.resolve())
 
 # %% [markdown]
 # ## 1. Reference: TIP3P with OpenMM
@@ -96,7 +97,7 @@ for f in ("rdf.png", "adf.png", "q.png"):
 # %%
 from cgexplain.lrp.explain import explain_trajectory
 
-s = explain_trajectory(run / "model", run / "cg" / "mapped.npz", run / "lrp-reference-frames", frames="0:-1:100",
+s = explain_trajectory(run.model, run.mapped, run.root / "lrp-reference-frames", frames="0:-1:100",
                        shell=3.3, r_edges=(2.0, 6.0, 40), progress=False)
 print(f"{s['n_frames']} frames, {s['walks_per_frame_mean']:,.0f} walks per frame, {s['seconds_per_frame_mean']:.2f} s per frame")
 for k, v in s["relevance_by_body_order_kcal_mol_mean"].items():
@@ -107,8 +108,8 @@ print(f"budget (kcal/mol): E_model {b['E_model']:.2f}, E_modified {b['E_modified
 if s.get("abs_share_by_body_order_ge2"):
     print("s_k, share of Σ|R| over walks of >= 2 beads:", {k: f"{100 * v:.1f} %" for k, v in s["abs_share_by_body_order_ge2"].items()},
           "| signed σ_k:", {k: f"{100 * v:+.1f} %" for k, v in s["signed_share_by_body_order_ge2"].items()})
-display(Image(run / "lrp-reference-frames" / "figures" / "relevance_2body.png"))
-display(Image(run / "lrp-reference-frames" / "figures" / "relevance_3body.png"))
+display(Image(run.root / "lrp-reference-frames" / "figures" / "relevance_2body.png"))
+display(Image(run.root / "lrp-reference-frames" / "figures" / "relevance_3body.png"))
 
 # %% [markdown]
 # Negative relevance stabilises. Where the 2-body curve dips at the first RDF peak, the model rewards first-shell
@@ -159,15 +160,15 @@ from cgexplain.lrp import walk_relevance, nbody_sums
 from cgexplain.mapping.maps import MappedTrajectory, to_atoms
 from cgexplain.model.potential import load_model
 
-ref_cg = MappedTrajectory.load(run / "cg" / "mapped.npz")
+ref_cg = MappedTrajectory.load(run.mapped)
 frame = to_atoms(ref_cg.positions[-1], ref_cg.bead_types, ref_cg.cells[-1])   # last mapped reference frame
-res_q = walk_relevance(load_model(run / "model")[0], frame)
+res_q = walk_relevance(load_model(run.model)[0], frame)
 res_pre = walk_relevance(pre_model, frame)
 q_sums, p_sums = nbody_sums(res_q["walks"], res_q["relevance"]), nbody_sums(res_pre["walks"], res_pre["relevance"])
 print("body order    quick model   pretrained   (kcal/mol, one frame)")
 for k in sorted(q_sums):
     print(f"  {k}-body   {q_sums[k][0]:12.3f} {p_sums[k][0]:12.3f}")
-quick_stats = dict(np.load(run / "lrp-reference-frames" / "nbody_statistics.npz"))
+quick_stats = dict(np.load(run.root / "lrp-reference-frames" / "nbody_statistics.npz"))
 curves = {"quick (this notebook)": quick_stats, "pretrained (100 frames)": pre["nbody"]}
 fig2 = plot_relevance_comparison(curves, pre["structure"], "two", title="water: 2-body relevance, quick vs pretrained")
 fig3 = plot_relevance_comparison(curves, pre["structure"], "three", title="water: 3-body relevance, quick vs pretrained")

@@ -39,15 +39,16 @@ import numpy as np
 from IPython.display import Image, Markdown, display
 
 from cgexplain.workflow.config import load_system
+from cgexplain.workflow.run import RunFolder
 from cgexplain.workflow import stages
 
 # TUTORIAL_MODE=ci (the default) and quick both use the system's quick profile, which fits CI
 # (a few minutes on 2 CPU cores); TUTORIAL_MODE=full uses the settings of the pretrained model.
 MODE = os.environ.get("TUTORIAL_MODE", "ci")
 cfg = load_system("../systems/ntl9", "full" if MODE == "full" else "quick")
-run = Path("runs") / f"ntl9-{MODE}"
-figs = run / "figures"
-print(run.resolve())
+run = RunFolder(Path("runs") / f"ntl9-{MODE}")
+figs = run.figures
+print(run.root.resolve())
 
 # %% [markdown]
 # ## 1. Reference: all-atom MD with forces
@@ -81,7 +82,7 @@ display(Image(figs / "reference_rmsd.png"))
 mp = stages.stage_map(cfg, run, progress=False)
 import MDAnalysis as mda
 from cgexplain.mapping.maps import make_mapping
-u = mda.Universe(str(run / "reference" / "topology.pdb"))
+u = mda.Universe(str(run.reference_topology))
 m = make_mapping(u, by="residue", method="atom", atom_name="CA", type_table="amino_acids")
 print(f"{m.n_beads} beads from {m.n_atoms} atoms; consistency max|D Cᵀ − 1| = {np.abs((m.force_map @ m.position_map.T).toarray() - np.eye(m.n_beads)).max():.1e}")
 print("bead types:", " ".join(f"{n}{t}" for n, t in zip(m.bead_names[:8], m.bead_types[:8])), "...")
@@ -98,7 +99,7 @@ print(f"last bead holds {len(m.bead_atoms[-1])} atoms: {[u.atoms[i].name for i i
 
 # %%
 tr = stages.stage_train(cfg, run, progress=False)
-pj = json.loads((run / "model" / "priors.json").read_text())
+pj = json.loads((run.priors_json).read_text())
 print(f"mean |mapped force| {pj['mean_abs_mapped_force']:.2f} kcal/mol/Å; after subtracting the priors {pj['mean_abs_residual_force']:.2f}")
 print(f"validation force MAE {tr['validation']['force_mae']:.2f}, RMSE {tr['validation']['force_rmse']:.2f} kcal/mol/Å "
       f"(mean |force| {tr['validation']['mean_abs_reference_force']:.2f})")
@@ -203,8 +204,8 @@ if "simulation" in mu:  # CG replicas of the mutant against the wild type's
 from cgexplain.model.potential import load_model
 from cgexplain.mapping.maps import MappedTrajectory
 from cgexplain.lrp.mutations import mutation_whatif
-model, meta = load_model(run / "model")
-traj = MappedTrajectory.load(run / "cg" / "mapped.npz")
+model, meta = load_model(run.model)
+traj = MappedTrajectory.load(run.mapped)
 w = mutation_whatif(model, traj.positions[:10].astype(float), traj.bead_types, m.bead_names, "L6A,L35A", meta["type_table"],
                     explain=False, progress=False)
 print(f"L6A,L35A on 10 reference frames: ΔE = {w['dE_mean']:+.2f} ± {w['dE_sem']:.2f} kcal/mol")

@@ -54,15 +54,21 @@ class ArrayFrames(FrameSource):
 
 class TrajectoryFrames(FrameSource):
     """Frames of any trajectory MDAnalysis reads (DCD, XTC, TRR, ...) with its ``topology``, read
-    on demand: only the frames of one chunk are in memory. types (n,) bead types; frame_ids:
-    the trajectory frames to use (default all). The universe is opened lazily, so the source can
-    be sent to worker processes.
+    on demand: only the frames of one chunk are in memory. The one reader of CG trajectories
+    (the analyse and explain stages, ``cgexplain explain``). trajectory: one file, or a list of
+    files read as one trajectory in order (the replicas of a CG simulation; :attr:`lengths`
+    gives the frames of each). types (n,) bead types; frame_ids: the trajectory frames to use
+    (default all). The universe is opened lazily, so the source can be sent to worker processes.
     Raises FileNotFoundError for a missing file and ValueError for a bead-count mismatch or an
     out-of-range frame."""
 
     def __init__(self, topology, trajectory, types, frame_ids=None):
-        self.topology, self.trajectory = str(topology), str(trajectory)
-        for f in (self.topology, self.trajectory):
+        files = [str(f) for f in trajectory] if isinstance(trajectory, list | tuple) else [str(trajectory)]
+        if not files:
+            raise ValueError(f"{topology}: no trajectory file given")
+        self.topology, self.trajectories = str(topology), files
+        self.trajectory = files[0] if len(files) == 1 else ", ".join(files)
+        for f in (self.topology, *files):
             if not Path(f).exists():
                 raise FileNotFoundError(f"{f} does not exist")
         self.types = np.asarray(types, dtype=np.int64)
@@ -79,8 +85,18 @@ class TrajectoryFrames(FrameSource):
         if self._u is None:
             import MDAnalysis as mda
 
-            self._u = mda.Universe(self.topology, self.trajectory)
+            self._u = mda.Universe(self.topology, self.trajectories if len(self.trajectories) > 1 else self.trajectories[0])
         return self._u
+
+    @property
+    def lengths(self) -> list[int]:
+        """The number of frames of each trajectory file, in order."""
+        tr = self.universe.trajectory
+        return [int(r.n_frames) for r in tr.readers] if hasattr(tr, "readers") else [int(tr.n_frames)]
+
+    def read_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (F, n, 3) Å and cells (F, 3, 3) Å of every frame of :attr:`frame_ids`."""
+        return self.read(np.arange(len(self)))
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_u"} | {"_u": None}

@@ -626,16 +626,16 @@ def map_universe(
     from MDAnalysis.lib.mdamath import triclinic_vectors
     from tqdm.auto import tqdm
 
-    fname = getattr(universe.trajectory, "filename", "trajectory")
-    if universe.atoms.n_atoms != mapping.n_atoms:
-        raise MappingError(f"{fname}: {universe.atoms.n_atoms} atoms, the mapping expects {mapping.n_atoms}")
-    if not universe.trajectory.ts.has_forces:
-        raise MappingError(f"{fname}: the trajectory has no forces; force matching needs atomistic forces")
     try:
         lf = units.length_factor(length_unit) if length_unit else 1.0
         ff = units.force_factor(force_unit or "kJ/mol/A")  # MDAnalysis: kJ/mol/Å
     except ValueError as e:
         raise MappingError(str(e)) from None
+    fname = getattr(universe.trajectory, "filename", "trajectory")
+    if universe.atoms.n_atoms != mapping.n_atoms:
+        raise MappingError(f"{fname}: {universe.atoms.n_atoms} atoms, the mapping expects {mapping.n_atoms}")
+    if not universe.trajectory.ts.has_forces:
+        raise MappingError(f"{fname}: the trajectory has no forces; force matching needs atomistic forces")
     cache = _owner_anchor(mapping)
     sel, D = cache[0], cache[3]
     whole = len(sel) == mapping.n_atoms

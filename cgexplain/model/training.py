@@ -33,7 +33,7 @@ import pytorch_lightning as pl
 import torch
 
 from cgexplain.distributed import is_main_process
-from cgexplain.fileio import atomic_path, save_npz, write_json
+from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
 from cgexplain.model.data import CachedFrames, ShardSampler, cached_loader, read_frames
 from cgexplain.model.potential import build_model, save_model
 from cgexplain.settings import gt, one_of, settings_from_dict
@@ -244,9 +244,9 @@ def train(
     reads either; 'schnetpack' needs the ``.db``.
     Writes ``out_dir/model.pt`` + ``model.json`` (best weights), ``training.json`` (settings,
     validation force MAE/RMSE in kcal/mol/Å, per-epoch validation history, epochs, world size,
-    wall time), ``split.npz`` and ``checkpoints/`` (Lightning, for resuming). Whether a finished
-    model is reused is the caller's decision (the train stage); if ``checkpoints/last.ckpt``
-    exists training resumes from it. Under DDP only global rank 0 evaluates and writes; the other ranks
+    wall time), ``split.npz`` and ``checkpoints/`` (Lightning, for resuming). If ``training.json``
+    exists the training is done and its contents are returned; if ``checkpoints/last.ckpt`` exists
+    training resumes from it. Under DDP only global rank 0 evaluates and writes; the other ranks
     return ``{"global_rank": r, "world_size": P}``.
     Raises FileNotFoundError for missing data, ValueError for a data file the data path cannot
     read.
@@ -256,6 +256,8 @@ def train(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "training.json").exists() and (out / "model.pt").exists():
+        return read_json(out / "training.json")
     t0 = time.perf_counter()
     data = Path(data)
     if not data.exists():

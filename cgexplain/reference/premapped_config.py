@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from cgexplain.settings import ge, gt, one_of
+from cgexplain.units import force_factor, length_factor
 
 __all__ = ["ArraysReference", "MdcathReference"]
 
@@ -39,6 +40,8 @@ class ArraysReference:
 
     def __post_init__(self):
         _check_native(self.native, ("frame",))
+        length_factor(self.length_unit)  # ValueError naming the key for a unit not in the one table
+        force_factor(self.force_unit)
 
 
 def _check_native(native: str | None, allowed: tuple[str, ...]) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from cgexplain.distributed import is_main_process, wait_for
 from cgexplain.fileio import read_json, write_json
+from cgexplain.lrp.sources import TrajectoryFrames
 from cgexplain.md.langevin import trajectory_paths
 from cgexplain.settings import section_hash
 
@@ -62,11 +63,12 @@ DEPENDS_ON = {
 
 
 def extra_inputs(cfg: dict, stage: str) -> dict:
-    """Keys of a later section that ``stage`` reads too, as {section: {key: value}}: the protein's
-    mutant simulation runs in the simulate stage from ``lrp.mutations`` and
-    ``lrp.mutant_simulation_steps``, so changing them gives a new simulation. Empty when the
-    stage reads none (no mutant simulation), so such runs keep their hashes."""
-    if stage != "simulate":
+    """Keys of a later section that ``stage`` or an earlier stage reads too, as {section: {key:
+    value}}: the protein's mutant simulation runs in the simulate stage from ``lrp.mutations`` and
+    ``lrp.mutant_simulation_steps``, so changing them gives a new simulation, and every stage after
+    it (which reads the simulate stage's outputs) starts afresh too. Empty when no stage reads
+    them (no mutant simulation), so such runs keep their hashes."""
+    if STAGES.index(stage) < STAGES.index("simulate"):
         return {}
     lrp = cfg.get("lrp") or {}
     steps = int(lrp.get("mutant_simulation_steps") or 0)
@@ -300,21 +302,24 @@ class RunFolder:
         d = self.simulation if sim_dir is None else Path(sim_dir)
         return trajectory_paths(d, int(read_json(d / DONE_FILES["simulate"]).get("n_replicas", 1)))
 
+    def cg_source(self, sim_dir: Path | None = None) -> TrajectoryFrames:
+        """The CG frames of the simulation stage (or of ``sim_dir``), all replicas in order, as a
+        streaming :class:`~cgexplain.lrp.sources.TrajectoryFrames` (bead types of the mapped
+        reference). Raises FileNotFoundError if the simulation has not finished."""
+        d = self.simulation if sim_dir is None else Path(sim_dir)
+        if not (d / DONE_FILES["simulate"]).exists():
+            raise FileNotFoundError(f"{d / DONE_FILES['simulate']}: the simulate stage has not finished")
+        with np.load(self.mapped) as z:
+            types = z["bead_types"]
+        return TrajectoryFrames(self.cg_topology, self.cg_trajectories(d), types)
+
     def cg_frames(self, sim_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """CG frames of the simulation stage (or of ``sim_dir``), all replicas concatenated.
+        """CG frames of the simulation stage (or of ``sim_dir``), all replicas concatenated, in memory
+        (:meth:`cg_source` streams them).
 
         Returns positions (F, n, 3) Å, cells (F, 3, 3) Å (zeros: no box, not periodic) and the
         number of frames of each replica. Raises FileNotFoundError if the simulation has not run.
         """
-        import MDAnalysis as mda
-        from MDAnalysis.lib.mdamath import triclinic_vectors
-
-        d = self.simulation if sim_dir is None else Path(sim_dir)
-        if not (d / DONE_FILES["simulate"]).exists():
-            raise FileNotFoundError(f"{d / DONE_FILES['simulate']}: the simulate stage has not finished")
-        pos, cells = [], []
-        for path in self.cg_trajectories(d):
-            u = mda.Universe(str(self.cg_topology), str(path))
-            pos.append(u.trajectory.timeseries(order="fac").astype(np.float64))
-            cells.append(np.array([triclinic_vectors(ts.dimensions) if ts.dimensions is not None else np.zeros((3, 3)) for ts in u.trajectory]))
-        return np.concatenate(pos), np.concatenate(cells), [len(p) for p in pos]
+        src = self.cg_source(sim_dir)
+        pos, cells = src.read_all()
+        return pos, cells, src.lengths

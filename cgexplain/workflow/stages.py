@@ -88,8 +88,6 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
 
     run = _run(run)
     run.prepare(cfg, "train")
-    if run.is_done("train") and (run.model / "model.pt").exists():
-        return read_json(run.done_file("train"))
     hp = {**DEFAULT_HPARAMS, **cfg["model"]}
     table = read_json(run.mapping_json)["type_table"]
     settings = TrainSettings.from_dict(cfg["training"])

@@ -162,17 +162,17 @@ class FluidKind(Kind):
 
     def explain(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
 
-        pos, cells, _ = run.cg_frames()
-        types = np.load(run.mapped)["bead_types"]
+        src = run.cg_source()  # streamed: only the explained frames are read
         lc = dict(cfg["lrp"])
         workers, device = int(lc.pop("workers")), lc.pop("device")
         backend = lc.pop("backend")
-        frames = np.unique(np.linspace(0, len(pos) - 1, int(lc["n_frames"])).round().astype(int))
+        frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
+        src.frame_ids = src.frame_ids[frames]
         return explain_frames(
             run.model,
-            pos[frames],
-            cells[frames],
-            types,
+            src,
+            None,
+            None,
             run.lrp,
             lc,
             shell=float(cfg["analysis"]["shell_cutoff"]),

@@ -46,7 +46,8 @@ from cgexplain.lrp.settings import ProteinLrpSection
 from cgexplain.mapping.maps import MappedTrajectory, MappingError, mapping_from_section
 from cgexplain.md.langevin import SimSettings, run_simulation
 from cgexplain.model.potential import load_model
-from cgexplain.model.priors import fit_priors, plot_priors, prior_forces
+from cgexplain.model.priors import fit_priors, prior_forces
+from cgexplain.plots.priors import plot_priors
 from cgexplain.plots.protein_run import (
     plot_mutant_distributions,
     plot_mutation_difference,
