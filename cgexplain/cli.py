@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from cgexplain.lrp.settings import LrpSection
+from cgexplain.units import FORCE_UNITS, LENGTH_UNITS
 
 _LRP = dataclasses.asdict(LrpSection())
 
@@ -109,6 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--temperature", type=float, default=None, help="K, the temperature the data were sampled at (required by the run)")
     ip.add_argument("--name", default=None, help="system name (default: the folder's name)")
     ip.add_argument("--force", action="store_true", help="overwrite an existing system.yaml")
+    ip.add_argument(
+        "--length-unit",
+        default=None,
+        choices=list(LENGTH_UNITS),
+        help="length unit of the files, with --force-unit, where MDAnalysis cannot know it (a LAMMPS dump: 'units real' is A); "
+        "the files are then read unconverted",
+    )
+    ip.add_argument(
+        "--force-unit",
+        default=None,
+        choices=list(FORCE_UNITS),
+        help="force unit of the files, with --length-unit (a LAMMPS dump of 'units real': kcal/mol/A)",
+    )
+    ip.add_argument(
+        "--format",
+        default=None,
+        metavar="NAME",
+        help="MDAnalysis format of the trajectories where the extension does not say (e.g. LAMMPSDUMP; .lammpstrj is read as LAMMPSDUMP)",
+    )
     sp = sub.add_parser(
         "explain",
         help=_STAGE_HELP["explain"] + "; for a run folder's stage or for any model and CG trajectory",
@@ -203,6 +223,11 @@ def _explain_model(args) -> int:
     if s.get("abs_share_by_body_order_ge2"):
         sh = ", ".join(f"{k}: {v:.1%}" for k, v in s["abs_share_by_body_order_ge2"].items())
         print(f"  share of Σ|R| over walks of 2 or more beads, by body order ({s['shares_from_n_frames']} fully enumerated frame(s)): {sh}")
+    st = s.get("structure") or {}
+    if st and not st.get("periodic"):
+        print(f"  {st['rdf']}; 3-body angles with legs < {st['shell_A']:.2f} Å ({st['shell_from']})")
+    for text in s.get("warnings") or []:
+        print(f"  warning: {text}")
     print(f"  files: {Path(out).resolve()} (nbody_statistics.npz, lrp.json, figures/)")
     return 0
 
@@ -211,8 +236,20 @@ def _init(args) -> int:
     from cgexplain.workflow.init import init_system
 
     try:
-        path = init_system(args.directory, args.topology, args.trajectory, args.select, args.beads, args.temperature, args.name, args.force)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        path = init_system(
+            args.directory,
+            args.topology,
+            args.trajectory,
+            args.select,
+            args.beads,
+            args.temperature,
+            args.name,
+            args.force,
+            length_unit=args.length_unit,
+            force_unit=args.force_unit,
+            trajectory_format=args.format,
+        )
+    except (ValueError, OSError) as e:
         print(f"cgexplain init: error: {e}", file=sys.stderr)
         return 2
     print(f"cgexplain init: wrote {path}; edit it, then: cgexplain run {args.directory}")
@@ -221,8 +258,31 @@ def _init(args) -> int:
     return 0
 
 
+#: warnings of the libraries below cgexplain that a user cannot act on (placeholder unit cells of
+#: the CG topology PDB, which has no box by design; MDAnalysis and mdtraj notes on their internals)
+_UNACTIONABLE_WARNINGS = (
+    "Unit cell dimensions not found",
+    "CRYST1 record",
+    "zeroed unitcell will be written",
+    "DCDReader currently makes independent timesteps",
+    "Unknown masses are set to 0.0",
+    "Discarding unit cell vectors",
+)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command line: library notes a user cannot act on are
+    dropped (even where a library resets the warning filters), the rest are printed as one line
+    ``cgexplain: warning: ...`` without the library's source line."""
+    text = str(message)
+    if issubclass(category, DeprecationWarning) or any(s in text for s in _UNACTIONABLE_WARNINGS):
+        return
+    print(f"cgexplain: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.showwarning = _show_warning
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command == "init":
@@ -265,10 +325,11 @@ def main(argv=None) -> int:
     from cgexplain.model.potential import BeadTypeError, ModelFolderError
     from cgexplain.reference.external import ExternalDataError
     from cgexplain.reference.premapped import PremappedError
+    from cgexplain.workflow.run import RunFolderError
 
     try:
         summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)
-    except (ModelFolderError, MappingError, PremappedError, ExternalDataError, BeadTypeError, FileNotFoundError) as e:
+    except (ModelFolderError, MappingError, PremappedError, ExternalDataError, BeadTypeError, RunFolderError, FileNotFoundError) as e:
         # bad input (a damaged model folder, the user's files): the message names the file, key, frame or atom
         print(f"cgexplain: error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,9 @@
   resolves it.
 - :func:`prior_force_error`: the force error of the prior alone, to report beside the trained
   model's, so that users see what the network adds.
+- :func:`bead_length_scale` and :func:`check_length_scale`: the nearest-neighbour and bonded bead
+  distances of mapped frames, against what CG beads of molecules can be, so that positions in nm
+  declared as Å (or the reverse) are stopped before training.
 
 Units: Å, kcal/mol, kcal/mol/Å, ps, K, amu; angular frequencies ω in rad/ps (written 1/ps).
 """
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.model.priors import PriorEnergy
 from cgexplain.units import KCAL_IN_AMU_A2_PS2
 
@@ -29,6 +33,9 @@ __all__ = [
     "check_timestep",
     "baoab_kinetic_temperature_bias",
     "prior_force_error",
+    "bead_length_scale",
+    "check_length_scale",
+    "LENGTH_SCALE_A",
     "OMEGA_DT_BOUND",
     "OMEGA_DT_STABILITY",
 ]
@@ -403,3 +410,59 @@ def prior_force_error(mapped_forces: ArrayLike, prior_forces: ArrayLike, chunk: 
         "n_beads": int(a.shape[1]),
         "units": "kcal/mol/Angstrom",
     }
+
+
+#: plausible median distances (Å) of mapped beads: the nearest neighbour of each bead (water or mW
+#: 2.8, methane 4, CA–CA 3.8, a bead per a few residues up to ~15) and the CG bonds (CA–CA 3.8,
+#: backbone bonds of peptides 1.3–1.5, beads of a few residues up to ~15). Positions in nm read as
+#: Å give ten times less, Å read as nm ten times more.
+LENGTH_SCALE_A = {"nearest_neighbour": (1.0, 20.0), "bond": (0.9, 20.0)}
+
+
+def bead_length_scale(positions: ArrayLike, cells: ArrayLike | None = None, bonds: ArrayLike | None = None, max_frames: int = 3) -> dict[str, Any]:
+    """Median nearest-neighbour and bonded bead distances of the first ``max_frames`` frames.
+
+    positions (F, n, 3) Å (as declared); cells (F, 3, 3) Å (zeros or None: no box; minimum image
+    otherwise); bonds (m, 2) bead indices or None. Returns ``nearest_neighbour_median_A`` (None for
+    fewer than 2 beads or no neighbour within 50 Å), ``bond_median_A`` (None without bonds) and
+    ``n_frames`` used. Raises ValueError for positions not of shape (F, n, 3)."""
+    x = _frames3(positions, "positions")[:max_frames].astype(np.float64)
+    c = np.zeros((len(x), 3, 3)) if cells is None else np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)[: len(x)]
+    nn: list[float] = []
+    bl: list[float] = []
+    b = np.zeros((0, 2), np.int64) if bonds is None else np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    for f in range(len(x)):
+        if x.shape[1] >= 2:
+            i, j, off = neighbor_list(x[f], c[f], 50.0)
+            if len(i):
+                d = np.linalg.norm(x[f][j] - x[f][i] + off, axis=1)
+                nearest = np.full(x.shape[1], np.inf)
+                np.minimum.at(nearest, i, d)
+                nn.extend(nearest[np.isfinite(nearest)].tolist())
+        if len(b):
+            bl.extend(np.linalg.norm(x[f][b[:, 1]] - x[f][b[:, 0]], axis=1).tolist())
+    return {
+        "nearest_neighbour_median_A": float(np.median(nn)) if nn else None,
+        "bond_median_A": float(np.median(bl)) if bl else None,
+        "n_frames": int(len(x)),
+    }
+
+
+def check_length_scale(
+    positions: ArrayLike, cells: ArrayLike | None = None, bonds: ArrayLike | None = None, where: str = "positions"
+) -> dict[str, Any]:
+    """:func:`bead_length_scale`, checked against :data:`LENGTH_SCALE_A`; returns it.
+
+    Raises ValueError naming ``where`` (a file and the declared unit), the measured median and
+    the unit the data are probably in, when a median lies outside its range."""
+    s = bead_length_scale(positions, cells, bonds)
+    for key, what in (("nearest_neighbour", "nearest-neighbour bead distance"), ("bond", "bonded bead distance")):
+        v = s[f"{key}_median_A" if key == "bond" else "nearest_neighbour_median_A"]
+        lo, hi = LENGTH_SCALE_A[key]
+        if v is not None and not lo <= v <= hi:
+            likely = "nm read as Å: declare nm" if v < lo else "Å read as nm (or another unit ten times larger): check the declared length unit"
+            raise ValueError(
+                f"{where}: the median {what} is {v:.3g} Å, outside the {lo:g}–{hi:g} Å that CG beads of molecules have; "
+                f"the positions are probably in {likely}"
+            )
+    return s

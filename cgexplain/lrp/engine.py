@@ -32,7 +32,7 @@ import torch
 
 from cgexplain.lrp.painn import PaiNNLRP
 from cgexplain.lrp.so3net import SO3netLRP
-from cgexplain.model.potential import batch_inputs
+from cgexplain.model.potential import batch_inputs, check_system
 from cgexplain.model.priors import PriorEnergy
 
 __all__ = ["make_lrp", "walk_relevance", "enumerate_walks", "brute_force_relevance", "WalkResult", "statistics_max_order", "network_energies"]
@@ -269,10 +269,15 @@ def walk_relevance(
     A model with priors (:class:`~cgexplain.model.priors.PriorEnergy` output module, proteins): the walks
     explain the network energy only, since the prior terms are explicit and known; ``E_model`` is
     then the network energy (Atomwise head), not the total energy the model outputs.
-    Raises: TypeError for an unsupported representation; ValueError for an unsupported rule, a
+    Raises: :class:`~cgexplain.model.potential.SystemMismatchError` (a ValueError) for a frame
+    whose bead count is not the one the model's priors were fitted for (its priors belong to a
+    fixed chain; :func:`~cgexplain.model.potential.check_system`), before any computation;
+    TypeError for an unsupported representation; ValueError for an unsupported rule, a
     walk that is not in the graph, or a ``max_order`` outside 1..L or together with ``walks``.
     """
     t0 = time.perf_counter()
+    # the walks explain the network only: a chain other than the priors' would leave them out silently
+    check_system(None, atoms.get_atomic_numbers(), "the frame", model=model, bead_types=False)
     if max_order is not None and walks is not None:
         raise ValueError("max_order prunes the enumeration of all walks; it cannot be combined with walks=")
     lrp = make_lrp(model, gamma=gamma, bias_rule=bias_rule)

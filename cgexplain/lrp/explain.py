@@ -1,26 +1,33 @@
 """``cgexplain explain MODEL_DIR TRAJECTORY``: walk relevances of any CG trajectory.
 
-Reads a saved model (model.pt + model.json) and CG frames, computes every walk's relevance per
-frame (GNN-LRP; Bonneau et al., arXiv 2407.04526), and writes per-frame walk files, the n-body
+Reads a saved model (model.pt + model.json) and CG frames, checks the frames against what the
+model was trained for (bead count where priors fix it, bead types, periodicity:
+:func:`cgexplain.model.potential.check_system`), computes every walk's relevance per frame
+(GNN-LRP; Bonneau et al., arXiv 2407.04526), and writes per-frame walk files, the n-body
 statistics (``nbody_statistics.npz``, ``lrp.json``) and the two standard figures (2-body
 relevance against distance over the RDF, 3-body relevance against angle over the ADF).
+Frames without a periodic cell (a protein in vacuum or implicit solvent) have no RDF (g(r)
+needs the box volume): the 2-body curve is drawn alone, the 3-body curve over the ADF, and the
+summary says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from cgexplain.analysis.structure import adf, first_minimum, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
 from cgexplain.lrp.statistics import _params, explain_frames
-from cgexplain.model.potential import check_bead_types, load_model
+from cgexplain.model.potential import check_system, load_model
 
-__all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]
+__all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory", "pair_distance_density"]
 
 
 def parse_frames(spec: str | None, n_frames: int) -> np.ndarray:
@@ -122,6 +129,31 @@ def read_cg_frames(trajectory, topology=None, types=None):
     return pos, cells, types
 
 
+def pair_distance_density(positions: np.ndarray, r_max: float, bin_width: float = 0.05, smooth: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Bead-pair distances per unit shell volume, for frames without a periodic cell.
+
+    positions (F, n, 3) Å (not periodic); r_max Å. The distances of all pairs closer than r_max
+    are histogrammed (bins of ``bin_width`` Å), divided by the shell volume 4πr²Δr and the frame
+    count, and smoothed by a Gaussian of ``smooth`` Å. Without a box there is no density to
+    normalise by, so this is not g(r) and is not drawn; its first minimum after the highest peak
+    (:func:`cgexplain.analysis.structure.first_minimum`) is the default 3-body shell of
+    non-periodic frames (for a Cα chain: just past the bond length).
+    Returns (r (n_bins,) bin centres Å, density (n_bins,) 1/Å³).
+    """
+    edges = np.arange(0.0, float(r_max) + bin_width, bin_width)
+    hist = np.zeros(len(edges) - 1)
+    pos = np.asarray(positions, dtype=np.float64)
+    for x in pos:
+        i, j, _ = neighbor_list(x, None, float(r_max))
+        keep = i < j
+        hist += np.histogram(np.linalg.norm(x[j[keep]] - x[i[keep]], axis=1), bins=edges)[0]
+    r = 0.5 * (edges[1:] + edges[:-1])
+    dens = hist / (4.0 * np.pi * r**2 * bin_width) / max(len(pos), 1)
+    half = int(np.ceil(3.0 * smooth / bin_width))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * bin_width / smooth) ** 2)
+    return r, np.convolve(dens, kernel / kernel.sum(), mode="same")
+
+
 def _sha256(path) -> str:
     import hashlib
 
@@ -158,9 +190,11 @@ def explain_trajectory(
     model_dir: folder with model.pt and model.json. trajectory/topology/types: see
     :func:`open_cg_frames`; a trajectory file is read one frame at a time, so the memory stays
     bounded whatever its length. frames: see :func:`parse_frames`. shell (Å): leg cutoff of the
-    3-body angles; default the first minimum of the RDF. The RDF and ADF drawn under the curves
+    3-body angles; default the first minimum of the RDF (frames without a periodic cell: of the
+    pair-distance density, :func:`pair_distance_density`). The RDF and ADF drawn under the curves
     (``structure.npz``) come from at most ``structure_frames`` evenly spaced frames of the
-    selection. The LRP settings and their defaults are those of the ``lrp`` section
+    selection; frames without a periodic cell have no RDF (the 2-body curve is drawn alone and
+    ``lrp.json`` says so under ``structure``). The LRP settings and their defaults are those of the ``lrp`` section
     (:class:`cgexplain.lrp.statistics.LrpSection`): r_edges (lo Å, hi Å, n_bins) for the 2-body curve
     (the publication's 2-10 Å, 75 bins); normalise 'abs_mean_total' (the publication's
     |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none'; enumeration 'pruned' (walks with at most L
@@ -174,15 +208,20 @@ def explain_trajectory(
     ('multiprocessing' or 'dask'; :class:`cgexplain.lrp.frames.FrameExplainer`), each loading
     the model with cores // workers torch threads. device: 'cpu' (default), 'cuda' or 'cuda:N'.
     The numbers do not depend on how the frames are spread.
+    Before anything is computed or written, the frames are checked against what the model was
+    trained for (model.json ``trained_for``, or what older model folders let infer;
+    :func:`~cgexplain.model.potential.check_system`): a periodicity other than the training data's,
+    or a sequence other than the trained chain's, is warned about and listed under ``warnings`` in
+    the summary.
     Raises FileNotFoundError, KeyError or ValueError (naming the file, key or frame) for bad input,
-    :class:`~cgexplain.model.potential.BeadTypeError` (a ValueError) for bead types the model was
-    not trained on (:func:`~cgexplain.model.potential.check_bead_types`; before anything is
-    computed or written), and ValueError when ``out_dir`` holds relevances for other inputs.
+    :class:`~cgexplain.model.potential.SystemMismatchError` (a ValueError naming the model folder,
+    the trajectory and both bead counts) for a bead count other than the one the model's priors
+    were fitted for, :class:`~cgexplain.model.potential.BeadTypeError` (a ValueError) for bead
+    types the model was not trained on, ValueError for a selection mixing periodic and
+    non-periodic frames, and ValueError when ``out_dir`` holds relevances for other inputs.
     """
 
     model, meta = load_model(model_dir)  # fail early, with a clear message, on a bad model folder
-    n_emb = getattr(getattr(getattr(model, "representation", None), "embedding", None), "num_embeddings", None)
-    del model
     lc = {
         "gamma": gamma,
         "bias_rule": bias_rule,
@@ -194,22 +233,39 @@ def explain_trajectory(
     }
     _params(lc)  # unknown values fail here, before any frame is read
     src = open_cg_frames(trajectory, topology, types, frames)
-    # a type the model never saw would get relevances from an untrained embedding: refuse before any computation
+    # another chain than the priors', or a type the model never saw (an untrained embedding): refused before any work
     given = f" with --types {str(types)[:40]}{'...' if len(str(types)) > 40 else ''}" if isinstance(types, (str, Path)) else ""
-    check_bead_types(meta, src.types, f"{trajectory}{given}", n_emb)
+    notes = check_system(meta, src.types, f"{trajectory}{given}", model=model, cells=src.read([0])[1], model_name=f"model {model_dir}")
+    del model
+    for text in notes:
+        warnings.warn(text, stacklevel=2)
     idx = src.frame_ids
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ks = np.unique(np.linspace(0, len(src) - 1, min(len(src), int(structure_frames))).round().astype(int))
     pos_s, cells_s = src.read(ks)
-    periodic = bool(np.abs(cells_s).sum() > 0)
-    r_max = min(float(r_edges[1]), 0.5 * float(np.min(np.linalg.norm(cells_s[0], axis=1)))) if periodic else float(r_edges[1])
-    r, g = rdf(pos_s, cells_s, r_max=r_max, n_bins=max(50, int(r_max / 0.05)))
-    if shell is None:
-        shell = first_minimum(r, g)
+    boxed = np.abs(cells_s).sum(axis=(1, 2)) > 0
+    if boxed.any() and not boxed.all():
+        raise ValueError(
+            f"{trajectory}: frame {int(idx[ks[int(np.argmin(boxed))]])} has no periodic cell but frame "
+            f"{int(idx[ks[int(np.argmax(boxed))]])} has one; explain periodic and non-periodic frames separately (--frames)"
+        )
+    periodic = bool(boxed.all())
+    shell_from = "given"
+    if periodic:
+        r_max = min(float(r_edges[1]), 0.5 * float(np.min(np.linalg.norm(cells_s[0], axis=1))))
+        r, g = rdf(pos_s, cells_s, r_max=r_max, n_bins=max(50, int(r_max / 0.05)))
+        rdf_part = {"cg_r": r, "cg_g": g}
+        if shell is None:
+            shell, shell_from = first_minimum(r, g), "the first minimum of the RDF"
+    else:
+        rdf_part = {}
+        if shell is None:
+            rd, dens = pair_distance_density(pos_s, float(r_edges[1]))
+            shell, shell_from = first_minimum(rd, dens), "the first minimum of the pair-distance density"
     th, p, _ = adf(pos_s, cells_s, shell=float(shell), n_bins=90)
     del pos_s, cells_s
-    save_npz(out / "structure.npz", cg_r=r, cg_g=g, cg_theta=th, cg_p=p, shell=float(shell), frames=idx[ks])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_npz(out / "structure.npz", **rdf_part, cg_theta=th, cg_p=p, shell=float(shell), frames=idx[ks], periodic=periodic)
     inputs = {
         "model": str(Path(model_dir).resolve()),
         "model_sha256": _sha256(Path(model_dir) / "model.pt"),
@@ -240,5 +296,16 @@ def explain_trajectory(
         workers=workers,
         backend=backend,
         device=device,
+        extra={
+            "structure": {
+                "periodic": periodic,
+                "rdf": "computed"
+                if periodic
+                else "no RDF: the frames are not periodic (g(r) needs a box volume); the 2-body curve is drawn without it",
+                "shell_A": float(shell),
+                "shell_from": shell_from,
+            },
+            "warnings": notes,
+        },
     )
     return summary

@@ -27,8 +27,9 @@ from MDAnalysis.analysis.base import AnalysisBase
 from MDAnalysis.analysis.results import ResultsGroup
 
 from cgexplain.distributed import cpu_count, rank_device
+from cgexplain.fileio import read_json
 from cgexplain.lrp.sources import FrameSource
-from cgexplain.model.potential import load_model
+from cgexplain.model.potential import check_system, load_model
 
 __all__ = ["FrameExplainer", "FrameTask", "SpawnPool", "BACKENDS"]
 
@@ -63,6 +64,15 @@ class SpawnPool(BackendBase):
             return pool.map(func, computations)
 
 
+def _model_json(model_dir: Path) -> dict | None:
+    """model_dir's model.json, or None when it cannot be read (then :func:`load_model` names the problem)."""
+    try:
+        meta = read_json(model_dir / "model.json")
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _index_universe(n_frames: int):
     """A one-particle in-memory universe with ``n_frames`` frames: frame number k is position k of the source."""
     import MDAnalysis as mda
@@ -82,7 +92,11 @@ class FrameExplainer(AnalysisBase):
 
     ``run(backend='serial'|'multiprocessing'|'dask', n_workers=N)`` fills ``results.computed``
     (positions of the frames computed in this call; the others were already written) and
-    ``results.n_frames``. Raises ValueError for a parallel backend without a model folder.
+    ``results.n_frames``. Raises ValueError for a parallel backend without a model folder or for
+    not exactly one of model_dir and model, and (at construction, before anything is written)
+    :class:`~cgexplain.model.potential.SystemMismatchError` (a ValueError) when the frames' bead
+    count is not the one the model's priors were fitted for
+    (:func:`~cgexplain.model.potential.check_system`).
     """
 
     _analysis_algorithm_is_parallelizable = True
@@ -104,6 +118,10 @@ class FrameExplainer(AnalysisBase):
     ):
         if (model_dir is None) == (model is None):
             raise ValueError("FrameExplainer: give exactly one of model_dir and model")
+        # frames another chain than the priors': refused before any frame is computed or written
+        meta = _model_json(Path(model_dir)) if model_dir is not None else None
+        name = f"model {model_dir}" if model_dir is not None else "the model"
+        check_system(meta, source.types, "each frame", model=model, model_name=name, bead_types=False)
         self.source, self.task, self.out_dir = source, task, Path(out_dir)
         self.model_dir = None if model_dir is None else Path(model_dir)
         self._model, self.device = model, device

@@ -23,7 +23,7 @@ import numpy as np
 
 from cgexplain.aminoacids import AMINO_ACID_TYPES, ONE_LETTER, canonical_resname
 from cgexplain.lrp.residues import explain_protein_frames
-from cgexplain.model.potential import batch_inputs
+from cgexplain.model.potential import batch_inputs, check_system, warn_system
 
 __all__ = [
     "Mutation",
@@ -240,6 +240,16 @@ def mutation_whatif(
     ``explain``: ``pair_map_wt``, ``pair_map_mutant``, ``pair_map_diff`` (n, n),
     ``triplet_projection_wt``, ``triplet_projection_mutant``, ``triplet_projection_diff`` (n,),
     ``body_sum_wt``, ``body_sum_mutant`` ({order: mean}).
+
+    Before any computation the wild type is checked against what the model was trained for
+    (:func:`~cgexplain.model.potential.check_system`; a model from
+    :func:`~cgexplain.model.potential.load_model` carries its model.json): raises
+    :class:`~cgexplain.model.potential.SystemMismatchError` (a ValueError) for a bead count other
+    than the one the model's priors were fitted for, :class:`~cgexplain.model.potential.BeadTypeError`
+    (a ValueError) for wild-type bead types the model was not trained on; warns when the model was
+    trained on periodic frames (these frames are not periodic) or for a sequence other than the
+    trained chain's. Raises ValueError for positions that are not (F, n, 3) and for mutations
+    :func:`mutate_types` refuses.
     """
     types = np.asarray(types, dtype=np.int64)
     pos = np.asarray(positions, dtype=np.float64)
@@ -247,6 +257,7 @@ def mutation_whatif(
         pos = pos[None]
     if pos.shape[1:] != (len(types), 3):
         raise ValueError(f"positions must be (F, {len(types)}, 3), got {pos.shape}")
+    warn_system(check_system(None, types, "the wild type", model=model, cells=np.zeros((3, 3))))
     muts = parse_mutations(mutations, resnames)
     t_mut, r_mut = mutate_types(types, resnames, muts, type_table)
     unseen = sorted({int(t) for t in t_mut} - {int(t) for t in types})

@@ -42,7 +42,7 @@ from cgexplain.lrp.nbody import (
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import as_source
 from cgexplain.mapping.maps import to_atoms
-from cgexplain.plots.core import plot_nbody_relevance
+from cgexplain.plots.core import plot_nbody_relevance, plot_relevance_curves, plot_relevance_over, pyplot, relevance_unit, save_figure
 from cgexplain.settings import validate_section
 
 __all__ = ["explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
@@ -247,6 +247,7 @@ def explain_frames(
     workers: int = 1,
     backend: str = "multiprocessing",
     device: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Walk relevances for each frame and their statistics.
 
@@ -264,10 +265,13 @@ def explain_frames(
     or 'dask'; :class:`~cgexplain.lrp.frames.FrameExplainer`). device: 'cpu' (default), 'cuda'
     or 'cuda:N'. The per-frame files do not depend on how frames are spread, so a run may
     resume with other workers.
-    Writes ``out_dir`` files and, with ``figures``/``structure``, the two standard figures.
+    Writes ``out_dir`` files and, with ``figures``/``structure``, the two standard figures (a
+    ``structure.npz`` without ``cg_r``, from frames without a periodic cell, has no RDF: the
+    2-body curve is drawn alone, marked so). ``extra``: entries added to the summary (lrp.json).
     Returns the lrp summary (per-body-order totals, shares, budget, conservation, wall time).
     Raises ValueError for workers < 1, workers > 1 with a model object instead of a folder,
-    or an unknown ``lc`` value.
+    or an unknown ``lc`` value; :class:`~cgexplain.model.potential.SystemMismatchError` (a
+    ValueError) for frames whose bead count is not the one the model's priors were fitted for.
     """
 
     out = Path(out_dir)
@@ -319,8 +323,48 @@ def explain_frames(
         },
         "seconds_per_frame_mean": float(np.mean([i["time_s"] for i in info])),
         "wall_time_s": time.perf_counter() - t0,
+        **(extra or {}),
     }
     write_json(out / "lrp.json", summary)
     if figures is not None and structure is not None and Path(structure).exists():
-        plot_nbody_relevance(stats, np.load(structure), norm, title, Path(figures) / "relevance_2body.png", Path(figures) / "relevance_3body.png")
+        with np.load(structure) as st:
+            struct = dict(st)
+        paths = Path(figures) / "relevance_2body.png", Path(figures) / "relevance_3body.png"
+        if "cg_r" in struct:
+            plot_nbody_relevance(stats, struct, norm, title, *paths)
+        else:
+            _plot_without_rdf(stats, struct, norm, title, *paths)
     return summary
+
+
+def _plot_without_rdf(stats: dict, structure: dict, normalise: str, title: str, path_2body: Path, path_3body: Path) -> None:
+    """The two standard figures for frames without a periodic cell: the 2-body curve with no RDF
+    under it (the axis says why), the 3-body curve over the ADF."""
+    suf, unit = ("norm" if normalise != "none" else "raw"), relevance_unit(normalise)
+    curve = (stats[f"two_{suf}_centers"], stats[f"two_{suf}_mean"], stats[f"two_{suf}_sem"])
+    f2 = plot_relevance_curves(
+        {f"2-body {unit}": curve},
+        np.zeros(0),
+        np.zeros(0),
+        "r (Å)",
+        "no RDF: frames not periodic",
+        f"2-body {unit}",
+        None,
+        title=f"{title}: 2-body relevance vs distance (no RDF: not periodic)",
+    )
+    f2.axes[1].set_yticks([])  # the right axis holds no curve
+    save_figure(f2, path_2body)
+    f3 = plot_relevance_over(
+        stats[f"three_{suf}_centers"],
+        stats[f"three_{suf}_mean"],
+        stats[f"three_{suf}_sem"],
+        structure["cg_theta"],
+        structure["cg_p"],
+        "θ (degrees)",
+        "ADF, CG frames",
+        f"3-body {unit}",
+        path_3body,
+        title=f"{title}: 3-body relevance vs angle",
+    )
+    for f in (f2, f3):
+        pyplot().close(f)

@@ -260,11 +260,11 @@ def check_constraint_groups(universe, bead_atoms: Sequence[np.ndarray], constrai
         A, B = universe.atoms[a], universe.atoms[b]
 
         def where(o):
-            return f"bead {o}" if o >= 0 else f"outside the selection {selection!r}"
+            return f"in bead {o}" if o >= 0 else f"outside the selection {selection!r}"
 
         raise MappingError(
-            f"the constrained bond {a}-{b} ({A.name} {A.resname}{A.resid} - {B.name} {B.resname}{B.resid}; {constraints}) has one atom in "
-            f"{where(oa[bad[0]])} and the other in {where(ob[bad[0]])}: its constraint force would not cancel in the force map "
+            f"the constrained bond {a}-{b} ({A.name} {A.resname}{A.resid} - {B.name} {B.resname}{B.resid}; {constraints}) has one atom "
+            f"{where(oa[bad[0]])} and the other {where(ob[bad[0]])}: its constraint force would not cancel in the force map "
             f"({bad.size} such bond(s)). Put each constrained group wholly inside one bead or wholly outside the selection, "
             "or set mapping.constraints to what the simulation constrained."
         )
@@ -674,6 +674,10 @@ def map_universe(
         k += 1
     if k == 0:
         raise MappingError(f"{fname}: no frames selected (start={start}, stop={stop}, step={step})")
+    if k < n:  # MDAnalysis stops early, without an error, at a frame it cannot read
+        raise MappingError(
+            f"{fname}: {n} frames selected but only {k} could be read: the trajectory is cut short after frame {k - 1} of the selection"
+        )
     return MappedTrajectory(
         positions=pos[:k],
         forces=frc[:k],

@@ -3,7 +3,8 @@
 The energy is a sum of atomwise terms, E = Σ_i ε(x_i^L), and forces come from autograd,
 F = -∂E/∂R (schnetpack ``Atomwise`` + ``Forces``). A model folder holds ``model.pt``
 (``state_dict``) and ``model.json`` (architecture, hyper-parameters, cutoff, bead-type table,
-units, cgexplain version, prior parameters under ``hparams["priors"]``); loading rebuilds the
+units, cgexplain version, prior parameters under ``hparams["priors"]``, and ``trained_for``:
+what system the training data were, :func:`training_record`); loading rebuilds the
 modules from the JSON and loads the weights with ``torch.load(..., weights_only=True)``. Whole
 modules are never pickled.
 """
@@ -11,6 +12,7 @@ modules are never pickled.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +30,17 @@ __all__ = [
     "ModelSettings",
     "ModelFolderError",
     "BeadTypeError",
+    "SystemMismatchError",
     "DEFAULT_HPARAMS",
     "build_model",
     "save_model",
     "load_model",
     "trained_bead_types",
     "check_bead_types",
+    "training_record",
+    "trained_system",
+    "check_system",
+    "warn_system",
     "neighbor_list",
     "batch_inputs",
 ]
@@ -132,11 +139,15 @@ class ModelFolderError(ValueError, RuntimeError):
 def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = True):
     """Load a model folder written by :func:`save_model`.
 
-    Returns (model, meta) with the model in eval mode; ``fast`` as in :func:`build_model`.
+    Returns (model, meta) with the model in eval mode; ``fast`` as in :func:`build_model`. The
+    model carries ``meta`` as its attribute ``cgexplain_meta``, so that the functions given a
+    loaded model (:func:`cgexplain.lrp.engine.walk_relevance`, :func:`cgexplain.lrp.mutations.mutation_whatif`)
+    can check frames against what it was trained for (:func:`check_system`). A model.json
+    written before ``trained_for`` was recorded loads as well (:func:`trained_system` infers what it can).
     Raises FileNotFoundError naming a missing file, and :class:`ModelFolderError` (a ValueError)
     naming the file and the problem for a model.json that is not JSON or lacks ``hparams``, a
-    model.pt that is truncated, corrupted or not a state_dict, or weights that do not match the
-    JSON architecture.
+    malformed ``trained_for`` record, a model.pt that is truncated, corrupted or not a state_dict,
+    or weights that do not match the JSON architecture.
     """
     import json
 
@@ -151,6 +162,10 @@ def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = Tr
         raise ModelFolderError(f"{d / 'model.json'}: not valid JSON ({exc}); the model folder is damaged") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("hparams"), dict):
         raise ModelFolderError(f"{d / 'model.json'}: no 'hparams' mapping; not a model.json written by cgexplain")
+    try:
+        trained_system(meta)
+    except ModelFolderError as exc:
+        raise ModelFolderError(f"{d / 'model.json'}: {exc}") from None
     try:
         model = build_model(meta["hparams"], fast=fast)
     except (ValueError, KeyError, TypeError) as exc:
@@ -169,6 +184,7 @@ def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = Tr
     except RuntimeError as exc:
         raise ModelFolderError(f"{d / 'model.pt'} does not match the architecture in {d / 'model.json'}: {str(exc)[:500]}") from None
     model.eval()
+    model.__dict__["cgexplain_meta"] = meta  # a plain attribute: not in the state_dict, never saved
     return model, meta
 
 
@@ -179,22 +195,34 @@ class BeadTypeError(ValueError):
 def trained_bead_types(meta: dict, n_embeddings: int | None = None) -> tuple[dict[int, str], str]:
     """The bead types a saved model knows, from its ``model.json`` (``meta`` of :func:`load_model`).
 
-    Source, in this order: ``meta["type_table"]`` (bead name -> type, written by the train stage
-    from the mapping's table; 'amino_acids' stands for :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`),
-    else the size ``n_embeddings`` of the network's type embedding (types 0..n_embeddings-1, all
-    of them unnamed; schnetpack's default is 100, so this only catches types the model cannot
-    embed at all). Returns ({type: name}, a description of the source); ({}, "") when neither is
-    known. Raises :class:`ModelFolderError` for a type_table that is not a name -> int mapping.
+    Source, in this order: ``meta["trained_for"]["bead_types"]`` (the types that occur in the
+    training data, written at training: :func:`training_record`; named from the type table), else
+    ``meta["type_table"]`` (bead name -> type, written by the train stage from the mapping's table;
+    'amino_acids' stands for :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`), else the size
+    ``n_embeddings`` of the network's type embedding (types 0..n_embeddings-1, all of them
+    unnamed; schnetpack's default is 100, so this only catches types the model cannot embed at
+    all). Returns ({type: name}, a description of the source); ({}, "") when none is known.
+    Raises :class:`ModelFolderError` for a type_table that is not a name -> int mapping or
+    trained_for bead types that are not integers.
     """
     table = meta.get("type_table") if isinstance(meta, dict) else None
+    names: dict[int, str] = {}
     if table is not None:
         if table == "amino_acids":
             table = AMINO_ACID_TYPES
         try:
-            known = {int(v): str(k) for k, v in dict(table).items()}
+            names = {int(v): str(k) for k, v in dict(table).items()}
         except (TypeError, ValueError):
             raise ModelFolderError(f"model.json: type_table must map bead names to integer types, got {table!r}") from None
-        return known, "model.json type_table"
+    record = meta.get("trained_for") if isinstance(meta, dict) else None
+    if isinstance(record, dict) and record.get("bead_types") is not None:
+        try:
+            seen = [int(t) for t in record["bead_types"]]
+        except (TypeError, ValueError):
+            raise ModelFolderError(f"model.json: trained_for.bead_types must be a list of integers, got {record['bead_types']!r}") from None
+        return {t: names.get(t, "") for t in seen}, "model.json trained_for: the bead types of the training data"
+    if table is not None:
+        return names, "model.json type_table"
     if n_embeddings is not None:
         n = int(n_embeddings)
         return dict.fromkeys(range(n), ""), f"the model's type embedding (types 0..{n - 1}; model.json has no type_table)"
@@ -225,8 +253,10 @@ def check_bead_types(meta: dict, types: np.typing.ArrayLike, source: str, n_embe
     if unknown:
         counts = {t: int((arr == t).sum()) for t in unknown}
         bad = ", ".join(f"{t} ({counts[t]} bead{'s' if counts[t] > 1 else ''})" for t in unknown)
-        if all(known.values()):
+        if known and all(known.values()):
             ok = ", ".join(f"{t} ({name})" for t, name in sorted(known.items()))
+        elif "training data" in where:
+            ok = ", ".join(str(t) for t in sorted(known)) or "none"
         else:
             ok = f"{min(known)}..{max(known)}" if known else "none"
         raise BeadTypeError(
@@ -234,6 +264,194 @@ def check_bead_types(meta: dict, types: np.typing.ArrayLike, source: str, n_embe
             f"(from {where}); relevances for an unseen type would come from an untrained embedding"
         )
     return arr
+
+
+class SystemMismatchError(ValueError):
+    """Frames that do not fit the system a model was trained for: a bead count other than the one
+    its priors were fitted for (the priors belong to a fixed chain). The message names the model,
+    the frames and the mismatch."""
+
+
+def _n_embeddings(model) -> int | None:
+    emb = getattr(getattr(model, "representation", None), "embedding", None)
+    n = getattr(emb, "num_embeddings", None)
+    return None if n is None else int(n)
+
+
+def _is_periodic(cells) -> bool:
+    """True when every cell in ``cells`` ((3, 3) or (F, 3, 3) Å) is a periodic box (not all zero)."""
+    c = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    return bool(len(c)) and bool(np.all(np.abs(c).sum(axis=(1, 2)) > 0))
+
+
+def training_record(types: np.typing.ArrayLike, cells: np.typing.ArrayLike | None, hparams: dict) -> dict:
+    """What a model is trained for, as ``model.json`` records it under ``trained_for``.
+
+    types (n,) the bead types of the training frames; cells (F, 3, 3) Å of the training frames
+    (zeros or None: not periodic); hparams: the model's (``priors`` a params dict or None).
+    Returns a JSON-serialisable dict:
+
+    - ``n_beads``: beads per training frame;
+    - ``fixed_chain``: True when the model has priors (:mod:`cgexplain.model.priors`): their terms
+      index beads 0..n_beads-1 of the one chain (bead graph) they were fitted for, so the model
+      applies to that many beads only, in that order;
+    - ``bead_types``: the distinct bead types of the training data, sorted (the embedding rows
+      training updated);
+    - ``sequence``: with ``fixed_chain``, the bead types in chain order (what the priors were
+      fitted for); else None;
+    - ``periodic``: whether the training frames had a periodic box (a bulk fluid) or not (a
+      molecule in vacuum or implicit solvent);
+    - ``source``: 'training data'.
+
+    Raises ValueError when the priors' ``n_beads`` is not the bead count of the data.
+    """
+    t = np.asarray(types, dtype=np.int64).reshape(-1)
+    priors = (hparams or {}).get("priors") or {}
+    fixed = bool(priors)
+    if fixed and int(priors["n_beads"]) != len(t):
+        raise ValueError(f"the priors are for {int(priors['n_beads'])} beads, the training data have {len(t)}")
+    return {
+        "n_beads": int(len(t)),
+        "fixed_chain": fixed,
+        "bead_types": sorted({int(x) for x in t}),
+        "sequence": t.tolist() if fixed else None,
+        "periodic": False if cells is None else bool(np.any(np.abs(np.asarray(cells, dtype=np.float64)).reshape(-1, 9).sum(1) > 0)),
+        "source": "training data",
+    }
+
+
+def trained_system(meta: dict | None = None, model: torch.nn.Module | None = None) -> dict:
+    """What a model was trained for: the keys of :func:`training_record`.
+
+    meta: the model.json dict (:func:`load_model`); without it, the ``cgexplain_meta`` that
+    :func:`load_model` attaches to ``model``, else what ``model``'s modules tell. A model.json
+    without ``trained_for`` (written before it was recorded), or a model alone, gives what can be
+    inferred: from the priors (``hparams["priors"]["n_beads"]``, or a
+    :class:`~cgexplain.model.priors.PriorEnergy` output module) ``n_beads`` and ``fixed_chain``;
+    from ``type_table`` the bead types; ``periodic`` and ``sequence`` None (not known); ``source``
+    says it was inferred. Raises :class:`ModelFolderError` for a ``trained_for`` that is not a
+    mapping or holds a non-integer bead count.
+    """
+    if meta is None and model is not None:
+        meta = getattr(model, "cgexplain_meta", None)
+    if isinstance(meta, dict) and meta.get("trained_for") is not None:
+        rec = meta["trained_for"]
+        if not isinstance(rec, dict):
+            raise ModelFolderError(f"trained_for must be a mapping, got {type(rec).__name__}")
+        out = {"n_beads": None, "fixed_chain": False, "bead_types": None, "sequence": None, "periodic": None, "source": "training data", **rec}
+        try:
+            out["n_beads"] = None if out["n_beads"] is None else int(out["n_beads"])
+        except (TypeError, ValueError):
+            raise ModelFolderError(f"trained_for.n_beads must be an integer, got {rec.get('n_beads')!r}") from None
+        out["fixed_chain"] = bool(out["fixed_chain"])
+        return out
+    n_beads, where = None, ""
+    priors = ((meta or {}).get("hparams") or {}).get("priors") if isinstance(meta, dict) else None
+    if priors:
+        try:
+            n_beads, where = int(priors["n_beads"]), "model.json hparams.priors"
+        except (KeyError, TypeError, ValueError):
+            raise ModelFolderError(f"hparams.priors has no integer n_beads ({str(priors)[:80]})") from None
+    elif model is not None:
+        for m in getattr(model, "output_modules", []):
+            if isinstance(m, PriorEnergy):
+                n_beads, where = int(m.n_beads), "the model's prior module"
+    types = None
+    if isinstance(meta, dict) and meta.get("type_table") is not None:
+        types = sorted(trained_bead_types(meta)[0])
+        where = f"{where} and " * bool(where) + "model.json type_table"
+    return {
+        "n_beads": n_beads,
+        "fixed_chain": n_beads is not None,
+        "bead_types": types,
+        "sequence": None,
+        "periodic": None,
+        "source": f"inferred from {where}" if where else "not recorded",
+    }
+
+
+def check_system(
+    meta: dict | None,
+    types: np.typing.ArrayLike,
+    source: str,
+    *,
+    model: torch.nn.Module | None = None,
+    cells: np.typing.ArrayLike | None = None,
+    model_name: str = "the model",
+    bead_types: bool = True,
+) -> list[str]:
+    """Check frames against what a model was trained for (:func:`trained_system`), before any work.
+
+    meta: the model.json dict, or None to take it from ``model`` (:func:`trained_system`);
+    types (n,): the frames' bead types; source: the frames, named in messages (a trajectory file,
+    'the frame'); cells: (3, 3) or (F, 3, 3) Å of the frames (zeros: not periodic), None: the
+    periodicity is not checked; model_name: how messages name the model ('model DIR');
+    bead_types: also check every type is a trained one (:func:`check_bead_types`).
+
+    Refused (raises): a bead count other than ``n_beads`` of a model whose priors fix it
+    (:class:`SystemMismatchError`, a ValueError; the priors belong to a fixed chain, and walk
+    relevances explain the network alone, so they would be left out silently), and with
+    ``bead_types`` a bead type the model was not trained on (:class:`BeadTypeError`).
+    Returned (a list of warning texts, for the caller to warn and record): frames periodic while
+    the training data were not, or the other way round (the model extrapolates to environments it
+    never saw: beads at a surface, or periodic images within the cutoff; not refused, since a
+    large box around a molecule, or a cluster cut from a liquid, are sensible questions), and,
+    for a fixed chain, a sequence other than the trained one (a mutant: the priors were fitted
+    for the wild type).
+    """
+    rec = trained_system(meta, model)
+    if meta is None and model is not None:
+        meta = getattr(model, "cgexplain_meta", None)
+    t = np.asarray(types).reshape(-1)
+    n = int(len(t))
+    periodic = None if cells is None else _is_periodic(cells)
+    trained_periodic = rec.get("periodic")
+    box = ""
+    if periodic:
+        c = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)[0]
+        box = " × ".join(f"{x:.4g}" for x in np.linalg.norm(c, axis=1)) + " Å"
+    notes: list[str] = []
+    if periodic is not None and trained_periodic is not None and periodic != bool(trained_periodic):
+        if periodic:
+            notes.append(
+                f"{source} is periodic (box {box}) but {model_name} was trained on non-periodic frames: periodic images "
+                "within the cutoff are neighbours it never saw"
+            )
+        else:
+            notes.append(
+                f"{source} is not periodic but {model_name} was trained on periodic frames (a bulk system): beads at the "
+                "surface have fewer neighbours than any environment it saw"
+            )
+    if rec["fixed_chain"] and rec["n_beads"] is not None and n != rec["n_beads"]:
+        also = ""
+        if notes:  # a periodicity mismatch too
+            also = (
+                f"; its frames are also periodic (box {box}), the training data were not"
+                if periodic
+                else "; its frames are also not periodic, the training data were"
+            )
+        raise SystemMismatchError(
+            f"{model_name} was trained for {rec['n_beads']} beads (its priors belong to a fixed chain); {source} has {n} beads{also}. "
+            "The priors cannot be applied to another chain, and relevances of the network alone would leave them out silently"
+        )
+    if bead_types:
+        check_bead_types(meta or {}, t, source, _n_embeddings(model) if model is not None else None)
+    seq = rec.get("sequence")
+    if rec["fixed_chain"] and seq is not None and len(seq) == n:
+        diff = np.flatnonzero(np.asarray(seq, dtype=np.int64) != t.astype(np.int64))
+        if len(diff):
+            where = ", ".join(f"{k + 1} ({int(seq[k])} -> {int(t[k])})" for k in diff[:5]) + (" ..." if len(diff) > 5 else "")
+            notes.append(
+                f"{source}: bead types differ from the chain {model_name} was trained for at {len(diff)} position(s) "
+                f"(1-based, trained -> given: {where}); its priors were fitted for the trained sequence"
+            )
+    return notes
+
+
+def warn_system(notes: list[str], stacklevel: int = 3) -> None:
+    """Issue each text of :func:`check_system` as a UserWarning."""
+    for text in notes:
+        warnings.warn(text, stacklevel=stacklevel)
 
 
 def batch_inputs(positions, types, cells, cutoff: float, dtype=torch.float32, device="cpu") -> dict:

@@ -35,7 +35,7 @@ import torch
 from cgexplain.distributed import is_main_process
 from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
 from cgexplain.model.data import CachedFrames, ShardSampler, cached_loader, read_frames
-from cgexplain.model.potential import build_model, save_model
+from cgexplain.model.potential import build_model, save_model, training_record
 from cgexplain.settings import gt, one_of, settings_from_dict
 
 __all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces", "merge_training_logs"]
@@ -242,7 +242,8 @@ def train(
     data: ``cg/mapped.npz`` (a :class:`cgexplain.mapping.maps.MappedTrajectory`) or a schnetpack
     ``ASEAtomsData`` ``.db``; positions Å, forces kcal/mol/Å. ``settings.data_path`` 'cached'
     reads either; 'schnetpack' needs the ``.db``.
-    Writes ``out_dir/model.pt`` + ``model.json`` (best weights), ``training.json`` (settings,
+    Writes ``out_dir/model.pt`` + ``model.json`` (best weights; ``trained_for``: the training data's
+    bead count, types and periodicity, :func:`~cgexplain.model.potential.training_record`), ``training.json`` (settings,
     validation force MAE/RMSE in kcal/mol/Å, per-epoch validation history, epochs, world size,
     wall time), ``split.npz`` and ``checkpoints/`` (Lightning, for resuming). If ``training.json``
     exists the training is done and its contents are returned; if ``checkpoints/last.ckpt`` exists
@@ -345,10 +346,35 @@ def train(
         "wall_time_s": time.perf_counter() - t0,
         "units": "kcal/mol/Angstrom",
     }
-    save_model(model, model_hparams, out, extra={"training": result, **(extra_meta or {})})
+    save_model(
+        model,
+        model_hparams,
+        out,
+        extra={
+            "training": result,
+            "trained_for": _trained_for(data, model_hparams, (types, cells) if settings.data_path == "cached" else None),
+            **(extra_meta or {}),
+        },
+    )
     merge_training_logs(out / "log", out / "training_log.csv")
     write_json(out / "training.json", result)
     return result
+
+
+def _trained_for(data: Path, model_hparams: dict, frames: tuple | None) -> dict:
+    """model.json's ``trained_for`` record (:func:`cgexplain.model.potential.training_record`):
+    bead count, bead types and periodicity of the training data, and whether priors fix the
+    chain. frames: (types, cells) of the cached data, or None: read from the first row of the
+    ``.db``."""
+    if frames is not None:
+        types, cells = frames
+        return training_record(types, cells, model_hparams)
+    from schnetpack.data import ASEAtomsData
+
+    row = ASEAtomsData(str(data))[0]
+    periodic = bool(row["_pbc"].any())
+    cell = row["_cell"].numpy().reshape(1, 3, 3) if periodic else np.zeros((1, 3, 3))
+    return training_record(row["_atomic_numbers"].numpy(), cell, model_hparams)
 
 
 def merge_training_logs(log_dir: str | Path, dest: str | Path) -> int:

@@ -34,7 +34,16 @@ from cgexplain.mapping.maps import MappingError, load_universe
 from cgexplain.settings import ge, gt, one_of
 from cgexplain.units import force_factor, length_factor
 
-__all__ = ["FilesReference", "ExternalDataError", "files_reference", "open_reference", "resolve", "write_native_pdb", "fingerprint"]
+__all__ = [
+    "FilesReference",
+    "ExternalDataError",
+    "files_reference",
+    "open_reference",
+    "resolve",
+    "write_native_pdb",
+    "fingerprint",
+    "frames_per_file",
+]
 
 
 class ExternalDataError(ValueError):
@@ -140,9 +149,33 @@ def fingerprint(paths: list) -> list[dict]:
     return [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size, "mtime_ns": Path(p).stat().st_mtime_ns} for p in paths]
 
 
-def _frames_per_file(u) -> list[int]:
-    readers = getattr(u.trajectory, "readers", None)
-    return [int(r.n_frames) for r in readers] if readers else [int(u.trajectory.n_frames)]
+def frames_per_file(u, files: list | None = None) -> list[int]:
+    """Frames of each trajectory file, each file's last frame read to check that it is all there
+    (MDAnalysis counts the frames of a TRR or XTC from its size and offsets; a file cut inside a
+    frame is counted whole and its iteration stops early without a word). Raises ExternalDataError
+    naming the file and the frame that cannot be read."""
+    readers = getattr(u.trajectory, "readers", None) or [u.trajectory]
+    names = (
+        [str(f) for f in files] if files is not None and len(files) == len(readers) else [str(getattr(r, "filename", "trajectory")) for r in readers]
+    )
+    counts = []
+    for r, name in zip(readers, names):
+        n = int(r.n_frames)
+        if n > 0:
+            try:
+                r[n - 1]
+                ok = r.ts.has_forces
+            except (OSError, EOFError, ValueError, IndexError, RuntimeError) as e:
+                raise ExternalDataError(
+                    f"{name}: the file says {n} frames but frame {n - 1} cannot be read ({type(e).__name__}: {e}): the file is shorter "
+                    "than its header or offsets say (cut off while copying?)"
+                ) from None
+            if not ok:
+                raise ExternalDataError(f"{name}: frame {n - 1} has no forces")
+        counts.append(n)
+    r0 = readers[0]
+    r0[0]  # back to the first frame
+    return counts
 
 
 def files_reference(cfg: dict, run, progress: bool = True) -> dict:
@@ -171,7 +204,7 @@ def files_reference(cfg: dict, run, progress: bool = True) -> dict:
                 )
         return old
     u = open_reference(cfg)
-    per_file = _frames_per_file(u)
+    per_file = frames_per_file(u, files[1:])
     total = int(sum(per_file))
     sel = np.arange(total)[int(rc["start"]) : rc["stop"] : int(rc["step"])]
     if len(sel) == 0:

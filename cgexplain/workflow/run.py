@@ -22,7 +22,9 @@ do not enter the hash.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ from cgexplain.lrp.sources import TrajectoryFrames
 from cgexplain.md.langevin import trajectory_paths
 from cgexplain.settings import section_hash
 
-__all__ = ["RunFolder", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON", "EXECUTION_KEYS", "extra_inputs"]
+__all__ = ["RunFolder", "RunFolderError", "OWNER_FILE", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON", "EXECUTION_KEYS", "extra_inputs"]
 
 #: the stages in order
 STAGES = ("reference", "map", "train", "simulate", "analyse", "explain")
@@ -85,6 +87,15 @@ EXECUTION_KEYS = {
     "simulation": ("device",),
     "lrp": ("workers", "device", "backend"),
 }
+
+#: the file at the root of a run folder that names the system it belongs to
+OWNER_FILE = "run.json"
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used: it belongs to another system, an earlier stage in it was
+    made from other inputs, or it cannot be written. The message names the folder."""
+
 
 #: stages whose folder does not depend on the architecture: another run folder beside this one
 #: (e.g. the PaiNN run of the same system and profile) may lend a finished copy
@@ -266,6 +277,7 @@ class RunFolder:
         if not is_main_process():
             wait_for(lambda: marker.exists() and read_json(marker).get("hash") == h, f"{marker} (written by rank 0)")
             return d
+        self.claim(cfg, lambda: self._check_earlier_stages(cfg, stage))
         if d.exists() and marker.exists() and read_json(marker).get("hash") != h:
             shutil.rmtree(d)
         if not d.exists():
@@ -274,6 +286,64 @@ class RunFolder:
         if not marker.exists():
             write_json(marker, {"hash": h, "sections": {s: cfg[s] for s in DEPENDS_ON[stage]}, "extra": extra_inputs(cfg, stage)})
         return d
+
+    @staticmethod
+    def owner(cfg: dict) -> dict:
+        """What a run folder records about the system it belongs to (``run.json``)."""
+        return {
+            "system": cfg.get("name"),
+            "system_dir": str(cfg.get("system_dir", "")),
+            "source": (cfg.get("reference") or {}).get("source") or "openmm",
+            "kind": cfg.get("kind") or "fluid",
+        }
+
+    def claim(self, cfg: dict, then: Callable[[], None] | None = None) -> None:
+        """Check that this folder can be written and belongs to ``cfg``'s system: the first stage
+        records the system in ``run.json`` (after the check ``then``, if given, passed); a later
+        one from another system folder, source or kind is refused. Raises :class:`RunFolderError`
+        naming the folder and both systems, or a folder that is a file or cannot be written."""
+        self.ensure_writable()
+        me, path = self.owner(cfg), self.root / OWNER_FILE
+        if not path.exists():
+            if then is not None:
+                then()
+            write_json(path, me)
+            return
+        old = read_json(path)
+        keys = ("system_dir", "source", "kind")
+        if any(old.get(k) != me[k] for k in keys):
+            raise RunFolderError(
+                f"{self.root}: this run folder belongs to system {old.get('system')!r} ({old.get('system_dir')}, source {old.get('source')}, "
+                f"kind {old.get('kind')}), not to {me['system']!r} ({me['system_dir']}, source {me['source']}, kind {me['kind']}): "
+                "give another --out"
+            )
+        if then is not None:
+            then()
+
+    def ensure_writable(self) -> None:
+        """Create the run folder if needed. Raises :class:`RunFolderError` when the path is a file
+        or the folder cannot be created or written."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"{self.root}: is a file, not a folder; give a run folder (--out) that is a folder or does not exist yet")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise RunFolderError(f"{self.root}: cannot write the run folder ({e.strerror or e}); give a writable --out") from None
+
+    def _check_earlier_stages(self, cfg: dict, stage: str) -> None:
+        """Every earlier stage that has a folder here was made from ``cfg``'s inputs; else (another
+        system's or changed settings) RunFolderError naming the stage, before this one reads it."""
+        for s in STAGES[: STAGES.index(stage)]:
+            marker = self.folder(s) / "inputs.json"
+            if marker.exists() and read_json(marker).get("hash") != self.input_hash(cfg, s):
+                raise RunFolderError(
+                    f"{self.root}: its {FOLDERS[s]}/ was made from other inputs than {cfg.get('name')!r} "
+                    f"({cfg.get('system_dir')}) has now (another system, or changed settings of stage {s}): "
+                    f"run stage {s} again (cgexplain run runs every stage in order) or give another --out"
+                )
 
     def _copy_from_sibling(self, stage: str, h: str) -> bool:
         root = self.root.resolve()

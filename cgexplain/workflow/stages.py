@@ -12,10 +12,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cgexplain.diagnostics import OMEGA_DT_BOUND, check_timestep, net_force_torque_floor, prior_force_error, stiffest_prior_frequency
+from cgexplain.diagnostics import (
+    OMEGA_DT_BOUND,
+    check_length_scale,
+    check_timestep,
+    net_force_torque_floor,
+    prior_force_error,
+    stiffest_prior_frequency,
+)
 from cgexplain.distributed import is_main_process, wait_for
 from cgexplain.fileio import read_json, write_json
-from cgexplain.mapping.maps import MappedTrajectory
+from cgexplain.mapping.maps import MappedTrajectory, MappingError
 from cgexplain.md.langevin import SimSettings, run_simulation
 from cgexplain.model.potential import DEFAULT_HPARAMS, load_model
 from cgexplain.model.priors import prior_forces
@@ -50,9 +57,38 @@ def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> 
     if run.is_done("map"):
         return read_json(run.mapping_json)
     res = source_for(cfg).map(cfg, run, kind_for(cfg), progress)
+    try:
+        res["length_scale"] = _check_mapped(cfg, run, res)
+    except MappingError:
+        run.mapped.unlink(missing_ok=True)  # no mapped frames of a failed map stage are left
+        raise
     res["diagnostics"] = {"unfittable_force_floor": _force_floor(run)}
     write_json(run.mapping_json, res)  # the done file, written last
     return res
+
+
+def _data_name(cfg: dict, run: RunFolder) -> str:
+    """The user's name for the data a run maps (file and declared length unit), for messages."""
+    rc = cfg["reference"]
+    src = rc.get("source") or "openmm"
+    files = {"arrays": rc.get("positions"), "files": ", ".join(rc.get("trajectories") or []), "mdcath": rc.get("file")}.get(src)
+    unit = rc.get("length_unit")
+    return f"{files or run.reference_trajectory}" + (f" (reference.length_unit: {unit})" if unit else "")
+
+
+def _check_mapped(cfg: dict, run: RunFolder, res: dict) -> dict:
+    """The mapped frames are enough to train on (>= 2) and their bead distances are those of
+    molecules (:func:`cgexplain.diagnostics.check_length_scale`). Raises MappingError naming the data."""
+    t = MappedTrajectory.load(run.mapped)
+    where = _data_name(cfg, run)
+    if len(t.positions) < 2:
+        raise MappingError(
+            f"{where}: {len(t.positions)} frame after the selection; force matching needs at least 2 (training and validation frames, priors)"
+        )
+    try:
+        return check_length_scale(t.positions, t.cells, res.get("cg_bonds"), where=where)
+    except ValueError as e:
+        raise MappingError(str(e)) from None
 
 
 def _force_floor(run: RunFolder) -> dict:
@@ -211,7 +247,7 @@ def run_all(cfg: dict, run: RunFolder | str | Path, progress: bool = True, stage
     run = _run(run)
     if not is_main_process():
         return _run_as_other_rank(cfg, run, stages or list(STAGES), wait_for)
-    run.root.mkdir(parents=True, exist_ok=True)
+    run.ensure_writable()
     summary = read_json(run.summary_json) if run.summary_json.exists() else {}
     summary.update({"system": cfg["name"], "profile": cfg["profile"]})
     summary.setdefault("wall_time_s", {})
