@@ -1,14 +1,25 @@
 """Bad input from a user's own data, through the real command line (issue: nothing silently wrong,
-round 3). Each case exits 2 with a message naming the problem, before any long work, or behaves
-correctly. The silently wrong cases (a truncated trajectory, positions in nm declared as Å, a run
-folder of another system) exited 0 with wrong results before.
+round 3). Each case exits 2 with a message naming the problem (file, key, frame, bead, option)
+before any long work, or behaves correctly; a test per case asserts the exit code and the words.
+
+1. a truncated trajectory (init, reference and map stages);  2. positions in nm declared as Å;
+3. a model applied to a trajectory of another system (``cgexplain explain MODEL TRAJ``);
+4. a run folder of another system;  5. non-periodic trajectories explained (no RDF);
+6. an invalid ``init --select``;  7. paths, names and temperatures written quoted and exact;
+8. a one-frame data set;  9. ``--out`` that is a file or cannot be written;  10. a broken YAML;
+11. LAMMPS dumps set up from the command line (``--length-unit``, ``--force-unit``, ``--format``).
+Cases 1-4 exited 0 with wrong results before (silently wrong).
 
 Files written by other programs: the MDAnalysisTests GROMACS cobrotoxin (TPR + TRR with forces)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import MDAnalysisTests.datafiles as mdat
@@ -16,9 +27,22 @@ import numpy as np
 import pytest
 import yaml
 
-from cgexplain.aminoacids import AMINO_ACID_TYPES
+from cgexplain.aminoacids import AMINO_ACID_TYPES, THREE_LETTER
 from cgexplain.cli import main
+from cgexplain.fileio import read_json
+from cgexplain.lrp.engine import walk_relevance
+from cgexplain.lrp.explain import explain_trajectory
+from cgexplain.lrp.frames import FrameExplainer
+from cgexplain.lrp.mutations import mutation_whatif
+from cgexplain.lrp.sources import ArrayFrames
+from cgexplain.mapping.maps import to_atoms, write_cg_dataset
+from cgexplain.model.potential import BeadTypeError, SystemMismatchError, load_model, trained_system
+from cgexplain.model.training import TrainSettings, train
+from cgexplain.reference.external import open_reference
+from cgexplain.workflow.config import load_system
+from conftest import harmonic_frames
 
+# ---------------------------------------------------------------------- test_bad_inputs
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "model": {"n_atom_basis": 8, "n_interactions": 1, "cutoff": 6.0, "n_rbf": 8},
@@ -172,3 +196,288 @@ def test_broken_yaml_names_file_and_line(tmp_path, capsys):
     rc, err = _run(capsys, "run", str(d), "--out", str(tmp_path / "run"))
     assert rc == 2 and "system.yaml: not valid YAML (line" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------- test_bad_inputs_init
+N_ATOMS, N_FRAMES, BOX = 8, 3, 10.0
+
+
+def _init(*args: str) -> list[str]:
+    return ["init", *args]
+
+
+def _cobrotoxin(sysdir: Path, *extra: str) -> list[str]:
+    return _init(str(sysdir), "--topology", mdat.TPR_xvf, "--trajectory", mdat.TRR_xvf, "--temperature", "300", *extra)
+
+
+def _refused(capsys, argv: list[str], sysdir: Path) -> str:
+    """Run init, expect exit 2 and no system folder; the stderr message."""
+    assert main(argv) == 2
+    assert not sysdir.exists(), "a failing init must write nothing"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+# ------------------------------------------------------------------ 1. an invalid selection
+def test_invalid_selection_is_named_before_anything_is_written(tmp_path):
+    """`--select "protein and"`: exit 2 naming --select, the selection and MDAnalysis's reason (the
+    real executable: no traceback)."""
+    sysdir = tmp_path / "sys"
+    argv = [sys.executable, "-m", "cgexplain", *_cobrotoxin(sysdir, "--select", "protein and")]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr
+    assert "cgexplain init: error: --select 'protein and' is not a valid MDAnalysis selection for " in p.stderr
+    assert "it ends where more is expected (Unknown selection token: 'None')" in p.stderr
+    assert not sysdir.exists()
+
+
+def test_unknown_selection_word_and_split_constraint_are_named(tmp_path, capsys):
+    """An unknown keyword gives MDAnalysis's reason; a selection that cuts X–H bonds (constrained)
+    names the bond, reading 'in bead N' / 'outside the selection ...' (not 'in outside')."""
+    sysdir = tmp_path / "sys"
+    err = _refused(capsys, _cobrotoxin(sysdir, "--select", "protien"), sysdir)
+    assert "--select 'protien' is not a valid MDAnalysis selection" in err and "Unknown selection token: 'protien'" in err
+    err = _refused(capsys, _cobrotoxin(sysdir, "--select", "protein and not name H*"), sysdir)
+    where = r"(in bead \d+|outside the selection 'protein and not name H\*')"
+    assert re.search(rf"the constrained bond \d+-\d+ \(.*; h-bonds\) has one atom {where} and the other {where}: its constraint force", err), err
+    assert "in outside" not in err and "in bead" in err and "outside the selection" in err
+
+
+# ------------------------------------------------------------------ 2. values written quoted and exact
+def test_paths_name_and_temperature_read_back_exactly(tmp_path, capsys):
+    """A topology outside the system folder (written absolute) and a trajectory inside it (written
+    relative), both in folders whose names hold '#' and ': '; the name '123'; a temperature with
+    many digits: system.yaml reads back exactly these, and load_system and the files open."""
+    outside = tmp_path / "data #1: x"
+    outside.mkdir()
+    top = outside / "top #a: b.tpr"
+    shutil.copy(mdat.TPR_xvf, top)
+    sysdir = tmp_path / "sys # 2: y"
+    inside = sysdir / "in #3: z"
+    inside.mkdir(parents=True)
+    trj = inside / "traj: #.trr"
+    shutil.copy(mdat.TRR_xvf, trj)
+    T = 298.123456789012
+    argv = _init(str(sysdir), "--topology", str(top), "--trajectory", str(trj), "--select", "protein", "--temperature", repr(T), "--name", "123")
+    assert main(argv) == 0, capsys.readouterr().err
+    raw = yaml.safe_load((sysdir / "system.yaml").read_text())
+    assert raw["name"] == "123"
+    ref = raw["reference"]
+    assert ref["topology"] == str(top.resolve())
+    assert ref["trajectories"] == ["in #3: z/traj: #.trr"]
+    assert ref["temperature"] == T and raw["simulation"]["temperature"] == T
+    assert raw["mapping"]["select"] == "protein"
+    cfg = load_system(sysdir)
+    assert cfg["name"] == "123" and cfg["reference"]["temperature"] == T
+    u = open_reference(cfg)
+    assert u.atoms.n_atoms == 19385 and u.trajectory.n_frames > 1
+
+
+def test_bad_temperature_is_named(tmp_path, capsys):
+    sysdir = tmp_path / "sys"
+    for bad in ("inf", "0", "-5"):
+        err = _refused(capsys, _cobrotoxin(sysdir, "--temperature", bad), sysdir)
+        assert f"--temperature {float(bad)}: must be a finite number > 0 (K)" in err
+
+
+# ------------------------------------------------------------------ 3. LAMMPS: declared units and format
+@pytest.fixture(scope="module")
+def lammps(tmp_path_factory) -> dict:
+    """A tiny LAMMPS fluid (8 argon atoms, 3 frames): a data file, the same atoms as a PDB (a
+    topology with residue names) and a dump `id type x y z fx fy fz` (units real: Å, kcal/mol/Å)."""
+    d = tmp_path_factory.mktemp("lammps")
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0.5, BOX - 0.5, (N_FRAMES, N_ATOMS, 3)).round(4)
+    frc = rng.normal(0, 1, (N_FRAMES, N_ATOMS, 3)).round(4)
+    data = ["LAMMPS data file", "", f"{N_ATOMS} atoms", "1 atom types", ""]
+    data += [f"0.0 {BOX} {a}lo {a}hi" for a in "xyz"] + ["", "Masses", "", "1 39.948", "", "Atoms # full", ""]
+    data += [f"{i + 1} {i + 1} 1 0.0 {x:.4f} {y:.4f} {z:.4f}" for i, (x, y, z) in enumerate(pos[0])]
+    (d / "fluid.data").write_text("\n".join(data) + "\n")
+    pdb = [f"CRYST1{BOX:9.3f}{BOX:9.3f}{BOX:9.3f}  90.00  90.00  90.00 P 1           1"]
+    pdb += [f"ATOM  {i + 1:5d} AR   AR  X{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00          AR" for i, (x, y, z) in enumerate(pos[0])]
+    (d / "fluid.pdb").write_text("\n".join([*pdb, "END"]) + "\n")
+    dump = []
+    for f in range(N_FRAMES):
+        dump += ["ITEM: TIMESTEP", str(100 * f), "ITEM: NUMBER OF ATOMS", str(N_ATOMS), "ITEM: BOX BOUNDS pp pp pp"]
+        dump += [f"0.0 {BOX}"] * 3 + ["ITEM: ATOMS id type x y z fx fy fz"]
+        dump += [f"{i + 1} 1 " + " ".join(f"{v:.4f}" for v in (*pos[f, i], *frc[f, i])) for i in range(N_ATOMS)]
+    (d / "traj.lammpstrj").write_text("\n".join(dump) + "\n")
+    shutil.copy(d / "traj.lammpstrj", d / "traj.dump")
+    return {"dir": d, "pos": pos, "frc": frc}
+
+
+def _lammps_init(lmp: dict, sysdir: Path, *extra: str, top: str = "fluid.pdb", traj: str = "traj.lammpstrj") -> list[str]:
+    d = lmp["dir"]
+    return _init(str(sysdir), "--topology", str(d / top), "--trajectory", str(d / traj), "--temperature", "300", *extra)
+
+
+def test_lammps_dump_without_units_names_the_options(tmp_path, capsys, lammps):
+    sysdir = tmp_path / "sys"
+    err = _refused(capsys, _lammps_init(lammps, sysdir), sysdir)
+    assert "traj.lammpstrj: MDAnalysis does not know the units of this format" in err
+    assert "declare them with --length-unit {A,nm} and --force-unit {kcal/mol/A,kJ/mol/A,kJ/mol/nm,kcal/mol/nm}" in err
+    err = _refused(capsys, _lammps_init(lammps, sysdir, "--length-unit", "A"), sysdir)
+    assert "--length-unit and --force-unit go together: only --length-unit is given" in err
+    err = _refused(capsys, _lammps_init(lammps, sysdir, "--force-unit", "kcal/mol/A"), sysdir)
+    assert "--length-unit and --force-unit go together: only --force-unit is given" in err
+    with pytest.raises(SystemExit) as e:  # argparse: a unit not in the table
+        main(_lammps_init(lammps, sysdir, "--length-unit", "parsec", "--force-unit", "kcal/mol/A"))
+    assert e.value.code == 2 and "argument --length-unit: invalid choice: 'parsec'" in capsys.readouterr().err
+    assert not sysdir.exists()
+
+
+def test_lammps_dump_with_units_is_written_read_and_runs(tmp_path, capsys, lammps):
+    """Units declared: system.yaml holds them and format LAMMPSDUMP (from .lammpstrj); the files
+    open as the reference stage opens them (unconverted: the dump's numbers) and `cgexplain run` works."""
+    sysdir = tmp_path / "lj"
+    assert main(_lammps_init(lammps, sysdir, "--length-unit", "A", "--force-unit", "kcal/mol/A")) == 0, capsys.readouterr().err
+    raw = yaml.safe_load((sysdir / "system.yaml").read_text())
+    ref = raw["reference"]
+    assert (ref["length_unit"], ref["force_unit"], ref["format"]) == ("A", "kcal/mol/A", "LAMMPSDUMP")
+    assert raw["kind"] == "fluid" and "atom_name" not in raw["mapping"]
+    cfg = load_system(sysdir)
+    u = open_reference(cfg)
+    assert u.trajectory.n_frames == N_FRAMES
+    for f in range(N_FRAMES):
+        u.trajectory[f]
+        np.testing.assert_allclose(u.atoms.positions, lammps["pos"][f], atol=1e-3)
+        np.testing.assert_allclose(u.atoms.forces, lammps["frc"][f], atol=1e-3)
+    tiny = {
+        "model": {"n_atom_basis": 8, "n_interactions": 1, "cutoff": 4.5, "n_rbf": 8},
+        "training": {"epochs": 1, "batch_size": 1},
+        "simulation": {"n_steps": 20, "save_interval": 5, "timestep": 0.001},
+        "analysis": {"rdf_r_max": 4.5, "rdf_bins": 45},
+        "lrp": {"n_frames": 1},
+    }
+    for k, v in tiny.items():
+        raw[k] = {**raw[k], **v}
+    (sysdir / "system.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["run", str(sysdir), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_lammps_format_option(tmp_path, capsys, lammps):
+    """A dump named .dump: MDAnalysis does not know it, --format names it; an unknown --format,
+    a .lammpstrj among other formats and a LAMMPS data topology (no residue names) are named."""
+    sysdir = tmp_path / "sys"
+    units = ("--length-unit", "nm", "--force-unit", "kJ/mol/nm")
+    err = _refused(capsys, _lammps_init(lammps, sysdir, *units, traj="traj.dump"), sysdir)
+    assert "traj.dump: MDAnalysis does not know the format; name the trajectory format with --format NAME" in err
+    err = _refused(capsys, _lammps_init(lammps, sysdir, *units, "--format", "NOPE"), sysdir)
+    assert "--format 'NOPE': MDAnalysis has no trajectory reader of that name" in err
+    d = lammps["dir"]
+    argv = _init(str(sysdir), "--topology", str(d / "fluid.pdb"), "--trajectory", str(d / "traj.lammpstrj"), mdat.TRR_xvf, *units)
+    err = _refused(capsys, argv, sysdir)
+    assert "LAMMPS dumps mixed with other formats; give files of one format" in err
+    err = _refused(capsys, _lammps_init(lammps, sysdir, *units, top="fluid.data"), sysdir)
+    assert "fluid.data: the topology has no residue names (a LAMMPS data file has none)" in err
+    assert main(_lammps_init(lammps, sysdir, *units, "--format", "lammpsdump", traj="traj.dump")) == 0, capsys.readouterr().err
+    ref = load_system(sysdir)["reference"]
+    assert (ref["format"], ref["length_unit"], ref["force_unit"]) == ("LAMMPSDUMP", "nm", "kJ/mol/nm")
+    assert ref["trajectories"] == [str(lammps["dir"] / "traj.dump")]
+
+
+# ---------------------------------------------------------------------- test_bad_inputs_model
+REPO = Path(__file__).resolve().parents[1]
+NTL9 = REPO / "systems" / "ntl9" / "pretrained"
+NTL9_SEQUENCE = "MKVIFLKDVKGMGKKGEIKNVADGYANNFLFKQGLAIEA"
+NTL9_TYPES = np.array([AMINO_ACID_TYPES[THREE_LETTER[c]] for c in NTL9_SEQUENCE])
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess:
+    """The real command line, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "cgexplain", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _chain(n: int, seed: int = 0, bond: float = 3.8) -> np.ndarray:
+    """A random-walk chain of n beads, ``bond`` Å apart, (n, 3) Å."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(size=(n, 3))
+    steps *= bond / np.linalg.norm(steps, axis=1, keepdims=True)
+    return np.cumsum(steps, axis=0)
+
+
+def _ntl9_native(seed: int = 1) -> np.ndarray:
+    """NTL9's native Cα positions (39, 3) Å, slightly perturbed."""
+    with np.load(NTL9 / "protein.npz") as z:
+        native = z["native"]
+    return native + np.random.default_rng(seed).normal(0.0, 0.1, native.shape)
+
+
+def test_ntl9_model_on_a_62_bead_trajectory_is_refused(tmp_path):
+    """Exit 2 naming the model folder, the trajectory and both bead counts; nothing written."""
+    pos = _chain(62) + 40.0
+    traj = tmp_path / "cobrotoxin_ca.npz"
+    types = np.random.default_rng(2).integers(1, 21, 62)
+    np.savez(traj, positions=pos[None], cells=np.eye(3)[None] * 80.0, bead_types=types)
+    out = tmp_path / "lrp"
+    r = _cli("explain", NTL9, traj, "--out", out, "--shell", "5", "--save-walks", "none", "--no-progress")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"model {NTL9} was trained for 39 beads (its priors belong to a fixed chain); {traj} has 62 beads" in r.stderr
+    assert "relevances of the network alone would leave them out silently" in r.stderr
+    assert not out.exists()
+
+
+def test_ntl9_model_explains_a_non_periodic_ntl9_chain(tmp_path):
+    """A trajectory without a box (cells zeros): relevances written, the 2-body and 3-body curves
+    computed, no RDF, and the summary says so."""
+    traj = tmp_path / "ntl9_ca.npz"
+    np.savez(traj, positions=_ntl9_native()[None], cells=np.zeros((1, 3, 3)), bead_types=NTL9_TYPES)
+    out = tmp_path / "lrp"
+    r = _cli("explain", NTL9, traj, "--out", out, "--save-walks", "none", "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no RDF: the frames are not periodic" in r.stdout
+    for f in ("frame_0000.npz", "nbody_statistics.npz", "lrp.json", "figures/relevance_2body.png", "figures/relevance_3body.png"):
+        assert (out / f).exists(), f
+    summary = json.loads((out / "lrp.json").read_text())
+    assert summary["structure"]["periodic"] is False
+    assert summary["structure"]["rdf"].startswith("no RDF: the frames are not periodic")
+    assert 3.9 < summary["structure"]["shell_A"] < 5.5  # just past the Cα-Cα bond, from the pair-distance density
+    with np.load(out / "structure.npz") as st:
+        assert "cg_r" not in st and st["cg_p"].sum() > 0
+    with np.load(out / "nbody_statistics.npz") as st:
+        assert st["two_norm_count"].sum() > 0 and st["three_norm_count"].sum() > 0
+
+
+def test_python_entry_points_refuse_another_chain(tmp_path):
+    """walk_relevance, mutation_whatif and FrameExplainer, given a 62-bead frame and the NTL9
+    model, raise SystemMismatchError naming both counts, before any computation."""
+    model, meta = load_model(NTL9)
+    rec = trained_system(meta)  # model.json written before trained_for: inferred from the priors
+    assert rec["n_beads"] == 39 and rec["fixed_chain"] and rec["periodic"] is None
+    pos = _chain(62, seed=3)
+    types = np.full(62, AMINO_ACID_TYPES["ALA"])
+    msg = r"the model was trained for 39 beads \(its priors belong to a fixed chain\); the frame has 62 beads"
+    with pytest.raises(SystemMismatchError, match=msg):
+        walk_relevance(model, to_atoms(pos, types))
+    with pytest.raises(SystemMismatchError, match=r"trained for 39 beads .*; the wild type has 62 beads"):
+        mutation_whatif(model, pos[None], types, ["ALA"] * 62, "A5G", explain=False, progress=False)
+    with pytest.raises(SystemMismatchError, match=rf"model {NTL9} was trained for 39 beads .*; each frame has 62 beads"):
+        FrameExplainer(ArrayFrames(pos[None], np.zeros((1, 3, 3)), types), None, tmp_path / "fe", model_dir=NTL9)
+    assert not (tmp_path / "fe").exists()
+    # the chain it was trained for passes (a mutant is a warning about the priors' sequence, not an error)
+    res = mutation_whatif(model, _ntl9_native()[None], NTL9_TYPES, [THREE_LETTER[c] for c in NTL9_SEQUENCE], "L6A", explain=False, progress=False)
+    assert res["dE"].shape == (1,)
+
+
+def test_trained_for_is_recorded_and_checked(tmp_path):
+    """train writes model.json trained_for (bead count, types, periodicity); a non-periodic
+    trajectory for a model trained on a periodic box warns (and lrp.json lists it); a bead type
+    absent from the training data is refused."""
+    data = tmp_path / "d.db"
+    write_cg_dataset(data, harmonic_frames(8, 12, 7.0), progress=False)
+    hp = {"representation": "painn", "n_atom_basis": 8, "n_interactions": 2, "cutoff": 3.0, "n_rbf": 8}
+    train(data, tmp_path / "m", hp, TrainSettings(epochs=1, batch_size=4), progress=False)
+    rec = read_json(tmp_path / "m" / "model.json")["trained_for"]
+    assert rec == {"n_beads": 12, "fixed_chain": False, "bead_types": [1], "sequence": None, "periodic": True, "source": "training data"}
+    pos = np.random.default_rng(0).uniform(0, 7.0, (1, 20, 3))  # another bead count: fine without priors
+    np.savez(tmp_path / "drop.npz", positions=pos, cells=np.zeros((1, 3, 3)), bead_types=np.ones(20, int))
+    with pytest.warns(UserWarning, match=r"drop.npz is not periodic but model .* was trained on periodic frames"):
+        s = explain_trajectory(tmp_path / "m", tmp_path / "drop.npz", tmp_path / "lrp", shell=3.0, r_edges=(2.0, 6.0, 8), progress=False)
+    assert s["warnings"] and "trained on periodic frames" in s["warnings"][0]
+    np.savez(tmp_path / "two.npz", positions=pos, cells=np.zeros((1, 3, 3)), bead_types=np.r_[np.ones(19, int), 2])
+    with pytest.raises(BeadTypeError, match=r"bead type 2 \(1 bead\) not known to the model, which was trained on types 1 .*training data"):
+        explain_trajectory(tmp_path / "m", tmp_path / "two.npz", tmp_path / "lrp2", shell=3.0, progress=False)
+    assert not (tmp_path / "lrp2").exists()

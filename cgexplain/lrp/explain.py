@@ -235,13 +235,13 @@ def explain_trajectory(
     src = open_cg_frames(trajectory, topology, types, frames)
     # another chain than the priors', or a type the model never saw (an untrained embedding): refused before any work
     given = f" with --types {str(types)[:40]}{'...' if len(str(types)) > 40 else ''}" if isinstance(types, (str, Path)) else ""
-    notes = check_system(meta, src.types, f"{trajectory}{given}", model=model, cells=src.read([0])[1], model_name=f"model {model_dir}")
+    idx = src.frame_ids
+    ks = np.unique(np.linspace(0, len(src) - 1, min(len(src), int(structure_frames))).round().astype(int))
+    pos_s, cells_s = src.read(ks)  # the structure sample (its first frame is the trajectory's first) also gives the periodicity checked
+    notes = check_system(meta, src.types, f"{trajectory}{given}", model=model, cells=cells_s[:1], model_name=f"model {model_dir}")
     del model
     for text in notes:
         warnings.warn(text, stacklevel=2)
-    idx = src.frame_ids
-    ks = np.unique(np.linspace(0, len(src) - 1, min(len(src), int(structure_frames))).round().astype(int))
-    pos_s, cells_s = src.read(ks)
     boxed = np.abs(cells_s).sum(axis=(1, 2)) > 0
     if boxed.any() and not boxed.all():
         raise ValueError(

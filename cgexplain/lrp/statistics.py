@@ -42,7 +42,7 @@ from cgexplain.lrp.nbody import (
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import as_source
 from cgexplain.mapping.maps import to_atoms
-from cgexplain.plots.core import plot_nbody_relevance, plot_relevance_curves, plot_relevance_over, pyplot, relevance_unit, save_figure
+from cgexplain.plots.core import plot_nbody_relevance, pyplot
 from cgexplain.settings import validate_section
 
 __all__ = ["explain_frames", "explain_one_frame", "FluidFrameTask", "aggregate_frames", "FRAME_FORMAT"]
@@ -330,41 +330,6 @@ def explain_frames(
         with np.load(structure) as st:
             struct = dict(st)
         paths = Path(figures) / "relevance_2body.png", Path(figures) / "relevance_3body.png"
-        if "cg_r" in struct:
-            plot_nbody_relevance(stats, struct, norm, title, *paths)
-        else:
-            _plot_without_rdf(stats, struct, norm, title, *paths)
+        for f in plot_nbody_relevance(stats, struct, norm, title, *paths):
+            pyplot().close(f)
     return summary
-
-
-def _plot_without_rdf(stats: dict, structure: dict, normalise: str, title: str, path_2body: Path, path_3body: Path) -> None:
-    """The two standard figures for frames without a periodic cell: the 2-body curve with no RDF
-    under it (the axis says why), the 3-body curve over the ADF."""
-    suf, unit = ("norm" if normalise != "none" else "raw"), relevance_unit(normalise)
-    curve = (stats[f"two_{suf}_centers"], stats[f"two_{suf}_mean"], stats[f"two_{suf}_sem"])
-    f2 = plot_relevance_curves(
-        {f"2-body {unit}": curve},
-        np.zeros(0),
-        np.zeros(0),
-        "r (Å)",
-        "no RDF: frames not periodic",
-        f"2-body {unit}",
-        None,
-        title=f"{title}: 2-body relevance vs distance (no RDF: not periodic)",
-    )
-    f2.axes[1].set_yticks([])  # the right axis holds no curve
-    save_figure(f2, path_2body)
-    f3 = plot_relevance_over(
-        stats[f"three_{suf}_centers"],
-        stats[f"three_{suf}_mean"],
-        stats[f"three_{suf}_sem"],
-        structure["cg_theta"],
-        structure["cg_p"],
-        "θ (degrees)",
-        "ADF, CG frames",
-        f"3-body {unit}",
-        path_3body,
-        title=f"{title}: 3-body relevance vs angle",
-    )
-    for f in (f2, f3):
-        pyplot().close(f)

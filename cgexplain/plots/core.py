@@ -128,20 +128,22 @@ def plot_nbody_relevance(stats: dict, structure: dict, normalise: str, title: st
     CG RDF, and 3-body relevance against angle over the CG ADF.
 
     stats: ``nbody_statistics.npz`` arrays; structure: ``structure.npz`` arrays; normalise: the
-    per-frame normalisation of the run ('none' plots the raw kcal/mol statistics). Returns the two
-    figures, saved to the paths given."""
+    per-frame normalisation of the run ('none' plots the raw kcal/mol statistics). Frames without
+    a periodic cell have no RDF (no ``cg_r`` in ``structure``): the 2-body curve is drawn alone and
+    its right axis says why. Returns the two figures, saved to the paths given."""
     suf, unit = ("norm" if normalise != "none" else "raw"), relevance_unit(normalise)
+    periodic = "cg_r" in structure
     f2 = plot_relevance_over(
         stats[f"two_{suf}_centers"],
         stats[f"two_{suf}_mean"],
         stats[f"two_{suf}_sem"],
-        structure["cg_r"],
-        structure["cg_g"],
+        structure["cg_r"] if periodic else np.zeros(0),
+        structure["cg_g"] if periodic else np.zeros(0),
         "r (Å)",
-        "g(r), CG model",
+        "g(r), CG model" if periodic else "no RDF: frames not periodic",
         f"2-body {unit}",
         path_2body,
-        title=f"{title}: 2-body relevance vs distance",
+        title=f"{title}: 2-body relevance vs distance" + ("" if periodic else " (no RDF: not periodic)"),
     )
     f3 = plot_relevance_over(
         stats[f"three_{suf}_centers"],
