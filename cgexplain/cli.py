@@ -226,8 +226,6 @@ def _explain_model(args) -> int:
     st = s.get("structure") or {}
     if st and not st.get("periodic"):
         print(f"  {st['rdf']}; 3-body angles with legs < {st['shell_A']:.2f} Å ({st['shell_from']})")
-    for text in s.get("warnings") or []:
-        print(f"  warning: {text}")
     print(f"  files: {Path(out).resolve()} (nbody_statistics.npz, lrp.json, figures/)")
     return 0
 
@@ -281,8 +279,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv=None) -> int:
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.showwarning = _show_warning
+    """The command line; returns the exit code (2 for bad input, with the problem named on stderr).
+    Warnings are shown as one line each, and library notes a user cannot act on are dropped,
+    inside this call only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.command == "init":

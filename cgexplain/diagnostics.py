@@ -424,25 +424,40 @@ def bead_length_scale(positions: ArrayLike, cells: ArrayLike | None = None, bond
 
     positions (F, n, 3) Å (as declared); cells (F, 3, 3) Å (zeros or None: no box; minimum image
     otherwise); bonds (m, 2) bead indices or None. Returns ``nearest_neighbour_median_A`` (None for
-    fewer than 2 beads or no neighbour within 50 Å), ``bond_median_A`` (None without bonds) and
-    ``n_frames`` used. Raises ValueError for positions not of shape (F, n, 3)."""
+    fewer than 2 beads), ``mean_spacing_A`` ((V/n)^(1/3) of a periodic box, else None),
+    ``bond_median_A`` (None without bonds) and ``n_frames`` used. Memory stays O(n): a periodic
+    frame's neighbours are searched within 2.5 mean spacings (at most 25 Å), a cluster's with a
+    k-d tree. Raises ValueError for positions not of shape (F, n, 3)."""
+    from scipy.spatial import cKDTree
+
     x = _frames3(positions, "positions")[:max_frames].astype(np.float64)
     c = np.zeros((len(x), 3, 3)) if cells is None else np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)[: len(x)]
+    n = x.shape[1]
     nn: list[float] = []
     bl: list[float] = []
+    spacing = None
     b = np.zeros((0, 2), np.int64) if bonds is None else np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
     for f in range(len(x)):
-        if x.shape[1] >= 2:
-            i, j, off = neighbor_list(x[f], c[f], 50.0)
+        periodic = bool(np.abs(c[f]).sum() > 0)
+        frame_spacing = float(abs(np.linalg.det(c[f])) / n) ** (1 / 3) if periodic else 0.0
+        spacing = frame_spacing if periodic else spacing
+        if n >= 2 and periodic:
+            i, j, off = neighbor_list(x[f], c[f], min(25.0, 2.5 * frame_spacing))
+            nearest = np.full(n, np.inf)
             if len(i):
-                d = np.linalg.norm(x[f][j] - x[f][i] + off, axis=1)
-                nearest = np.full(x.shape[1], np.inf)
-                np.minimum.at(nearest, i, d)
-                nn.extend(nearest[np.isfinite(nearest)].tolist())
+                np.minimum.at(nearest, i, np.linalg.norm(x[f][j] - x[f][i] + off, axis=1))
+            nn.extend(nearest.tolist())  # inf: no neighbour within the search radius (a dilute box)
+        elif n >= 2:
+            nn.extend(cKDTree(x[f]).query(x[f], k=2)[0][:, 1].tolist())
         if len(b):
-            bl.extend(np.linalg.norm(x[f][b[:, 1]] - x[f][b[:, 0]], axis=1).tolist())
+            d = x[f][b[:, 1]] - x[f][b[:, 0]]
+            if periodic:  # minimum image of the bond vector (fractional coordinates)
+                frac = d @ np.linalg.inv(c[f])
+                d = (frac - np.round(frac)) @ c[f]
+            bl.extend(np.linalg.norm(d, axis=1).tolist())
     return {
         "nearest_neighbour_median_A": float(np.median(nn)) if nn else None,
+        "mean_spacing_A": spacing,
         "bond_median_A": float(np.median(bl)) if bl else None,
         "n_frames": int(len(x)),
     }
@@ -460,9 +475,10 @@ def check_length_scale(
         v = s[f"{key}_median_A" if key == "bond" else "nearest_neighbour_median_A"]
         lo, hi = LENGTH_SCALE_A[key]
         if v is not None and not lo <= v <= hi:
+            shown = f"{v:.3g} Å" if np.isfinite(v) else "beyond the search radius (25 Å or 2.5 mean spacings)"
             likely = "nm read as Å: declare nm" if v < lo else "Å read as nm (or another unit ten times larger): check the declared length unit"
             raise ValueError(
-                f"{where}: the median {what} is {v:.3g} Å, outside the {lo:g}–{hi:g} Å that CG beads of molecules have; "
-                f"the positions are probably in {likely}"
+                f"{where}: the median {what} is {shown}, outside the {lo:g}–{hi:g} Å that CG beads of molecules have; "
+                f"the positions are probably in {likely} (data this sparse or dense on purpose: mapping.check_length_scale: false)"
             )
     return s

@@ -10,6 +10,7 @@ arguments and never read a configuration file; the workflow layer builds them at
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -74,6 +75,7 @@ def section_hash(*parts: Any) -> str:
 
 
 # ------------------------------------------------------------------ validation
+@functools.lru_cache(maxsize=64)
 def _pydantic_model(schema: Any, name: str) -> Any:
     """A strict pydantic model (unknown keys forbidden) of a dataclass's fields, or of a function's
     keyword parameters (after the first two, plus ``temperature``), with the constraints of

@@ -204,7 +204,7 @@ def internal_coordinates(positions: np.ndarray, index: dict, degrees: bool = Fal
             t = torch.from_numpy(np.ascontiguousarray(x[s : s + chunk]))
             for k in out:
                 out[k].append(fns[k](t, torch.as_tensor(np.asarray(index[k], dtype=np.int64))).numpy())
-    res = {k: (np.concatenate(v) if v else np.zeros((0, 0))) for k, v in out.items()}
+    res = {k: (np.concatenate(v) if v else np.zeros((0, len(index[k])))) for k, v in out.items()}
     if degrees:
         res = {k: (v if k == "bonds" else np.degrees(v)) for k, v in res.items()}
     return res

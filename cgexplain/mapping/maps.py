@@ -81,7 +81,9 @@ class MappingSection:
     amu} for particles without an element (mW); select: MDAnalysis selection of the atoms the beads
     cover (default all; the others, e.g. a solvent, are integrated out); constraints: the bonds the
     simulation constrained ('h-bonds' (default; also rigid waters), 'all-bonds' or 'none'): a bead
-    boundary or the selection's edge may not split them (:func:`cgexplain.mapping.maps.check_constraint_groups`)."""
+    boundary or the selection's edge may not split them (:func:`cgexplain.mapping.maps.check_constraint_groups`);
+    check_length_scale: stop the map stage when the beads' nearest-neighbour or bond distances are
+    not those of molecules (:func:`cgexplain.diagnostics.check_length_scale`; a wrong length unit)."""
 
     by: str = one_of("residue", "fragment")
     method: str = one_of("com", "cog", "atom")
@@ -92,6 +94,7 @@ class MappingSection:
     masses: dict[str, float] | None = None
     select: str | None = None
     constraints: str = one_of("h-bonds", "all-bonds", "none")
+    check_length_scale: bool = True
 
 
 def amino_acid_name(name: str) -> str:

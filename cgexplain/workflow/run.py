@@ -83,6 +83,7 @@ def extra_inputs(cfg: dict, stage: str) -> dict:
 #: enter the run folder's input hashes, so a model trained on 4 GPUs is reused by a rerun on a
 #: laptop (training.json records the world size)
 EXECUTION_KEYS = {
+    "mapping": ("check_length_scale",),
     "training": ("accelerator", "devices", "num_nodes", "strategy", "data_path"),
     "simulation": ("device",),
     "lrp": ("workers", "device", "backend"),
@@ -310,7 +311,9 @@ class RunFolder:
             write_json(path, me)
             return
         old = read_json(path)
-        keys = ("system_dir", "source", "kind")
+        # the bundled systems' OpenMM runs do not depend on where the system folder lies (a moved
+        # checkout keeps its runs): their name identifies them; the user's data: their folder
+        keys = ("source", "kind", "system" if me["source"] == "openmm" else "system_dir")
         if any(old.get(k) != me[k] for k in keys):
             raise RunFolderError(
                 f"{self.root}: this run folder belongs to system {old.get('system')!r} ({old.get('system_dir')}, source {old.get('source')}, "

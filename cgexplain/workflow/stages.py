@@ -85,6 +85,8 @@ def _check_mapped(cfg: dict, run: RunFolder, res: dict) -> dict:
         raise MappingError(
             f"{where}: {len(t.positions)} frame after the selection; force matching needs at least 2 (training and validation frames, priors)"
         )
+    if not cfg["mapping"].get("check_length_scale", True):
+        return {"checked": False}
     try:
         return check_length_scale(t.positions, t.cells, res.get("cg_bonds"), where=where)
     except ValueError as e:
@@ -162,21 +164,20 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
     run = _run(run)
     run.prepare(cfg, "simulate")
     kind = kind_for(cfg)
-    if run.is_done("simulate"):  # the main simulation finished: only the kind's extra ones may be left
-        res = read_json(run.done_file("simulate"))
-        extra = kind.extra_simulations(cfg, run, progress)
-        return {**res, **({"extra_simulations": extra} if extra else {})}
     model, meta = load_model(run.model)
     traj = MappedTrajectory.load(run.mapped)
     s = SimSettings.from_dict(cfg["simulation"])
-    nf = len(traj.positions)
-    ks = list(s.start_frames) if s.start_frames is not None else kind.start_frames(cfg, run, s.n_replicas, s.start_frame, nf)
-    if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
-        raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
     step_check = _timestep_check(meta, traj, s.timestep)
-    res = run_simulation(
-        model, meta, run.cg_topology, traj.positions[ks], traj.bead_types, traj.bead_masses, traj.cells[ks], s, run.simulation, progress=progress
-    )
+    if run.is_done("simulate"):  # the main simulation finished: only the kind's extra ones may be left
+        res = read_json(run.done_file("simulate"))
+    else:
+        nf = len(traj.positions)
+        ks = list(s.start_frames) if s.start_frames is not None else kind.start_frames(cfg, run, s.n_replicas, s.start_frame, nf)
+        if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
+            raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
+        res = run_simulation(
+            model, meta, run.cg_topology, traj.positions[ks], traj.bead_types, traj.bead_masses, traj.cells[ks], s, run.simulation, progress=progress
+        )
     if step_check is not None:
         res["timestep_check"] = step_check
     extra = kind.extra_simulations(cfg, run, progress)
