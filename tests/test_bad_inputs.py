@@ -481,3 +481,21 @@ def test_trained_for_is_recorded_and_checked(tmp_path):
     with pytest.raises(BeadTypeError, match=r"bead type 2 \(1 bead\) not known to the model, which was trained on types 1 .*training data"):
         explain_trajectory(tmp_path / "m", tmp_path / "two.npz", tmp_path / "lrp2", shell=3.0, progress=False)
     assert not (tmp_path / "lrp2").exists()
+
+
+def test_library_warnings_a_user_cannot_act_on_stay_out_of_the_cli(tmp_path):
+    """A protein run from the user's files, as a user starts it (a new process): MDAnalysis's notes on
+    the CG topology's placeholder unit cell, the zeroed DCD cell and its reader internals reached
+    stderr before; now stderr holds only cgexplain's own lines."""
+    from test_own_data import _tiny
+
+    sysdir = tmp_path / "cobro"
+    assert main(["init", str(sysdir), "--topology", mdat.TPR_xvf, "--trajectory", mdat.TRR_xvf, "--select", "protein", "--temperature", "300"]) == 0
+    _tiny(sysdir / "system.yaml")
+    r = subprocess.run(
+        [sys.executable, "-m", "cgexplain", "run", str(sysdir), "--out", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    for note in ("CRYST1", "zeroed unitcell", "DCDReader", "UserWarning", "DeprecationWarning", "warnings.warn"):
+        assert note not in r.stderr, (note, r.stderr)
+    assert all(line.startswith("cgexplain") for line in r.stderr.splitlines() if line.strip()), r.stderr

@@ -17,7 +17,19 @@ import numpy as np
 from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.settings import gt
 
-__all__ = ["FluidAnalysis", "rdf", "angle_triplets", "adf", "tetrahedral_order", "q_distribution", "first_peak", "first_minimum", "compare_structure"]
+__all__ = [
+    "FluidAnalysis",
+    "structure_ensembles",
+    "structure_comparison",
+    "rdf",
+    "angle_triplets",
+    "adf",
+    "tetrahedral_order",
+    "q_distribution",
+    "first_peak",
+    "first_minimum",
+    "compare_structure",
+]
 
 
 @dataclasses.dataclass
@@ -207,3 +219,27 @@ def compare_structure(ref: dict, cg: dict) -> dict:
         "adf_js_distance": float(jensenshannon(ref["p"], cg["p"], base=2)),
         "adf_l1_distance": float(np.abs(ref["p"] - cg["p"]).sum() * dth),
     }
+
+
+def structure_ensembles(ensembles: dict, ac: dict) -> dict:
+    """RDF, ADF and tetrahedral order q of each ensemble {name: (positions (F, n, 3) Å, cells
+    (F, 3, 3) Å)} with the ``analysis`` settings ``ac`` (rdf_r_max Å, rdf_bins, shell_cutoff Å,
+    adf_bins). Returns {name: {r, g, theta, p, q, q_p, q_mean, neighbours_in_shell, n_frames}}."""
+    out = {}
+    for name, (pos, cells) in ensembles.items():
+        r, g = rdf(pos, cells, r_max=float(ac["rdf_r_max"]), n_bins=int(ac["rdf_bins"]))
+        th, p, nn = adf(pos, cells, shell=float(ac["shell_cutoff"]), n_bins=int(ac["adf_bins"]))
+        qx, qp, qmean = q_distribution(pos, cells)
+        out[name] = {"r": r, "g": g, "theta": th, "p": p, "q": qx, "q_p": qp, "q_mean": qmean, "neighbours_in_shell": nn, "n_frames": len(pos)}
+    return out
+
+
+def structure_comparison(out: dict) -> dict:
+    """The CG ensemble against the reference (:func:`compare_structure`)
+    with the mean q and the Jensen–Shannon distance (base 2) of the q distributions."""
+    from scipy.spatial.distance import jensenshannon
+
+    cmp = compare_structure(out["reference"], out["cg"])
+    cmp["q_mean_reference"], cmp["q_mean_cg"] = out["reference"]["q_mean"], out["cg"]["q_mean"]
+    cmp["q_js_distance"] = float(jensenshannon(out["reference"]["q_p"], out["cg"]["q_p"], base=2))
+    return cmp

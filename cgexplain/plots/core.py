@@ -158,3 +158,25 @@ def plot_nbody_relevance(stats: dict, structure: dict, normalise: str, title: st
         title=f"{title}: 3-body relevance vs angle",
     )
     return f2, f3
+
+
+def plot_structure_comparison(out: dict, folder: str | Path, name: str, shell: float) -> None:
+    """``rdf.png``, ``adf.png`` and ``q.png`` in ``folder``: the mapped reference and the CG model
+    (``out``: {"reference"|"cg": {r, g, theta, p, q, q_p}} with r Å, θ degrees); figures closed."""
+    folder = Path(folder)
+    ref, cg = out["reference"], out["cg"]
+    figs = [
+        plot_rdf(ref["r"], {"mapped reference": ref["g"], "CG model": cg["g"]}, folder / "rdf.png", title=f"{name}: bead RDF, CG vs reference"),
+        plot_adf(ref["theta"], {"mapped reference": ref["p"], "CG model": cg["p"]}, folder / "adf.png", title=f"{name}: ADF (legs < {shell:g} Å)"),
+        plot_distribution(
+            ref["q"],
+            {"mapped reference": ref["q_p"], "CG model": cg["q_p"]},
+            "tetrahedral order q",
+            "p(q)",
+            folder / "q.png",
+            title=f"{name}: tetrahedral order parameter",
+        ),
+    ]
+    for f in figs:
+        if f is not None:
+            pyplot().close(f)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.analysis.structure import FluidAnalysis, adf, compare_structure, first_peak, q_distribution, rdf
+from cgexplain.analysis.structure import FluidAnalysis, first_peak, rdf, structure_comparison, structure_ensembles
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.statistics import explain_frames
 from cgexplain.mapping.maps import MappedTrajectory
-from cgexplain.plots.core import plot_adf, plot_distribution, plot_rdf
+from cgexplain.plots.core import plot_rdf, plot_structure_comparison
 from cgexplain.reference.fluids import ReferenceCheck, ReferenceSettings, read_reference, run_reference
 from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.settings import ConfigError, validate_section
@@ -113,44 +113,17 @@ class FluidKind(Kind):
         plot_rdf(r, curves, run.figures / "reference_rdf.png", title="Reference RDF check")
 
     def analyse(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        from scipy.spatial.distance import jensenshannon
-
+        """RDF, ADF and tetrahedral order of the CG simulation against the mapped reference:
+        compute (:func:`cgexplain.analysis.structure.structure_ensembles`), figures (:func:`cgexplain.plots.core.plot_structure_comparison`),
+        then ``structure.npz`` and, last, ``analysis.json``."""
         ac = cfg["analysis"]
         ref = MappedTrajectory.load(run.mapped)
         cg_pos, cg_cells, _ = run.cg_frames()
-        out = {}
-        for name, (pos, cells) in {"reference": (ref.positions, ref.cells), "cg": (cg_pos, cg_cells)}.items():
-            r, g = rdf(pos, cells, r_max=float(ac["rdf_r_max"]), n_bins=int(ac["rdf_bins"]))
-            th, p, nn = adf(pos, cells, shell=float(ac["shell_cutoff"]), n_bins=int(ac["adf_bins"]))
-            qx, qp, qmean = q_distribution(pos, cells)
-            out[name] = {"r": r, "g": g, "theta": th, "p": p, "q": qx, "q_p": qp, "q_mean": qmean, "neighbours_in_shell": nn, "n_frames": len(pos)}
-        cmp = compare_structure(out["reference"], out["cg"])
-        cmp["q_mean_reference"], cmp["q_mean_cg"] = out["reference"]["q_mean"], out["cg"]["q_mean"]
-        cmp["q_js_distance"] = float(jensenshannon(out["reference"]["q_p"], out["cg"]["q_p"], base=2))
+        out = structure_ensembles({"reference": (ref.positions, ref.cells), "cg": (cg_pos, cg_cells)}, ac)
+        plot_structure_comparison(out, run.figures, cfg["name"], float(ac["shell_cutoff"]))
         save_npz(run.structure_npz, **{f"{k}_{q}": v for k, dd in out.items() for q, v in dd.items() if isinstance(v, np.ndarray)})
-        fig = run.figures
-        plot_rdf(
-            out["reference"]["r"],
-            {"mapped reference": out["reference"]["g"], "CG model": out["cg"]["g"]},
-            fig / "rdf.png",
-            title=f"{cfg['name']}: bead RDF, CG vs reference",
-        )
-        plot_adf(
-            out["reference"]["theta"],
-            {"mapped reference": out["reference"]["p"], "CG model": out["cg"]["p"]},
-            fig / "adf.png",
-            title=f"{cfg['name']}: ADF (legs < {ac['shell_cutoff']} Å)",
-        )
-        plot_distribution(
-            out["reference"]["q"],
-            {"mapped reference": out["reference"]["q_p"], "CG model": out["cg"]["q_p"]},
-            "tetrahedral order q",
-            "p(q)",
-            fig / "q.png",
-            title=f"{cfg['name']}: tetrahedral order parameter",
-        )
         res = {
-            **cmp,
+            **structure_comparison(out),
             "shell_cutoff_A": float(ac["shell_cutoff"]),
             "neighbours_in_shell_reference": out["reference"]["neighbours_in_shell"],
             "neighbours_in_shell_cg": out["cg"]["neighbours_in_shell"],
