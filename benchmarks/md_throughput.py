@@ -58,7 +58,9 @@ def find_model(arg):
 
 def box_512(model_dir, n_target=512, seed=0):
     """positions (512, 3) Å and cell (3, 3) Å."""
-    mapped = Path(model_dir).parent / "cg" / "mapped.npz"
+    from cgexplain.workflow.run import RunFolder
+
+    mapped = RunFolder(Path(model_dir).parent).mapped  # the model folder of a run: its mapped reference
     if mapped.exists():
         with np.load(mapped) as z:
             x, cell = z["positions"][-1].astype(np.float64), z["cells"][-1].astype(np.float64)

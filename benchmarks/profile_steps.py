@@ -96,8 +96,9 @@ def main(argv=None):
     from cgexplain.mapping.maps import MappedTrajectory
     from cgexplain.model.data import CachedFrames
     from cgexplain.model.potential import build_model
+    from cgexplain.workflow.run import RunFolder
 
-    mapped = Path(model_dir).parent / "cg" / "mapped.npz"
+    mapped = RunFolder(Path(model_dir).parent).mapped  # the model folder of a run: its mapped reference
     if not mapped.exists():
         print(f"\n(no {mapped}: training profile skipped)")
         return
