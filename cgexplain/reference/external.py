@@ -178,9 +178,9 @@ def frames_per_file(u, files: list | None = None) -> list[int]:
     return counts
 
 
-def files_reference(cfg: dict, run, progress: bool = True) -> dict:
+def files_reference(cfg: dict, run, progress: bool = True, native: bool = False) -> dict:
     """The reference stage for ``source: files``: check the files and write ``reference.json``
-    (and ``native.pdb`` for a protein). Returns the summary.
+    (and, with ``native`` (chains of residues: a protein), ``native.pdb``). Returns the summary.
 
     reference.json holds the files with their sizes and modification times, the atom count, the
     frames selected per file (``run_lengths``: frames of different files are never paired as
@@ -233,7 +233,7 @@ def files_reference(cfg: dict, run, progress: bool = True) -> dict:
         "temperature_K": float(rc["temperature"]),
         "units": {"length": rc.get("length_unit") or "MDAnalysis (Å)", "force": rc.get("force_unit") or "MDAnalysis (kJ/mol/Å)"},
     }
-    if cfg["kind"] == "protein":
+    if native:
         out["native"] = str(write_native_pdb(cfg, u, sel, run.native_pdb))
     write_json(path, out)
     if progress:

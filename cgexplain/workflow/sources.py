@@ -166,7 +166,7 @@ class FilesSource(Source):
 
     def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
 
-        return files_reference(cfg, run, progress)
+        return files_reference(cfg, run, progress, native=kind.residue_chains)
 
     def map(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:
 
