@@ -8,32 +8,11 @@ import numpy as np
 import pytest
 
 from cgexplain.aminoacids import AMINO_ACID_TYPES
+from cgexplain.aminoacids import ONE_LETTER as ONE
 from cgexplain.mapping.maps import MappingError, amino_acid_name, make_mapping
 
 PDB = Path(__file__).resolve().parents[1] / "systems" / "ntl9" / "ntl9_k12m.pdb"
 SEQ = "MKVIFLKDVKGMGKKGEIKNVADGYANNFLFKQGLAIEA"
-ONE = {
-    "ALA": "A",
-    "ARG": "R",
-    "ASN": "N",
-    "ASP": "D",
-    "CYS": "C",
-    "GLN": "Q",
-    "GLU": "E",
-    "GLY": "G",
-    "HIS": "H",
-    "ILE": "I",
-    "LEU": "L",
-    "LYS": "K",
-    "MET": "M",
-    "PHE": "F",
-    "PRO": "P",
-    "SER": "S",
-    "THR": "T",
-    "TRP": "W",
-    "TYR": "Y",
-    "VAL": "V",
-}
 
 
 @pytest.fixture(scope="module")
