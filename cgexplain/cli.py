@@ -305,7 +305,7 @@ def _main(argv=None) -> int:
         args.system_dir = args.target
     from cgexplain.distributed import is_main_process
     from cgexplain.workflow.config import ConfigError, load_system, validate_config
-    from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder
+    from cgexplain.workflow.run import EXECUTION_KEYS, RunFolder, RunFolderError
     from cgexplain.workflow.stages import run_all
 
     try:
@@ -331,7 +331,6 @@ def _main(argv=None) -> int:
     from cgexplain.model.potential import BeadTypeError, ModelFolderError
     from cgexplain.reference.external import ExternalDataError
     from cgexplain.reference.premapped import PremappedError
-    from cgexplain.workflow.run import RunFolderError
 
     try:
         summary = run_all(cfg, run_dir, progress=not args.no_progress, stages=stages)

@@ -29,6 +29,7 @@ __all__ = [
     "first_peak",
     "first_minimum",
     "compare_structure",
+    "pair_distance_density",
 ]
 
 
@@ -243,3 +244,28 @@ def structure_comparison(out: dict) -> dict:
     cmp["q_mean_reference"], cmp["q_mean_cg"] = out["reference"]["q_mean"], out["cg"]["q_mean"]
     cmp["q_js_distance"] = float(jensenshannon(out["reference"]["q_p"], out["cg"]["q_p"], base=2))
     return cmp
+
+
+def pair_distance_density(positions: np.ndarray, r_max: float, bin_width: float = 0.05, smooth: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Bead-pair distances per unit shell volume, for frames without a periodic cell.
+
+    positions (F, n, 3) Å (not periodic); r_max Å. The distances of all pairs closer than r_max
+    are histogrammed (bins of ``bin_width`` Å), divided by the shell volume 4πr²Δr and the frame
+    count, and smoothed by a Gaussian of ``smooth`` Å. Without a box there is no density to
+    normalise by, so this is not g(r) and is not drawn; its first minimum after the highest peak
+    (:func:`first_minimum`) is the default 3-body shell of
+    non-periodic frames (for a Cα chain: just past the bond length).
+    Returns (r (n_bins,) bin centres Å, density (n_bins,) 1/Å³).
+    """
+    edges = np.arange(0.0, float(r_max) + bin_width, bin_width)
+    hist = np.zeros(len(edges) - 1)
+    pos = np.asarray(positions, dtype=np.float64)
+    for x in pos:
+        i, j, _ = neighbor_list(x, None, float(r_max))
+        keep = i < j
+        hist += np.histogram(np.linalg.norm(x[j[keep]] - x[i[keep]], axis=1), bins=edges)[0]
+    r = 0.5 * (edges[1:] + edges[:-1])
+    dens = hist / (4.0 * np.pi * r**2 * bin_width) / max(len(pos), 1)
+    half = int(np.ceil(3.0 * smooth / bin_width))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * bin_width / smooth) ** 2)
+    return r, np.convolve(dens, kernel / kernel.sum(), mode="same")

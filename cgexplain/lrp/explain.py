@@ -14,20 +14,18 @@ summary says so.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from cgexplain.analysis.structure import adf, first_minimum, rdf
+from cgexplain.analysis.structure import adf, first_minimum, pair_distance_density, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
-from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
 from cgexplain.lrp.statistics import _params, explain_frames
-from cgexplain.model.potential import check_system, load_model
+from cgexplain.model.potential import check_system, load_model, warn_system
 
-__all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory", "pair_distance_density"]
+__all__ = ["parse_frames", "read_cg_frames", "open_cg_frames", "explain_trajectory"]
 
 
 def parse_frames(spec: str | None, n_frames: int) -> np.ndarray:
@@ -129,31 +127,6 @@ def read_cg_frames(trajectory, topology=None, types=None):
     return pos, cells, types
 
 
-def pair_distance_density(positions: np.ndarray, r_max: float, bin_width: float = 0.05, smooth: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
-    """Bead-pair distances per unit shell volume, for frames without a periodic cell.
-
-    positions (F, n, 3) Å (not periodic); r_max Å. The distances of all pairs closer than r_max
-    are histogrammed (bins of ``bin_width`` Å), divided by the shell volume 4πr²Δr and the frame
-    count, and smoothed by a Gaussian of ``smooth`` Å. Without a box there is no density to
-    normalise by, so this is not g(r) and is not drawn; its first minimum after the highest peak
-    (:func:`cgexplain.analysis.structure.first_minimum`) is the default 3-body shell of
-    non-periodic frames (for a Cα chain: just past the bond length).
-    Returns (r (n_bins,) bin centres Å, density (n_bins,) 1/Å³).
-    """
-    edges = np.arange(0.0, float(r_max) + bin_width, bin_width)
-    hist = np.zeros(len(edges) - 1)
-    pos = np.asarray(positions, dtype=np.float64)
-    for x in pos:
-        i, j, _ = neighbor_list(x, None, float(r_max))
-        keep = i < j
-        hist += np.histogram(np.linalg.norm(x[j[keep]] - x[i[keep]], axis=1), bins=edges)[0]
-    r = 0.5 * (edges[1:] + edges[:-1])
-    dens = hist / (4.0 * np.pi * r**2 * bin_width) / max(len(pos), 1)
-    half = int(np.ceil(3.0 * smooth / bin_width))
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * bin_width / smooth) ** 2)
-    return r, np.convolve(dens, kernel / kernel.sum(), mode="same")
-
-
 def _sha256(path) -> str:
     import hashlib
 
@@ -191,7 +164,7 @@ def explain_trajectory(
     :func:`open_cg_frames`; a trajectory file is read one frame at a time, so the memory stays
     bounded whatever its length. frames: see :func:`parse_frames`. shell (Å): leg cutoff of the
     3-body angles; default the first minimum of the RDF (frames without a periodic cell: of the
-    pair-distance density, :func:`pair_distance_density`). The RDF and ADF drawn under the curves
+    pair-distance density, :func:`cgexplain.analysis.structure.pair_distance_density`). The RDF and ADF drawn under the curves
     (``structure.npz``) come from at most ``structure_frames`` evenly spaced frames of the
     selection; frames without a periodic cell have no RDF (the 2-body curve is drawn alone and
     ``lrp.json`` says so under ``structure``). The LRP settings and their defaults are those of the ``lrp`` section
@@ -240,8 +213,7 @@ def explain_trajectory(
     pos_s, cells_s = src.read(ks)  # the structure sample (its first frame is the trajectory's first) also gives the periodicity checked
     notes = check_system(meta, src.types, f"{trajectory}{given}", model=model, cells=cells_s[:1], model_name=f"model {model_dir}")
     del model
-    for text in notes:
-        warnings.warn(text, stacklevel=2)
+    warn_system(notes)
     boxed = np.abs(cells_s).sum(axis=(1, 2)) > 0
     if boxed.any() and not boxed.all():
         raise ValueError(

@@ -255,10 +255,10 @@ def check_bead_types(meta: dict, types: np.typing.ArrayLike, source: str, n_embe
         bad = ", ".join(f"{t} ({counts[t]} bead{'s' if counts[t] > 1 else ''})" for t in unknown)
         if known and all(known.values()):
             ok = ", ".join(f"{t} ({name})" for t, name in sorted(known.items()))
-        elif "training data" in where:
-            ok = ", ".join(str(t) for t in sorted(known)) or "none"
+        elif len(known) > 2 and sorted(known) == list(range(min(known), max(known) + 1)):
+            ok = f"{min(known)}..{max(known)}"  # a whole range (the type embedding's): its bounds
         else:
-            ok = f"{min(known)}..{max(known)}" if known else "none"
+            ok = ", ".join(str(t) for t in sorted(known)) or "none"
         raise BeadTypeError(
             f"{source}: bead type{'s' if len(unknown) > 1 else ''} {bad} not known to the model, which was trained on types {ok} "
             f"(from {where}); relevances for an unseen type would come from an untrained embedding"

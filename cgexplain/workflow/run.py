@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +277,7 @@ class RunFolder:
         if not is_main_process():
             wait_for(lambda: marker.exists() and read_json(marker).get("hash") == h, f"{marker} (written by rank 0)")
             return d
-        self.claim(cfg, lambda: self._check_earlier_stages(cfg, stage))
+        self.claim(cfg, stage)
         if d.exists() and marker.exists() and read_json(marker).get("hash") != h:
             shutil.rmtree(d)
         if not d.exists():
@@ -298,30 +297,27 @@ class RunFolder:
             "kind": cfg.get("kind") or "fluid",
         }
 
-    def claim(self, cfg: dict, then: Callable[[], None] | None = None) -> None:
-        """Check that this folder can be written and belongs to ``cfg``'s system: the first stage
-        records the system in ``run.json`` (after the check ``then``, if given, passed); a later
-        one from another system folder, source or kind is refused. Raises :class:`RunFolderError`
-        naming the folder and both systems, or a folder that is a file or cannot be written."""
+    def claim(self, cfg: dict, stage: str) -> None:
+        """Check that this folder can be written and belongs to ``cfg``'s system before ``stage``
+        uses it: a ``run.json`` of another system folder, source or kind is refused, and so is an
+        earlier stage's folder made from other inputs (:meth:`_check_earlier_stages`); then the
+        system is recorded in ``run.json`` if it is not yet. Raises :class:`RunFolderError` naming
+        the folder and both systems, or a folder that is a file or cannot be written."""
         self.ensure_writable()
         me, path = self.owner(cfg), self.root / OWNER_FILE
-        if not path.exists():
-            if then is not None:
-                then()
-            write_json(path, me)
-            return
-        old = read_json(path)
+        old = read_json(path) if path.exists() else None
         # the bundled systems' OpenMM runs do not depend on where the system folder lies (a moved
         # checkout keeps its runs): their name identifies them; the user's data: their folder
         keys = ("source", "kind", "system" if me["source"] == "openmm" else "system_dir")
-        if any(old.get(k) != me[k] for k in keys):
+        if old is not None and any(old.get(k) != me[k] for k in keys):
             raise RunFolderError(
                 f"{self.root}: this run folder belongs to system {old.get('system')!r} ({old.get('system_dir')}, source {old.get('source')}, "
                 f"kind {old.get('kind')}), not to {me['system']!r} ({me['system_dir']}, source {me['source']}, kind {me['kind']}): "
                 "give another --out"
             )
-        if then is not None:
-            then()
+        self._check_earlier_stages(cfg, stage)
+        if old is None:
+            write_json(path, me)
 
     def ensure_writable(self) -> None:
         """Create the run folder if needed. Raises :class:`RunFolderError` when the path is a file

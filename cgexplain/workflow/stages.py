@@ -57,12 +57,13 @@ def stage_map(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -> 
     if run.is_done("map"):
         return read_json(run.mapping_json)
     res = source_for(cfg).map(cfg, run, kind_for(cfg), progress)
+    t = MappedTrajectory.load(run.mapped)
     try:
-        res["length_scale"] = _check_mapped(cfg, run, res)
+        res["length_scale"] = _check_mapped(cfg, run, t, res)
     except MappingError:
         run.mapped.unlink(missing_ok=True)  # no mapped frames of a failed map stage are left
         raise
-    res["diagnostics"] = {"unfittable_force_floor": _force_floor(run)}
+    res["diagnostics"] = {"unfittable_force_floor": _force_floor(t)}
     write_json(run.mapping_json, res)  # the done file, written last
     return res
 
@@ -76,10 +77,9 @@ def _data_name(cfg: dict, run: RunFolder) -> str:
     return f"{files or run.reference_trajectory}" + (f" (reference.length_unit: {unit})" if unit else "")
 
 
-def _check_mapped(cfg: dict, run: RunFolder, res: dict) -> dict:
-    """The mapped frames are enough to train on (>= 2) and their bead distances are those of
+def _check_mapped(cfg: dict, run: RunFolder, t: MappedTrajectory, res: dict) -> dict:
+    """The mapped frames ``t`` are enough to train on (>= 2) and their bead distances are those of
     molecules (:func:`cgexplain.diagnostics.check_length_scale`). Raises MappingError naming the data."""
-    t = MappedTrajectory.load(run.mapped)
     where = _data_name(cfg, run)
     if len(t.positions) < 2:
         raise MappingError(
@@ -93,13 +93,12 @@ def _check_mapped(cfg: dict, run: RunFolder, res: dict) -> dict:
         raise MappingError(str(e)) from None
 
 
-def _force_floor(run: RunFolder) -> dict:
+def _force_floor(t: MappedTrajectory) -> dict:
     """The net force and torque per mapped frame that no conservative, translation- and
     rotation-invariant model can fit, as a force RMSE (:func:`cgexplain.diagnostics.net_force_torque_floor`);
     torque only without a box."""
     import numpy as np
 
-    t = MappedTrajectory.load(run.mapped)
     periodic = bool(np.abs(t.cells).sum() > 0)
     d = net_force_torque_floor(None if periodic else t.positions.astype(np.float64), t.forces.astype(np.float64), t.bead_masses, periodic=periodic)
     keys = (
