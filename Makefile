@@ -14,6 +14,8 @@ SYSTEM ?= systems/water
 
 # Python 3.11: schnetpack 2.2.0 declares Python >= 3.12 but runs on 3.11, so it goes in with
 # --no-deps --ignore-requires-python; its runtime dependencies come from setup.cfg.
+# mace-torch 0.3.16 declares e3nn==0.4.4, which fails on torch >= 2.6: it goes in with --no-deps,
+# and setup.cfg lists its runtime dependencies with e3nn 0.5.9.
 # The constraints file pins the local CPU torch so pip never pulls a CUDA build.
 install:
 	@test -n "$(PYTHON)" || { echo "make install: no python3 >= 3.11 found; pass PYTHON=/path/to/python3.11+"; exit 1; }
@@ -23,6 +25,7 @@ install:
 	$(PIP) install -c $(CONSTRAINTS) torch==2.13.0
 	if $(VPY) -c 'import sys; sys.exit(0 if sys.version_info < (3, 12) else 1)'; then \
 	  $(PIP) install -c $(CONSTRAINTS) --no-deps --ignore-requires-python schnetpack==2.2.0; fi
+	$(PIP) install -c $(CONSTRAINTS) --no-deps mace-torch==0.3.16
 	$(PIP) install -c $(CONSTRAINTS) -e '.[test,docs]'
 
 # lint, types and the documentation site first (seconds), then the tests

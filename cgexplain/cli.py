@@ -34,7 +34,9 @@ def _common(p):
     p.add_argument("system_dir", type=Path, help="system folder holding system.yaml (e.g. systems/water)")
     p.add_argument("--profile", default="quick", help="settings profile from system.yaml: 'quick' (default; <= 20 min on 2 CPU cores) or 'full'")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<system>-<profile> in the current directory)")
-    p.add_argument("--arch", default=None, choices=["painn", "so3net"], help="network architecture (default: system.yaml's model.representation)")
+    p.add_argument(
+        "--arch", default=None, choices=["painn", "so3net", "mace"], help="network architecture (default: system.yaml's model.representation)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("target", type=Path, help="SYSTEM_DIR (holds system.yaml) or MODEL_DIR (holds model.pt and model.json)")
     sp.add_argument("trajectory", type=Path, nargs="?", default=None, help="CG trajectory (with MODEL_DIR)")
     sp.add_argument("--profile", default="quick", help="settings profile (SYSTEM_DIR form)")
-    sp.add_argument("--arch", default=None, choices=["painn", "so3net"], help="architecture (SYSTEM_DIR form)")
+    sp.add_argument("--arch", default=None, choices=["painn", "so3net", "mace"], help="architecture (SYSTEM_DIR form)")
     sp.add_argument(
         "--out", type=Path, default=None, help="run folder (SYSTEM_DIR form) or output folder (MODEL_DIR form; default lrp-<trajectory name>)"
     )
@@ -350,6 +352,12 @@ def _main(argv=None) -> int:
         print(
             f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
             f"ADF JS distance {a['adf_js_distance']:.3f}"
+        )
+    ex = summary.get("explain") or {}
+    if "body_order" in ex:  # a body-ordered model: its own exact terms
+        print(
+            f"  explain: exact many-body terms (body order {ex['body_order']}) on {ex['frames']} frames: per frame Σ 2-body "
+            f"{ex['mean_2body_kcal_mol']:.4g}, Σ 3-body {ex['mean_3body_kcal_mol']:.4g} kcal/mol; max |remainder| {ex['max_abs_remainder_kcal_mol']:.2g} kcal/mol"
         )
     _print_diagnostics(summary)
     print(f"  figures: {(run_dir.root / 'figures').resolve()}")

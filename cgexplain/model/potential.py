@@ -23,6 +23,7 @@ from cgexplain.aminoacids import AMINO_ACID_TYPES
 from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.model.kernels import accelerate
+from cgexplain.model.mace import MaceRepresentation, SiteEnergySum
 from cgexplain.model.priors import PriorEnergy
 from cgexplain.settings import ge, gt, one_of
 
@@ -48,17 +49,24 @@ __all__ = [
 
 @dataclasses.dataclass
 class ModelSettings:
-    """``model`` section: the schnetpack representation ('painn' or 'so3net'), n_atom_basis
-    features, n_interactions layers, cutoff Å (cosine cutoff of the radial basis), n_rbf Gaussian
-    radial functions, lmax (SO3net's largest angular momentum), shared_interactions."""
+    """``model`` section: the representation ('painn' or 'so3net' from schnetpack, or 'mace': the
+    body-ordered MACE of :mod:`cgexplain.model.mace`), n_atom_basis features, n_interactions
+    layers, cutoff Å (cosine cutoff of the radial basis; MACE: r_max of its polynomial envelope),
+    n_rbf radial functions (Gaussians; MACE: Bessel functions), lmax (SO3net's largest angular
+    momentum; MACE's max_ell), shared_interactions (schnetpack only), correlation (MACE's
+    product-basis order ν; 1 layer with ν 2 is exactly a 2 + 3-body potential), n_types and
+    avg_num_neighbors (MACE; null: set by the train stage from the training data)."""
 
-    representation: str = one_of("painn", "so3net")
+    representation: str = one_of("painn", "so3net", "mace")
     n_atom_basis: int = gt(0, 64)
     n_interactions: int = gt(0, 3)
     cutoff: float = gt(0, 6.0, "Å")
     n_rbf: int = gt(0, 20)
     lmax: int = ge(0, 2)
     shared_interactions: bool = False
+    correlation: int = gt(0, 2)
+    n_types: int | None = None
+    avg_num_neighbors: float | None = None
 
 
 #: ModelSettings' defaults plus ``priors``: a params dict of :mod:`cgexplain.model.priors`
@@ -80,6 +88,8 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
     import schnetpack as spk
 
     hp = {**DEFAULT_HPARAMS, **hparams}
+    if hp["representation"].lower() == "mace":
+        return _build_mace(hp)
     rbf = spk.nn.GaussianRBF(n_rbf=hp["n_rbf"], cutoff=hp["cutoff"])
     cut = spk.nn.CosineCutoff(hp["cutoff"])
     rep_name = hp["representation"].lower()
@@ -101,7 +111,7 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
             shared_interactions=hp["shared_interactions"],
         )
     else:
-        raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn' or 'so3net'")
+        raise ValueError(f"unknown representation {hp['representation']!r}; use 'painn', 'so3net' or 'mace'")
     outputs = [spk.atomistic.Atomwise(n_in=hp["n_atom_basis"], output_key="energy", aggregation_mode="sum")]
     if hp.get("priors"):
         outputs.append(PriorEnergy.from_params(hp["priors"]))
@@ -114,6 +124,30 @@ def build_model(hparams: dict, fast: bool = True) -> torch.nn.Module:
     if fast:
         accelerate(model)
     return model
+
+
+def _build_mace(hp: dict) -> torch.nn.Module:
+    """[MaceRepresentation | SiteEnergySum, PriorEnergy?, Forces] (:mod:`cgexplain.model.mace`)."""
+    import schnetpack as spk
+
+    missing = [k for k in ("n_types", "avg_num_neighbors") if hp.get(k) is None]
+    if missing:
+        raise ValueError(f"a MACE model needs {' and '.join(missing)} (set by the train stage from the data: cgexplain.model.mace.complete_hparams)")
+    rep = MaceRepresentation(
+        n_types=int(hp["n_types"]),
+        n_atom_basis=int(hp["n_atom_basis"]),
+        n_interactions=int(hp["n_interactions"]),
+        cutoff=float(hp["cutoff"]),
+        n_rbf=int(hp["n_rbf"]),
+        max_ell=int(hp["lmax"]),
+        correlation=int(hp["correlation"]),
+        avg_num_neighbors=float(hp["avg_num_neighbors"]),
+    )
+    outputs: list[torch.nn.Module] = [SiteEnergySum()]
+    if hp.get("priors"):
+        outputs.append(PriorEnergy.from_params(hp["priors"]))
+    outputs.append(spk.atomistic.Forces(energy_key="energy", force_key="forces"))
+    return spk.model.NeuralNetworkPotential(representation=rep, input_modules=[spk.atomistic.PairwiseDistances()], output_modules=outputs)
 
 
 def save_model(model: torch.nn.Module, hparams: dict, directory: str | Path, extra: dict | None = None) -> Path:
@@ -273,7 +307,11 @@ class SystemMismatchError(ValueError):
 
 
 def _n_embeddings(model) -> int | None:
-    emb = getattr(getattr(model, "representation", None), "embedding", None)
+    rep = getattr(model, "representation", None)
+    n_types = getattr(rep, "n_types", None)
+    if n_types is not None:  # MACE: one-hot over n_types
+        return int(n_types)
+    emb = getattr(rep, "embedding", None)
     n = getattr(emb, "num_embeddings", None)
     return None if n is None else int(n)
 

@@ -35,6 +35,7 @@ import torch
 from cgexplain.distributed import is_main_process
 from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
 from cgexplain.model.data import CachedFrames, ShardSampler, cached_loader, read_frames
+from cgexplain.model.mace import complete_hparams
 from cgexplain.model.potential import build_model, save_model, training_record
 from cgexplain.settings import gt, one_of, settings_from_dict
 
@@ -49,7 +50,8 @@ class TrainSettings:
 
     epochs; batch_size (frames per optimizer step and process); lr; val_fraction; seed;
     max_frames (None: all); max_minutes (None: no limit; else training stops after this wall time,
-    at the end of the running step, and the best model so far is kept: for a lent machine's budget); data_path ('cached' (default) or 'schnetpack'); accelerator
+    at the end of the running step, and the best model so far is kept: for a lent machine's budget); data_path ('cached' (default) or 'schnetpack'); amsgrad
+    (Adam's AMSGrad variant; Reddi et al., ICLR 2018; MACE's own default); accelerator
     ('auto', 'cpu', 'gpu', ...), devices (per node: an int, or 'auto'), num_nodes, strategy
     ('auto', 'ddp', 'ddp_spawn', ...): passed to the Lightning Trainer.
     Raises ValueError for an unknown data_path, a batch size, epoch count or node count < 1, or
@@ -64,6 +66,7 @@ class TrainSettings:
     max_frames: int | None = None
     max_minutes: float | None = None
     data_path: str = one_of(*DATA_PATHS)
+    amsgrad: bool = False
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = gt(0, 1)
@@ -90,7 +93,7 @@ class ForceMatching(pl.LightningModule):
     processes at the end of the epoch; logs val_loss (MSE, (kcal/mol/Å)²), val_force_mae and
     val_force_rmse (kcal/mol/Å), and keeps their history per epoch (saved in checkpoints)."""
 
-    def __init__(self, model_hparams: dict, lr: float = 5e-4):
+    def __init__(self, model_hparams: dict, lr: float = 5e-4, amsgrad: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_hparams)
@@ -137,7 +140,7 @@ class ForceMatching(pl.LightningModule):
         self.val_history = [list(h) for h in checkpoint.get("val_history", [])]
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, amsgrad=bool(self.hparams.get("amsgrad", False)))
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
 
@@ -292,7 +295,10 @@ def train(
     dm = _FrameData(train_set, val_set, settings.batch_size, settings.seed, settings.data_path)
 
     pl.seed_everything(settings.seed, verbose=False)
-    task = ForceMatching(model_hparams, lr=settings.lr)
+    if str(model_hparams.get("representation", "")).lower() == "mace":  # n_types, avg_num_neighbors from the data
+        p_, _, c_, t_ = (pos, frc, cells, types) if settings.data_path == "cached" else read_frames(data)
+        model_hparams = complete_hparams(model_hparams, p_[split["train"]], c_[split["train"]], t_)
+    task = ForceMatching(model_hparams, lr=settings.lr, amsgrad=settings.amsgrad)
     ckpt_dir = out / "checkpoints"
     if not (ckpt_dir / "last.ckpt").exists() and ckpt_dir.exists() and is_main_process():
         # nothing to resume from: a best.ckpt left by a run killed before its first last.ckpt would

@@ -33,7 +33,7 @@ __all__ = ["load_system", "validate_config", "ConfigError", "SECTIONS", "ARCHITE
 SECTIONS = ("reference", "mapping", "priors", "model", "training", "simulation", "analysis", "lrp")
 
 #: architectures ``--arch`` may name (``model.representation``)
-ARCHITECTURES = ("painn", "so3net")
+ARCHITECTURES = ("painn", "so3net", "mace")
 
 
 def validate_config(cfg: dict, path: str | Path = "system.yaml") -> dict:
@@ -86,7 +86,7 @@ def read_yaml(path: str | Path) -> dict:
 def load_system(system_dir: str | Path, profile: str = "quick", arch: str | None = None) -> dict:
     """Load ``system_dir/system.yaml`` and apply ``profile``, then the architecture ``arch``.
 
-    ``arch`` ('painn' or 'so3net'; default: the yaml's model.representation) sets
+    ``arch`` ('painn', 'so3net' or 'mace'; default: the yaml's model.representation) sets
     model.representation and merges the yaml's ``architectures: {arch: {section: {...}}}``
     overrides (profiles may override those too), e.g. a smaller SO3net for quick CPU runs.
     Every section is validated and completed with its defaults (:func:`validate_config`).

@@ -16,9 +16,11 @@ import numpy as np
 
 from cgexplain.analysis.structure import FluidAnalysis, first_peak, rdf, structure_comparison, structure_ensembles
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.bodyorder import explain_body_order
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.statistics import explain_frames
 from cgexplain.mapping.maps import MappedTrajectory
+from cgexplain.model.potential import load_model
 from cgexplain.plots.core import plot_rdf, plot_structure_comparison
 from cgexplain.reference.fluids import ReferenceCheck, ReferenceSettings, read_reference, run_reference
 from cgexplain.reference.potentials import MW, LennardJones
@@ -133,10 +135,36 @@ class FluidKind(Kind):
         write_json(run.analysis / "analysis.json", res)
         return res
 
+    def _explain_body_order(self, cfg: dict, run: RunFolder, src, lc: dict, progress: bool) -> dict:
+        """The exact 1/2/3-body terms of a MACE model (:func:`cgexplain.lrp.bodyorder.explain_body_order`)
+        on ``lrp.n_frames`` CG frames, binned on the lrp section's distance and angle grids."""
+        frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
+        src.frame_ids = src.frame_ids[frames]
+        model, _ = load_model(run.model)
+        lo, hi, nb = lc["r_edges"]
+        structure = dict(np.load(run.structure_npz)) if run.structure_npz.exists() else None
+        res = explain_body_order(
+            model,
+            src,
+            run.lrp,
+            r_edges=np.linspace(float(lo), float(hi), int(nb) + 1),
+            a_edges=np.linspace(0.0, 180.0, int(lc["angle_bins"]) + 1),
+            shell=float(cfg["analysis"]["shell_cutoff"]),
+            structure=structure,
+            figures=run.figures,
+            title=cfg["name"],
+            progress=progress,
+        )
+        summary = {k: v for k, v in res.items() if k != "per_frame"}
+        write_json(run.done_file("explain"), summary)
+        return summary
+
     def explain(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
 
         src = run.cg_source()  # streamed: only the explained frames are read
         lc = dict(cfg["lrp"])
+        if cfg["model"]["representation"] == "mace":  # body-ordered: its own exact terms, no walks
+            return self._explain_body_order(cfg, run, src, lc, progress)
         workers, device = int(lc.pop("workers")), lc.pop("device")
         backend = lc.pop("backend")
         frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
