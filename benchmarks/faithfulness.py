@@ -1,41 +1,40 @@
-"""How faithful are the explanations? GNN-LRP and the network's own many-body expansion against a
-potential whose many-body split is known (systems/lj: pure pairs; systems/mw: pairs + triplets).
+"""How faithful are the many-body maps? Every decomposition against a potential whose many-body
+split is known (systems/lj: pure pairs; systems/mw: pairs + triplets), beside baselines that know
+only distances, on held-out frames. The metrics live in cgexplain.lrp.faithfulness.
 
-For each run folder (a finished `cgexplain run systems/lj|mw [--arch so3net]`), on ``--frames``
-(50) frames of its mapped reference (``cg/mapped.npz``); the network's deletion interactions and
-pure terms on the first ``--deletion-frames`` (10) of them:
+For each run folder (a finished `cgexplain run systems/lj|mw [--arch so3net|mace]`), on
+``--frames`` (3) frames of its mapped reference drawn evenly from the training's validation split
+(train/split.npz: frames the model never trained on):
 
-Truth (cgexplain.reference.potentials, the reference's own parameters): pair energies u_ij for every pair
-within the model cutoff, three-body energies t_ijk (mW; 0 for LJ), and the true deletion pair
-interaction I*_ij = u_ij + Σ_k t_ijk.
+Truth (cgexplain.reference.potentials, the reference's own parameters): pair energies u_ij of every
+pair within the model cutoff and three-body energies t_ijk of every triplet with a vertex whose two
+legs are inside the shell (mW: aσ = 4.31 Å; 0 for LJ).
 
-Is the network itself right? (cgexplain.lrp.interactions; on ``--pairs`` sampled pairs and
-``--triplets`` sampled triplets per frame, triplets with two legs inside ``--shell``)
-- deletion interactions I_ij against I*_ij and I_ijk against t_ijk: Pearson r, Spearman ρ, RMSE;
-- LJ: rms(I_ijk) / rms(I_ij) (the truth is 0);
-- pure sub-cluster terms d(ij) against u_ij and d(ijk) against t_ijk (the network on isolated
-  clusters, far from the liquid it was trained on).
+(A) Did the model learn the true split? (energy units, kcal/mol; unscaled)
+- MACE (body order 3): its exact pair and triplet terms (cgexplain.lrp.bodyorder) on every pair
+  and triplet;
+- PaiNN / SO3net: deletion interactions I_ijk and pure terms d(ijk) on ``--triplets`` triplets per
+  frame drawn uniformly among those with t >= 0.1 kcal/mol, and I_ij on ``--pairs`` pairs against
+  I*_ij = u_ij + Σ_k t_ijk.
+(B) Is the explanation faithful to the same network? GNN-LRP per-triplet sums (both rules) against
+  the network's own I_ijk on the sampled triplets with |I| >= 0.1 kcal/mol.
 
-Is GNN-LRP faithful? (per rule: γ 0.1 with the bias rule, γ 0 without; pruned enumeration)
-- per-pair sums of the 2-body walk relevances against u_ij and against the network's I_ij;
-  per-triplet sums of the 3-body walks against t_ijk (mW) and the network's I_ijk: Spearman ρ and
-  sign agreement;
-- binned curves: LRP 2-body (per-pair sums) against distance next to u(r) binned the same way,
-  and 3-body (per-triplet sums, at each vertex with both legs inside the shell) against the
-  vertex angle next to t binned the same way: Pearson r of the curves (bins with >= 20 points);
-- body-order shares of |R| over walks of >= 2 beads, s_k, and signed shares σ_k (every walk of
-  the first frame enumerated).
+Per-triplet metrics (cgexplain.lrp.faithfulness.item_metrics): ρ over all triplets and over those
+with t >= 0.1 kcal/mol (n and the share of Σ|t| they carry), and slope, intercept, R², RMSE where
+the decomposition is in kcal/mol. Curves: the 3-body term against the vertex angle (10° bins from
+50°, ≥ 20 points per bin): its minimum, Pearson r over the bins ≥ 80° and the amplitude ratio; the
+2-body term against distance: Pearson r against u(r) binned the same way, unscaled where in
+kcal/mol. Baselines beside every number: the radial envelope Σ g(r)g(r′) of mW's own cutoff
+function, the shortest legs, the sum of distances; for pairs the proximity −r and the envelope; for
+the angle curve the baselines binned by angle and two synthetic curves without the 109.47° minimum.
+A bar is met only when the decomposition beats the best baseline by 0.2. Vacancy check: ΔE(X∖i) =
+E(X) − E(X∖i) of the network against the truth on ``--vacancies`` beads per frame. LJ:
+rms(3-body)/rms(2-body) and the largest |pair curve − u(r)| from where the reference g(r) first
+exceeds 0.1 out to the cutoff. Spread over frames (s.d.) is printed for the LRP body-order
+shares σ_k and the per-frame ρ. Not a timed test; wall time printed.
 
-The network's deletion interactions also give a 3-body angle curve (on the triplet sample): it is
-reported beside LRP's. One table is printed; ``--json`` writes the numbers and ``--figures`` the
-curves. Sample sizes are printed beside every number. Not a timed test.
-
-    python benchmarks/faithfulness.py runs/lj-quick runs/mw-quick [--frames 10] [--pairs 200] [--triplets 200]
-        [--triplets-per-bin 20] [--device cuda]
-
-``--triplets-per-bin`` tops the deletion sample up, per frame and 10° vertex-angle bin, so that the
-rare angles (50–60°, 140–180°) reach 200 points per bin for the deletion angle curve; per-triplet
-statistics use the uniform sample only.
+    python benchmarks/faithfulness.py runs/mw-quick-mace runs/mw-quick [--frames 3] [--triplets 150]
+        [--pairs 100] [--vacancies 6] [--json out.json] [--figures docs/figures]
 """
 
 from __future__ import annotations
@@ -48,18 +47,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
+from cgexplain.analysis.structure import rdf
 from cgexplain.fileio import read_json
+from cgexplain.geometry.neighbors import pairs_within
 from cgexplain.lrp import walk_relevance
-from cgexplain.lrp.interactions import SubsetEnergy, deletion_interactions, pairs_within, pure_terms, triplets_with_vertex
-from cgexplain.lrp.nbody import binned_statistics, body_order_abs_sums, body_order_shares, nbody_sums, pair_relevance, triplet_relevance
+from cgexplain.lrp.bodyorder import body_order_terms, pair_distances, vertex_points
+from cgexplain.lrp.engine import statistics_max_order
+from cgexplain.lrp.faithfulness import (
+    TRIPLET_THRESHOLD,
+    beats_baselines,
+    binned_curve,
+    curve_metrics,
+    item_metrics,
+    pair_baselines,
+    synthetic_angle_curves,
+    triplet_baselines,
+)
+from cgexplain.lrp.interactions import SubsetEnergy, deletion_interactions, pure_terms, triplets_with_vertex
+from cgexplain.lrp.nbody import body_order_totals, pair_relevance, triplet_relevance
 from cgexplain.mapping.maps import to_atoms
 from cgexplain.model.potential import load_model
 from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.workflow.run import RunFolder
 
 RULES = {"γ0.1+bias": (0.1, True), "γ0": (0.0, False)}
+ANGLE_EDGES = np.arange(50.0, 181.0, 10.0)
 
 
 def _potential(run: RunFolder):
@@ -72,316 +85,330 @@ def _potential(run: RunFolder):
 
 
 def _lookup(keys: np.ndarray, table_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    d = {tuple(k): v for k, v in zip(table_keys.tolist(), values)}
-    return np.array([d.get(tuple(k), 0.0) for k in keys.tolist()])
+    d = {tuple(k): v for k, v in zip(np.asarray(table_keys).tolist(), values)}
+    return np.array([d.get(tuple(k), 0.0) for k in np.asarray(keys).tolist()], dtype=float)
 
 
-def _mic(d, cell):
-    """Minimum-image displacement vectors d (m, 3) Å in the periodic cell (3, 3) Å."""
-    f = d @ np.linalg.inv(cell)
-    return (f - np.round(f)) @ cell
+def _held_out(run: RunFolder, n: int) -> np.ndarray:
+    split = run.folder("train") / "split.npz"
+    if not split.exists():
+        raise SystemExit(f"{split}: no training split (run the train stage first)")
+    val = np.sort(np.load(split)["val"])
+    return val[np.unique(np.linspace(0, len(val) - 1, n).round().astype(int))]
 
 
-def _mic_dist(x, cell, a, b):
-    return np.linalg.norm(_mic(x[b] - x[a], cell), axis=-1)
+def _removed_energy(pot, x, cell, i) -> float:
+    keep = np.ones(len(x), bool)
+    keep[i] = False
+    return pot.energy(x, cell) - pot.energy(x[keep], cell)
 
 
-def _vertex_points(x, cell, tri, shell):
-    """(triplet row, vertex angle degrees) for each vertex of each triplet with both legs < shell."""
-    rows, ang = [], []
-    for v in range(3):
-        c, a, b = tri[:, v], tri[:, (v + 1) % 3], tri[:, (v + 2) % 3]
-        va, vb = _mic(x[a] - x[c], cell), _mic(x[b] - x[c], cell)
-        ra, rb = np.linalg.norm(va, axis=1), np.linalg.norm(vb, axis=1)
-        ok = (ra < shell) & (rb < shell)
-        cos = (va * vb).sum(1)[ok] / (ra[ok] * rb[ok])
-        rows.append(np.flatnonzero(ok))
-        ang.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
-    return np.concatenate(rows), np.concatenate(ang)
+class _Acc:
+    """Lists of per-frame arrays under names; cat() concatenates them."""
+
+    def __init__(self):
+        self.d: dict[str, list] = {}
+
+    def add(self, k, v):
+        self.d.setdefault(k, []).append(np.asarray(v, dtype=float))
+
+    def cat(self, k):
+        return np.concatenate(self.d[k]) if k in self.d else np.zeros(0)
+
+    def __contains__(self, k):
+        return k in self.d
 
 
-ANGLE_EDGES = np.arange(50.0, 181.0, 10.0)  # degrees: the 3-body curves' bins
-
-
-def _stratified(x, cell, tri, shell, edges, per_bin, exclude, rng) -> np.ndarray:
-    """Rows of ``tri`` (not in ``exclude``), up to ``per_bin`` per vertex-angle bin, drawn uniformly
-    within each bin (a triplet is binned by its first vertex with both legs inside the shell)."""
-    if per_bin <= 0 or len(tri) == 0:
-        return np.zeros(0, np.int64)
-    rows, ang = _vertex_points(x, cell, tri, shell)
-    first = {}
-    for r, a in zip(rows.tolist(), ang.tolist()):
-        first.setdefault(r, a)
-    r_ = np.array([r for r in first if r not in exclude], dtype=np.int64)
-    a_ = np.array([first[r] for r in r_.tolist()])
-    b_ = np.digitize(a_, edges) - 1
-    out = []
-    for b in range(len(edges) - 1):
-        cand = r_[b_ == b]
-        out.append(rng.choice(cand, min(per_bin, len(cand)), replace=False))
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-
-def _stats(a, b):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return {
-            "n": len(a),
-            "pearson": float("nan"),
-            "spearman": float("nan"),
-            "rmse": float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan"),
-            "sign_agreement": float("nan"),
-        }
-    nz = np.abs(b) > 1e-12
-    return {
-        "n": len(a),
-        "pearson": float(np.corrcoef(a, b)[0, 1]),
-        "spearman": float(spearmanr(a, b)[0]),
-        "rmse": float(np.sqrt(np.mean((a - b) ** 2))),
-        "sign_agreement": float(np.mean(np.sign(a[nz]) == np.sign(b[nz]))) if nz.any() else float("nan"),
-    }
-
-
-def _binned(x, y, edges, min_count=20):
-    """Binned mean of y against x (NaN in bins with fewer than ``min_count`` points) and the counts."""
-    st = binned_statistics(x, y, edges)
-    return np.where(st["count"] >= min_count, st["mean"], np.nan), st["count"]
-
-
-def _curve_r(a, b):
-    ok = np.isfinite(a) & np.isfinite(b)
-    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() >= 3 and np.std(b[ok]) > 0 and np.std(a[ok]) > 0 else float("nan")
-
-
-def run_one(
-    run: Path,
-    n_frames: int,
-    n_pairs: int,
-    n_triplets: int,
-    shell: float | None,
-    seed: int,
-    figures: Path | None,
-    deletion_frames: int = 10,
-    triplets_per_bin: int = 0,
-    device: str = "cpu",
-) -> dict:
-    run = RunFolder(run)
+def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int, seed: int, figures: Path | None, device: str) -> dict:
+    run = RunFolder(run_path)
     system, pot = _potential(run)
     model, meta = load_model(run.model)
     model = model.double().to(device)
     hp = meta["hparams"]
+    arch = hp["representation"]
     cutoff = float(hp["cutoff"])
-    shell = float(shell or (pot.cutoff if system == "mw" else 5.2))
+    shell = float(pot.cutoff if system == "mw" else 5.2)
+    envelope = pot.three_body_envelope if system == "mw" else None
     with np.load(run.mapped) as z:
         P, C, types = z["positions"], z["cells"], z["bead_types"]
-    frames = np.unique(np.linspace(0, len(P) - 1, n_frames).round().astype(int))
+    frames = _held_out(run, n_frames)
     rng = np.random.default_rng(seed)
-    acc: dict = {
-        "u": [],
-        "Istar": [],
-        "I2": [],
-        "d2": [],
-        "dist": [],
-        "t": [],
-        "I3": [],
-        "d3": [],
-        "ang_I3": [],
-        "ang_t_s": [],
-        "lrp": {
-            r: {
-                "p_all": [],
-                "u_all": [],
-                "dist_all": [],
-                "p_s": [],
-                "t_all": [],
-                "tri_all_lrp": [],
-                "tri_s": [],
-                "ang": [],
-                "ang_t": [],
-                "shares": None,
-            }
-            for r in RULES
-        },
-    }
+    acc = _Acc()
+    shares = {r: [] for r in RULES}
+    rho_frames: dict[str, list] = {}
     t0 = time.perf_counter()
-    for fi, f in enumerate(frames):
+    for f in frames:
         x, cell = P[f].astype(float), C[f].astype(float)
         n = len(x)
         pairs = pairs_within(x, cell, cutoff)
-        tri = triplets_with_vertex(x, cell, shell)
+        dist = pair_distances(x, cell, pairs)
         pp, pe = pot.pair_energies(x, cell)
-        tt, te = pot.triplet_energies(x, cell)
-        u_all = _lookup(pairs, pp, pe)
-        t_all = _lookup(tri, tt, te)
-        # true deletion pair interaction: u_ij + Σ_k t_ijk
-        extra = {}
-        for (a, b, c), v in zip(tt.tolist(), te):
-            for q in ((a, b), (a, c), (b, c)):
-                extra[q] = extra.get(q, 0.0) + v
-        istar_all = u_all + np.array([extra.get(tuple(q), 0.0) for q in pairs.tolist()])
-        deletion = fi < deletion_frames  # the network's expansion on the first frames only (a full model pass per subset)
-        ps = pairs[rng.choice(len(pairs), min(n_pairs if deletion else 0, len(pairs)), replace=False)]
-        pick = rng.choice(len(tri), min(n_triplets if deletion else 0, len(tri)), replace=False)
-        ts = tri[pick]
-        # the angle-curve sample: the uniform one topped up, per 10° vertex-angle bin, with up to
-        # triplets_per_bin more triplets drawn uniformly among the frame's triplets of that bin
-        # (within a bin the sample stays uniform, so the binned mean is unbiased)
-        extra_rows = _stratified(x, cell, tri, shell, ANGLE_EDGES, triplets_per_bin if deletion else 0, set(pick.tolist()), rng)
-        tc = np.concatenate([ts, tri[extra_rows]]) if len(extra_rows) else ts
-        E = SubsetEnergy(model, x, types, cell, batch_size=16)
-        I2 = deletion_interactions(E, n, ps)
-        I3c = deletion_interactions(E, n, tc)
-        I3 = I3c[: len(ts)]
-        d2 = pure_terms(E, n, ps)
-        d3 = pure_terms(E, n, ts)
-        acc["u"].append(_lookup(ps, pp, pe))
-        acc["Istar"].append(_lookup(ps, pairs, istar_all))
-        acc["I2"].append(I2), acc["d2"].append(d2), acc["dist"].append(_mic_dist(x, cell, ps[:, 0], ps[:, 1]))
-        acc["t"].append(_lookup(ts, tt, te)), acc["I3"].append(I3), acc["d3"].append(d3)
-        rows, ang = _vertex_points(x, cell, tc, shell)
-        acc["ang_I3"].append(np.stack([ang, I3c[rows]], 1))
-        acc["ang_t_s"].append(np.stack([ang, _lookup(tc, tt, te)[rows]], 1))
-        acc["n_curve_triplets"] = acc.get("n_curve_triplets", 0) + len(tc)
-        at = to_atoms(x, types, cell)
-        L = int(model.representation.n_interactions)
-        for rname, (g, br) in RULES.items():
-            full = fi == 0
-            res = walk_relevance(model, at, gamma=g, bias_rule=br, max_order=None if (full or L < 3) else L)
-            w, r = res["walks"], res["relevance"]
-            if full:
-                sums = nbody_sums(w, r)
-                sh = body_order_shares(np.array([sums[o][0] for o in sorted(sums)]), body_order_abs_sums(w, r, L + 1))
-                acc["lrp"][rname]["shares"] = sh
-            lp, lr, _ = pair_relevance(w, r)
-            lt, ltr = triplet_relevance(w, r)
-            a = acc["lrp"][rname]
-            a["p_all"].append(_lookup(pairs, lp, lr)), a["u_all"].append(u_all), a["dist_all"].append(_mic_dist(x, cell, pairs[:, 0], pairs[:, 1]))
-            a["p_s"].append(_lookup(ps, lp, lr))
-            a["t_all"].append(t_all)
-            a["tri_all_lrp"].append(_lookup(tri, lt, ltr))
-            a["tri_s"].append(_lookup(ts, lt, ltr))
-            rows_all, ang_all = _vertex_points(x, cell, tri, shell)
-            a["ang"].append(np.stack([ang_all, _lookup(tri, lt, ltr)[rows_all]], 1))
-            a["ang_t"].append(np.stack([ang_all, t_all[rows_all]], 1))
+        u = _lookup(pairs, pp, pe)
+        tri = triplets_with_vertex(x, cell, shell)
+        if system == "mw":
+            tt, te = pot.triplet_energies(x, cell)
+            t = _lookup(tri, tt, te)
+        else:
+            t = np.zeros(len(tri))
+        acc.add("dist", dist), acc.add("u", u), acc.add("t", t)
+        th_t, v_t = vertex_points(x, cell, tri, t, shell)
+        acc.add("ang_truth_x", th_t), acc.add("ang_truth_y", v_t)
+        if envelope is not None:
+            for name, b in triplet_baselines(x, cell, tri, envelope, shell).items():
+                acc.add(f"tri_base:{name}", b)
+                th, v = vertex_points(x, cell, tri, b, shell)
+                acc.add(f"ang_base:{name}_x", th), acc.add(f"ang_base:{name}_y", v)
+        for name, b in pair_baselines(dist, envelope).items():
+            acc.add(f"pair_base:{name}", b)
+        E = SubsetEnergy(model, x, types, cell, batch_size=8)
+        if arch == "mace":
+            bt = body_order_terms(model, x, types, cell)
+            d2, d3 = _lookup(pairs, bt.pairs, bt.pair_terms), _lookup(tri, bt.triplets, bt.triplet_terms)
+            acc.add("pair:exact", d2), acc.add("tri:exact", d3)
+            th, v = vertex_points(x, cell, tri, d3, shell)
+            acc.add("ang:exact_x", th), acc.add("ang:exact_y", v)
+            acc.add("remainder", [bt.remainder])
+            rho_frames.setdefault("exact", []).append(item_metrics(d3, t, threshold=TRIPLET_THRESHOLD)["spearman_sel"] if system == "mw" else np.nan)
+        else:
+            sel = np.flatnonzero(np.abs(t) >= TRIPLET_THRESHOLD) if system == "mw" else np.arange(len(tri))
+            pick = rng.choice(sel, min(n_tri, len(sel)), replace=False)
+            ts = tri[pick]
+            I3 = deletion_interactions(E, n, ts)
+            acc.add("tri_s:truth", t[pick]), acc.add("tri_s:deletion", I3), acc.add("tri_s:pure", pure_terms(E, n, ts))
+            th, v = vertex_points(x, cell, ts, I3, shell)
+            acc.add("ang:deletion_x", th), acc.add("ang:deletion_y", v)
+            pk = rng.choice(len(pairs), min(n_pairs, len(pairs)), replace=False)
+            extra = {}
+            if system == "mw":
+                for (a, b, c), val in zip(tt.tolist(), te):
+                    for q in ((a, b), (a, c), (b, c)):
+                        extra[q] = extra.get(q, 0.0) + val
+            istar = u[pk] + np.array([extra.get(tuple(q), 0.0) for q in pairs[pk].tolist()])
+            acc.add("pair_s:istar", istar), acc.add("pair_s:deletion", deletion_interactions(E, n, pairs[pk]))
+            at = to_atoms(x, types, cell)
+            L = int(model.representation.n_interactions)
+            for rname, (g, br) in RULES.items():
+                res = walk_relevance(model, at, gamma=g, bias_rule=br, max_order=statistics_max_order(model))
+                w, r = res["walks"], res["relevance"]
+                lp, lr, _ = pair_relevance(w, r)
+                lt, ltr = triplet_relevance(w, r)
+                acc.add(f"pair:LRP {rname}", _lookup(pairs, lp, lr))
+                lrp_t = _lookup(tri, lt, ltr)
+                acc.add(f"tri:LRP {rname}", lrp_t)
+                acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
+                th, v = vertex_points(x, cell, tri, lrp_t, shell)
+                acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
+                tot = body_order_totals(res)
+                den = sum(abs(tot[k][0]) for k in tot if k >= 2)
+                shares[rname].append({k: tot[k][0] / den for k in tot if k >= 2 and k <= L + 1})
+                if system == "mw":
+                    rho_frames.setdefault(f"LRP {rname}", []).append(item_metrics(lrp_t, t, threshold=TRIPLET_THRESHOLD)["spearman_sel"])
+        # vacancy check: how far deletion takes the network from its data, against the truth
+        vac = rng.choice(n, min(n_vac, n), replace=False)
+        keep = np.ones((len(vac), n), bool)
+        keep[np.arange(len(vac)), vac] = False
+        e_full = float(E(np.ones((1, n), bool))[0])
+        acc.add("vac:net", e_full - E(keep)), acc.add("vac:true", [_removed_energy(pot, x, cell, i) for i in vac])
         print(
             f"  [{run.root.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
-    n_curve = acc.pop("n_curve_triplets", 0)
-    cat = {k: np.concatenate(v) for k, v in acc.items() if k != "lrp"}
-    out = {
+    return _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutoff, figures, time.perf_counter() - t0)
+
+
+def _angle(acc: _Acc, key: str):
+    return binned_curve(acc.cat(f"{key}_x"), acc.cat(f"{key}_y"), ANGLE_EDGES)
+
+
+def _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutoff, figures, seconds) -> dict:
+    train = read_json(run.folder("train") / "training.json")
+    out: dict = {
         "run": str(run.root),
         "system": system,
-        "arch": hp["representation"],
-        "frames": len(frames),
-        "deletion_frames": int(min(deletion_frames, len(frames))),
+        "arch": arch,
+        "frames": [int(f) for f in frames],
         "shell_A": shell,
-        "pairs_sampled": int(len(cat["u"])),
-        "triplets_sampled": int(len(cat["t"])),
-        "angle_curve_triplets": int(n_curve),
-        "device": str(device),
-        "seconds": time.perf_counter() - t0,
+        "force_mae_per_component": train["validation"].get("force_mae"),
+        "force_rmse_per_component": train["validation"].get("force_rmse"),
+        "seconds": seconds,
     }
-    net = {"I_ij vs I*_ij": _stats(cat["I2"], cat["Istar"]), "d_ij vs u_ij": _stats(cat["d2"], cat["u"])}
-    if system == "lj":
-        net["rms(I_ijk)/rms(I_ij)"] = float(np.sqrt(np.mean(cat["I3"] ** 2)) / np.sqrt(np.mean(cat["I2"] ** 2)))
-        net["rms(d_ijk)/rms(d_ij)"] = float(np.sqrt(np.mean(cat["d3"] ** 2)) / np.sqrt(np.mean(cat["d2"] ** 2)))
-        net["I_ij vs u_ij"] = net["I_ij vs I*_ij"]
-    else:
-        net["I_ijk vs t_ijk"] = _stats(cat["I3"], cat["t"])
-        net["d_ijk vs t_ijk"] = _stats(cat["d3"], cat["t"])
-    aedges = ANGLE_EDGES
-    at_ = cat["ang_t_s"]
-    tI, nI = _binned(cat["ang_I3"][:, 0], cat["ang_I3"][:, 1], aedges, 200)
-    tT, _ = _binned(at_[:, 0], at_[:, 1], aedges, 200)
-    net["3-body angle curve r (deletion)"] = _curve_r(tI, tT) if system == "mw" else float("nan")
-    net["3-body angle curve min points per bin"] = int(nI.min())
-    out["network"] = net
+    t, u, dist = acc.cat("t"), acc.cat("u"), acc.cat("dist")
+    out["n_pairs"], out["n_triplets"] = int(len(u)), int(len(t))
     redges = np.linspace(2.0, cutoff, 31)
-    lrp = {}
-    for rname, a in acc["lrp"].items():
-        pa, ua, da = np.concatenate(a["p_all"]), np.concatenate(a["u_all"]), np.concatenate(a["dist_all"])
-        ang, angt = np.concatenate(a["ang"]), np.concatenate(a["ang_t"])
-        c2, _ = _binned(da, pa, redges)
-        u2, _ = _binned(da, ua, redges)
-        c3, n3 = _binned(ang[:, 0], ang[:, 1], aedges, 200)
-        t3, _ = _binned(angt[:, 0], angt[:, 1], aedges, 200)
-        sh = a["shares"]
-        s = {
-            "pairs vs u_ij (all pairs)": _stats(pa, ua),
-            "pairs vs I_ij (network)": _stats(np.concatenate(a["p_s"]), cat["I2"]),
-            "triplets vs I_ijk (network)": _stats(np.concatenate(a["tri_s"]), cat["I3"]),
-            "2-body curve r vs u(r)": _curve_r(c2, u2),
-            "3-body curve min points per bin": int(n3.min()),
-            "s_k": {str(k): v for k, v in sh["abs"].items()},
-            "sigma_k": {str(k): v for k, v in sh["signed"].items()},
-        }
+    rc, u_curve, _ = binned_curve(dist, u, redges)
+    # (A) and (B): per-triplet and per-pair metrics
+    A: dict = {}
+    B: dict = {}
+    base_tri = {k.split(":", 1)[1]: item_metrics(acc.cat(k), t, threshold=TRIPLET_THRESHOLD) for k in acc.d if k.startswith("tri_base:")}
+    base_pair = {k.split(":", 1)[1]: item_metrics(acc.cat(k), u) for k in acc.d if k.startswith("pair_base:")}
+    c_ang, truth_ang, cnt = _angle(acc, "ang_truth")
+    base_ang = {
+        k[len("ang_base:") : -2]: curve_metrics(c_ang, _angle(acc, k[:-2])[1], truth_ang)
+        for k in acc.d
+        if k.startswith("ang_base:") and k.endswith("_x")
+    }
+    base_ang.update({k: curve_metrics(c_ang, v, truth_ang) for k, v in synthetic_angle_curves(c_ang).items()})
+    out["baselines"] = {"triplets": base_tri, "pairs": base_pair, "angle_curve": base_ang}
+    best_tri = {k: v["spearman_sel"] for k, v in base_tri.items()}
+    best_ang = {k: v["pearson_floor"] for k, v in base_ang.items()}
+    best_pair = {k: v["spearman"] for k, v in base_pair.items()}
+    for key in [k for k in acc.d if k.startswith("tri:")]:
+        name = key[4:]
+        energy = not name.startswith("LRP")
+        m = item_metrics(acc.cat(key), t, threshold=TRIPLET_THRESHOLD if system == "mw" else None, energy_units=energy)
+        cm = curve_metrics(c_ang, _angle(acc, f"ang:{name}")[1], truth_ang) if system == "mw" else {}
+        pm = item_metrics(acc.cat(f"pair:{name}"), u, energy_units=energy)
+        _, pc, _ = binned_curve(dist, acc.cat(f"pair:{name}"), redges)
+        row = {"triplets": m, "angle_curve": cm, "pairs": pm, "pair_curve_r": curve_metrics(rc, pc, u_curve, floor=None)["pearson"]}
         if system == "mw":
-            s["triplets vs t_ijk (all triplets)"] = _stats(np.concatenate(a["tri_all_lrp"]), np.concatenate(a["t_all"]))
-            s["3-body curve r vs t"] = _curve_r(c3, t3)
-        else:
-            s["|σ3|+|σ4|"] = float(sum(abs(v) for k, v in sh["signed"].items() if int(k) >= 3))
-        lrp[rname] = s
-        if figures is not None:
-            from cgexplain.plots.core import plot_relevance_curves
-
-            figures.mkdir(parents=True, exist_ok=True)
-            cen = 0.5 * (redges[1:] + redges[:-1])
-            sc = np.nanmax(np.abs(c2)) / max(np.nanmax(np.abs(u2)), 1e-12)
-            plot_relevance_curves(
-                {"LRP per-pair sum": (cen, c2, None), f"u(r) × {sc:.2g}": (cen, u2 * sc, None)},
-                cen,
-                np.zeros_like(cen),
-                "r (Å)",
-                "",
-                "kcal/mol",
-                figures / f"faithfulness_{system}_{hp['representation']}_{_tag(rname)}_2body.png",
-                f"{system} {hp['representation']} {rname}: 2-body",
-            )
+            row["bar_triplets"] = beats_baselines(m["spearman_sel"], best_tri)
+            row["bar_angle_curve"] = beats_baselines(cm["pearson_floor"], best_ang)
+            row["angle_min_in_100_120"] = bool(100 <= cm["min_center"] <= 120)
+        row["bar_pairs"] = beats_baselines(pm["spearman"], best_pair)
+        if system == "lj" or energy:
+            d2, d3 = acc.cat(f"pair:{name}"), acc.cat(key)
+            row["rms3_over_rms2"] = float(np.sqrt(np.mean(d3**2)) / np.sqrt(np.mean(d2**2)))
+            if energy:
+                row["pair_curve_max_abs_dev"] = _pair_curve_dev(run, rc, pc, u_curve, redges, cutoff)
+        if name in rho_frames:
+            row["spearman_sel_per_frame_sd"] = float(np.nanstd(rho_frames[name]))
+        A[name] = row
+    if "tri_s:truth" in acc:
+        ts, I3 = acc.cat("tri_s:truth"), acc.cat("tri_s:deletion")
+        for name in ("deletion", "pure"):
+            m = item_metrics(acc.cat(f"tri_s:{name}"), ts, threshold=TRIPLET_THRESHOLD if system == "mw" else None, energy_units=True)
+            cm = curve_metrics(c_ang, _angle(acc, "ang:deletion")[1], truth_ang) if (system == "mw" and name == "deletion") else {}
+            row = {"triplets (sampled, t >= 0.1)": m, "angle_curve (sampled triplets)": cm}
             if system == "mw":
-                ca = 0.5 * (aedges[1:] + aedges[:-1])
-                sc3 = np.nanmax(np.abs(c3)) / max(np.nanmax(np.abs(t3)), 1e-12)
-                sci = np.nanmax(np.abs(c3)) / max(np.nanmax(np.abs(tI)), 1e-12)
-                plot_relevance_curves(
-                    {
-                        "LRP per-triplet sum": (ca, c3, None),
-                        f"true φ3 × {sc3:.2g}": (ca, t3 * sc3, None),
-                        f"deletion I_ijk × {sci:.2g}": (ca, tI * sci, None),
-                    },
-                    ca,
-                    np.zeros_like(ca),
-                    "vertex angle (degrees)",
-                    "",
-                    "kcal/mol",
-                    figures / f"faithfulness_{system}_{hp['representation']}_{_tag(rname)}_3body.png",
-                    f"{system} {hp['representation']} {rname}: 3-body",
-                )
-    out["lrp"] = lrp
+                row["bar_triplets"] = beats_baselines(m["spearman_sel"], best_tri)
+            else:
+                row["rms(I_ijk)"] = float(np.sqrt(np.mean(acc.cat(f"tri_s:{name}") ** 2)))
+            A[f"network {name}"] = row
+        A["network deletion"]["pairs I_ij vs I*_ij"] = item_metrics(acc.cat("pair_s:deletion"), acc.cat("pair_s:istar"), energy_units=True)
+        if system == "lj":
+            A["network deletion"]["rms(I_ijk)/rms(I_ij)"] = float(np.sqrt(np.mean(I3**2)) / np.sqrt(np.mean(acc.cat("pair_s:deletion") ** 2)))
+        for rname in RULES:
+            B[f"LRP {rname}"] = item_metrics(acc.cat(f"tri_s:LRP {rname}"), I3, threshold=TRIPLET_THRESHOLD)
+            sh = shares[rname]
+            ks = sorted(sh[0]) if sh else []
+            B[f"LRP {rname}"]["sigma_k_mean"] = {str(k): float(np.mean([s[k] for s in sh])) for k in ks}
+            B[f"LRP {rname}"]["sigma_k_sd"] = {str(k): float(np.std([s[k] for s in sh])) for k in ks}
+    out["A_model_vs_truth"] = A
+    out["B_explanation_vs_network"] = B
+    vn, vt = acc.cat("vac:net"), acc.cat("vac:true")
+    out["vacancy"] = {**item_metrics(vn, vt, energy_units=True), "mean_true_kcal_mol": float(np.mean(vt)), "mean_net_kcal_mol": float(np.mean(vn))}
+    if "remainder" in acc:
+        out["max_abs_remainder_kcal_mol"] = float(np.abs(acc.cat("remainder")).max())
+    if figures is not None:
+        _figures(figures, system, arch, c_ang, truth_ang, acc, rc, u_curve, redges, dist)
     return out
 
 
-def _tag(rname):
-    return "g01" if rname.startswith("γ0.1") else "g0"
+def _pair_curve_dev(run, rc, pc, u_curve, redges, cutoff) -> dict:
+    """max |pair curve − u(r)| kcal/mol over the bins from where the reference g(r) first exceeds
+    0.1 out to the cutoff."""
+    with np.load(run.mapped) as z:
+        P, C = z["positions"][::10], z["cells"][::10]
+    r, g = rdf(P, C, r_max=float(cutoff), n_bins=120)
+    r_on = float(r[np.argmax(g > 0.1)])
+    ok = (rc >= r_on) & np.isfinite(pc) & np.isfinite(u_curve)
+    return {"from_A": r_on, "max_abs_dev_kcal_mol": float(np.max(np.abs(pc[ok] - u_curve[ok]))) if ok.any() else float("nan"), "bins": int(ok.sum())}
 
 
-def _fmt(s):
-    if isinstance(s, dict) and "spearman" in s:
-        return f"ρ {s['spearman']:.2f}, r {s['pearson']:.2f}, sign {s['sign_agreement']:.0%} (n {s['n']})"
-    if isinstance(s, float):
-        return f"{s:.3f}"
-    return str(s)
+def _figures(figures: Path, system, arch, c_ang, truth_ang, acc, rc, u_curve, redges, dist):
+    from cgexplain.plots.core import plot_relevance_curves
+
+    figures.mkdir(parents=True, exist_ok=True)
+    curves = {"truth u(r)": (rc, u_curve, None)}
+    for k in acc.d:
+        if k.startswith("pair:"):
+            curves[k[5:] + (" (kcal/mol)" if not k.startswith("pair:LRP") else " (relevance)")] = (
+                rc,
+                binned_curve(dist, acc.cat(k), redges)[1],
+                None,
+            )
+    plot_relevance_curves(
+        curves,
+        rc,
+        np.zeros_like(rc),
+        "r (Å)",
+        "",
+        "kcal/mol (unscaled)",
+        figures / f"faithfulness_{system}_{arch}_2body.png",
+        f"{system} {arch}: 2-body terms",
+    )
+    if system == "mw":
+        curves = {"truth t (φ3)": (c_ang, truth_ang, None)}
+        for k in acc.d:
+            if k.startswith("ang:") and k.endswith("_x"):
+                curves[k[4:-2]] = (c_ang, _angle(acc, k[:-2])[1], None)
+        plot_relevance_curves(
+            curves,
+            c_ang,
+            np.zeros_like(c_ang),
+            "vertex angle (degrees)",
+            "",
+            "kcal/mol (unscaled; LRP: relevance)",
+            figures / f"faithfulness_{system}_{arch}_3body.png",
+            f"{system} {arch}: 3-body terms",
+        )
+
+
+def _fmt_item(m: dict) -> str:
+    s = f"ρ {m['spearman']:.2f} (n {m['n']})"
+    if "spearman_sel" in m:
+        s += f"; |t|≥{m['threshold']:g}: ρ {m['spearman_sel']:.2f} (n {m['n_sel']}, {100 * m['share_sel']:.0f} % of Σ|t|)"
+    if "slope" in m:
+        s += f"; slope {m['slope']:.3f}, R² {m['r2']:.3f}, RMSE {m['rmse']:.4f} kcal/mol"
+    return s
+
+
+def _fmt_curve(c: dict) -> str:
+    if not c:
+        return "–"
+    return f"min at {c['min_center']:.0f}° (truth {c['truth_min_center']:.0f}°), r(≥80°) {c['pearson_floor']:.2f}, r(all) {c['pearson']:.2f}, amplitude {c['amplitude_ratio']:.2f}"
+
+
+def _print(res: dict) -> None:
+    print(
+        f"\n== {res['system']} {res['arch']} ({res['run']}): held-out frames {res['frames']}, {res['n_pairs']} pairs, {res['n_triplets']} triplets; "
+        f"force MAE {res['force_mae_per_component']:.3f} kcal/mol/Å per component; {res['seconds']:.0f} s"
+    )
+    for k, m in res["baselines"]["triplets"].items():
+        print(f"  baseline  triplets  {k:<22} {_fmt_item(m)}")
+    for k, m in res["baselines"]["pairs"].items():
+        print(f"  baseline  pairs     {k:<22} {_fmt_item(m)}")
+    for k, c in res["baselines"]["angle_curve"].items():
+        print(f"  baseline  3-b curve {k:<22} {_fmt_curve(c)}")
+    for name, row in res["A_model_vs_truth"].items():
+        for k, v in row.items():
+            if isinstance(v, dict) and "spearman" in v:
+                print(f"  (A) {name:<20} {k:<30} {_fmt_item(v)}")
+            elif isinstance(v, dict) and "min_center" in v:
+                print(f"  (A) {name:<20} {k:<30} {_fmt_curve(v)}")
+            elif isinstance(v, dict) and "met" in v:
+                print(
+                    f"  (A) {name:<20} {k:<30} {'MET' if v['met'] else 'not met'} (best baseline {v['best_baseline']} {v['best_value']:.2f} + {v['margin']})"
+                )
+            else:
+                print(f"  (A) {name:<20} {k:<30} {v}")
+    for name, m in res["B_explanation_vs_network"].items():
+        print(f"  (B) {name:<20} vs network I_ijk          {_fmt_item(m)}; σ_k {m.get('sigma_k_mean')} ± {m.get('sigma_k_sd')}")
+    print(
+        f"  vacancy ΔE(X∖i): {_fmt_item(res['vacancy'])}; mean true {res['vacancy']['mean_true_kcal_mol']:.2f}, network {res['vacancy']['mean_net_kcal_mol']:.2f} kcal/mol"
+    )
+    if "max_abs_remainder_kcal_mol" in res:
+        print(f"  exact terms: max |E − Σ terms| {res['max_abs_remainder_kcal_mol']:.2g} kcal/mol")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--frames", type=int, default=50, help="frames explained by LRP (evenly spaced)")
-    ap.add_argument("--deletion-frames", type=int, default=10, help="of those, the first N also get deletion interactions")
-    ap.add_argument("--pairs", type=int, default=200, help="sampled pairs per frame for the deletion interactions")
-    ap.add_argument("--triplets", type=int, default=200, help="sampled triplets per frame for the deletion interactions")
-    ap.add_argument("--triplets-per-bin", type=int, default=0, help="extra triplets per 10° vertex-angle bin and frame for the deletion angle curve")
-    ap.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda)")
-    ap.add_argument("--shell", type=float, default=None, help="triplet leg cutoff Å (default: mW aσ = 4.31, LJ 5.2)")
+    ap.add_argument("--frames", type=int, default=3, help="held-out frames (from the validation split, evenly spaced)")
+    ap.add_argument("--triplets", type=int, default=150, help="sampled triplets (t >= 0.1 kcal/mol) per frame for deletion interactions")
+    ap.add_argument("--pairs", type=int, default=100, help="sampled pairs per frame for deletion interactions")
+    ap.add_argument("--vacancies", type=int, default=6, help="beads removed one at a time per frame for the vacancy check")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--figures", type=Path, default=None)
@@ -390,33 +417,10 @@ def main():
         torch.set_num_threads(os.cpu_count() or 1)
     results = []
     for r in args.runs:
-        results.append(
-            run_one(
-                r,
-                args.frames,
-                args.pairs,
-                args.triplets,
-                args.shell,
-                args.seed,
-                args.figures,
-                args.deletion_frames,
-                args.triplets_per_bin,
-                args.device,
-            )
-        )
+        results.append(run_one(r, args.frames, args.triplets, args.pairs, args.vacancies, args.seed, args.figures, args.device))
+        _print(results[-1])
         if args.json:  # after each run, so a run cut short keeps the finished ones
             args.json.write_text(json.dumps(results, indent=1, default=float))
-    for res in results:
-        print(
-            f"\n== {res['system']} {res['arch']} ({res['run']}): LRP on {res['frames']} frames; deletion interactions on "
-            f"{res['deletion_frames']} frames, {res['pairs_sampled']} sampled pairs, "
-            f"{res['triplets_sampled']} sampled triplets ({res.get('angle_curve_triplets', res['triplets_sampled'])} for the angle curve), shell {res['shell_A']:.2f} Å, {res['seconds']:.0f} s"
-        )
-        for k, v in res["network"].items():
-            print(f"  network   {k:<38} {_fmt(v)}")
-        for rname, s in res["lrp"].items():
-            for k, v in s.items():
-                print(f"  LRP {rname:<9} {k:<32} {_fmt(v)}")
 
 
 if __name__ == "__main__":

@@ -142,6 +142,11 @@ class MW(_Potential):
         rr = torch.where(inside, r, torch.full_like(r, rc - 1.0))
         return torch.where(inside, torch.exp(scale * self.sigma / (rr - rc)), torch.zeros_like(r))
 
+    def three_body_envelope(self, r) -> np.ndarray:
+        """g(r) = exp(γσ / (r − aσ)) (0 beyond aσ): the radial factor of each leg of the three-body
+        term. r (…) Å -> (…) numpy."""
+        return self._exp(torch.as_tensor(np.asarray(r, dtype=np.float64)), self.gamma).numpy()
+
     def pair_energy(self, r):
         sr = self.sigma / r
         return self.A * self.epsilon * (self.B * sr**self.p - sr**self.q) * self._exp(r, 1.0)
