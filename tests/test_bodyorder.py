@@ -169,3 +169,23 @@ def test_forces_are_minus_gradient():
         ep = float(m(batch_inputs(xp[None], types, None, 4.0, dtype=torch.float64))["energy"])
         em = float(m(batch_inputs(xm[None], types, None, 4.0, dtype=torch.float64))["energy"])
         assert f[a, c] == pytest.approx(-(ep - em) / (2 * h), abs=1e-6)
+
+
+def test_residue_maps_budget():
+    """The residue maps of a chain hold the whole energy: Σ_{i<j} pair map + Σ triplet projection +
+    Σ 1-body = mean E(X) over the frames, and the pair map is symmetric."""
+    from cgexplain.lrp.bodyorder import residue_maps
+
+    m, _ = _model(seed=7)
+    rng = np.random.default_rng(3)
+    steps = rng.normal(size=(2, 12, 3))
+    chain = np.cumsum(3.0 * steps / np.linalg.norm(steps, axis=-1, keepdims=True), axis=1)  # 3 Å bonds
+    types = np.array([1, 2] * 6)
+    r = residue_maps(m, chain, types, k_top=3)
+    pm = r["pair_map"]
+    np.testing.assert_allclose(pm, pm.T)
+    E = [body_order_terms(m, c, types).energy for c in chain]
+    total = np.triu(pm, 1).sum() + r["triplet_projection"].sum() + r["body_sum_mean"][1]
+    assert total == pytest.approx(np.mean(E), abs=1e-9)
+    np.testing.assert_allclose(r["conservation"][:, 0], r["conservation"][:, 1], atol=1e-9)
+    assert r["top_stabilising"].shape == (3, 3) and r["top_stabilising_relevance"][0] <= r["top_destabilising_relevance"][0]

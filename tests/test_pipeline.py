@@ -109,3 +109,24 @@ def test_water_pipeline_tiny(tmp_path):
         1, abs(c4["sum_walk_relevance"])
     )
     assert abs(c4["sum_walk_relevance"] - c4["sum_h0_dE_dh0_no_masks"]) < 1e-4 * max(1, abs(c4["sum_walk_relevance"]))
+
+    # the body-ordered MACE in a third sibling: trained, simulated, analysed, and explained by its
+    # own exact terms, whose sum is the network energy of each frame
+    raw["architectures"]["mace"] = {
+        "model": {"n_atom_basis": 8, "n_interactions": 1, "cutoff": 4.0, "n_rbf": 6, "lmax": 2, "correlation": 2},
+        "training": {"batch_size": 1, "lr": 0.005, "amsgrad": True},
+    }
+    (sysdir / "system.yaml").write_text(yaml.safe_dump(raw))
+    cfg_mace = load_system(sysdir, "tiny", arch="mace")
+    run3 = tmp_path / "run-mace"
+    s5 = run_all(cfg_mace, run3, progress=False)
+    meta = json.loads((run3 / "model" / "model.json").read_text())
+    assert meta["hparams"]["representation"] == "mace" and meta["hparams"]["n_types"] >= 2 and meta["hparams"]["avg_num_neighbors"] > 1
+    ex = s5["explain"]
+    assert ex["body_order"] == 3 and ex["closed"] and ex["frames"] == 2
+    assert ex["max_abs_remainder_kcal_mol"] < 1e-8
+    bo = json.loads((run3 / "lrp" / "bodyorder.json").read_text())
+    for fr in bo["per_frame"]:
+        assert fr["1-body"] + fr["2-body"] + fr["3-body"] == pytest.approx(fr["energy"], abs=1e-8)
+    assert (run3 / "figures" / "bodyorder_3body.png").stat().st_size > 1000
+    assert s5["analyse"]["n_frames_cg"] > 0

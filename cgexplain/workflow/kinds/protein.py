@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from cgexplain.analysis.protein import (
     tica_project,
 )
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.bodyorder import residue_maps
 from cgexplain.lrp.mutations import mutate_types, mutation_whatif
 from cgexplain.lrp.residues import (
     explain_protein_frames,
@@ -427,7 +429,27 @@ def _explain_residues(cfg: dict, run: RunFolder, progress: bool) -> _ResidueRele
     if len(folded) == 0:
         raise ValueError(f"lrp: no CG frame has CA-RMSD <= {thr} Å to the native structure; nothing folded to explain")
     pick = folded[np.unique(_spread(len(folded), lc["n_frames"]))]
-    maps = explain_protein_frames(
+    if cfg["model"]["representation"] == "mace":  # body-ordered: the model's own exact terms (energies), no walks
+        maps = residue_maps(model, cg_positions[pick], types, progress=progress)
+    else:
+        maps = _lrp_residue_maps(cfg, run, cg_positions, types, pick, resnames, segments, progress)
+    n = len(types)
+    # the map shows native contacts with |i - j| >= 3 (native_contacts counts j - i > min_separation)
+    pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"]["contact_cutoff"]), min_separation=2)
+    contact = np.zeros((n, n))
+    contact[pairs[:, 0], pairs[:, 1]] = contact[pairs[:, 1], pairs[:, 0]] = 1.0
+    r = _ResidueRelevance(pick, maps, types, resnames, segments, contact, None)
+    if lc.get("mutations") and cfg["model"]["representation"] == "mace":
+        warnings.warn("lrp.mutations: the mutation what-if explains with GNN-LRP, which a MACE model does not have; skipped", stacklevel=2)
+    elif lc.get("mutations"):
+        r.mutation = _mutation_whatif(cfg, run, r, model, table, ref, native, cg_positions, progress)
+    return r
+
+
+def _lrp_residue_maps(cfg: dict, run: RunFolder, cg_positions, types, pick, resnames, segments, progress: bool) -> dict:
+    """GNN-LRP residue maps of the picked CG frames (:func:`~cgexplain.lrp.residues.explain_protein_frames`)."""
+    lc = cfg["lrp"]
+    return explain_protein_frames(
         run.model,
         cg_positions[pick],
         types,
@@ -442,15 +464,6 @@ def _explain_residues(cfg: dict, run: RunFolder, progress: bool) -> _ResidueRele
         backend=lc["backend"],
         device=lc["device"],
     )
-    n = len(types)
-    # the map shows native contacts with |i - j| >= 3 (native_contacts counts j - i > min_separation)
-    pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"]["contact_cutoff"]), min_separation=2)
-    contact = np.zeros((n, n))
-    contact[pairs[:, 0], pairs[:, 1]] = contact[pairs[:, 1], pairs[:, 0]] = 1.0
-    r = _ResidueRelevance(pick, maps, types, resnames, segments, contact, None)
-    if lc.get("mutations"):
-        r.mutation = _mutation_whatif(cfg, run, r, model, table, ref, native, cg_positions, progress)
-    return r
 
 
 def _mutation_whatif(
@@ -514,7 +527,9 @@ def _write_explanation(cfg: dict, run: RunFolder, r: _ResidueRelevance) -> dict:
     n = len(res["pair_map"])
     far = np.where(np.abs(np.arange(n)[:, None] - np.arange(n)[None]) >= 3, res["pair_map"], 0.0)
     stab_far, destab_far = pair_table(far, segments=segments, resnames=resnames, k=5)
+    mace = cfg["model"]["representation"] == "mace"
     out = {
+        "method": "exact many-body terms of the body-ordered model (energies, kcal/mol)" if mace else "GNN-LRP walk relevances (kcal/mol)",
         "n_frames": int(len(pick)),
         "frame_ids": pick.tolist(),
         "rmsd_threshold_A": float(cfg["analysis"]["rmsd_threshold"]),
