@@ -177,6 +177,8 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
             acc.add("tri_s:truth", t[pick]), acc.add("tri_s:deletion", I3), acc.add("tri_s:pure", pure_terms(E, n, ts))
             th, v = vertex_points(x, cell, ts, I3, shell)
             acc.add("ang:deletion_x", th), acc.add("ang:deletion_y", v)
+            th, v = vertex_points(x, cell, ts, t[pick], shell)  # the truth on the same sampled triplets
+            acc.add("ang_truth_s_x", th), acc.add("ang_truth_s_y", v)
             pk = rng.choice(len(pairs), min(n_pairs, len(pairs)), replace=False)
             extra = {}
             if system == "mw":
@@ -277,7 +279,9 @@ def _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutof
         ts, I3 = acc.cat("tri_s:truth"), acc.cat("tri_s:deletion")
         for name in ("deletion", "pure"):
             m = item_metrics(acc.cat(f"tri_s:{name}"), ts, threshold=TRIPLET_THRESHOLD if system == "mw" else None, energy_units=True)
-            cm = curve_metrics(c_ang, _angle(acc, "ang:deletion")[1], truth_ang) if (system == "mw" and name == "deletion") else {}
+            cm = (
+                curve_metrics(c_ang, _angle(acc, "ang:deletion")[1], _angle(acc, "ang_truth_s")[1]) if (system == "mw" and name == "deletion") else {}
+            )
             row = {"triplets (sampled, t >= 0.1)": m, "angle_curve (sampled triplets)": cm}
             if system == "mw":
                 row["bar_triplets"] = beats_baselines(m["spearman_sel"], best_tri)

@@ -111,9 +111,11 @@ def test_invariance():
 
 
 def test_deeper_model_is_not_closed():
-    """Two layers of correlation 2: body order 5, and the cluster terms leave a remainder."""
+    """Two layers (a non-linear last readout in mace-torch): body order unbounded, and the cluster
+    terms leave a remainder; one layer of correlation ν is (1 + ν)-body."""
     m, hp = _model(seed=4, n_interactions=2)
-    assert body_order(hp["n_interactions"], hp["correlation"]) == 5
+    assert body_order(hp["n_interactions"], hp["correlation"]) is None
+    assert body_order(1, 2) == 3 and body_order(1, 3) == 4
     x, types = _frame(10, 8.0, 6)
     t = body_order_terms(m, x, types, np.eye(3) * 8.0)
     assert abs(t.remainder) > 1e-6

@@ -43,7 +43,8 @@ def test_angle_curve_bar_rejects_curves_without_the_minimum():
     for name, curve in synthetic_angle_curves(c).items():
         m = curve_metrics(c, curve, truth)
         assert not 100 <= m["min_center"] <= 120, name
-        assert m["pearson_floor"] < 0.5, name
+        assert not m["pearson_floor"] >= 0.5, name  # NaN (a flat curve has no r) fails the bar too
+        assert not beats_baselines(m["pearson_floor"], {"none": 0.0})["met"], name
 
 
 def test_binned_curve_leaves_sparse_bins_out():
@@ -69,3 +70,15 @@ def test_beats_baselines_needs_the_margin():
     res = beats_baselines(0.9, {"a": 0.73, "b": float("nan")})
     assert not res["met"] and res["best_baseline"] == "a"
     assert not beats_baselines(float("nan"), {"a": 0.0})["met"]
+    # an anti-correlated baseline ranks as well as a correlated one: it blocks the bar
+    res = beats_baselines(0.5, {"proximity": -0.99})
+    assert not res["met"] and res["best_value"] == pytest.approx(0.99)
+    assert not beats_baselines(0.9, {"a": float("nan")})["met"]  # nothing to beat: not judged
+
+
+def test_inverted_curve_has_negative_amplitude():
+    c = np.arange(55.0, 180.0, 10.0)
+    truth = (np.cos(np.radians(c)) - np.cos(np.radians(109.47))) ** 2
+    m = curve_metrics(c, -truth, truth)
+    assert m["amplitude_ratio"] == pytest.approx(-1.0) and m["pearson_floor"] == pytest.approx(-1.0)
+    assert np.isnan(curve_metrics(c, np.full_like(c, 0.3), truth)["pearson"])  # a constant curve has no r

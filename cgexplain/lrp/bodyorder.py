@@ -17,19 +17,27 @@ for every frame: it is round-off for a body-order-3 model, and the sum of all hi
 deeper one (whose cluster terms are then the pure sub-cluster terms, not a closed decomposition).
 
 The terms are energies in kcal/mol (the network energy; prior terms are left out, as for LRP), not
-relevances. The 1-body terms absorb the per-type offset that force matching leaves free.
+relevances. Force matching leaves a per-type energy offset free; a model with such an offset
+(a trained reference energy, a bias) puts it in the 1-body terms. cgexplain's MACE has none (its
+E0 are zero and its readout has no bias), so its 1-body terms are 0 and E(∅) = 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cgexplain.analysis.structure import angle_triplets
+from cgexplain.fileio import save_npz, write_json
 from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.lrp.engine import network_energies
+from cgexplain.lrp.nbody import accumulate_bins, finish_bins, merge_bins
+from cgexplain.model.mace import body_order
+from cgexplain.model.potential import batch_inputs
+from cgexplain.plots.core import plot_relevance_over
 
 __all__ = ["BodyOrderTerms", "cluster_energies", "body_order_terms", "vertex_points", "pair_distances"]
 
@@ -102,7 +110,8 @@ def cluster_energies(model, positions, types, cell, clusters, *, cutoff: float |
     order = np.argsort(key, kind="stable")
     key, ei, ej, eoff = key[order], ei[order], ej[order], eoff[order]
     # every ordered pair (p, q) of cluster slots: the frame's edges from bead c[p] to bead c[q]
-    slots = [(p, q) for p in range(k) for q in range(k) if p != q]
+    # (p, p): a bead's own periodic images, when the cutoff reaches beyond the box
+    slots = [(p, q) for p in range(k) for q in range(k)]
     rows_all, p_all, q_all, e_all = [], [], [], []
     for p, q in slots:
         want = cl[:, p] * n + cl[:, q]
@@ -183,7 +192,10 @@ def body_order_terms(model, positions, types, cell=None, *, cutoff: float | None
     pair_key = {(int(a), int(b)): v for (a, b), v in zip(pairs.tolist(), d2)}
     sub = np.array([pair_key.get((a, b), 0.0) + pair_key.get((a, c), 0.0) + pair_key.get((b, c), 0.0) for a, b, c in tri.tolist()]).reshape(-1)
     d3 = e3 - sub - d1[tri].sum(1) if len(tri) else np.zeros(0)
-    E = float(cluster_energies(model, x, types, cell, np.arange(n)[None], **kw)[0])
+    par = next(model.parameters())
+    periodic = bool(np.abs(cell).sum() > 0)
+    inp = batch_inputs(x[None], types, cell[None] if periodic else None, cut, dtype=par.dtype, device=par.device)
+    E = float(network_energies(model, inp)[0])
     rem = E - float(d1.sum() + d2.sum() + d3.sum())
     return BodyOrderTerms(d1, pairs, d2, tri, d3, E, rem, cut)
 
@@ -245,7 +257,8 @@ def explain_body_order(
     """The exact many-body maps of a body-ordered model over frames: per-pair terms against
     distance and per-triplet terms against vertex angle, binned, and the energy budget per frame.
 
-    model: a loaded cgexplain model (:func:`cgexplain.model.potential.load_model`), used in float64;
+    model: a loaded cgexplain model (:func:`cgexplain.model.potential.load_model`), converted to
+    float64 in place;
     source: a :class:`~cgexplain.lrp.sources.FrameSource` (frames (n, 3) Å, cell, types); out_dir:
     folder for ``bodyorder_statistics.npz`` (bin centres, mean, SEM and count of the 2-body terms
     against r (Å, ``r_edges``) and of the 3-body terms against the vertex angle (degrees,
@@ -255,12 +268,7 @@ def explain_body_order(
     figures: folder for ``bodyorder_2body.png`` and ``bodyorder_3body.png`` (None: no figures).
     Returns the summary written to ``bodyorder.json``.
     """
-    from pathlib import Path
-
     from tqdm.auto import tqdm
-
-    from cgexplain.fileio import save_npz, write_json
-    from cgexplain.lrp.nbody import accumulate_bins, finish_bins, merge_bins
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,13 +293,13 @@ def explain_body_order(
         **{f"two_{k}": v for k, v in s2.items()},
         **{f"three_{k}": v for k, v in s3.items()},
     )
-    L, nu = int(getattr(rep, "n_interactions", 0)), int(getattr(rep, "correlation", 0))
-    bo = 1 + L * nu
+    bo = body_order(int(getattr(rep, "n_interactions", 0)), int(getattr(rep, "correlation", 0)))
+    closed = bo is not None and bo <= 3
     rem = max((abs(f["remainder"]) for f in per_frame), default=0.0)
     summary = {
         "method": "exact cluster terms (cgexplain.lrp.bodyorder)",
         "body_order": bo,
-        "closed": bo <= 3,
+        "closed": closed,
         "frames": len(per_frame),
         "per_frame": per_frame,
         "max_abs_remainder_kcal_mol": float(rem),
@@ -300,15 +308,13 @@ def explain_body_order(
         "mean_3body_kcal_mol": float(np.mean([f["3-body"] for f in per_frame])) if per_frame else float("nan"),
         "units": "kcal/mol (energies, not relevances); r Å; angle degrees",
         "note": (
-            "body order 3: the terms are the model's whole energy (remainder is round-off)"
-            if bo <= 3
-            else f"body order {bo}: the 1-3-body terms are pure sub-cluster terms; the remainder holds every higher term"
+            f"body order {bo}: the terms are the model's whole energy (remainder is round-off)"
+            if closed
+            else f"body order {bo or 'unbounded'}: the 1-3-body terms are pure sub-cluster terms; the remainder holds every higher term"
         ),
     }
     write_json(out / "bodyorder.json", summary)
     if figures is not None:
-        from cgexplain.plots.core import plot_relevance_over
-
         st = structure or {}
         fig_dir = Path(figures)
         fig_dir.mkdir(parents=True, exist_ok=True)
@@ -345,7 +351,7 @@ def residue_maps(model, positions, types, *, k_top: int = 5, progress: bool = Fa
     (non-periodic; one bead per residue): the same keys as the LRP residue maps
     (:func:`cgexplain.lrp.residues.explain_protein_frames`), in energies (kcal/mol), not relevances.
 
-    positions (F, n, 3) Å; types (n,). Returns ``pair_map`` (n, n) mean d(ij) (symmetric, zero
+    model: converted to float64 in place; positions (F, n, 3) Å; types (n,). Returns ``pair_map`` (n, n) mean d(ij) (symmetric, zero
     diagonal); ``triplet_projection`` (n,) the mean Σ d(ijk) over the triplets holding the bead,
     each term split equally over its three beads (so the projection sums to the 3-body total);
     ``body_sum_mean`` {1, 2, 3: mean Σ terms}; ``body_sum_per_frame`` (F, 3); ``conservation``

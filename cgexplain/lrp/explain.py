@@ -20,6 +20,7 @@ import numpy as np
 
 from cgexplain.analysis.structure import adf, first_minimum, pair_distance_density, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.bodyorder import explain_body_order
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
 from cgexplain.lrp.statistics import _params, explain_frames
@@ -192,6 +193,11 @@ def explain_trajectory(
     were fitted for, :class:`~cgexplain.model.potential.BeadTypeError` (a ValueError) for bead
     types the model was not trained on, ValueError for a selection mixing periodic and
     non-periodic frames, and ValueError when ``out_dir`` holds relevances for other inputs.
+
+    A body-ordered model (``--arch mace``) has no walks: its exact 1-, 2- and 3-body terms are
+    written instead (:func:`cgexplain.lrp.bodyorder.explain_body_order`: ``bodyorder.json``,
+    ``bodyorder_statistics.npz``, ``figures/bodyorder_2body.png`` and ``bodyorder_3body.png``);
+    the LRP settings are then unused but r_edges and angle_bins.
     """
 
     model, meta = load_model(model_dir)  # fail early, with a clear message, on a bad model folder
@@ -253,6 +259,24 @@ def explain_trajectory(
             raise ValueError(f"{out} holds relevances for other inputs (differing: {', '.join(diff)}); use another --out or remove it")
     else:
         write_json(out / "explain_inputs.json", inputs)
+    if meta["hparams"].get("representation") == "mace":  # body-ordered: its own exact terms, no walks
+        model = load_model(model_dir)[0]
+        lo, hi, nb = r_edges
+        res = explain_body_order(
+            model,
+            src,
+            out,
+            r_edges=np.linspace(float(lo), float(hi), int(nb) + 1),
+            a_edges=np.linspace(0.0, 180.0, int(angle_bins) + 1),
+            shell=float(shell),
+            structure=dict(np.load(out / "structure.npz")),
+            figures=out / "figures",
+            title=Path(trajectory).stem,
+            progress=progress,
+        )
+        summary = {k: v for k, v in res.items() if k != "per_frame"}
+        write_json(out / "lrp.json", summary)
+        return summary
     summary = explain_frames(
         Path(model_dir),
         src,

@@ -18,8 +18,8 @@ terms) is scored by:
 - **baselines that know less** (:func:`triplet_baselines`, :func:`pair_baselines`): the radial
   envelope Σ g(r_ij) g(r_ik) of the true potential's own cutoff functions (no angle), the
   shortest legs and the sum of distances (proximity only), and for pairs the proximity −r and
-  the envelope g(r). A bar counts only where the decomposition beats the best baseline by
-  :data:`BASELINE_MARGIN` (:func:`beats_baselines`).
+  the envelope g(r). A bar counts only where the decomposition beats the best baseline (by |ρ| or
+  |r|: a ranking's sign is free) by :data:`BASELINE_MARGIN` (:func:`beats_baselines`).
 
 Everything here is a plain function of arrays (energies kcal/mol, distances Å, angles degrees);
 ``benchmarks/faithfulness.py`` drives it over run folders and prints the table.
@@ -107,9 +107,15 @@ def binned_curve(x, y, edges, min_count: int = 20) -> tuple[np.ndarray, np.ndarr
     return st["centers"], np.where(st["count"] >= min_count, st["mean"], np.nan), st["count"]
 
 
+def _flat(a: np.ndarray) -> bool:
+    return bool(np.ptp(a) <= 1e-12 * max(1.0, float(np.abs(a).max())))
+
+
 def _pearson(a, b) -> float:
+    """Pearson r over the entries where both are finite; NaN for fewer than 3 or a constant curve."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+    if ok.sum() < 3 or _flat(a[ok]) or _flat(b[ok]):
         return float("nan")
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
@@ -118,28 +124,31 @@ def curve_metrics(centers, curve, truth, *, floor: float | None = ANGLE_FLOOR) -
     """A binned curve against the truth binned the same way.
 
     centers (b,) bin centres; curve, truth (b,) (NaN: empty bin). Returns ``pearson`` over every
-    bin where both exist, ``min_center`` (the centre of the curve's lowest bin) and
-    ``truth_min_center``; with ``floor`` (the 3-body angle curve: 80°) also ``pearson_floor`` and
-    ``amplitude_ratio`` (max − min of the curve over max − min of the truth) over the bins with
-    centre >= floor, and the number of bins used, ``bins_floor``.
+    bin where both exist (NaN for a constant curve), ``min_center`` (the centre of the curve's
+    lowest bin, over its own non-empty bins) and ``truth_min_center``; with ``floor`` (the 3-body
+    angle curve: 80°) also ``pearson_floor`` and ``amplitude_ratio`` over the bins with centre >=
+    floor where both exist: the signed least-squares slope of curve against truth (1 for the
+    truth itself, negative for an inverted curve; read it for curves in kcal/mol), and the number
+    of bins used, ``bins_floor``.
     """
     c, y, t = np.asarray(centers, float), np.asarray(curve, float), np.asarray(truth, float)
     ok = np.isfinite(y) & np.isfinite(t)
+    fy, ft = np.isfinite(y), np.isfinite(t)
     out: dict = {
         "pearson": _pearson(y, t),
-        "min_center": float(c[ok][np.argmin(y[ok])]) if ok.any() else float("nan"),
-        "truth_min_center": float(c[ok][np.argmin(t[ok])]) if ok.any() else float("nan"),
+        "min_center": float(c[fy][np.argmin(y[fy])]) if fy.any() else float("nan"),
+        "truth_min_center": float(c[ft][np.argmin(t[ft])]) if ft.any() else float("nan"),
         "bins": int(ok.sum()),
     }
     if floor is not None:
         hi = ok & (c >= float(floor))
-        span_t = float(np.ptp(t[hi])) if hi.any() else 0.0
+        slope = float(np.polyfit(t[hi], y[hi], 1)[0]) if hi.sum() >= 2 and not _flat(t[hi]) else float("nan")
         out.update(
             {
                 "floor": float(floor),
                 "bins_floor": int(hi.sum()),
                 "pearson_floor": _pearson(y[hi], t[hi]) if hi.any() else float("nan"),
-                "amplitude_ratio": float(np.ptp(y[hi]) / span_t) if span_t > 0 else float("nan"),
+                "amplitude_ratio": slope,
             }
         )
     return out
@@ -192,10 +201,14 @@ def synthetic_angle_curves(centers) -> dict[str, np.ndarray]:
 
 
 def beats_baselines(value: float, baselines: dict[str, float], margin: float = BASELINE_MARGIN) -> dict:
-    """Whether ``value`` (a ρ or r) beats the best of ``baselines`` (name -> the same metric) by
-    ``margin``: {"met": bool, "best_baseline": name, "best_value": float, "margin": margin}. NaN
-    values never meet a bar; NaN baselines are ignored."""
-    finite = {k: v for k, v in baselines.items() if np.isfinite(v)}
-    name, best = max(finite.items(), key=lambda kv: kv[1]) if finite else ("none", float("-inf"))
+    """Whether ``value`` (a ρ or r of the decomposition, signed) beats the best of ``baselines``
+    (name -> the same metric) by ``margin``. A baseline's sign is free (−r ranks pairs as well as
+    r, reversed), so baselines are scored by |ρ| or |r|: met when value >= max |baseline| + margin.
+    Returns {"met", "best_baseline", "best_value" (|.|), "margin"}. NaN values never meet a bar; NaN
+    baselines are ignored; with no finite baseline the bar cannot be judged and is not met."""
+    finite = {k: abs(v) for k, v in baselines.items() if np.isfinite(v)}
+    if not finite:
+        return {"met": False, "best_baseline": "none", "best_value": float("nan"), "margin": float(margin)}
+    name, best = max(finite.items(), key=lambda kv: kv[1])
     met = bool(np.isfinite(value) and value >= best + margin)
     return {"met": met, "best_baseline": name, "best_value": float(best), "margin": float(margin)}

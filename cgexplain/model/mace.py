@@ -14,13 +14,15 @@ neighbours j, the product basis B_i of correlation order ν is a polynomial of d
 the readout is linear, so ε_i is a sum of terms with at most ν neighbours: the model is exactly a
 (ν+1)-body potential. With ``n_interactions: 1`` and ``correlation: 2`` every Möbius term d(S)
 with |S| >= 4 is zero, and the 1-, 2- and 3-body terms that :mod:`cgexplain.lrp.bodyorder`
-computes from isolated clusters are the model's own exact decomposition. Deeper models (L
-layers, correlation ν) have body order up to L·ν + 1; their cluster terms are then not closed.
+computes from isolated clusters are the model's own exact decomposition. Deeper models are
+allowed, but mace-torch gives their last layer a non-linear readout (an MLP), so their body order
+is unbounded (:func:`body_order`) and their cluster terms are not closed.
 
 Bead types are one-hot over ``n_types`` (type t in 0..n_types-1); the train stage sets
 ``n_types`` (largest type + 1) and ``avg_num_neighbors`` (MACE's message normalisation) from the
-training data (:func:`complete_hparams`). MACE's atomic reference energies E0 are zero: force
-matching leaves the per-type offset free, and it lands in the 1-body terms.
+training data (:func:`complete_hparams`). MACE's atomic reference energies E0 are zero and not
+trained (force matching leaves a per-type offset free), and the readout has no bias, so an
+isolated bead has energy 0.
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ def _mace_modules():
     return mace.modules, o3
 
 
-def body_order(n_interactions: int, correlation: int) -> int:
-    """The largest body order (beads per term, the centre included) of a MACE model with
-    ``n_interactions`` layers of correlation order ``correlation``: 1 + L·ν (1-layer, ν 2: 3)."""
-    return 1 + int(n_interactions) * int(correlation)
+def body_order(n_interactions: int, correlation: int) -> int | None:
+    """The largest body order (beads per term, the centre included) of a cgexplain MACE model:
+    1 + ν for one layer of correlation order ν (ν 2: 3, pairs + triplets); None (unbounded) for
+    two or more layers, whose last readout in mace-torch is a non-linear MLP (with linear readouts
+    it would be 1 + ν + ν² for two layers, 13 for ν 3; Batatia et al. 2022)."""
+    return 1 + int(correlation) if int(n_interactions) == 1 else None
 
 
 class MaceRepresentation(torch.nn.Module):

@@ -56,6 +56,15 @@ def _files(run: RunFolder) -> dict[str, Path]:
             "lrp.json": run.done_file("explain"),
             "residue_relevance.npz": run.residue_frames / "residue_relevance.npz",
         }
+    if (run.lrp / "bodyorder_statistics.npz").exists():  # a body-ordered model: its exact terms instead of walks
+        return {
+            **common,
+            "structure.npz": run.structure_npz,
+            "analysis.json": run.done_file("analyse"),
+            "bodyorder_statistics.npz": run.lrp / "bodyorder_statistics.npz",
+            "bodyorder.json": run.lrp / "bodyorder.json",
+            "lrp.json": run.done_file("explain"),
+        }
     return {
         **common,
         "structure.npz": run.structure_npz,
@@ -128,8 +137,9 @@ def load_pretrained(path, map_location: str = "cpu") -> tuple:
     """Load a pretrained folder. Returns (model, meta, results): the schnetpack model in eval
     mode, its JSON, and a dict with ``training``, ``analysis``, ``lrp``, ``provenance`` (JSON) and
     ``structure``, ``nbody`` (dicts of arrays from the npz files); a protein folder has
-    ``priors`` (JSON), ``protein`` and ``residues`` (arrays) instead of ``structure`` and ``nbody``.
-    Raises FileNotFoundError naming a missing file."""
+    ``priors`` (JSON), ``protein`` and ``residues`` (arrays) instead of ``structure`` and ``nbody``;
+    a body-ordered (MACE) fluid folder has ``bodyorder`` (its exact terms, binned) instead of
+    ``nbody``. Raises FileNotFoundError naming a missing file."""
 
     d = Path(path)
     model, meta = load_model(d, map_location=map_location)
@@ -137,11 +147,13 @@ def load_pretrained(path, map_location: str = "cpu") -> tuple:
     protein = (d / "protein.npz").exists()
     if protein:
         res["priors"] = read_json(d / "priors.json")
-    for key, name in (
-        (("protein", "protein.npz"), ("residues", "residue_relevance.npz"))
-        if protein
-        else (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz"))
-    ):
+    if protein:
+        arrays = (("protein", "protein.npz"), ("residues", "residue_relevance.npz"))
+    elif (d / "bodyorder_statistics.npz").exists():  # a body-ordered model's exact terms
+        arrays = (("structure", "structure.npz"), ("bodyorder", "bodyorder_statistics.npz"))
+    else:
+        arrays = (("structure", "structure.npz"), ("nbody", "nbody_statistics.npz"))
+    for key, name in arrays:
         with np.load(d / name) as z:
             res[key] = {k: z[k] for k in z.files}
     return model, meta, res

@@ -36,6 +36,13 @@ from cgexplain.settings import section_hash
 
 __all__ = ["RunFolder", "RunFolderError", "OWNER_FILE", "STAGES", "FOLDERS", "DONE_FILES", "DEPENDS_ON", "EXECUTION_KEYS", "extra_inputs"]
 
+#: section -> keys added after run folders existed, with their defaults: left out of the input
+#: hash while at the default (the MACE keys for a PaiNN or SO3net model, AMSGrad off)
+LATER_KEYS: dict[str, dict] = {
+    "model": {"correlation": 2, "n_types": None, "avg_num_neighbors": None},
+    "training": {"amsgrad": False},
+}
+
 #: the stages in order
 STAGES = ("reference", "map", "train", "simulate", "analyse", "explain")
 
@@ -256,7 +263,10 @@ class RunFolder:
             if s == "priors" and not cfg.get("priors"):
                 continue  # an empty priors section (the fluids) is left out, so older hashes still match
             drop = EXECUTION_KEYS.get(s, ())
-            parts.append({k: v for k, v in cfg[s].items() if k not in drop})
+            sec = {k: v for k, v in cfg[s].items() if k not in drop}
+            # keys added later are left out at their defaults, so hashes of earlier runs still match
+            sec = {k: v for k, v in sec.items() if not (k in LATER_KEYS.get(s, {}) and v == LATER_KEYS[s][k])}
+            parts.append(sec)
         extra = extra_inputs(cfg, stage)
         if extra:
             parts.append({"extra": extra})

@@ -430,6 +430,12 @@ def _explain_residues(cfg: dict, run: RunFolder, progress: bool) -> _ResidueRele
         raise ValueError(f"lrp: no CG frame has CA-RMSD <= {thr} Å to the native structure; nothing folded to explain")
     pick = folded[np.unique(_spread(len(folded), lc["n_frames"]))]
     if cfg["model"]["representation"] == "mace":  # body-ordered: the model's own exact terms (energies), no walks
+        if int(cfg["model"]["n_interactions"]) != 1:
+            warnings.warn(
+                f"model.n_interactions {cfg['model']['n_interactions']}: a MACE model of more than one layer is not of body order 3; "
+                "its 1-3-body cluster terms are pure sub-cluster terms and leave a remainder (lrp.json conservation)",
+                stacklevel=2,
+            )
         maps = residue_maps(model, cg_positions[pick], types, progress=progress)
     else:
         maps = _lrp_residue_maps(cfg, run, cg_positions, types, pick, resnames, segments, progress)
