@@ -360,6 +360,12 @@ def _main(argv=None) -> int:
             f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
             f"ADF JS distance {a['adf_js_distance']:.3f}"
         )
+        nz = a.get("reference_noise")
+        if nz:
+            print(
+                f"  reference against itself ({nz['n_frames_each']} frames each, first against last): RDF max|Δg| {nz['rdf_max_abs_diff']:.3f}, "
+                f"ADF JS distance {nz['adf_js_distance']:.3f} (the sampling noise of the numbers above)"
+            )
     ex = summary.get("explain") or {}
     if "body_order" in ex:  # a body-ordered model: its own exact terms
         print(

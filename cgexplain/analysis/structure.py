@@ -18,6 +18,7 @@ from cgexplain.geometry.neighbors import neighbor_list
 from cgexplain.settings import gt
 
 __all__ = [
+    "reference_noise",
     "FluidAnalysis",
     "structure_ensembles",
     "structure_comparison",
@@ -244,6 +245,30 @@ def structure_comparison(out: dict) -> dict:
     cmp["q_mean_reference"], cmp["q_mean_cg"] = out["reference"]["q_mean"], out["cg"]["q_mean"]
     cmp["q_js_distance"] = float(jensenshannon(out["reference"]["q_p"], out["cg"]["q_p"], base=2))
     return cmp
+
+
+def reference_noise(positions: np.ndarray, cells: np.ndarray, ac: dict, n_frames: int) -> dict:
+    """The reference's own sampling noise at a sample size: the same comparison as
+    :func:`structure_comparison` between two disjoint blocks of the reference, its first and its
+    last ``n_frames`` frames (each half when the trajectory is shorter than 2·n_frames), so a CG
+    ensemble of ``n_frames`` frames whose numbers are within these is within the reference's noise.
+
+    positions (F, n, 3) Å; cells (F, 3, 3) Å; ac: the ``analysis`` settings. Returns
+    {rdf_max_abs_diff, adf_js_distance, q_js_distance, n_frames_each} (both blocks correlated
+    within, far apart in time). Raises ValueError for fewer than 2 frames.
+    """
+    F = len(positions)
+    if F < 2:
+        raise ValueError(f"reference noise needs >= 2 frames, got {F}")
+    k = max(1, min(int(n_frames), F // 2))
+    out = structure_ensembles({"reference": (positions[:k], cells[:k]), "cg": (positions[F - k :], cells[F - k :])}, ac)
+    c = structure_comparison(out)
+    return {
+        "rdf_max_abs_diff": c["rdf_max_abs_diff"],
+        "adf_js_distance": c["adf_js_distance"],
+        "q_js_distance": c["q_js_distance"],
+        "n_frames_each": int(k),
+    }
 
 
 def pair_distance_density(positions: np.ndarray, r_max: float, bin_width: float = 0.05, smooth: float = 0.15) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ isolated bead has energy 0.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -43,7 +45,6 @@ def _mace_modules():
     optional CUDA kernels (cuequivariance) at import, and TorchScript warns about its annotations."""
     import contextlib
     import io
-    import warnings
 
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -94,7 +95,17 @@ class MaceRepresentation(torch.nn.Module):
         self.n_interactions = int(n_interactions)
         self.correlation = int(correlation)
         dtype = torch.get_default_dtype()
-        self.mace = modules.MACE(
+        with warnings.catch_warnings():  # TorchScript's notes on mace-torch's annotations, at construction
+            warnings.filterwarnings("ignore", message="The TorchScript type system", category=UserWarning)
+            self.mace = self._build(
+                modules, o3, n_atom_basis, n_interactions, cutoff, n_rbf, max_ell, correlation, avg_num_neighbors, radial_mlp, n_polynomial_cutoff
+            )
+        self.mace.to(dtype)
+
+    def _build(
+        self, modules, o3, n_atom_basis, n_interactions, cutoff, n_rbf, max_ell, correlation, avg_num_neighbors, radial_mlp, n_polynomial_cutoff
+    ):
+        return modules.MACE(
             r_max=float(cutoff),
             num_bessel=int(n_rbf),
             num_polynomial_cutoff=int(n_polynomial_cutoff),
@@ -112,7 +123,6 @@ class MaceRepresentation(torch.nn.Module):
             gate=torch.nn.functional.silu,
             radial_MLP=[int(h) for h in radial_mlp],
         )
-        self.mace.to(dtype)
 
     def forward(self, inputs: dict) -> dict:
         import schnetpack.properties as P

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.analysis.structure import FluidAnalysis, first_peak, rdf, structure_comparison, structure_ensembles
+from cgexplain.analysis.structure import FluidAnalysis, first_peak, rdf, reference_noise, structure_comparison, structure_ensembles
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.bodyorder import explain_body_order
 from cgexplain.lrp.settings import LrpSection
@@ -131,6 +131,8 @@ class FluidKind(Kind):
             "neighbours_in_shell_cg": out["cg"]["neighbours_in_shell"],
             "n_frames_reference": out["reference"]["n_frames"],
             "n_frames_cg": out["cg"]["n_frames"],
+            # the same numbers between two blocks of the reference of the CG sample's size
+            "reference_noise": reference_noise(ref.positions, ref.cells, ac, out["cg"]["n_frames"]),
         }
         write_json(run.analysis / "analysis.json", res)
         return res
