@@ -32,8 +32,8 @@ is free) by 0.2. Pairs have no such bar: u(r) is a function of distance, so a di
 ranking matches it (|ρ| ≈ 1); they are judged in kcal/mol (slope, R², RMSE, max |Δ| of the curve). Vacancy check: ΔE(X∖i) =
 E(X) − E(X∖i) of the network against the truth on ``--vacancies`` beads per frame. LJ:
 rms(3-body)/rms(2-body) and the largest |pair curve − u(r)| from where the reference g(r) first
-exceeds 0.1 out to the cutoff. Spread over frames (s.d.) is printed for the LRP body-order
-shares σ_k and the per-frame ρ. Not a timed test; wall time printed.
+exceeds 0.1 out to the cutoff. LRP enumerates every walk of each frame, so the body-order shares
+s_k and σ_k (of Σ|R| over walks of >= 2 beads) are per frame, printed with their s.d. over frames. Not a timed test; wall time printed.
 
     python benchmarks/faithfulness.py runs/mw-quick-mace runs/mw-quick [--frames 3] [--triplets 150]
         [--pairs 100] [--vacancies 6] [--json out.json] [--figures docs/figures]
@@ -55,7 +55,6 @@ from cgexplain.fileio import read_json
 from cgexplain.geometry.neighbors import pairs_within
 from cgexplain.lrp import walk_relevance
 from cgexplain.lrp.bodyorder import body_order_terms, pair_distances, vertex_points
-from cgexplain.lrp.engine import statistics_max_order
 from cgexplain.lrp.faithfulness import (
     TRIPLET_THRESHOLD,
     beats_baselines,
@@ -67,7 +66,7 @@ from cgexplain.lrp.faithfulness import (
     triplet_baselines,
 )
 from cgexplain.lrp.interactions import SubsetEnergy, deletion_interactions, pure_terms, triplets_with_vertex
-from cgexplain.lrp.nbody import body_order_totals, pair_relevance, triplet_relevance
+from cgexplain.lrp.nbody import body_order_abs_sums, body_order_shares, nbody_sums, pair_relevance, triplet_relevance
 from cgexplain.mapping.maps import to_atoms
 from cgexplain.model.potential import load_model
 from cgexplain.reference.potentials import MW, LennardJones
@@ -193,7 +192,7 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
             at = to_atoms(x, types, cell)
             L = int(model.representation.n_interactions)
             for rname, (g, br) in RULES.items():
-                res = walk_relevance(model, at, gamma=g, bias_rule=br, max_order=statistics_max_order(model))
+                res = walk_relevance(model, at, gamma=g, bias_rule=br)  # every walk: s_k and σ_k need Σ|R| of all of them
                 w, r = res["walks"], res["relevance"]
                 lp, lr, _ = pair_relevance(w, r)
                 lt, ltr = triplet_relevance(w, r)
@@ -203,9 +202,9 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
                 acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
                 th, v = vertex_points(x, cell, tri, lrp_t, shell)
                 acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
-                tot = body_order_totals(res)
-                den = sum(abs(tot[k][0]) for k in tot if k >= 2)
-                shares[rname].append({k: tot[k][0] / den for k in tot if k >= 2 and k <= L + 1})
+                sums = nbody_sums(w, r)
+                sh = body_order_shares(np.array([sums[k][0] for k in sorted(sums)]), body_order_abs_sums(w, r, L + 1))
+                shares[rname].append(sh)
                 if system == "mw":
                     rho_frames.setdefault(f"LRP {rname}", []).append(item_metrics(lrp_t, t, threshold=TRIPLET_THRESHOLD)["spearman_sel"])
         # vacancy check: how far deletion takes the network from its data, against the truth
@@ -303,9 +302,10 @@ def _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutof
         for rname in RULES:
             B[f"LRP {rname}"] = item_metrics(acc.cat(f"tri_s:LRP {rname}"), I3, threshold=TRIPLET_THRESHOLD)
             sh = shares[rname]
-            ks = sorted(sh[0]) if sh else []
-            B[f"LRP {rname}"]["sigma_k_mean"] = {str(k): float(np.mean([s[k] for s in sh])) for k in ks}
-            B[f"LRP {rname}"]["sigma_k_sd"] = {str(k): float(np.std([s[k] for s in sh])) for k in ks}
+            ks = sorted(sh[0]["signed"]) if sh else []
+            for kind, label in (("abs", "s_k"), ("signed", "sigma_k")):
+                B[f"LRP {rname}"][f"{label}_mean"] = {str(k): float(np.mean([x[kind][k] for x in sh])) for k in ks}
+                B[f"LRP {rname}"][f"{label}_sd_over_frames"] = {str(k): float(np.std([x[kind][k] for x in sh])) for k in ks}
     out["A_model_vs_truth"] = A
     out["B_explanation_vs_network"] = B
     vn, vt = acc.cat("vac:net"), acc.cat("vac:true")
@@ -406,7 +406,10 @@ def _print(res: dict) -> None:
             else:
                 print(f"  (A) {name:<20} {k:<30} {v}")
     for name, m in res["B_explanation_vs_network"].items():
-        print(f"  (B) {name:<20} vs network I_ijk          {_fmt_item(m)}; σ_k {m.get('sigma_k_mean')} ± {m.get('sigma_k_sd')}")
+        print(f"  (B) {name:<20} vs network I_ijk          {_fmt_item(m)}")
+        print(
+            f"      shares over walks of >= 2 beads, mean (s.d. over frames): s_k {m.get('s_k_mean')} ({m.get('s_k_sd_over_frames')}); σ_k {m.get('sigma_k_mean')} ({m.get('sigma_k_sd_over_frames')})"
+        )
     print(
         f"  vacancy ΔE(X∖i): {_fmt_item(res['vacancy'])}; mean true {res['vacancy']['mean_true_kcal_mol']:.2f}, network {res['vacancy']['mean_net_kcal_mol']:.2f} kcal/mol"
     )
