@@ -312,6 +312,16 @@ def _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutof
     out["vacancy"] = {**item_metrics(vn, vt, energy_units=True), "mean_true_kcal_mol": float(np.mean(vt)), "mean_net_kcal_mol": float(np.mean(vn))}
     if "remainder" in acc:
         out["max_abs_remainder_kcal_mol"] = float(np.abs(acc.cat("remainder")).max())
+    out["curves"] = {
+        "angle_centers_deg": c_ang.tolist(),
+        "angle": {
+            k[4:-2] if k.startswith("ang:") else k[:-2]: _angle(acc, k[:-2])[1].tolist()
+            for k in acc.d
+            if k.startswith(("ang:", "ang_truth")) and k.endswith("_x")
+        },
+        "r_centers_A": rc.tolist(),
+        "pair": {"truth": u_curve.tolist(), **{k[5:]: binned_curve(dist, acc.cat(k), redges)[1].tolist() for k in acc.d if k.startswith("pair:")}},
+    }
     if figures is not None:
         _figures(figures, system, arch, c_ang, truth_ang, acc, rc, u_curve, redges, dist)
     return out
@@ -351,10 +361,13 @@ def _figures(figures: Path, system, arch, c_ang, truth_ang, acc, rc, u_curve, re
         f"{system} {arch}: 2-body terms",
     )
     if system == "mw":
-        curves = {"truth t (φ3)": (c_ang, truth_ang, None)}
+        curves = {"truth t (φ3), all triplets": (c_ang, truth_ang, None)}
+        if "ang_truth_s_x" in acc:  # the deletion sample holds the triplets with t >= 0.1 only
+            curves["truth t, sampled triplets (t ≥ 0.1)"] = (c_ang, _angle(acc, "ang_truth_s")[1], None)
         for k in acc.d:
             if k.startswith("ang:") and k.endswith("_x"):
-                curves[k[4:-2]] = (c_ang, _angle(acc, k[:-2])[1], None)
+                label = k[4:-2] + (" (sampled triplets)" if k.startswith("ang:deletion") else "")
+                curves[label] = (c_ang, _angle(acc, k[:-2])[1], None)
         plot_relevance_curves(
             curves,
             c_ang,
