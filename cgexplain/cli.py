@@ -211,10 +211,7 @@ def _explain_model(args) -> int:
         device=args.device,
     )
     if "body_order" in s:  # a body-ordered model: its exact terms
-        print(
-            f"  exact many-body terms (body order {s['body_order'] or 'unbounded'}) on {s['frames']} frames: per frame Σ 2-body "
-            f"{s['mean_2body_kcal_mol']:.4g}, Σ 3-body {s['mean_3body_kcal_mol']:.4g} kcal/mol; max |remainder| {s['max_abs_remainder_kcal_mol']:.2g} kcal/mol"
-        )
+        _print_body_order(s)
         print(f"  files: {Path(out).resolve()} (bodyorder_statistics.npz, bodyorder.json, lrp.json, figures/)")
         return 0
     body = ", ".join(f"{k}: {v:.3f}" for k, v in s["relevance_by_body_order_kcal_mol_mean"].items())
@@ -368,13 +365,18 @@ def _main(argv=None) -> int:
             )
     ex = summary.get("explain") or {}
     if "body_order" in ex:  # a body-ordered model: its own exact terms
-        print(
-            f"  explain: exact many-body terms (body order {ex['body_order'] or 'unbounded'}) on {ex['frames']} frames: per frame Σ 2-body "
-            f"{ex['mean_2body_kcal_mol']:.4g}, Σ 3-body {ex['mean_3body_kcal_mol']:.4g} kcal/mol; max |remainder| {ex['max_abs_remainder_kcal_mol']:.2g} kcal/mol"
-        )
+        _print_body_order(ex, "explain: ")
     _print_diagnostics(summary)
     print(f"  figures: {(run_dir.root / 'figures').resolve()}")
     return 0
+
+
+def _print_body_order(s: dict, prefix: str = "") -> None:
+    """One line on the exact many-body terms of a body-ordered model (``lrp.json`` of its explain)."""
+    print(
+        f"  {prefix}exact many-body terms (body order {s['body_order'] or 'unbounded'}) on {s['frames']} frames: per frame Σ 2-body "
+        f"{s['mean_2body_kcal_mol']:.4g}, Σ 3-body {s['mean_3body_kcal_mol']:.4g} kcal/mol; max |remainder| {s['max_abs_remainder_kcal_mol']:.2g} kcal/mol"
+    )
 
 
 def _print_diagnostics(summary: dict) -> None:

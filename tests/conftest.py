@@ -8,6 +8,17 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 torch.set_num_threads(2)
 
 
+def random_liquid(n, box, min_dist, rng):
+    """n beads in a cubic box of ``box`` Å with no pair (minimum image) closer than ``min_dist`` Å,
+    by random sequential addition with the numpy generator ``rng``: (n, 3)."""
+    x = []
+    while len(x) < n:
+        p = rng.uniform(0, box, 3)
+        if all(np.linalg.norm((p - q) - box * np.round((p - q) / box)) > min_dist for q in x):
+            x.append(p)
+    return np.array(x)
+
+
 def water_universe(n_mol=4, box=8.0, seed=0):
     """A small all-atom water universe (O, H, H per residue) with positions, box and masses."""
     import MDAnalysis as mda

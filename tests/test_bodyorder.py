@@ -12,18 +12,15 @@ from cgexplain.lrp.bodyorder import body_order_terms, cluster_energies, vertex_p
 from cgexplain.lrp.interactions import SubsetEnergy, all_pure_terms, deletion_interactions, pure_terms
 from cgexplain.model.mace import body_order, complete_hparams
 from cgexplain.model.potential import batch_inputs, build_model, load_model, save_model
+from conftest import random_liquid
 
 HP = {"representation": "mace", "n_atom_basis": 8, "n_interactions": 1, "cutoff": 4.0, "n_rbf": 6, "lmax": 2, "correlation": 2}
 
 
 def _frame(n, box, seed, min_dist=2.0):
     rng = np.random.default_rng(seed)
-    x = []
-    while len(x) < n:
-        p = rng.uniform(0, box, 3)
-        if all(np.linalg.norm((p - q) - box * np.round((p - q) / box)) > min_dist for q in x):
-            x.append(p)
-    return np.array(x), rng.integers(1, 3, n)
+    x = random_liquid(n, box, min_dist, rng)
+    return x, rng.integers(1, 3, n)
 
 
 def _model(seed=0, **kw):

@@ -10,18 +10,12 @@ import torch
 
 from cgexplain.lrp.interactions import SubsetEnergy, all_pure_terms, deletion_interactions, pairs_within, pure_terms, triplets_with_vertex
 from cgexplain.reference.potentials import MW, LennardJones, openmm_system
-from conftest import random_painn
+from conftest import random_liquid, random_painn
 
 
 def _liquid(n, box, min_dist, seed):
     """n beads in a cubic box with no pair closer than min_dist Å (random sequential addition)."""
-    rng = np.random.default_rng(seed)
-    x = []
-    while len(x) < n:
-        p = rng.uniform(0, box, 3)
-        if all(np.linalg.norm((p - q) - box * np.round((p - q) / box)) > min_dist for q in x):
-            x.append(p)
-    return np.array(x)
+    return random_liquid(n, box, min_dist, np.random.default_rng(seed))
 
 
 def _openmm_energy_forces(pot, x, box, mass):

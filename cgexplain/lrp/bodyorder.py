@@ -32,9 +32,10 @@ import torch
 
 from cgexplain.analysis.structure import angle_triplets
 from cgexplain.fileio import save_npz, write_json
-from cgexplain.geometry.neighbors import neighbor_list
+from cgexplain.geometry.neighbors import neighbor_list, pairs_within
 from cgexplain.lrp.engine import network_energies
-from cgexplain.lrp.nbody import accumulate_bins, finish_bins, merge_bins
+from cgexplain.lrp.interactions import triplets_with_vertex
+from cgexplain.lrp.nbody import _box, accumulate_bins, finish_bins, merge_bins
 from cgexplain.model.mace import body_order
 from cgexplain.model.potential import batch_inputs
 from cgexplain.plots.core import plot_relevance_over
@@ -155,19 +156,6 @@ def cluster_energies(model, positions, types, cell, clusters, *, cutoff: float |
     return out
 
 
-def _triplets(x, cell, cutoff) -> np.ndarray:
-    c, a, b, _ = angle_triplets(x, cell, cutoff)
-    tri = np.sort(np.stack([c, a, b], 1), axis=1)
-    distinct = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2])  # periodic images of one bead in a small box
-    return np.unique(tri[distinct], axis=0).reshape(-1, 3).astype(np.int64)
-
-
-def _pairs(x, cell, cutoff) -> np.ndarray:
-    i, j, _ = neighbor_list(x, cell, cutoff)
-    keep = i < j
-    return np.unique(np.stack([i[keep], j[keep]], 1), axis=0).reshape(-1, 2).astype(np.int64)
-
-
 def body_order_terms(model, positions, types, cell=None, *, cutoff: float | None = None, batch_size: int = 4096) -> BodyOrderTerms:
     """Every 1-, 2- and 3-body term of one frame (module docstring), from the model on isolated
     clusters, and the remainder E(X) − Σ terms.
@@ -185,9 +173,9 @@ def body_order_terms(model, positions, types, cell=None, *, cutoff: float | None
     cut = _model_cutoff(model) if cutoff is None else float(cutoff)
     kw: dict = {"cutoff": cut, "batch_size": batch_size}
     d1 = cluster_energies(model, x, types, cell, np.arange(n)[:, None], **kw)
-    pairs = _pairs(x, cell, cut)
+    pairs = pairs_within(x, cell, cut)
     d2 = cluster_energies(model, x, types, cell, pairs, **kw) - d1[pairs[:, 0]] - d1[pairs[:, 1]]
-    tri = _triplets(x, cell, cut)
+    tri = triplets_with_vertex(x, cell, cut)
     e3 = cluster_energies(model, x, types, cell, tri, **kw)
     pair_key = {(int(a), int(b)): v for (a, b), v in zip(pairs.tolist(), d2)}
     sub = np.array([pair_key.get((a, b), 0.0) + pair_key.get((a, c), 0.0) + pair_key.get((b, c), 0.0) for a, b, c in tri.tolist()]).reshape(-1)
@@ -208,13 +196,7 @@ def pair_distances(positions, cell, pairs) -> np.ndarray:
     p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(p) == 0:
         return np.zeros(0)
-    box = None
-    if cell is not None and np.abs(cell).sum() > 0:
-        from MDAnalysis.lib.mdamath import triclinic_box
-
-        c = np.asarray(cell, dtype=np.float64)
-        box = triclinic_box(c[0], c[1], c[2])
-    return np.asarray(calc_bonds(x[p[:, 0]], x[p[:, 1]], box=box), dtype=float)
+    return np.asarray(calc_bonds(x[p[:, 0]], x[p[:, 1]], box=_box(cell)), dtype=float)
 
 
 def vertex_points(positions, cell, triplets, values, shell: float) -> tuple[np.ndarray, np.ndarray]:
@@ -263,10 +245,11 @@ def explain_body_order(
     folder for ``bodyorder_statistics.npz`` (bin centres, mean, SEM and count of the 2-body terms
     against r (Å, ``r_edges``) and of the 3-body terms against the vertex angle (degrees,
     ``a_edges``; every vertex with both legs < ``shell`` Å gives a point)) and ``bodyorder.json``
-    (per frame: Σ 1-, 2- and 3-body terms, E(X), the remainder; body order, term counts, kcal/mol).
+    (per frame: Σ 1-, 2- and 3-body terms, E(X), the remainder; body order, term counts, kcal/mol),
+    and last ``lrp.json``: the same without the per-frame list.
     structure: ``structure.npz`` arrays (cg_r/cg_g, cg_theta/cg_p) for the figures' backgrounds;
     figures: folder for ``bodyorder_2body.png`` and ``bodyorder_3body.png`` (None: no figures).
-    Returns the summary written to ``bodyorder.json``.
+    Returns the summary written to ``lrp.json``.
     """
     from tqdm.auto import tqdm
 
@@ -314,6 +297,7 @@ def explain_body_order(
         ),
     }
     write_json(out / "bodyorder.json", summary)
+    brief = {k: v for k, v in summary.items() if k != "per_frame"}
     if figures is not None:
         st = structure or {}
         fig_dir = Path(figures)
@@ -343,7 +327,8 @@ def explain_body_order(
             fig_dir / "bodyorder_3body.png",
             title=f"{title}: exact 3-body terms vs angle",
         )
-    return summary
+    write_json(out / "lrp.json", brief)  # last: the explain stage's done file
+    return brief
 
 
 def residue_maps(model, positions, types, *, k_top: int = 5, progress: bool = False) -> dict:

@@ -262,7 +262,7 @@ def explain_trajectory(
     if meta["hparams"].get("representation") == "mace":  # body-ordered: its own exact terms, no walks
         model = load_model(model_dir)[0]
         lo, hi, nb = r_edges
-        res = explain_body_order(
+        return explain_body_order(
             model,
             src,
             out,
@@ -274,9 +274,6 @@ def explain_trajectory(
             title=Path(trajectory).stem,
             progress=progress,
         )
-        summary = {k: v for k, v in res.items() if k != "per_frame"}
-        write_json(out / "lrp.json", summary)
-        return summary
     summary = explain_frames(
         Path(model_dir),
         src,

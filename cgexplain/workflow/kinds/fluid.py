@@ -139,13 +139,11 @@ class FluidKind(Kind):
 
     def _explain_body_order(self, cfg: dict, run: RunFolder, src, lc: dict, progress: bool) -> dict:
         """The exact 1/2/3-body terms of a MACE model (:func:`cgexplain.lrp.bodyorder.explain_body_order`)
-        on ``lrp.n_frames`` CG frames, binned on the lrp section's distance and angle grids."""
-        frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
-        src.frame_ids = src.frame_ids[frames]
+        on the chosen CG frames, binned on the lrp section's distance and angle grids."""
         model, _ = load_model(run.model)
         lo, hi, nb = lc["r_edges"]
         structure = dict(np.load(run.structure_npz)) if run.structure_npz.exists() else None
-        res = explain_body_order(
+        return explain_body_order(
             model,
             src,
             run.lrp,
@@ -157,20 +155,17 @@ class FluidKind(Kind):
             title=cfg["name"],
             progress=progress,
         )
-        summary = {k: v for k, v in res.items() if k != "per_frame"}
-        write_json(run.done_file("explain"), summary)
-        return summary
 
     def explain(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
 
         src = run.cg_source()  # streamed: only the explained frames are read
         lc = dict(cfg["lrp"])
+        frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
+        src.frame_ids = src.frame_ids[frames]
         if cfg["model"]["representation"] == "mace":  # body-ordered: its own exact terms, no walks
             return self._explain_body_order(cfg, run, src, lc, progress)
         workers, device = int(lc.pop("workers")), lc.pop("device")
         backend = lc.pop("backend")
-        frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
-        src.frame_ids = src.frame_ids[frames]
         return explain_frames(
             run.model,
             src,
