@@ -352,6 +352,8 @@ def _main(argv=None) -> int:
             f"  CA-RMSD mean ref {a['rmsd_mean_reference_A']:.2f} Å, CG {a['rmsd_mean_cg_A']:.2f} Å; Q {a['q_mean_reference']:.2f} / {a['q_mean_cg']:.2f}; "
             f"folded (CA-RMSD <= {cfg['analysis']['rmsd_threshold']:g} Å) {100 * a['folded_fraction_cg']:.0f} % of CG frames"
         )
+    elif a and "observables" in a:  # a bead chain: every observable, the model beside the prior-only control
+        _print_verdicts(a)
     elif a:
         print(
             f"  RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak ref {a['rdf_first_peak_reference_A']:.3f} Å, CG {a['rdf_first_peak_cg_A']:.3f} Å; "
@@ -369,6 +371,22 @@ def _main(argv=None) -> int:
     _print_diagnostics(summary)
     print(f"  figures: {(run_dir.root / 'figures').resolve()}")
     return 0
+
+
+def _print_verdicts(a: dict) -> None:
+    """The chain analysis table: distance from the reference of the model and of the prior-only
+    control, the reference's own noise, and the verdict per observable; basin populations."""
+    from cgexplain.workflow.kinds.chain import format_verdicts
+
+    n = a["n_frames"]
+    print(
+        f"  ensembles against {a['compared_with']} ({n['compared_with']} frames; model {n['model']}, prior only {n['prior_only']} CG frames); "
+        f"{a['distance']}; noise: {a['reference_noise']}"
+    )
+    for line in format_verdicts(a):
+        print(f"    {line}")
+    for name, pops in (a.get("populations") or {}).items():
+        print(f"    populations {name:<22s} " + "  ".join(f"{k} {v:.3f}" for k, v in pops.items()))
 
 
 def _print_body_order(s: dict, prefix: str = "") -> None:
@@ -397,7 +415,9 @@ def _print_diagnostics(summary: dict) -> None:
         )
     sim = summary.get("simulate") or {}
     tc = sim.get("timestep_check")
-    if tc:
+    if tc and tc.get("chosen"):
+        print(f"  simulate: time step {1000 * tc['timestep_ps']:.3g} fs chosen from the stiffest prior term (ω = {tc['omega_max_per_ps']:.3g} 1/ps, ω·Δt {tc['omega_dt']:.3g} <= {tc['bound']:g})")
+    elif tc:
         print(
             f"  simulate: stiffest prior term ω = {tc['omega_max_per_ps']:.3g} 1/ps, ω·Δt = {tc['omega_dt']:.3g} (bound {tc['bound']:g}): {'ok' if tc['ok'] else 'TOO LONG'}"
         )

@@ -31,6 +31,7 @@ __all__ = [
     "net_force_torque_floor",
     "stiffest_prior_frequency",
     "check_timestep",
+    "choose_timestep",
     "baoab_kinetic_temperature_bias",
     "prior_force_error",
     "bead_length_scale",
@@ -310,6 +311,29 @@ def baoab_kinetic_temperature_bias(omega_dt: float) -> float:
     if not 0.0 <= x < OMEGA_DT_STABILITY:
         raise ValueError(f"omega_dt must be in [0, {OMEGA_DT_STABILITY}) (the harmonic stability limit), got {omega_dt}")
     return -0.25 * x * x
+
+
+#: the time step (ps) :func:`choose_timestep` gives when nothing limits it (no prior, no harmonic term)
+DEFAULT_TIMESTEP = 0.002
+#: the longest time step (ps) :func:`choose_timestep` gives
+MAX_TIMESTEP = 0.01
+
+
+def choose_timestep(omega_max: float | None, bound: float = OMEGA_DT_BOUND, default: float = DEFAULT_TIMESTEP, longest: float = MAX_TIMESTEP) -> float:
+    """The CG time step (ps) for a model whose stiffest prior mode has angular frequency
+    ``omega_max`` (1/ps, :func:`stiffest_prior_frequency`): the largest of 0.1 fs multiples with
+    ω·Δt <= ``bound`` (:data:`OMEGA_DT_BOUND`), at most ``longest`` ps; ``default`` ps when nothing
+    limits it (``omega_max`` None or 0). Raises ValueError for a negative or non-finite ω, or a
+    bound that leaves no step of at least 0.1 fs."""
+    if omega_max is None or float(omega_max) == 0.0:
+        return float(default)
+    w = float(omega_max)
+    if not (math.isfinite(w) and w > 0):
+        raise ValueError(f"omega_max must be finite and >= 0 (1/ps), got {omega_max}")
+    dt = min(float(longest), math.floor(bound / w / 1e-4 + 1e-9) * 1e-4)
+    if dt < 1e-4:
+        raise ValueError(f"omega_max {w:g}/ps: no time step of at least 0.1 fs keeps ω·Δt <= {bound}")
+    return round(dt, 6)
 
 
 def check_timestep(omega_max: float, timestep_ps: float, bound: float = OMEGA_DT_BOUND) -> tuple[bool, str]:

@@ -48,6 +48,7 @@ __all__ = [
     "protein_observables",
     "compare_protein",
     "histogram_js",
+    "histogram_edges",
 ]
 
 
@@ -392,7 +393,7 @@ def protein_observables(positions: np.ndarray, native: np.ndarray, pairs: np.nda
     }
 
 
-def _edges(key: str, ref: np.ndarray, n_bins: int) -> np.ndarray:
+def histogram_edges(key: str, ref: np.ndarray, n_bins: int) -> np.ndarray:
     """Common bin edges: fixed ranges for bounded observables; otherwise the reference's range
     padded by 10 % on each side, with two open overflow bins (−inf, lo) and (hi, inf), so that a
     CG outlier (a broken bond, an exploded chain) lands in an overflow bin instead of stretching
@@ -434,9 +435,9 @@ def compare_protein(ref: dict, cg: dict, n_bins: int = 60, rmsd_threshold: float
     for key, unit in (("rmsd", "_A"), ("q", ""), ("rg", "_A")):
         out[f"{key}_mean_reference{unit}"] = float(np.mean(ref[key]))
         out[f"{key}_mean_cg{unit}"] = float(np.mean(cg[key]))
-        out[f"{key}_js_distance"] = histogram_js(ref[key], cg[key], _edges(key, ref[key], n_bins))
+        out[f"{key}_js_distance"] = histogram_js(ref[key], cg[key], histogram_edges(key, ref[key], n_bins))
     out[f"fraction_rmsd_le_{rmsd_threshold:g}A_reference"] = float(np.mean(np.asarray(ref["rmsd"]) <= rmsd_threshold))
     out[f"fraction_rmsd_le_{rmsd_threshold:g}A_cg"] = float(np.mean(np.asarray(cg["rmsd"]) <= rmsd_threshold))
     for key, name in (("bonds", "bond"), ("angles", "angle"), ("dihedrals", "dihedral")):
-        out[f"{name}_js_distance"] = histogram_js(ref[key], cg[key], _edges(key, ref[key], n_bins))
+        out[f"{name}_js_distance"] = histogram_js(ref[key], cg[key], histogram_edges(key, ref[key], n_bins))
     return out

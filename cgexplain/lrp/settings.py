@@ -11,7 +11,7 @@ import dataclasses
 from cgexplain.lrp.nbody import NORMALISATIONS
 from cgexplain.settings import ge, gt, one_of
 
-__all__ = ["LrpSection", "ProteinLrpSection"]
+__all__ = ["LrpSection", "ProteinLrpSection", "ChainLrpSection"]
 
 
 @dataclasses.dataclass
@@ -42,6 +42,20 @@ class LrpSection:
         lo, hi, nb = self.r_edges
         if not (0 <= lo < hi and nb >= 1):
             raise ValueError(f"r_edges {list(self.r_edges)}: need 0 <= lo < hi and bins >= 1")
+
+
+@dataclasses.dataclass
+class ChainLrpSection:
+    """``lrp`` of a bead chain (:func:`cgexplain.workflow.kinds.chain.chain_explain`): gamma,
+    bias_rule as for fluids; n_frames CG frames spread over the simulation; workers, backend,
+    device as for fluids."""
+
+    gamma: float = ge(0, 0.1)
+    bias_rule: bool = True
+    n_frames: int = gt(0, 5)
+    workers: int = gt(0, 1)
+    backend: str = one_of("multiprocessing", "dask")
+    device: str | None = None
 
 
 @dataclasses.dataclass

@@ -83,7 +83,11 @@ class MappingSection:
     simulation constrained ('h-bonds' (default; also rigid waters), 'all-bonds' or 'none'): a bead
     boundary or the selection's edge may not split them (:func:`cgexplain.mapping.maps.check_constraint_groups`);
     check_length_scale: stop the map stage when the beads' nearest-neighbour or bond distances are
-    not those of molecules (:func:`cgexplain.diagnostics.check_length_scale`; a wrong length unit)."""
+    not those of molecules (:func:`cgexplain.diagnostics.check_length_scale`; a wrong length unit);
+    beads: explicit beads of one bonded chain, in chain order, each ``{name, select, atom}``: the
+    MDAnalysis selection of the atoms the bead carries (its force sums theirs) and, with ``atom``, the
+    atom that gives its position (else ``method``); overrides ``by``, ``atom_name`` and ``bead_name``;
+    consecutive beads are bonded."""
 
     by: str = one_of("residue", "fragment")
     method: str = one_of("com", "cog", "atom")
@@ -95,6 +99,7 @@ class MappingSection:
     select: str | None = None
     constraints: str = one_of("h-bonds", "all-bonds", "none")
     check_length_scale: bool = True
+    beads: list[dict] | None = None
 
 
 def amino_acid_name(name: str) -> str:
@@ -278,7 +283,7 @@ def make_mapping(
     universe,
     by: str = "fragment",
     method: str = "com",
-    atom_name: str | None = None,
+    atom_name: str | Sequence[str] | None = None,
     groups: Sequence[Sequence[int]] | None = None,
     bead_names: Sequence[str] | str | None = None,
     type_table: dict | str | None = None,
@@ -294,7 +299,7 @@ def make_mapping(
             when ``groups`` is given.
         method: position map: ``"com"`` centre of mass (massless atoms, e.g. virtual sites, get
             weight 0), ``"cog"`` centre of geometry, or ``"atom"``: the single atom named
-            ``atom_name`` in each bead (e.g. ``"CA"``).
+            ``atom_name`` in each bead (e.g. ``"CA"``; a list gives one name per bead).
         groups: explicit bead -> atom indices (0-based); overrides ``by``.
         bead_names: per-bead type names, or one name for every bead; default the residue name
             of the bead's first atom.
@@ -316,6 +321,8 @@ def make_mapping(
         constrained group, or a bead name not in ``type_table``.
     """
     n_atoms = universe.atoms.n_atoms
+    if atom_name is not None and not isinstance(atom_name, str) and (groups is None or len(atom_name) != len(groups)):
+        raise MappingError(f"{len(atom_name)} atom names for {'no explicit' if groups is None else len(groups)} bead groups: a list of atom names needs one per group")
     sel_text = selection or "all"
     try:
         sel_atoms = universe.select_atoms(sel_text) if selection else universe.atoms
@@ -382,10 +389,11 @@ def make_mapping(
             cols.append(g)
             cw.append(np.full(len(g), 1.0 / len(g)))
         elif method == "atom":
-            hit = [i for i in g if atom_names[i] == atom_name]
+            an = atom_name if isinstance(atom_name, str) or atom_name is None else atom_name[b]
+            hit = [i for i in g if atom_names[i] == an]
             if len(hit) != 1:
                 r0 = universe.atoms[g[0]]
-                raise MappingError(f"bead {b} ({r0.resname}{r0.resid}): {len(hit)} atoms named {atom_name!r} (need exactly one)")
+                raise MappingError(f"bead {b} ({r0.resname}{r0.resid}): {len(hit)} atoms named {an!r} (need exactly one)")
             rows.append(np.array([b]))
             cols.append(np.array(hit))
             cw.append(np.ones(1))
@@ -448,7 +456,30 @@ def mapping_from_section(universe, section: dict, **overrides) -> Mapping:
         "selection": section.get("select"),
         "constraints": section.get("constraints", "h-bonds"),
     }
-    return make_mapping(universe, **{**args, **overrides})
+    beads = section.get("beads")
+    if not beads:
+        return make_mapping(universe, **{**args, **overrides})
+    groups, atoms = [], []
+    for k, b in enumerate(beads):
+        missing = {"name", "select"} - set(b)
+        if missing or set(b) - {"name", "select", "atom"}:
+            raise MappingError(f"mapping.beads[{k}]: give name, select and optionally atom (got {sorted(b)})")
+        try:
+            g = universe.select_atoms(str(b["select"])).indices
+        except Exception as exc:
+            raise MappingError(f"mapping.beads[{k}] ({b['name']}): select {b['select']!r} is not a valid MDAnalysis selection: {exc}") from exc
+        if len(g) == 0:
+            raise MappingError(f"mapping.beads[{k}] ({b['name']}): select {b['select']!r} selects no atoms")
+        groups.append(g)
+        atoms.append(b.get("atom"))
+    if any(a is not None for a in atoms):
+        if any(a is None for a in atoms):
+            raise MappingError("mapping.beads: give `atom` for every bead or for none")
+        args.update(method="atom", atom_name=atoms)
+    args.update(groups=groups, bead_names=[str(b["name"]) for b in beads])
+    m = make_mapping(universe, **{**args, **overrides})
+    chain = np.array([[k, k + 1] for k in range(m.n_beads - 1)], dtype=np.int64).reshape(-1, 2)
+    return dataclasses.replace(m, bonds=chain, chains=["A"] * m.n_beads)
 
 
 def _bead_chains(universe, bead_atoms) -> list:

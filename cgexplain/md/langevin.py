@@ -53,7 +53,8 @@ class SimulationError(RuntimeError):
 
 @dataclasses.dataclass
 class SimSettings:
-    """CG Langevin settings: temperature K, timestep ps, friction 1/ps, n_steps, save_interval
+    """CG Langevin settings: temperature K, timestep ps (None: chosen by the simulate stage from the
+    stiffest prior mode, :func:`cgexplain.diagnostics.choose_timestep`), friction 1/ps, n_steps, save_interval
     (steps), max_force kcal/mol/Å, checkpoint_every (frames), seed, start_frame (index of the
     mapped reference frame to start from), n_replicas (replicas in one batched pass; for R > 1
     they start from ``start_frames`` or from R frames spread evenly over the reference),
@@ -61,7 +62,7 @@ class SimSettings:
     the model and integrator)."""
 
     temperature: float = gt(0, 300.0, "K")
-    timestep: float = gt(0, 0.002, "ps")
+    timestep: float | None = None  # ps; None: from the prior's stiffest mode (the simulate stage)
     friction: float = ge(0, 1.0, "1/ps")
     n_steps: int = ge(0, 5000)
     save_interval: int = gt(0, 50)
@@ -73,10 +74,16 @@ class SimSettings:
     start_frames: list[int] | None = None
     skin: float = ge(0, 1.0, "Å")
     device: str = "cpu"
+    prior_replicas: int | None = None  # replicas of the prior-only control (None: n_replicas; 0: none)
 
     @classmethod
     def from_dict(cls, d: dict) -> SimSettings:
-        return settings_from_dict(cls, d, "simulation")
+        s = settings_from_dict(cls, d, "simulation")
+        if s.timestep is not None and not s.timestep > 0:
+            raise ValueError(f"simulation.timestep: must be > 0 ps (or left out: chosen from the prior), got {s.timestep}")
+        if s.prior_replicas is not None and s.prior_replicas < 0:
+            raise ValueError(f"simulation.prior_replicas: must be >= 0, got {s.prior_replicas}")
+        return s
 
 
 def kinetic_temperature(velocities: np.ndarray, masses: np.ndarray) -> float:
@@ -238,6 +245,8 @@ def langevin(model, positions, types, masses, cell, cutoff, settings: SimSetting
     m_np = np.asarray(masses, dtype=np.float64)
     m = torch.as_tensor(m_np, device=dev)[None, :, None]
     kT = units.KB_KCAL * settings.temperature
+    if settings.timestep is None:
+        raise ValueError("simulation.timestep is None: choose it first (cgexplain.diagnostics.choose_timestep; the simulate stage does)")
     dt, conv = settings.timestep, units.KCAL_IN_AMU_A2_PS2
     c1 = float(np.exp(-settings.friction * dt))
     sig_np = np.sqrt((1.0 - c1**2) * kT * conv / m_np)[:, None]

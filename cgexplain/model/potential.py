@@ -36,6 +36,7 @@ __all__ = [
     "build_model",
     "save_model",
     "load_model",
+    "prior_only_model",
     "trained_bead_types",
     "check_bead_types",
     "training_record",
@@ -220,6 +221,33 @@ def load_model(directory: str | Path, map_location: str = "cpu", fast: bool = Tr
     model.eval()
     model.__dict__["cgexplain_meta"] = meta  # a plain attribute: not in the state_dict, never saved
     return model, meta
+
+
+def prior_only_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The prior of a trained model alone: a schnetpack potential whose ``energy`` (kcal/mol) is the
+    model's :class:`~cgexplain.model.priors.PriorEnergy` and whose ``forces`` (kcal/mol/Å) are its
+    forces; the network's energy is left out (the control of the issue on CG ensembles: does the
+    network improve on the prior it was trained on top of?). The returned module carries the
+    model's ``cgexplain_meta``; it shares no parameters with ``model``.
+    Raises ValueError for a model without a prior."""
+    import copy
+
+    import schnetpack as spk
+
+    prior = next((m for m in getattr(model, "output_modules", []) if isinstance(m, PriorEnergy)), None)
+    if prior is None:
+        raise ValueError("prior_only_model: the model has no prior (no PriorEnergy output module)")
+    prior = copy.deepcopy(prior)
+    prior.model_outputs = ["energy", "prior_energy"]  # here the prior's energy is the model's energy
+    out = spk.model.NeuralNetworkPotential(
+        representation=torch.nn.Identity(),
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[prior, spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+    )
+    out.eval()
+    if "cgexplain_meta" in model.__dict__:
+        out.__dict__["cgexplain_meta"] = model.__dict__["cgexplain_meta"]
+    return out
 
 
 class BeadTypeError(ValueError):

@@ -51,7 +51,9 @@ class TrainSettings:
     epochs; batch_size (frames per optimizer step and process); lr; val_fraction; seed;
     max_frames (None: all); max_minutes (None: no limit; else training stops after this wall time,
     at the end of the running step, and the best model so far is kept: for a lent machine's budget); data_path ('cached' (default) or 'schnetpack'); amsgrad
-    (Adam's AMSGrad variant; Reddi et al., ICLR 2018; MACE's own default); accelerator
+    (Adam's AMSGrad variant; Reddi et al., ICLR 2018; MACE's own default); hold_out (None, or
+    'second_half': the second half of every reference run is never trained on, and the analyse
+    stage compares the CG ensembles with it); accelerator
     ('auto', 'cpu', 'gpu', ...), devices (per node: an int, or 'auto'), num_nodes, strategy
     ('auto', 'ddp', 'ddp_spawn', ...): passed to the Lightning Trainer.
     Raises ValueError for an unknown data_path, a batch size, epoch count or node count < 1, or
@@ -67,6 +69,7 @@ class TrainSettings:
     max_minutes: float | None = None
     data_path: str = one_of(*DATA_PATHS)
     amsgrad: bool = False
+    hold_out: str | None = None
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = gt(0, 1)
@@ -78,6 +81,8 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "num_nodes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hold_out not in (None, "second_half"):
+            raise ValueError(f"training.hold_out {self.hold_out!r}: use null or 'second_half'")
         if self.max_minutes is not None and not float(self.max_minutes) > 0:
             raise ValueError(f"training.max_minutes must be > 0 (or null: no limit), got {self.max_minutes}")
 
@@ -238,7 +243,13 @@ def _quiet_lightning():
 
 
 def train(
-    data: str | Path, out_dir: str | Path, model_hparams: dict, settings: TrainSettings, extra_meta: dict | None = None, progress: bool = True
+    data: str | Path,
+    out_dir: str | Path,
+    model_hparams: dict,
+    settings: TrainSettings,
+    extra_meta: dict | None = None,
+    progress: bool = True,
+    frames: np.ndarray | None = None,
 ) -> dict:
     """Train a potential by force matching on the frames in ``data``; write ``out_dir``.
 
@@ -279,7 +290,10 @@ def train(
     split_path = out / "split.npz"
     if not split_path.exists():
         rng = np.random.default_rng(settings.seed)
-        idx = rng.permutation(n_total)
+        pool = np.arange(n_total) if frames is None else np.asarray(frames, dtype=np.int64)
+        if len(pool) < 2 or pool.min() < 0 or pool.max() >= n_total:
+            raise ValueError(f"{data}: training frames must be >= 2 indices within its {n_total} frames")
+        idx = pool[rng.permutation(len(pool))]
         if settings.max_frames:
             idx = idx[: settings.max_frames]
         n_val = max(1, int(round(settings.val_fraction * len(idx))))

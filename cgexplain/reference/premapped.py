@@ -211,6 +211,7 @@ def read_arrays(
     cells: str | Path | np.ndarray | Sequence | None = None,
     bead_types: str | Path | np.ndarray | Sequence | None = None,
     bead_masses: str | Path | np.ndarray | Sequence | None = None,
+    bead_names: Sequence[str] | None = None,
     default_mass: float = DEFAULT_BEAD_MASS,
     start: int = 0,
     stop: int | None = None,
@@ -223,8 +224,9 @@ def read_arrays(
 
     - ``positions`` is a ``.npz`` file with keys ``positions`` (F, n, 3) and ``forces`` (F, n, 3),
       and optionally ``cells`` ((F, 3, 3), (3, 3) or (3,) box lengths; rows are box vectors),
-      ``bead_types`` (n,) and ``bead_masses`` (n,) amu; ``forces`` must then be None. A keyword
-      argument given here replaces the key of the same name.
+      ``bead_types`` (n,), ``bead_masses`` (n,) amu and ``bead_names`` (n,) strings (e.g. the
+      atoms a bead sits on: ``C N CA C N``); ``forces`` must then be None. A keyword argument
+      given here replaces the key of the same name.
     - ``positions`` and ``forces`` are two ``.npy`` files, (F, n, 3) each; they are memory-mapped
       and only the selected frames are read. (A ``.npz`` member is read whole when first used.)
 
@@ -233,7 +235,9 @@ def read_arrays(
     :data:`~cgexplain.aminoacids.AMINO_ACID_TYPES`. Defaults: no cells -> zeros (not
     periodic); no types -> every bead type 1; no masses -> every bead ``default_mass`` amu
     (100 amu, about one residue; it sets the CG dynamics' time scale, not the fitted forces).
-    Each default used is written to ``info["notes"]``.
+    Bead names, when given, name the beads in every output; without bead types, beads of one name
+    share a type (numbered in order of appearance); with both, each name must have one type and
+    each type one name. Each default used is written to ``info["notes"]``.
 
     Args:
         positions, forces: file paths (see above); frames ``start:stop:step`` are kept (Python
@@ -250,7 +254,8 @@ def read_arrays(
         bead_masses (n,) amu float); ``info`` a dict with ``files``, ``n_frames_file`` (F),
         ``frames`` ((F',) int, the file's frame index of every output frame), ``length_unit``,
         ``force_unit`` (as declared), ``mean_abs_force`` (kcal/mol/Å), ``sources`` (where cells,
-        types and masses came from) and ``notes`` (list of str, the defaults used).
+        types and masses came from), ``bead_names`` (list of n str, or None when not given) and
+        ``notes`` (list of str, the defaults used).
 
     Raises:
         PremappedError: a missing file; a file that is neither ``.npz`` nor ``.npy``; a missing
@@ -281,7 +286,7 @@ def read_arrays(
                     raise PremappedError(f"{pos_path}: no key {key!r}; the keys present are {present}")
             pos_arr = _npz_key(npz, pos_path, "positions")
             frc_arr = _npz_key(npz, pos_path, "forces")
-            for key in ("cells", "bead_types", "bead_masses"):
+            for key in ("cells", "bead_types", "bead_masses", "bead_names"):
                 extra[key] = (_npz_key(npz, pos_path, key), f"key {key!r} of {pos_path}") if key in present else (None, None)
         pos_where, frc_where = f"{pos_path} key 'positions'", f"{pos_path} key 'forces'"
         files = {"positions": str(pos_path), "forces": str(pos_path)}
@@ -295,13 +300,15 @@ def read_arrays(
         frc_arr = _load_npy(frc_path, "forces")
         pos_where, frc_where = str(pos_path), str(frc_path)
         files = {"positions": str(pos_path), "forces": str(frc_path)}
-        extra = {k: (None, None) for k in ("cells", "bead_types", "bead_masses")}
+        extra = {k: (None, None) for k in ("cells", "bead_types", "bead_masses", "bead_names")}
     else:
         raise PremappedError(f"{pos_path}: unknown file type {pos_path.suffix!r}; use a .npz file or a .npy positions/forces pair")
     for key, value in (("cells", cells), ("bead_types", bead_types), ("bead_masses", bead_masses)):
         arr, src = _optional_array(value, key)
         if arr is not None:
             extra[key] = (arr, src)
+    if bead_names is not None:
+        extra["bead_names"] = (np.asarray(list(bead_names)), "the bead_names argument")
 
     _check_traj_array(pos_arr, "positions", pos_where)
     _check_traj_array(frc_arr, "forces", frc_where)
@@ -340,14 +347,25 @@ def read_arrays(
     else:
         cell_out = _cells_array(c_arr, n_frames, frames, length_factor, f"{c_src}")
         sources["cells"] = str(c_src)
+    names_out = None
+    nm_arr, nm_src = extra["bead_names"]
+    if nm_arr is not None:
+        names_out = _bead_names(nm_arr, n_beads, str(nm_src))
     t_arr, t_src = extra["bead_types"]
-    if t_arr is None:
+    if t_arr is None and names_out is not None:
+        table: dict[str, int] = {}
+        types_out = np.array([table.setdefault(nm, len(table) + 1) for nm in names_out], dtype=int)
+        sources["bead_types"] = f"from the bead names ({nm_src})"
+        notes.append(f"no bead_types given: one type per bead name {table}")
+    elif t_arr is None:
         types_out = np.ones(n_beads, dtype=int)
         sources["bead_types"] = "default"
         notes.append("no bead_types given: every bead has type 1")
     else:
         types_out = _bead_types(t_arr, n_beads, str(t_src))
         sources["bead_types"] = str(t_src)
+    if names_out is not None and t_arr is not None:
+        _check_names_types(names_out, types_out, f"{nm_src} and {t_src}")
     m_arr, m_src = extra["bead_masses"]
     if m_arr is None:
         if not (np.isfinite(default_mass) and default_mass > 0):
@@ -374,9 +392,33 @@ def read_arrays(
         "force_unit": force_unit,
         "mean_abs_force": mean_f,
         "sources": sources,
+        "bead_names": names_out,
         "notes": notes,
     }
     return traj, info
+
+
+def _bead_names(arr: np.ndarray, n_beads: int, where: str) -> list[str]:
+    """Bead names (n,) as str; PremappedError for a wrong shape, a non-string array or an empty name."""
+    a = np.asarray(arr)
+    if a.shape != (n_beads,) or a.dtype.kind not in "US":
+        raise PremappedError(f"{where}: bead_names must be {n_beads} strings (one per bead), got shape {a.shape} of dtype {a.dtype}")
+    names = [x.decode() if isinstance(x, bytes) else str(x) for x in a.tolist()]
+    empty = [k for k, x in enumerate(names) if not x.strip()]
+    if empty:
+        raise PremappedError(f"{where}: bead {empty[0]} has an empty name")
+    return [x.strip() for x in names]
+
+
+def _check_names_types(names: list[str], types: np.ndarray, where: str) -> None:
+    """Each bead name has one type and each type one name; PremappedError naming the first clash."""
+    by_name: dict[str, int] = {}
+    by_type: dict[int, str] = {}
+    for k, (nm, t) in enumerate(zip(names, types.tolist())):
+        if by_name.setdefault(nm, t) != t:
+            raise PremappedError(f"{where}: bead {k} named {nm!r} has type {t}, an earlier bead of that name type {by_name[nm]}")
+        if by_type.setdefault(t, nm) != nm:
+            raise PremappedError(f"{where}: bead {k} of type {t} is named {nm!r}, an earlier bead of that type {by_type[t]!r}")
 
 
 # ---------------------------------------------------------------------------------------------

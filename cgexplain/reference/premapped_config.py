@@ -19,7 +19,7 @@ __all__ = ["ArraysReference", "MdcathReference"]
 class ArraysReference:
     """``reference`` with ``source: arrays``.
 
-    positions: an .npz (keys positions, forces, optional cells, bead_types, bead_masses) or a .npy
+    positions: an .npz (keys positions, forces, optional cells, bead_types, bead_masses, bead_names) or a .npy
     of positions (frames, beads, 3); forces: the .npy of forces with a .npy ``positions`` (else
     None); length_unit and force_unit: names of the one unit table (:data:`cgexplain.units.LENGTH_UNITS`,
     :data:`cgexplain.units.FORCE_UNITS`: 'A' or 'nm'; 'kcal/mol/A', 'kJ/mol/A', 'kJ/mol/nm' or 'kcal/mol/nm');

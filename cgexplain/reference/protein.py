@@ -63,6 +63,7 @@ class ProteinReferenceSettings:
     chunk: float = 10.0  # ps per checkpointed chunk
     seed: int = 1
     threads: int = 0  # OpenMM CPU threads; 0: OpenMM's default
+    processes: int = ge(1, 1)  # runs simulated side by side in this many processes (a small molecule: one thread each is fastest)
 
     @classmethod
     def from_dict(cls, d: dict) -> ProteinReferenceSettings:
@@ -126,6 +127,32 @@ def run_boundaries(run_lengths) -> list[tuple[int, int]]:
     return [(int(e - n), int(e)) for e, n in zip(ends, run_lengths)]
 
 
+def _production_run(s: ProteinReferenceSettings, out: Path, r: int, kind: str, progress: bool) -> None:
+    """Run ``r`` of the reference (``kind`` "native" or "seeded"): re-equilibrate from its start
+    state, then production in checkpointed chunks into ``out/run_XX`` (resumable; its own seeds, so
+    a run gives the same frames in any process)."""
+    from openmm import unit
+    from tqdm.auto import tqdm
+
+    system, topology, _ = _system(s)
+    mini, seeds_dir = out / "minimised_state.xml", out / "seeds"
+    every = _steps(s.save_interval, s.timestep)
+    per_chunk = max(1, int(round(s.chunk / s.save_interval)))
+    n_frames = int(round(s.production / s.save_interval))
+    rd = out / f"run_{r:02d}"
+    rd.mkdir(exist_ok=True)
+    sim = _simulation(system, topology, s, s.temperature, s.seed + 1000 * (r + 1))
+    eq = rd / "equilibrated_state.xml"
+    if not eq.exists():
+        start = mini if kind == "native" else seeds_dir / f"seed_{r - s.n_native_runs:02d}.xml"
+        sim.loadState(str(start))
+        sim.context.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1000 * (r + 1))
+        sim.step(_steps(s.equilibration, s.timestep))
+        save_state(sim, eq)
+    with tqdm(total=n_frames, desc=f"reference run {r} (frames)", disable=not progress) as bar:
+        run_chunks(sim, rd, eq, n_frames, per_chunk, every, lambda c: s.seed + 1000 * (r + 1) + 1 + c, bar, f"protein reference, run {r}", with_cell=False)
+
+
 def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Path, progress: bool = True) -> dict:
     """Run (or resume) the protein reference described in the module docstring; write ``out_dir``.
 
@@ -182,35 +209,21 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
 
     # 3-4. runs: re-equilibrate at the target temperature, then production in chunks
     kinds = ["native"] * s.n_native_runs + ["seeded"] * s.n_seeded_runs
-    every = _steps(s.save_interval, s.timestep)
-    per_chunk = max(1, int(round(s.chunk / s.save_interval)))
     n_frames = int(round(s.production / s.save_interval))
-    n_chunks = -(-n_frames // per_chunk)
+    n_chunks = -(-n_frames // max(1, int(round(s.chunk / s.save_interval))))
     t2 = time.perf_counter()
-    with tqdm(total=len(kinds) * n_frames, desc="reference production (frames)", disable=not progress) as bar:
+    if s.processes > 1 and len(kinds) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: a fresh interpreter per worker (no forked OpenMM or torch state)
+        with ProcessPoolExecutor(min(s.processes, len(kinds)), mp_context=mp.get_context("spawn")) as pool:
+            jobs = [pool.submit(_production_run, s, out, r, kind, False) for r, kind in enumerate(kinds)]
+            for j in tqdm(as_completed(jobs), total=len(jobs), desc=f"reference production (runs, {s.processes} processes)", disable=not progress):
+                j.result()
+    else:
         for r, kind in enumerate(kinds):
-            rd = out / f"run_{r:02d}"
-            rd.mkdir(exist_ok=True)
-            sim = _simulation(system, topology, s, s.temperature, s.seed + 1000 * (r + 1))
-            eq = rd / "equilibrated_state.xml"
-            if not eq.exists():
-                start = mini if kind == "native" else seeds_dir / f"seed_{r - s.n_native_runs:02d}.xml"
-                sim.loadState(str(start))
-                sim.context.setVelocitiesToTemperature(s.temperature * unit.kelvin, s.seed + 1000 * (r + 1))
-                sim.step(_steps(s.equilibration, s.timestep))
-                save_state(sim, eq)
-            run_chunks(
-                sim,
-                rd,
-                eq,
-                n_frames,
-                per_chunk,
-                every,
-                lambda c, r=r: s.seed + 1000 * (r + 1) + 1 + c,
-                bar,
-                f"protein reference, run {r}",
-                with_cell=False,
-            )
+            _production_run(s, out, r, kind, progress)
     timings["production_s"] = time.perf_counter() - t2
 
     parts = [np.load(out / f"run_{r:02d}" / f"chunk_{c:04d}.npz") for r in range(len(kinds)) for c in range(n_chunks)]
@@ -227,7 +240,7 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
         "seed_times_ps": seed_times,
         "minimised_energy_kcal_mol": mini_info.get("energy_kcal_mol"),
         "total_mass_amu": float(sum(system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles()))),
-        "steps_per_frame": every,
+        "steps_per_frame": _steps(s.save_interval, s.timestep),
         "simulated_ps": len(kinds) * (s.equilibration + s.production) + (max(seed_times) if seed_times else 0.0),
         "timings_s": {**timings, "total_s": time.perf_counter() - t0},
     }

@@ -40,7 +40,8 @@ __all__ = ["RunFolder", "RunFolderError", "OWNER_FILE", "STAGES", "FOLDERS", "DO
 #: hash while at the default (the MACE keys for a PaiNN or SO3net model, AMSGrad off)
 LATER_KEYS: dict[str, dict] = {
     "model": {"correlation": 2, "n_types": None, "avg_num_neighbors": None},
-    "training": {"amsgrad": False},
+    "training": {"amsgrad": False, "hold_out": None},
+    "simulation": {"prior_replicas": None},
 }
 
 #: the stages in order
@@ -211,6 +212,16 @@ class RunFolder:
     @property
     def simulation_json(self) -> Path:
         return self.done_file("simulate")
+
+    @property
+    def prior_simulation(self) -> Path:
+        """The simulation folder of the prior-only control (the model's prior without its network)."""
+        return self.simulation / "prior_only"
+
+    @property
+    def prior_simulation_json(self) -> Path:
+        """The prior-only control's summary, written last (its done file)."""
+        return self.prior_simulation / DONE_FILES["simulate"]
 
     def mutant_simulation(self, spec: str) -> Path:
         """The simulation folder of the mutant ``spec`` (e.g. 'F5A')."""

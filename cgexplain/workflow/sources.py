@@ -93,6 +93,7 @@ def _mapping_from_universe(
         "selection": m.selection,
         "n_frames": int(len(traj.positions)),
         "type_table": m.type_table,
+        **({"bead_names": list(m.bead_names)} if kind.named_beads else {}),
         "bead_mass_amu": float(m.bead_masses[0]),
         "method": mc["method"],
         "chains": sorted(set(m.chains)),
@@ -229,6 +230,7 @@ def _write_premapped(
         "n_frames": int(len(traj.positions)),
         "selection": "premapped",
         "type_table": m.type_table,
+        "bead_names": list(m.bead_names),
         "bead_mass_amu": float(m.bead_masses[0]),
         "method": "premapped",
         "chains": sorted(set(m.chains)),
@@ -304,7 +306,7 @@ class ArraysSource(Source):
             step=int(rc["step"]),
         )
 
-        names, table = kind.premapped_names(traj.bead_types)
+        names, table = kind.premapped_names(traj.bead_types, info.get("bead_names"))
         return files, traj, info, names, table
 
     def reference(self, cfg: dict, run: RunFolder, kind: Kind, progress: bool = True) -> dict:

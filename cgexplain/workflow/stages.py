@@ -9,13 +9,17 @@ partial stage; a rerun with changed inputs starts that stage afresh.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
+
+import numpy as np
 
 from cgexplain.diagnostics import (
     OMEGA_DT_BOUND,
     check_length_scale,
     check_timestep,
+    choose_timestep,
     net_force_torque_floor,
     prior_force_error,
     stiffest_prior_frequency,
@@ -24,7 +28,7 @@ from cgexplain.distributed import is_main_process, wait_for
 from cgexplain.fileio import read_json, write_json
 from cgexplain.mapping.maps import MappedTrajectory, MappingError
 from cgexplain.md.langevin import SimSettings, run_simulation
-from cgexplain.model.potential import DEFAULT_HPARAMS, load_model
+from cgexplain.model.potential import DEFAULT_HPARAMS, load_model, prior_only_model
 from cgexplain.model.priors import prior_forces
 from cgexplain.model.training import TrainSettings, train
 from cgexplain.workflow.kinds import kind_for
@@ -97,8 +101,6 @@ def _force_floor(t: MappedTrajectory) -> dict:
     """The net force and torque per mapped frame that no conservative, translation- and
     rotation-invariant model can fit, as a force RMSE (:func:`cgexplain.diagnostics.net_force_torque_floor`);
     torque only without a box."""
-    import numpy as np
-
     periodic = bool(np.abs(t.cells).sum() > 0)
     d = net_force_torque_floor(None if periodic else t.positions.astype(np.float64), t.forces.astype(np.float64), t.bead_masses, periodic=periodic)
     keys = (
@@ -132,7 +134,8 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     if priors is not None:
         hp["priors"] = priors
     data = run.mapped if settings.data_path == "cached" else run.dataset
-    res = train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress)
+    frames = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], settings.hold_out)
+    res = train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress, frames=frames)
     if priors is not None and "prior_only" not in res:
         res["prior_only"] = _prior_only_error(run, priors)
         if (run.model / "training.json").exists():
@@ -140,11 +143,23 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     return res
 
 
+def held_in_frames(run_lengths: list[int], hold_out: str | None) -> np.ndarray | None:
+    """Indices of the frames training may use: all (None) without ``hold_out``; with
+    'second_half', the first half of every reference run (run lengths in frames, in order).
+    Raises ValueError for an unknown ``hold_out`` or no run lengths."""
+    if hold_out is None:
+        return None
+    if hold_out != "second_half":
+        raise ValueError(f"training.hold_out {hold_out!r}: use null or 'second_half'")
+    if not run_lengths:
+        raise ValueError("training.hold_out: the reference records no run lengths to split")
+    starts = np.concatenate([[0], np.cumsum(run_lengths)[:-1]])
+    return np.concatenate([np.arange(a, a + n // 2) for a, n in zip(starts, run_lengths)]).astype(np.int64)
+
+
 def _prior_only_error(run: RunFolder, priors: dict) -> dict:
     """The force error of the prior alone against the mapped forces of the validation frames,
     beside the model's (:func:`cgexplain.diagnostics.prior_force_error`): what the network adds."""
-    import numpy as np
-
     t = MappedTrajectory.load(run.mapped)
     split = run.model / "split.npz"
     idx = np.load(split)["val"] if split.exists() and "val" in np.load(split) else np.arange(len(t.positions))
@@ -157,8 +172,13 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
     """CG Langevin simulation from mapped reference frames; writes ``simulation/``.
 
     The start frames are ``simulation.start_frames`` if given, else the kind's choice
-    (:meth:`~cgexplain.workflow.kinds.base.Kind.start_frames`). Simulations the kind adds (a
-    mutant's) run after the main one, into sub-folders."""
+    (:meth:`~cgexplain.workflow.kinds.base.Kind.start_frames`). Without ``simulation.timestep``
+    the step is chosen from the prior's stiffest mode (:func:`cgexplain.diagnostics.choose_timestep`);
+    a step set above the bound is kept, with a warning recorded in ``timestep_check``. A model with
+    a prior is also simulated without its network (the prior-only control, same settings and start
+    frames, ``simulation.prior_replicas`` replicas) into ``simulation/prior_only``, so the analyse
+    stage can tell whether the network improves on its prior. Simulations the kind adds (a
+    mutant's) run after these, into sub-folders."""
 
     run = _run(run)
     run.prepare(cfg, "simulate")
@@ -167,38 +187,69 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
     traj = MappedTrajectory.load(run.mapped)
     s = SimSettings.from_dict(cfg["simulation"])
     step_check = _timestep_check(meta, traj, s.timestep)
-    if run.is_done("simulate"):  # the main simulation finished: only the kind's extra ones may be left
+    if s.timestep is None:
+        s = dataclasses.replace(s, timestep=step_check["timestep_ps"] if step_check else choose_timestep(None))
+    nf = len(traj.positions)
+    ks = list(s.start_frames) if s.start_frames is not None else kind.start_frames(cfg, run, s.n_replicas, s.start_frame, nf)
+    if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
+        raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
+    if run.is_done("simulate"):  # the main simulation finished: only the control and the kind's extra ones may be left
         res = read_json(run.done_file("simulate"))
     else:
-        nf = len(traj.positions)
-        ks = list(s.start_frames) if s.start_frames is not None else kind.start_frames(cfg, run, s.n_replicas, s.start_frame, nf)
-        if len(ks) != s.n_replicas or any(not -nf <= k < nf for k in ks):
-            raise ValueError(f"simulation.start_frames {ks}: need {s.n_replicas} frame indices within the {nf} reference frames")
         res = run_simulation(
             model, meta, run.cg_topology, traj.positions[ks], traj.bead_types, traj.bead_masses, traj.cells[ks], s, run.simulation, progress=progress
         )
+    res["timestep_ps"] = float(s.timestep)
+    res["timestep_chosen"] = cfg["simulation"].get("timestep") is None
     if step_check is not None:
         res["timestep_check"] = step_check
-    extra = kind.extra_simulations(cfg, run, progress)
+    res["prior_only"] = _prior_only_simulation(model, meta, run, traj, ks, s, progress)
+    # the kind's extra simulations (a mutant's) run with the chosen step
+    cfg_s = {**cfg, "simulation": {**cfg["simulation"], "timestep": s.timestep}}
+    extra = kind.extra_simulations(cfg_s, run, progress)
     return {**res, **({"extra_simulations": extra} if extra else {})}
 
 
-def _timestep_check(meta: dict, traj, timestep: float) -> dict | None:
+def _prior_only_simulation(model, meta: dict, run: RunFolder, traj, ks: list[int], s: SimSettings, progress: bool) -> dict:
+    """The prior-only control (:func:`cgexplain.model.potential.prior_only_model`): the first
+    ``s.prior_replicas`` (default all) of the main simulation's start frames, same settings, into
+    ``run.prior_simulation``; reused when finished. Returns its summary, or {"skipped": reason}."""
+    if (meta.get("hparams") or {}).get("priors") is None:
+        return {"skipped": "the model has no prior: there is no prior-only control to simulate"}
+    n = s.n_replicas if s.prior_replicas is None else min(int(s.prior_replicas), s.n_replicas)
+    if n == 0:
+        return {"skipped": "simulation.prior_replicas is 0"}
+    if run.prior_simulation_json.exists():
+        return read_json(run.prior_simulation_json)
+    sp = dataclasses.replace(s, n_replicas=n, start_frames=None)
+    k = list(ks)[:n]
+    return run_simulation(
+        prior_only_model(model), meta, run.cg_topology, traj.positions[k], traj.bead_types, traj.bead_masses, traj.cells[k], sp, run.prior_simulation, progress=progress
+    )
+
+
+def _timestep_check(meta: dict, traj, timestep: float | None) -> dict | None:
     """Warn (and report) when the time step is long for the stiffest prior term: ω from the
     fitted force constants and bead masses (:func:`cgexplain.diagnostics.stiffest_prior_frequency`),
-    bound ω·Δt <= :data:`cgexplain.diagnostics.OMEGA_DT_BOUND`. None for a model without priors."""
+    bound ω·Δt <= :data:`cgexplain.diagnostics.OMEGA_DT_BOUND`. ``timestep`` None: the step is
+    chosen within the bound (:func:`cgexplain.diagnostics.choose_timestep`) and reported as
+    ``timestep_ps``. None for a model without priors."""
 
     priors = (meta.get("hparams") or {}).get("priors")
     if not priors:
         return None
     w = stiffest_prior_frequency(priors, traj.bead_masses)
-    ok, msg = check_timestep(w["omega_max"], timestep)
+    chosen = timestep is None
+    dt = choose_timestep(w["omega_max"]) if chosen else float(timestep)
+    ok, msg = check_timestep(w["omega_max"], dt)
     if not ok:
         print(f"cgexplain: warning: simulation.timestep: {msg}")
     return {
         "omega_max_per_ps": float(w["omega_max"]),
         "stiffest_term": {"kind": w["term"]["kind"], "index": [int(i) for i in w["term"]["index"]]} if w.get("term") else None,
-        "omega_dt": float(w["omega_max"] * timestep),
+        "timestep_ps": dt,
+        "chosen": chosen,
+        "omega_dt": float(w["omega_max"] * dt),
         "bound": OMEGA_DT_BOUND,
         "ok": bool(ok),
         "message": msg,
@@ -259,6 +310,8 @@ def run_all(cfg: dict, run: RunFolder | str | Path, progress: bool = True, stage
         res = STAGES[name](cfg, run, progress=progress)
         dt = time.perf_counter() - t0
         summary[name] = res
+        if name == "simulate" and not (res.get("timestep_check") or {}).get("ok", True):
+            summary.setdefault("warnings", {})["simulation.timestep"] = res["timestep_check"]["message"]
         if before is not None and done.exists() and done.stat().st_mtime_ns == before:
             summary["reused_stages"].append(name)  # keep the wall time of the run that computed it
         else:

@@ -53,10 +53,17 @@ class Kind:
     #: of data already mapped
     residue_chains: bool = False
 
-    def premapped_names(self, bead_types: np.ndarray) -> tuple[list[str], dict[str, int]]:
-        """Bead names (n,) and the type table {name: type} of data already mapped, whose beads
-        carry only integer types: ``B<type>`` for each."""
+    #: whether ``cg/mapping.json`` lists every bead's name (chains and proteins; not the
+    #: thousands of molecules of a fluid)
+    named_beads: bool = False
+
+    def premapped_names(self, bead_types: np.ndarray, names: list[str] | None = None) -> tuple[list[str], dict[str, int]]:
+        """Bead names (n,) and the type table {name: type} of data already mapped: the data's own
+        ``names`` (``bead_names`` of an .npz, checked one type per name by the reader) or, for
+        beads that carry only integer types, ``B<type>`` for each."""
         types = [int(t) for t in bead_types]
+        if names is not None:
+            return list(names), {str(nm): t for nm, t in zip(names, types)}
         return [f"B{t}" for t in types], {f"B{t}": t for t in sorted(set(types))}
 
     def premapped_bonds(self, n_beads: int) -> np.ndarray:

@@ -72,13 +72,16 @@ class ProteinKind(Kind):
     sections = {**STAGE_SECTIONS, "priors": fit_priors, "analysis": ProteinAnalysis, "lrp": ProteinLrpSection}
     reference_schema = ProteinReferenceSettings
     residue_chains = True
+    named_beads = True
 
-    def premapped_names(self, bead_types: np.ndarray) -> tuple[list[str], dict[str, int]]:
-        """Amino-acid names when every type is one of :data:`cgexplain.aminoacids.AMINO_ACID_TYPES`, else ``B<type>``."""
+    def premapped_names(self, bead_types: np.ndarray, names: list[str] | None = None) -> tuple[list[str], dict[str, int]]:
+        """The data's own ``names`` when given; else amino-acid names when every type is one of
+        :data:`cgexplain.aminoacids.AMINO_ACID_TYPES` (one bead per residue), else ``B<type>``.
+        (A chain whose beads are not residues is ``kind: chain``.)"""
         inv = {v: k for k, v in AMINO_ACID_TYPES.items()}
-        if set(np.unique(bead_types).tolist()) <= set(inv):
+        if names is None and set(np.unique(bead_types).tolist()) <= set(inv):
             return [inv[int(t)] for t in bead_types], dict(AMINO_ACID_TYPES)
-        return super().premapped_names(bead_types)
+        return super().premapped_names(bead_types, names)
 
     def premapped_bonds(self, n_beads: int) -> np.ndarray:
         """One chain, bead k bonded to bead k + 1."""
