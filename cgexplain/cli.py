@@ -352,6 +352,8 @@ def _main(argv=None) -> int:
             f"  CA-RMSD mean ref {a['rmsd_mean_reference_A']:.2f} Å, CG {a['rmsd_mean_cg_A']:.2f} Å; Q {a['q_mean_reference']:.2f} / {a['q_mean_cg']:.2f}; "
             f"folded (CA-RMSD <= {cfg['analysis']['rmsd_threshold']:g} Å) {100 * a['folded_fraction_cg']:.0f} % of CG frames"
         )
+        if a.get("observables"):
+            _print_verdicts(a)
     elif a and "observables" in a:  # a bead chain: every observable, the model beside the prior-only control
         _print_verdicts(a)
     elif a:
@@ -374,16 +376,16 @@ def _main(argv=None) -> int:
 
 
 def _print_verdicts(a: dict) -> None:
-    """The chain analysis table: distance from the reference of the model and of the prior-only
-    control, the reference's own noise, and the verdict per observable; basin populations."""
-    from cgexplain.workflow.kinds.chain import format_verdicts
+    """The analysis table of a chain or protein: distance from the reference of the model and of
+    the prior-only control, the reference's own noise, and the verdict per observable; basin populations."""
+    from cgexplain.analysis.verdicts import format_verdicts
 
-    n = a["n_frames"]
+    n = a.get("n_frames") or {}
     print(
-        f"  ensembles against {a['compared_with']} ({n['compared_with']} frames; model {n['model']}, prior only {n['prior_only']} CG frames); "
-        f"{a['distance']}; noise: {a['reference_noise']}"
+        f"  ensembles against {a['compared_with']} ({n.get('compared_with', '?')} frames; model {n.get('model', '?')}, prior only {n.get('prior_only', '?')} CG frames); "
+        f"{a['distance']}; noise: {a['noise_is']}"
     )
-    for line in format_verdicts(a):
+    for line in format_verdicts(a["observables"]):
         print(f"    {line}")
     for name, pops in (a.get("populations") or {}).items():
         print(f"    populations {name:<22s} " + "  ".join(f"{k} {v:.3f}" for k, v in pops.items()))
@@ -416,7 +418,9 @@ def _print_diagnostics(summary: dict) -> None:
     sim = summary.get("simulate") or {}
     tc = sim.get("timestep_check")
     if tc and tc.get("chosen"):
-        print(f"  simulate: time step {1000 * tc['timestep_ps']:.3g} fs chosen from the stiffest prior term (ω = {tc['omega_max_per_ps']:.3g} 1/ps, ω·Δt {tc['omega_dt']:.3g} <= {tc['bound']:g})")
+        print(
+            f"  simulate: time step {1000 * tc['timestep_ps']:.3g} fs chosen from the stiffest prior term (ω = {tc['omega_max_per_ps']:.3g} 1/ps, ω·Δt {tc['omega_dt']:.3g} <= {tc['bound']:g})"
+        )
     elif tc:
         print(
             f"  simulate: stiffest prior term ω = {tc['omega_max_per_ps']:.3g} 1/ps, ω·Δt = {tc['omega_dt']:.3g} (bound {tc['bound']:g}): {'ok' if tc['ok'] else 'TOO LONG'}"

@@ -319,7 +319,9 @@ DEFAULT_TIMESTEP = 0.002
 MAX_TIMESTEP = 0.01
 
 
-def choose_timestep(omega_max: float | None, bound: float = OMEGA_DT_BOUND, default: float = DEFAULT_TIMESTEP, longest: float = MAX_TIMESTEP) -> float:
+def choose_timestep(
+    omega_max: float | None, bound: float = OMEGA_DT_BOUND, default: float = DEFAULT_TIMESTEP, longest: float = MAX_TIMESTEP
+) -> float:
     """The CG time step (ps) for a model whose stiffest prior mode has angular frequency
     ``omega_max`` (1/ps, :func:`stiffest_prior_frequency`): the largest of 0.1 fs multiples with
     ω·Δt <= ``bound`` (:data:`OMEGA_DT_BOUND`), at most ``longest`` ps; ``default`` ps when nothing

@@ -49,6 +49,13 @@ def test_ntl9_pipeline_tiny(tmp_path):
     for k in ("rmsd_mean_cg_A", "q_mean_cg", "rg_mean_cg_A", "fraction_rmsd_le_3A_cg", "folded_fraction_cg", "bond_js_distance"):
         assert np.isfinite(a[k]), k
     assert a["n_frames_cg"] == 2 * s["simulate"]["n_frames"]
+    # the prior-only control ran beside the model; every JS distance has the reference's noise and a verdict
+    from cgexplain.analysis.verdicts import VERDICTS
+
+    assert s["simulate"]["prior_only"]["n_replicas"] == 2 and (run / "simulation" / "prior_only" / "simulation.json").exists()
+    rows = {r["name"]: r for r in a["observables"]}
+    assert {"rmsd JS", "q JS", "rg JS", "bond JS", "angle JS", "dihedral JS"} <= set(rows)
+    assert all(np.isfinite(r["reference_noise"]) and np.isfinite(r["prior"]) and r["verdict"] in VERDICTS for r in rows.values())
     e = s["explain"]
     assert len(e["most_stabilising_pairs"]) <= 5 and e["conservation_max_rel_error"] < 1e-4
     assert all(abs(p["i"] - p["j"]) >= 3 for p in e["most_stabilising_tertiary_pairs"])

@@ -16,7 +16,7 @@ degrees (dihedrals in (−180, 180], IUPAC sign, as mdtraj).
   reference run (:func:`run_halves`), so a mismatch can be told from sampling noise.
 - The verdict per observable (:func:`verdict`): whether the model is closer to the reference
   than the prior-only control by more than twice the standard error of the difference
-  (jackknife over CG replicas or blocks, :func:`jackknife_distances`).
+  (jackknife over CG replicas or blocks, :mod:`cgexplain.analysis.verdicts`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cgexplain.analysis.protein import histogram_edges, histogram_js
+from cgexplain.analysis.verdicts import VERDICTS, verdict, verdict_rows
 from cgexplain.geometry.internal import graph_indices, internal_coordinates
 from cgexplain.settings import gt
 from cgexplain.units import KB_KCAL
@@ -41,14 +42,11 @@ __all__ = [
     "dihedral_pairs",
     "ensemble_distances",
     "run_halves",
-    "jackknife_distances",
+    "take_frames",
     "verdict",
     "VERDICTS",
     "compare_chain",
 ]
-
-#: the three verdicts of :func:`verdict`
-VERDICTS = ("improves on the prior", "no improvement", "worse than the prior")
 
 
 @dataclasses.dataclass
@@ -99,7 +97,9 @@ def chain_coordinates(positions, bonds, names: list[str] | None = None, dihedral
     labels = {k: ["-".join(f"{nm[i]}{i + 1}" for i in row) for row in idx[k]] for k in idx}
     if dihedral_names is not None:
         if len(dihedral_names) != len(idx["dihedrals"]):
-            raise ValueError(f"analysis.dihedral_names: {len(dihedral_names)} names for the chain's {len(idx['dihedrals'])} dihedrals {labels['dihedrals']}")
+            raise ValueError(
+                f"analysis.dihedral_names: {len(dihedral_names)} names for the chain's {len(idx['dihedrals'])} dihedrals {labels['dihedrals']}"
+            )
         labels["dihedrals"] = [str(s) for s in dihedral_names]
     return {**ic, "labels": labels, "index": idx}
 
@@ -198,11 +198,12 @@ def ensemble_distances(ref: dict, other: dict, spec: ChainAnalysis, edges: dict 
         a, b = pairs[0]
         pr = basin_populations(d_ref[:, a], d_ref[:, b], spec.basins)
         po = basin_populations(d_oth[:, a], d_oth[:, b], spec.basins)
-        out.update({f"basin {k}": abs(po[k] - pr[k]) for k in pr})
+        out.update({f"basin {k}": abs(po[k] - pr[k]) for k in pr if k != "other"})
     return out
 
 
-def _take(obs: dict, rows: np.ndarray) -> dict:
+def take_frames(obs: dict, rows: np.ndarray) -> dict:
+    """The frames ``rows`` of a :func:`chain_coordinates` result."""
     return {**{k: obs[k][rows] for k in ("bonds", "angles", "dihedrals")}, "labels": obs["labels"], "index": obs["index"]}
 
 
@@ -215,49 +216,6 @@ def run_halves(run_lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
     a = [np.arange(s, s + n // 2) for s, n in zip(starts, run_lengths)]
     b = [np.arange(s + n // 2, s + n) for s, n in zip(starts, run_lengths)]
     return np.concatenate(a).astype(int), np.concatenate(b).astype(int)
-
-
-def _blocks(lengths: list[int], min_blocks: int) -> list[np.ndarray]:
-    """Contiguous blocks of frame indices: each replica (run length) split into equal pieces so
-    that there are at least ``min_blocks`` in all."""
-    per = max(1, -(-int(min_blocks) // max(1, len(lengths))))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
-    out = []
-    for s, n in zip(starts, lengths):
-        out += [b for b in np.array_split(np.arange(s, s + n), per) if len(b)]
-    return out
-
-
-def jackknife_distances(ref: dict, other: dict, lengths: list[int], spec: ChainAnalysis) -> tuple[dict[str, float], dict[str, float]]:
-    """:func:`ensemble_distances` of ``other`` (frames of replicas of ``lengths`` frames, in order)
-    and their jackknife standard errors over blocks (:func:`_blocks`, ``spec.min_blocks``):
-    se² = (B−1)/B Σ_b (d_(−b) − mean)². Returns (distances, standard errors)."""
-    full = ensemble_distances(ref, other, spec)
-    blocks = _blocks(list(lengths), spec.min_blocks)
-    if len(blocks) < 2:
-        return full, {k: float("nan") for k in full}
-    n = sum(len(b) for b in blocks)
-    loo = []
-    for k in range(len(blocks)):
-        keep = np.setdiff1d(np.arange(n), blocks[k], assume_unique=True)
-        loo.append(ensemble_distances(ref, _take(other, keep), spec))
-    B = len(blocks)
-    se = {key: float(np.sqrt((B - 1) / B * np.sum((np.array([d[key] for d in loo]) - np.mean([d[key] for d in loo])) ** 2))) for key in full}
-    return full, se
-
-
-def verdict(d_model: float, se_model: float, d_prior: float, se_prior: float, z: float = 2.0) -> str:
-    """Does the network improve on its prior for one observable? ``d_*``: distances of the
-    model's and the prior-only ensemble from the reference (smaller is better), ``se_*`` their
-    standard errors (NaN counts as 0). "improves on the prior" when d_prior − d_model > z·σ,
-    "worse than the prior" when it is < −z·σ, else "no improvement" (σ = √(se_model² + se_prior²))."""
-    s = float(np.sqrt(np.nansum([se_model**2, se_prior**2])))
-    diff = float(d_prior) - float(d_model)
-    if diff > z * s:
-        return VERDICTS[0]
-    if diff < -z * s:
-        return VERDICTS[2]
-    return VERDICTS[1]
 
 
 def compare_chain(
@@ -273,52 +231,35 @@ def compare_chain(
     """The analyse stage's table: for every observable of :func:`ensemble_distances`, the
     reference's own noise (first against second half of its runs), the model's distance from the
     reference frames ``compare_to`` (indices into ``ref``; e.g. the held-out halves), the prior-only
-    control's, their jackknife errors and the verdict (:func:`verdict`, on the model's first replicas
-    matching the control's frame count, so both carry the same finite-sample bias). Also the basin
-    populations of every ensemble.
+    control's, their jackknife errors and the verdict (:func:`cgexplain.analysis.verdicts.verdict_rows`).
+    Also the basin populations of every ensemble.
 
-    ref, model, prior: :func:`chain_coordinates` results; ``prior`` None: the control was not
-    simulated, verdicts are "no prior-only control". Returns {"observables": [{name, reference_noise,
-    model, model_se, prior, prior_se, verdict}], "populations": {ensemble: {basin: p}}, "n_frames":
-    {...}}."""
+    ref, model, prior: :func:`chain_coordinates` results; model_lengths, prior_lengths: frames per
+    replica, in order; ``prior`` None: the control was not simulated, the verdicts are "no
+    prior-only control". Returns {"observables": [{name, reference_noise, model, model_se, prior,
+    prior_se, verdict}], "populations": {ensemble: {basin: p}}, "n_frames": {...}}."""
     half_a, half_b = ref_halves
-    noise = ensemble_distances(_take(ref, half_a), _take(ref, half_b), spec)
-    target = _take(ref, compare_to)
-    d_m, se_m = jackknife_distances(target, model, model_lengths, spec)
-    rows = []
-    if prior is not None and prior_lengths:
-        d_p, se_p = jackknife_distances(target, prior, prior_lengths, spec)
-        n_p = int(sum(prior_lengths))
-        # the model's replicas cut to the control's frame count for the verdict
-        cut, acc = [], 0
-        for n_r in model_lengths:
-            take = min(n_r, n_p - acc)
-            if take <= 0:
-                break
-            cut.append(take)
-            acc += take
-        starts = np.concatenate([[0], np.cumsum(model_lengths)[:-1]]).astype(int)
-        rows_m = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, cut)])
-        d_mv, se_mv = jackknife_distances(target, _take(model, rows_m), cut, spec) if acc < sum(model_lengths) else (d_m, se_m)
-    for key in d_m:
-        row = {"name": key, "reference_noise": noise[key], "model": d_m[key], "model_se": se_m[key]}
-        if prior is not None and prior_lengths:
-            row.update(prior=d_p[key], prior_se=se_p[key], verdict=verdict(d_mv[key], se_mv[key], d_p[key], se_p[key]))
-        else:
-            row.update(prior=None, prior_se=None, verdict="no prior-only control")
-        rows.append(row)
+    noise = ensemble_distances(take_frames(ref, half_a), take_frames(ref, half_b), spec)
+    target = take_frames(ref, compare_to)
+    ens = {"model": model, **({"prior": prior} if prior is not None else {})}
+
+    def distance(which: str, rows: np.ndarray) -> dict[str, float]:
+        return ensemble_distances(target, take_frames(ens[which], rows), spec)
+
+    with_prior = prior is not None and bool(prior_lengths)
+    rows = verdict_rows(distance, noise, list(model_lengths), list(prior_lengths or []) if with_prior else None, spec.min_blocks)
     pops = {}
     pairs = dihedral_pairs(spec, ref["dihedrals"].shape[1])
     if spec.basins and pairs:
         a, b = pairs[0]
-        ens = {
+        named = {
             "reference": ref,
-            "reference_first_half": _take(ref, half_a),
-            "reference_second_half": _take(ref, half_b),
+            "reference_first_half": take_frames(ref, half_a),
+            "reference_second_half": take_frames(ref, half_b),
             "model": model,
             **({"prior_only": prior} if prior is not None else {}),
         }
-        pops = {k: basin_populations(v["dihedrals"][:, a], v["dihedrals"][:, b], spec.basins) for k, v in ens.items()}
+        pops = {k: basin_populations(v["dihedrals"][:, a], v["dihedrals"][:, b], spec.basins) for k, v in named.items()}
     return {
         "observables": rows,
         "populations": pops,
@@ -326,6 +267,6 @@ def compare_chain(
             "reference": int(len(ref["bonds"])),
             "compared_with": int(len(compare_to)),
             "model": int(sum(model_lengths)),
-            "prior_only": int(sum(prior_lengths)) if prior_lengths else 0,
+            "prior_only": int(sum(prior_lengths)) if with_prior and prior_lengths else 0,
         },
     }

@@ -322,7 +322,9 @@ def make_mapping(
     """
     n_atoms = universe.atoms.n_atoms
     if atom_name is not None and not isinstance(atom_name, str) and (groups is None or len(atom_name) != len(groups)):
-        raise MappingError(f"{len(atom_name)} atom names for {'no explicit' if groups is None else len(groups)} bead groups: a list of atom names needs one per group")
+        raise MappingError(
+            f"{len(atom_name)} atom names for {'no explicit' if groups is None else len(groups)} bead groups: a list of atom names needs one per group"
+        )
     sel_text = selection or "all"
     try:
         sel_atoms = universe.select_atoms(sel_text) if selection else universe.atoms

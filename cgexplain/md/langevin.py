@@ -438,7 +438,7 @@ def run_simulation(
         "settings": dataclasses.asdict(settings),
         "n_replicas": R,
         "n_frames": int(final["frames"]),
-        "simulated_time_ps": settings.n_steps * settings.timestep,
+        "simulated_time_ps": settings.n_steps * float(settings.timestep or 0.0),
         "mean_kinetic_temperature_K": float(np.mean(log["temperature_K"])) if len(log["temperature_K"]) else None,
         "neighbour_list_builds": int(final["neighbour_list_builds"]),
         "trajectories": [p.name for p in paths],

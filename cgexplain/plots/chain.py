@@ -15,7 +15,9 @@ from cgexplain.plots.core import pyplot, save_figure
 __all__ = ["plot_dihedral_maps", "plot_chain_distributions"]
 
 
-def plot_dihedral_maps(maps: dict[str, np.ndarray], edges: np.ndarray, xlabel: str, ylabel: str, path: str | Path, title: str = "", vmax: float = 6.0) -> None:
+def plot_dihedral_maps(
+    maps: dict[str, np.ndarray], edges: np.ndarray, xlabel: str, ylabel: str, path: str | Path, title: str = "", vmax: float = 6.0
+) -> None:
     """Free-energy maps F (bins, bins) kcal/mol (x along rows, NaN where empty) of each ensemble
     ({label: F}), side by side on the same colour scale (0 .. ``vmax`` kcal/mol); ``edges`` (bins + 1,) degrees."""
     plt = pyplot()

@@ -150,7 +150,9 @@ def _production_run(s: ProteinReferenceSettings, out: Path, r: int, kind: str, p
         sim.step(_steps(s.equilibration, s.timestep))
         save_state(sim, eq)
     with tqdm(total=n_frames, desc=f"reference run {r} (frames)", disable=not progress) as bar:
-        run_chunks(sim, rd, eq, n_frames, per_chunk, every, lambda c: s.seed + 1000 * (r + 1) + 1 + c, bar, f"protein reference, run {r}", with_cell=False)
+        run_chunks(
+            sim, rd, eq, n_frames, per_chunk, every, lambda c: s.seed + 1000 * (r + 1) + 1 + c, bar, f"protein reference, run {r}", with_cell=False
+        )
 
 
 def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Path, progress: bool = True) -> dict:

@@ -10,6 +10,8 @@ A pretrained folder holds only plain files (no pickled objects):
 - ``nbody_statistics.npz`` and ``lrp.json`` (walk relevances binned over distance and angle and
   summed per body order, over the run's explained frames);
 - ``provenance.json``: how the model was made (profile, settings, machine, date, wall times);
+- bead chains: ``priors.json``, ``analysis.json`` (the model-against-prior table) and
+  ``chain_maps.npz`` (the dihedral free-energy maps of the reference, the model and the prior-only control);
 - fluids: ``frame.npz``, the last mapped reference frame (``positions`` (n, 3) Å, ``cell`` (3, 3) Å,
   ``bead_types`` (n,), ``source``): a real frame for benchmarks (``benchmarks/lrp_statistics.py``,
   ``benchmarks/gpu_check.py``).
@@ -47,6 +49,15 @@ def _files(run: RunFolder) -> dict[str, Path]:
         # older runs: merged from model/log/version_*
         "training_log.csv": run.model / "training_log.csv",
     }
+    if (run.analysis / "chain.npz").exists():  # a bead chain: its priors, analysis table and maps
+        return {
+            **common,
+            "priors.json": run.priors_json,
+            "analysis.json": run.done_file("analyse"),
+            "lrp.json": run.done_file("explain"),
+            "dihedral_maps.png": run.figures / "dihedral_maps.png",
+            "chain_distributions.png": run.figures / "chain_distributions.png",
+        }
     if run.protein_npz.exists():
         return {
             **common,
@@ -112,6 +123,10 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
         "note": note,
     }
     write_json(tmp / "provenance.json", prov)
+    chain = run.analysis / "chain.npz"
+    if chain.exists():  # the dihedral free-energy maps only (the per-frame coordinates stay in the run)
+        with np.load(chain) as z:
+            save_npz(tmp / "chain_maps.npz", **{k: z[k] for k in z.files if k.startswith("map")})
     mapped = run.mapped
     if "structure.npz" in files and mapped.exists():
         with np.load(mapped) as z:
@@ -139,15 +154,18 @@ def load_pretrained(path, map_location: str = "cpu") -> tuple:
     ``structure``, ``nbody`` (dicts of arrays from the npz files); a protein folder has
     ``priors`` (JSON), ``protein`` and ``residues`` (arrays) instead of ``structure`` and ``nbody``;
     a body-ordered (MACE) fluid folder has ``bodyorder`` (its exact terms, binned) instead of
-    ``nbody``. Raises FileNotFoundError naming a missing file."""
+    ``nbody``; a bead chain has ``priors`` and ``chain`` (its dihedral free-energy maps). Raises FileNotFoundError naming a missing file."""
 
     d = Path(path)
     model, meta = load_model(d, map_location=map_location)
     res = {k: read_json(d / f"{k}.json") for k in ("training", "analysis", "lrp", "provenance")}
     protein = (d / "protein.npz").exists()
-    if protein:
+    chain = (d / "chain_maps.npz").exists()
+    if protein or chain:
         res["priors"] = read_json(d / "priors.json")
-    if protein:
+    if chain:
+        arrays: tuple = (("chain", "chain_maps.npz"),)
+    elif protein:
         arrays = (("protein", "protein.npz"), ("residues", "residue_relevance.npz"))
     elif (d / "bodyorder_statistics.npz").exists():  # a body-ordered model's exact terms
         arrays = (("structure", "structure.npz"), ("bodyorder", "bodyorder_statistics.npz"))

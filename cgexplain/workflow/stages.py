@@ -199,7 +199,7 @@ def stage_simulate(cfg: dict, run: RunFolder | str | Path, progress: bool = True
         res = run_simulation(
             model, meta, run.cg_topology, traj.positions[ks], traj.bead_types, traj.bead_masses, traj.cells[ks], s, run.simulation, progress=progress
         )
-    res["timestep_ps"] = float(s.timestep)
+    res["timestep_ps"] = float(s.timestep or 0.0)  # set above
     res["timestep_chosen"] = cfg["simulation"].get("timestep") is None
     if step_check is not None:
         res["timestep_check"] = step_check
@@ -224,7 +224,16 @@ def _prior_only_simulation(model, meta: dict, run: RunFolder, traj, ks: list[int
     sp = dataclasses.replace(s, n_replicas=n, start_frames=None)
     k = list(ks)[:n]
     return run_simulation(
-        prior_only_model(model), meta, run.cg_topology, traj.positions[k], traj.bead_types, traj.bead_masses, traj.cells[k], sp, run.prior_simulation, progress=progress
+        prior_only_model(model),
+        meta,
+        run.cg_topology,
+        traj.positions[k],
+        traj.bead_types,
+        traj.bead_masses,
+        traj.cells[k],
+        sp,
+        run.prior_simulation,
+        progress=progress,
     )
 
 
@@ -240,7 +249,7 @@ def _timestep_check(meta: dict, traj, timestep: float | None) -> dict | None:
         return None
     w = stiffest_prior_frequency(priors, traj.bead_masses)
     chosen = timestep is None
-    dt = choose_timestep(w["omega_max"]) if chosen else float(timestep)
+    dt = choose_timestep(w["omega_max"]) if timestep is None else float(timestep)
     ok, msg = check_timestep(w["omega_max"], dt)
     if not ok:
         print(f"cgexplain: warning: simulation.timestep: {msg}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgexplain.analysis.chain import ChainAnalysis, chain_coordinates, compare_chain, dihedral_pairs, free_energy_map, run_halves
+from cgexplain.analysis.chain import ChainAnalysis, chain_coordinates, compare_chain, dihedral_pairs, free_energy_map, run_halves, take_frames
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.bodyorder import residue_maps
 from cgexplain.lrp.residues import explain_protein_frames, format_pair_table, pair_table
@@ -38,7 +38,7 @@ from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind
 from cgexplain.workflow.kinds.protein import protein_priors
 from cgexplain.workflow.run import RunFolder
 
-__all__ = ["ChainKind", "chain_analyse", "chain_explain", "format_verdicts"]
+__all__ = ["ChainKind", "chain_analyse", "chain_explain"]
 
 
 class ChainKind(Kind):
@@ -118,7 +118,7 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
         prior = coords(p_pos)
     table = compare_chain(ref, halves, target, model, list(cg_lengths), prior, list(prior_lengths) if prior_lengths else None, spec)
     maps = _dihedral_maps(cfg, run, spec, ref, target, model, prior, T)
-    ens = {"reference": _sub(ref, target), "model": model, **({"prior only": prior} if prior is not None else {})}
+    ens = {"reference": take_frames(ref, target), "model": model, **({"prior only": prior} if prior is not None else {})}
     plot_chain_distributions(ens, run.figures / "chain_distributions.png", title=f"{cfg['name']}: bonds, angles, dihedrals")
     save_npz(
         run.analysis / "chain.npz",
@@ -130,7 +130,7 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
     summary = {
         **table,
         "compared_with": "the held-out second half of every reference run" if held_out else "every reference frame",
-        "reference_noise": "the same distance between the first and the second half of every reference run",
+        "noise_is": "the same distance between the first and the second half of every reference run",
         "distance": "Jensen–Shannon distance (base 2) of histograms; |Δp| for basin populations",
         "prior_only_control": "simulated" if prior is not None else "not simulated (the model has no prior, or simulation.prior_replicas is 0)",
         "bead_names": names,
@@ -142,15 +142,11 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
     return summary
 
 
-def _sub(obs: dict, rows: np.ndarray) -> dict:
-    return {**{k: obs[k][rows] for k in ("bonds", "angles", "dihedrals")}, "labels": obs["labels"], "index": obs["index"]}
-
-
 def _dihedral_maps(cfg: dict, run: RunFolder, spec: ChainAnalysis, ref: dict, target, model: dict, prior: dict | None, T: float) -> dict:
     """Free-energy maps of every dihedral pair for the three ensembles; figures; arrays for chain.npz."""
     out: dict = {}
     lab = ref["labels"]["dihedrals"]
-    ens = {"reference": _sub(ref, target), "model": model, **({"prior only": prior} if prior is not None else {})}
+    ens = {"reference": take_frames(ref, target), "model": model, **({"prior only": prior} if prior is not None else {})}
     for k, (a, b) in enumerate(dihedral_pairs(spec, len(lab))):
         maps = {}
         for name, o in ens.items():
@@ -159,18 +155,10 @@ def _dihedral_maps(cfg: dict, run: RunFolder, spec: ChainAnalysis, ref: dict, ta
             out[f"map{k}_{name.replace(' ', '_')}"] = f
         out[f"map{k}_edges"] = edges
         suffix = "" if k == 0 else f"_{k}"
-        plot_dihedral_maps(maps, edges, lab[a], lab[b], run.figures / f"dihedral_maps{suffix}.png", title=f"{cfg['name']}: {lab[a]}/{lab[b]} free energy")
+        plot_dihedral_maps(
+            maps, edges, lab[a], lab[b], run.figures / f"dihedral_maps{suffix}.png", title=f"{cfg['name']}: {lab[a]}/{lab[b]} free energy"
+        )
     return out
-
-
-def format_verdicts(summary: dict) -> list[str]:
-    """One line per observable of a chain's ``analysis.json``: the distances of the model and the
-    prior-only control from the reference, the reference's noise and the verdict."""
-    lines = []
-    for r in summary.get("observables", []):
-        prior = "prior n/a" if r.get("prior") is None else f"prior {r['prior']:.3f}±{r['prior_se']:.3f}"
-        lines.append(f"{r['name']:<28s} model {r['model']:.3f}±{r['model_se']:.3f}  {prior}  noise {r['reference_noise']:.3f}  -> {r['verdict']}")
-    return lines
 
 
 def chain_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
@@ -209,7 +197,14 @@ def chain_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     b = _chain_bonds(run, n)
     bonded[b[:, 0], b[:, 1]] = bonded[b[:, 1], b[:, 0]] = 1.0
     what = "exact many-body terms (kcal/mol, energies)" if mace else "GNN-LRP relevances (kcal/mol, not energies)"
-    fig = plot_pair_map(maps["pair_map"], bonded, run.figures / "bead_pair_relevance.png", segments=[], title=f"{cfg['name']}: bead pairs, {what}", contact_label="CG bonds")
+    fig = plot_pair_map(
+        maps["pair_map"],
+        bonded,
+        run.figures / "bead_pair_relevance.png",
+        segments=[],
+        title=f"{cfg['name']}: bead pairs, {what}",
+        contact_label="CG bonds",
+    )
     pyplot().close(fig)
     stab, destab = pair_table(maps["pair_map"], segments=[], resnames=names, k=5)
     out = {

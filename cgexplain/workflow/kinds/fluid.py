@@ -133,6 +133,8 @@ class FluidKind(Kind):
             "n_frames_cg": out["cg"]["n_frames"],
             # the same numbers between two blocks of the reference of the CG sample's size
             "reference_noise": reference_noise(ref.positions, ref.cells, ac, out["cg"]["n_frames"]),
+            # a fluid model has no prior: nothing to tell the network's contribution from
+            "prior_only_control": "skipped: the model has no prior, so there is no prior-only ensemble to compare the network with",
         }
         write_json(run.analysis / "analysis.json", res)
         return res

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.aminoacids import AMINO_ACID_TYPES
+from cgexplain.analysis.chain import run_halves
 from cgexplain.analysis.protein import (
     ProteinAnalysis,
     ca_rmsd,
@@ -33,6 +34,7 @@ from cgexplain.analysis.protein import (
     tica_fit,
     tica_project,
 )
+from cgexplain.analysis.verdicts import verdict_rows
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.bodyorder import residue_maps
 from cgexplain.lrp.mutations import mutate_types, mutation_whatif
@@ -234,6 +236,7 @@ class _ProteinEnsembles:
     fes_ref: tuple | None  # (xedges, yedges, F kcal/mol); None without two TICA components
     fes_cg: tuple | None
     summary: dict  # analysis.json
+    obs_prior: dict | None = None  # ... of the prior-only control, when simulated
 
 
 def protein_analyse(cfg: dict, run: RunFolder) -> dict:
@@ -280,8 +283,14 @@ def _analyse_ensembles(cfg: dict, run: RunFolder) -> _ProteinEnsembles:
         )
     folded = float(np.mean(obs_cg["rmsd"] <= thr))
     starts = np.concatenate([[0], np.cumsum(cg_lengths)])
+    obs_prior, prior_lengths = None, None
+    if run.prior_simulation_json.exists():
+        p_pos, _, prior_lengths = run.cg_frames(run.prior_simulation)
+        obs_prior = protein_observables(p_pos, native, pairs, r0, masses)
+    table = protein_verdicts(obs_ref, run_halves(runs), obs_cg, list(cg_lengths), obs_prior, prior_lengths, thr)
     summary = {
         **compare_protein(obs_ref, obs_cg, rmsd_threshold=thr),
+        **table,
         "folded_fraction_cg": folded,
         "folded_fraction_per_replica": [float(np.mean(obs_cg["rmsd"][a:b] <= thr)) for a, b in zip(starts[:-1], starts[1:])],
         "folded_criterion": f"CA-RMSD <= {thr:g} Å in >= 90 % of CG frames",
@@ -294,7 +303,43 @@ def _analyse_ensembles(cfg: dict, run: RunFolder) -> _ProteinEnsembles:
         "n_frames_cg": int(len(cg_pos)),
         "temperature_K": T,
     }
-    return _ProteinEnsembles(obs_ref, obs_cg, native, pairs, r0, p_ref, p_cg, fes_ref, fes_cg, summary)
+    return _ProteinEnsembles(obs_ref, obs_cg, native, pairs, r0, p_ref, p_cg, fes_ref, fes_cg, summary, obs_prior)
+
+
+def protein_verdicts(obs_ref: dict, halves, obs_cg: dict, cg_lengths: list[int], obs_prior: dict | None, prior_lengths, thr: float) -> dict:
+    """The JS distances of :func:`~cgexplain.analysis.protein.compare_protein` (RMSD, Q, Rg, bonds,
+    angles, dihedrals) of the model and of the prior-only control from the reference, each beside
+    the reference's own noise (its first against its second halves of every run) and with the
+    verdict (:func:`cgexplain.analysis.verdicts.verdict_rows`). Returns the analysis.json entries."""
+    a, b = halves
+
+    def take(o: dict, rows) -> dict:
+        return {k: v[rows] for k, v in o.items()}
+
+    def js(c: dict) -> dict[str, float]:
+        return {f"{k.removesuffix('_js_distance')} JS": v for k, v in c.items() if k.endswith("_js_distance")}
+
+    noise = js(compare_protein(take(obs_ref, a), take(obs_ref, b), rmsd_threshold=thr))
+    ens = {"model": obs_cg, **({"prior": obs_prior} if obs_prior is not None else {})}
+    rows = verdict_rows(
+        lambda w, r: js(compare_protein(obs_ref, take(ens[w], r), rmsd_threshold=thr)),
+        noise,
+        cg_lengths,
+        list(prior_lengths) if obs_prior is not None else None,
+    )
+    return {
+        "observables": rows,
+        "verdicts": {r["name"]: r["verdict"] for r in rows},
+        "compared_with": "every reference frame",
+        "distance": "Jensen–Shannon distance (base 2) of histograms",
+        "noise_is": "the same distance between the first and the second half of every reference run",
+        "n_frames": {
+            "compared_with": int(len(obs_ref["rmsd"])),
+            "model": int(sum(cg_lengths)),
+            "prior_only": int(sum(prior_lengths)) if obs_prior is not None else 0,
+        },
+        "prior_only_control": "simulated" if obs_prior is not None else "not simulated (simulation.prior_replicas is 0)",
+    }
 
 
 def _write_analysis(run: RunFolder, e: _ProteinEnsembles) -> dict:
@@ -304,6 +349,7 @@ def _write_analysis(run: RunFolder, e: _ProteinEnsembles) -> dict:
         run.protein_npz,
         **{f"reference_{k}": v for k, v in e.obs_ref.items()},
         **{f"cg_{k}": v for k, v in e.obs_cg.items()},
+        **({f"prior_{k}": v for k, v in e.obs_prior.items()} if e.obs_prior is not None else {}),
         tica_reference=e.tica_ref,
         tica_cg=e.tica_cg,
         fes_reference=fes_ref[2],
