@@ -332,7 +332,9 @@ def choose_timestep(
     w = float(omega_max)
     if not (math.isfinite(w) and w > 0):
         raise ValueError(f"omega_max must be finite and >= 0 (1/ps), got {omega_max}")
-    dt = min(float(longest), math.floor(bound / w / 1e-4 + 1e-9) * 1e-4)
+    dt = min(float(longest), math.floor(bound / w / 1e-4) * 1e-4)
+    while dt >= 1e-4 and w * round(dt, 6) > bound:  # round-off of the multiple
+        dt -= 1e-4
     if dt < 1e-4:
         raise ValueError(f"omega_max {w:g}/ps: no time step of at least 0.1 fs keeps ω·Δt <= {bound}")
     return round(dt, 6)

@@ -28,11 +28,12 @@ from cgexplain.mapping.maps import MappingError, mapping_from_section
 from cgexplain.md.langevin import SimSettings, run_simulation
 from cgexplain.model.potential import build_model, prior_only_model
 from cgexplain.model.priors import fit_priors, prior_forces
+from cgexplain.model.training import held_in_frames
 from cgexplain.reference.premapped import PremappedError, read_arrays
 from cgexplain.workflow.config import load_system
 from cgexplain.workflow.kinds.chain import ChainKind
 from cgexplain.workflow.kinds.protein import ProteinKind
-from cgexplain.workflow.stages import held_in_frames, run_all
+from cgexplain.workflow.stages import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["head", "N", "CA", "C", "tail"]
@@ -88,7 +89,7 @@ def test_verdict_rules():
     assert verdict(0.10, 0.01, 0.30, 0.01) == VERDICTS[0]  # far better than the prior
     assert verdict(0.30, 0.01, 0.10, 0.01) == VERDICTS[2]  # far worse
     assert verdict(0.20, 0.05, 0.25, 0.05) == VERDICTS[1]  # within the noise of the difference
-    assert verdict(0.20, float("nan"), 0.25, 0.0) == VERDICTS[0]  # no error known: the difference decides
+    assert verdict(0.20, float("nan"), 0.25, 0.0).startswith("undetermined")  # no error estimate, no verdict
 
 
 def test_compare_chain_prior_equal_to_model_gives_no_improvement():
@@ -113,7 +114,15 @@ def test_compare_chain_prior_equal_to_model_gives_no_improvement():
         spec,
     )
     assert out["observables"][0]["reference_noise"] == pytest.approx(noise["bond head1-N2"])
-    assert set(out["populations"]) == {"reference", "reference_first_half", "reference_second_half", "model", "prior_only"}
+    assert set(out["populations"]) == {
+        "reference",
+        "reference_first_half",
+        "reference_second_half",
+        "model",
+        "model_first_half",
+        "model_second_half",
+        "prior_only",
+    }
     # without a control there is no verdict to give
     out2 = compare_chain(ref, halves, halves[1], model, [1000] * 4, None, None, spec)
     assert {r["verdict"] for r in out2["observables"]} == {"no prior-only control"}

@@ -163,3 +163,23 @@ def test_simulate_stage_hash_covers_the_mutant_simulation_keys(tmp_path):
     # stages that do not read the mutant keys keep their hashes
     a, b = cfg_with(mutations="F5A", mutant_simulation_steps=50), cfg_with(mutations="F5A", mutant_simulation_steps=60)
     assert RunFolder.input_hash(a, "train") == RunFolder.input_hash(b, "train")
+
+
+def test_bundled_systems_keep_their_input_hashes():
+    """Keys added after run folders existed (LATER_KEYS: the MACE keys, hold_out, prior_replicas,
+    mapping.beads, reference.processes) leave the input hashes of the bundled systems as they were
+    at commit 3d86d7b, so a new version does not delete and redo finished stages
+    (tests/data/input_hashes_3d86d7b.json)."""
+    import json
+
+    from cgexplain.workflow.run import RunFolder
+
+    old = json.loads((Path(__file__).parent / "data" / "input_hashes_3d86d7b.json").read_text())
+    root = Path(__file__).resolve().parents[1]
+    changed = []
+    for key, hashes in old.items():
+        system, profile = key.split("/")
+        cfg = load_system(root / "systems" / system, profile)
+        cfg["system_dir"] = f"systems/{system}"
+        changed += [(key, stage) for stage, h in hashes.items() if RunFolder.input_hash(cfg, stage) != h]
+    assert changed == []

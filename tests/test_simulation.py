@@ -75,7 +75,7 @@ def test_explosion_stops_and_keeps_frames(tmp_path, value, match):
     n = len(x)
     top = _topology(tmp_path, x, cell[0, 0])
     model = _Boom(_scaled(random_painn(F=8, L=2, cutoff=3.0, seed=1), 0.01), after=51, value=value)
-    s = SimSettings(n_steps=400, save_interval=5, max_force=1000.0, checkpoint_every=2)
+    s = SimSettings(timestep=0.002, n_steps=400, save_interval=5, max_force=1000.0, checkpoint_every=2)
     with pytest.raises(SimulationError, match=match):
         run_simulation(model, {"hparams": {"cutoff": 3.0}}, top, x, np.ones(n, int), np.full(n, 18.0), cell, s, tmp_path / "sim", progress=False)
     assert not (tmp_path / "sim" / "simulation.json").exists()
@@ -93,16 +93,18 @@ def test_run_simulation_writes_readable_dcd_and_resumes(tmp_path):
     n = len(x)
     _topology(tmp_path, x, cell[0, 0])
     args = (model, {"hparams": {"cutoff": 3.0}}, tmp_path / "top.pdb", x, np.ones(n, int), np.full(n, 18.0), cell)
-    full = run_simulation(*args, SimSettings(n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "a", progress=False)
+    full = run_simulation(
+        *args, SimSettings(timestep=0.002, n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "a", progress=False
+    )
     assert full["n_frames"] == 20
     assert mdtraj.load(str(tmp_path / "a" / "trajectory.dcd"), top=str(tmp_path / "top.pdb")).n_frames == 20
     ua = mda.Universe(str(tmp_path / "top.pdb"), str(tmp_path / "a" / "trajectory.dcd"))
     assert ua.trajectory.n_frames == 20
     # a run killed after its checkpoint at frame 10 resumes to the same trajectory
-    part = run_simulation(*args, SimSettings(n_steps=50, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "b", progress=False)
+    part = run_simulation(*args, SimSettings(timestep=0.002, n_steps=50, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "b", progress=False)
     assert part["n_frames"] == 10
     (tmp_path / "b" / "simulation.json").unlink()
-    run_simulation(*args, SimSettings(n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "b", progress=False)
+    run_simulation(*args, SimSettings(timestep=0.002, n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "b", progress=False)
     ub = mda.Universe(str(tmp_path / "top.pdb"), str(tmp_path / "b" / "trajectory.dcd"))
     xa, xb = ua.trajectory.timeseries(order="fac"), ub.trajectory.timeseries(order="fac")
     assert xb.shape == xa.shape
@@ -111,13 +113,13 @@ def test_run_simulation_writes_readable_dcd_and_resumes(tmp_path):
     # one atomic checkpoint file holds the random streams too
     assert "rng" in np.load(tmp_path / "b" / "checkpoint.npz").files and not (tmp_path / "b" / "checkpoint_rng.json").exists()
     # a trajectory cut short after its checkpoint (frames lost) is refused, naming both files
-    part = run_simulation(*args, SimSettings(n_steps=50, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "c", progress=False)
+    part = run_simulation(*args, SimSettings(timestep=0.002, n_steps=50, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "c", progress=False)
     (tmp_path / "c" / "simulation.json").unlink()
     with mda.Writer(str(tmp_path / "c" / "trajectory.dcd"), n_atoms=n) as w:
         for _ts in ua.trajectory[:4]:
             w.write(ua.atoms)
     with pytest.raises(RuntimeError, match=r"trajectory\.dcd holds 4 frames but .*checkpoint\.npz counts 10: the trajectory was cut short"):
-        run_simulation(*args, SimSettings(n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "c", progress=False)
+        run_simulation(*args, SimSettings(timestep=0.002, n_steps=100, save_interval=5, checkpoint_every=2, seed=7), tmp_path / "c", progress=False)
 
 
 # ---------------------------------------------------------------- Verlet list, replicas, writer
@@ -244,7 +246,7 @@ def test_run_simulation_replicas_write_one_dcd_each_and_resume(tmp_path):
     _topology(tmp_path, x, cell[0, 0])
     start = np.stack([x, x + 0.1])
     args = (model, {"hparams": {"cutoff": 3.0}}, tmp_path / "top.pdb", start, np.ones(n, int), np.full(n, 18.0), cell)
-    kw = dict(save_interval=5, checkpoint_every=2, seed=7, n_replicas=2)
+    kw = dict(timestep=0.002, save_interval=5, checkpoint_every=2, seed=7, n_replicas=2)
     full = run_simulation(*args, SimSettings(n_steps=60, **kw), tmp_path / "a", progress=False)
     assert full["trajectories"] == ["trajectory_r00.dcd", "trajectory_r01.dcd"] and full["n_frames"] == 12
     part = run_simulation(*args, SimSettings(n_steps=30, **kw), tmp_path / "b", progress=False)

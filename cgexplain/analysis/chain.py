@@ -15,7 +15,7 @@ degrees (dihedrals in (−180, 180], IUPAC sign, as mdtraj).
 - The reference's own noise: the same distances between the first and second half of every
   reference run (:func:`run_halves`), so a mismatch can be told from sampling noise.
 - The verdict per observable (:func:`verdict`): whether the model is closer to the reference
-  than the prior-only control by more than twice the standard error of the difference
+  than the prior-only control by more than three standard errors of the difference
   (jackknife over CG replicas or blocks, :mod:`cgexplain.analysis.verdicts`).
 """
 
@@ -232,7 +232,9 @@ def compare_chain(
     reference's own noise (first against second half of its runs), the model's distance from the
     reference frames ``compare_to`` (indices into ``ref``; e.g. the held-out halves), the prior-only
     control's, their jackknife errors and the verdict (:func:`cgexplain.analysis.verdicts.verdict_rows`).
-    Also the basin populations of every ensemble.
+    Also the basin populations of every ensemble, and of the first and second halves of the
+    reference runs and of the model's replicas (populations that drift between the halves of the
+    CG replicas had not relaxed from their start frames).
 
     ref, model, prior: :func:`chain_coordinates` results; model_lengths, prior_lengths: frames per
     replica, in order; ``prior`` None: the control was not simulated, the verdicts are "no
@@ -252,11 +254,15 @@ def compare_chain(
     pairs = dihedral_pairs(spec, ref["dihedrals"].shape[1])
     if spec.basins and pairs:
         a, b = pairs[0]
+        m_a, m_b = run_halves(list(model_lengths))
         named = {
             "reference": ref,
             "reference_first_half": take_frames(ref, half_a),
             "reference_second_half": take_frames(ref, half_b),
             "model": model,
+            # the first and second half of every CG replica: populations that drift between them did not relax
+            "model_first_half": take_frames(model, m_a),
+            "model_second_half": take_frames(model, m_b),
             **({"prior_only": prior} if prior is not None else {}),
         }
         pops = {k: basin_populations(v["dihedrals"][:, a], v["dihedrals"][:, b], spec.basins) for k, v in named.items()}

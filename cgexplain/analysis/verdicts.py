@@ -14,20 +14,23 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["VERDICTS", "verdict", "frame_blocks", "jackknife", "matched_rows", "verdict_rows", "format_verdicts"]
+__all__ = ["VERDICTS", "UNDETERMINED", "verdict", "frame_blocks", "jackknife", "matched_rows", "verdict_rows", "format_verdicts"]
 
-#: the three verdicts of :func:`verdict`
+#: the three verdicts of :func:`verdict`, and the answer without an error estimate
 VERDICTS = ("improves on the prior", "no improvement", "worse than the prior")
+UNDETERMINED = "undetermined (no error estimate: too few CG blocks)"
 
 
 def verdict(d_model: float, se_model: float, d_prior: float, se_prior: float, z: float = 3.0) -> str:
     """Does the network improve on its prior for one observable? ``d_*``: distances of the
     model's and the prior-only ensemble from the reference (smaller is better), ``se_*`` their
-    standard errors (NaN counts as 0). "improves on the prior" when d_prior − d_model > z·σ,
+    standard errors (NaN: :data:`UNDETERMINED`). "improves on the prior" when d_prior − d_model > z·σ,
     "worse than the prior" when it is < −z·σ, else "no improvement" (σ = √(se_model² + se_prior²)).
     z = 3 (not 2): a table holds a dozen observables or more, and at z = 2 one of them would
     cross by chance about every third table."""
-    s = float(np.sqrt(np.nansum([se_model**2, se_prior**2])))
+    if not (np.isfinite(se_model) and np.isfinite(se_prior)):
+        return UNDETERMINED
+    s = float(np.sqrt(se_model**2 + se_prior**2))
     diff = float(d_prior) - float(d_model)
     if diff > z * s:
         return VERDICTS[0]
@@ -89,7 +92,8 @@ def verdict_rows(
 ) -> list[dict]:
     """The analyse stage's table: for every observable, the reference's own noise (``noise``), the
     model's and the prior-only control's distances from the reference with jackknife errors, and
-    the verdict (on the model's first frames matching the control's count, :func:`matched_rows`).
+    the verdict (on the model's first frames matching the control's count, :func:`matched_rows`,
+    reported as ``model_matched`` ± ``model_matched_se``).
 
     distance(ensemble, rows): distances {observable: value} of the frames ``rows`` of ensemble
     "model" or "prior". Returns [{name, reference_noise, model, model_se, prior, prior_se, verdict}];
@@ -103,7 +107,14 @@ def verdict_rows(
     for key in d_m:
         row = {"name": key, "reference_noise": noise.get(key), "model": d_m[key], "model_se": se_m[key]}
         if prior_lengths:
-            row.update(prior=d_p[key], prior_se=se_p[key], verdict=verdict(d_v[key], se_v[key], d_p[key], se_p[key]))
+            row.update(
+                prior=d_p[key],
+                prior_se=se_p[key],
+                # what the verdict compares: the model's frames matched to the control's count
+                model_matched=d_v[key],
+                model_matched_se=se_v[key],
+                verdict=verdict(d_v[key], se_v[key], d_p[key], se_p[key]),
+            )
         else:
             row.update(prior=None, prior_se=None, verdict="no prior-only control")
         rows.append(row)
@@ -116,6 +127,8 @@ def format_verdicts(rows: list[dict]) -> list[str]:
     lines = []
     for r in rows:
         prior = "prior n/a" if r.get("prior") is None else f"prior {r['prior']:.3f}±{r['prior_se']:.3f}"
+        if r.get("model_matched") is not None and r["model_matched"] != r["model"]:
+            prior += f" (model on as many frames {r['model_matched']:.3f}±{r['model_matched_se']:.3f})"
         noise = "n/a" if r.get("reference_noise") is None else f"{r['reference_noise']:.3f}"
         lines.append(f"{r['name']:<28s} model {r['model']:.3f}±{r['model_se']:.3f}  {prior}  noise {noise}  -> {r['verdict']}")
     return lines

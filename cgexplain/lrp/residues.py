@@ -433,10 +433,11 @@ def pair_table(pair_map: np.ndarray, segments=None, resnames=None, k: int = 5):
     return [row(m) for m in neg], [row(m) for m in pos]
 
 
-def format_pair_table(pair_map, segments=None, resnames=None, k: int = 5, digits: int = 3) -> str:
+def format_pair_table(pair_map, segments=None, resnames=None, k: int = 5, digits: int = 3, unit: str = "residue") -> str:
     """Markdown of :func:`pair_table`: two tables, most stabilising then most destabilising.
     ``pair_map`` may also be the (stabilising, destabilising) lists that :func:`pair_table`
-    returned."""
+    returned. ``unit``: what the map's rows are ("residue", or "bead" for a chain whose beads are
+    not residues); without ``segments`` there is no secondary-structure column."""
     if (
         isinstance(pair_map, (tuple, list))
         and len(pair_map) == 2
@@ -449,7 +450,7 @@ def format_pair_table(pair_map, segments=None, resnames=None, k: int = 5, digits
     rows = stab + destab
     has_names = any("resname_i" in r for r in rows) or (resnames is not None)
     has_el = any("element_i" in r for r in rows) or (segments is not None)
-    head = ["rank", "residue i", "residue j", "j − i"] + (["elements"] if has_el else []) + ["relevance (kcal/mol)"]
+    head = ["rank", f"{unit} i", f"{unit} j", "j − i"] + (["elements"] if has_el else []) + ["relevance (kcal/mol)"]
 
     def fmt(rank, r):
         a = f"{r.get('resname_i', '')}{r['i']}" if has_names else str(r["i"])

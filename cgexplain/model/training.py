@@ -39,7 +39,7 @@ from cgexplain.model.mace import complete_hparams
 from cgexplain.model.potential import build_model, save_model, training_record
 from cgexplain.settings import gt, one_of, settings_from_dict
 
-__all__ = ["TrainSettings", "ForceMatching", "train", "evaluate_forces", "merge_training_logs"]
+__all__ = ["TrainSettings", "ForceMatching", "held_in_frames", "train", "evaluate_forces", "merge_training_logs"]
 
 DATA_PATHS = ("cached", "schnetpack")
 
@@ -240,6 +240,20 @@ def _quiet_lightning():
         finally:
             for lg, lv in zip(loggers, levels):
                 lg.setLevel(lv)
+
+
+def held_in_frames(run_lengths: list[int], hold_out: str | None) -> np.ndarray | None:
+    """Indices of the frames training may use: all (None) without ``hold_out``; with
+    'second_half', the first half of every reference run (run lengths in frames, in order).
+    Raises ValueError for an unknown ``hold_out`` or no run lengths."""
+    if hold_out is None:
+        return None
+    if hold_out != "second_half":
+        raise ValueError(f"training.hold_out {hold_out!r}: use null or 'second_half'")
+    if not run_lengths:
+        raise ValueError("training.hold_out: the reference records no run lengths to split")
+    starts = np.concatenate([[0], np.cumsum(run_lengths)[:-1]])
+    return np.concatenate([np.arange(a, a + n // 2) for a, n in zip(starts, run_lengths)]).astype(np.int64)
 
 
 def train(

@@ -14,13 +14,18 @@ __all__ = ["plot_pair_map", "plot_pair_map_difference", "plot_triplet_projection
 _SS_COLOURS = {"E": "#d4a017", "H": "#8e44ad", "G": "#b07cc6", "I": "#b07cc6", "B": "#d4a017"}
 
 
-def _residue_axes(ax, n):
-    step = 5 if n <= 60 else 10
-    ticks = [1] + list(range(step, n + 1, step))
-    ax.set_xticks(ticks)
-    ax.set_yticks(ticks)
-    ax.set_xlabel("residue")
-    ax.set_ylabel("residue")
+def _residue_axes(ax, n, names=None, what: str = "residue"):
+    if names is not None:  # every bead, by name
+        ticks = list(range(1, n + 1))
+        ax.set_xticks(ticks, [f"{b}{k}" for k, b in zip(ticks, names)], rotation=90, fontsize=7)
+        ax.set_yticks(ticks, [f"{b}{k}" for k, b in zip(ticks, names)], fontsize=7)
+    else:
+        step = 5 if n <= 60 else 10
+        ticks = [1] + list(range(step, n + 1, step))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+    ax.set_xlabel(what)
+    ax.set_ylabel(what)
 
 
 def _ss_bars(ax, segments, axis="both", y0=1.01, h=0.035):
@@ -42,14 +47,14 @@ def _ss_bars(ax, segments, axis="both", y0=1.01, h=0.035):
             ax.add_patch(Rectangle((y0, a), h, b - a, transform=tr, color=c, clip_on=False))
 
 
-def _diverging(ax, M, title, label, fig):
+def _diverging(ax, M, title, label, fig, names=None, what: str = "residue"):
     n = M.shape[0]
     vmax = float(np.nanmax(np.abs(M))) if np.isfinite(M).any() and np.nanmax(np.abs(M)) > 0 else 1.0
     im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="upper", extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest")
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.08)
     cb.set_label(label)
     ax.set_title(title, pad=22)
-    _residue_axes(ax, n)
+    _residue_axes(ax, n, names, what)
     return im
 
 
@@ -61,12 +66,17 @@ def plot_pair_map(
     segments=None,
     contact_label: str | None = None,
     contact_cmap: str = "Greys",
+    names: list[str] | None = None,
+    contact_title: str = "Native contact map",
+    value_label: str = "relevance (kcal/mol)",
 ):
     """Residue-pair relevance map (diverging, centred at 0, kcal/mol; blue = stabilising, red =
     destabilising) beside the native contact map (an (n, n) array: binary contacts or a
     distance/probability map, drawn with ``contact_cmap``). Residues are numbered 1..n; with
-    ``segments`` secondary-structure bars are drawn along the edges. Saves to ``path`` if given;
-    returns the figure."""
+    ``segments`` secondary-structure bars are drawn along the edges. ``names`` (n,): a chain whose
+    beads are not residues, every bead labelled by name and number, axes called "bead";
+    ``contact_title`` titles the right panel (e.g. "CG bonds"); ``value_label`` the colour bar.
+    Saves to ``path`` if given; returns the figure."""
 
     plt = pyplot()
     P = np.asarray(pair_map, float)
@@ -75,7 +85,8 @@ def plot_pair_map(
     if C.shape != P.shape:
         raise ValueError(f"contact_map shape {C.shape} differs from pair_map shape {P.shape}")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 4.8))
-    _diverging(a1, P, title, "relevance (kcal/mol)", fig)
+    what = "residue" if names is None else "bead"
+    _diverging(a1, P, title, value_label, fig, names, what)
     _ss_bars(a1, segments)
     binary = np.isin(C[np.isfinite(C)], (0.0, 1.0)).all()
     im = a2.imshow(
@@ -91,8 +102,8 @@ def plot_pair_map(
     cb.set_label(contact_label or ("native contact" if binary else "contact map"))
     if binary:
         cb.set_ticks([0, 1])
-    a2.set_title("Native contact map", pad=22)
-    _residue_axes(a2, n)
+    a2.set_title(contact_title, pad=22)
+    _residue_axes(a2, n, names, what)
     _ss_bars(a2, segments)
     fig.tight_layout()
     if path:

@@ -219,10 +219,15 @@ def run_protein_reference(settings: ProteinReferenceSettings, out_dir: str | Pat
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: a fresh interpreter per worker (no forked OpenMM or torch state)
-        with ProcessPoolExecutor(min(s.processes, len(kinds)), mp_context=mp.get_context("spawn")) as pool:
-            jobs = [pool.submit(_production_run, s, out, r, kind, False) for r, kind in enumerate(kinds)]
+        # one OpenMM thread per process unless set: the processes share the cores
+        sp = dataclasses.replace(s, threads=s.threads or 1)
+        pool = ProcessPoolExecutor(min(s.processes, len(kinds)), mp_context=mp.get_context("spawn"))
+        try:
+            jobs = [pool.submit(_production_run, sp, out, r, kind, False) for r, kind in enumerate(kinds)]
             for j in tqdm(as_completed(jobs), total=len(jobs), desc=f"reference production (runs, {s.processes} processes)", disable=not progress):
-                j.result()
+                j.result()  # the first failure is raised here; the runs not started are cancelled
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for r, kind in enumerate(kinds):
             _production_run(s, out, r, kind, progress)

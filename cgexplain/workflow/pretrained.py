@@ -98,6 +98,8 @@ def export_pretrained(run_dir, dest, note: str = "") -> dict:
     run, dest = RunFolder(run_dir), Path(dest)
     files = _files(run)
     merged_log = not files["training_log.csv"].exists()
+    # figures are shipped when drawn (a chain with fewer than two dihedrals has no map)
+    files = {k: p for k, p in files.items() if not (k.endswith(".png") and not p.exists())}
     missing = [p for p in [run.summary_json, *files.values()] if not p.exists() and not (merged_log and p == files["training_log.csv"])]
     if missing:
         raise FileNotFoundError(f"{missing[0]} missing; finish the run first (cgexplain run ...)")

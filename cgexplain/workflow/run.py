@@ -42,6 +42,9 @@ LATER_KEYS: dict[str, dict] = {
     "model": {"correlation": 2, "n_types": None, "avg_num_neighbors": None},
     "training": {"amsgrad": False, "hold_out": None},
     "simulation": {"prior_replicas": None},
+    "mapping": {"beads": None},
+    # how the reference runs, not what it holds (kept in the hash when set, as when it was introduced)
+    "reference": {"processes": 1},
 }
 
 #: the stages in order

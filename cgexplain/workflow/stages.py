@@ -27,10 +27,10 @@ from cgexplain.diagnostics import (
 from cgexplain.distributed import is_main_process, wait_for
 from cgexplain.fileio import read_json, write_json
 from cgexplain.mapping.maps import MappedTrajectory, MappingError
-from cgexplain.md.langevin import SimSettings, run_simulation
+from cgexplain.md.langevin import SimSettings, SimulationError, run_simulation
 from cgexplain.model.potential import DEFAULT_HPARAMS, load_model, prior_only_model
 from cgexplain.model.priors import prior_forces
-from cgexplain.model.training import TrainSettings, train
+from cgexplain.model.training import TrainSettings, held_in_frames, train
 from cgexplain.workflow.kinds import kind_for
 from cgexplain.workflow.run import STAGES as STAGE_NAMES
 from cgexplain.workflow.run import RunFolder
@@ -143,20 +143,6 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     return res
 
 
-def held_in_frames(run_lengths: list[int], hold_out: str | None) -> np.ndarray | None:
-    """Indices of the frames training may use: all (None) without ``hold_out``; with
-    'second_half', the first half of every reference run (run lengths in frames, in order).
-    Raises ValueError for an unknown ``hold_out`` or no run lengths."""
-    if hold_out is None:
-        return None
-    if hold_out != "second_half":
-        raise ValueError(f"training.hold_out {hold_out!r}: use null or 'second_half'")
-    if not run_lengths:
-        raise ValueError("training.hold_out: the reference records no run lengths to split")
-    starts = np.concatenate([[0], np.cumsum(run_lengths)[:-1]])
-    return np.concatenate([np.arange(a, a + n // 2) for a, n in zip(starts, run_lengths)]).astype(np.int64)
-
-
 def _prior_only_error(run: RunFolder, priors: dict) -> dict:
     """The force error of the prior alone against the mapped forces of the validation frames,
     beside the model's (:func:`cgexplain.diagnostics.prior_force_error`): what the network adds."""
@@ -223,18 +209,26 @@ def _prior_only_simulation(model, meta: dict, run: RunFolder, traj, ks: list[int
         return read_json(run.prior_simulation_json)
     sp = dataclasses.replace(s, n_replicas=n, start_frames=None)
     k = list(ks)[:n]
-    return run_simulation(
-        prior_only_model(model),
-        meta,
-        run.cg_topology,
-        traj.positions[k],
-        traj.bead_types,
-        traj.bead_masses,
-        traj.cells[k],
-        sp,
-        run.prior_simulation,
-        progress=progress,
-    )
+    failed = run.prior_simulation / "failed.json"
+    failed.unlink(missing_ok=True)
+    try:
+        return run_simulation(
+            prior_only_model(model),
+            meta,
+            run.cg_topology,
+            traj.positions[k],
+            traj.bead_types,
+            traj.bead_masses,
+            traj.cells[k],
+            sp,
+            run.prior_simulation,
+            progress=progress,
+        )
+    except SimulationError as e:  # the prior alone may be unstable where the model is not: recorded, reported by the analysis
+        print(f"cgexplain: warning: the prior-only control stopped: {e}")
+        run.prior_simulation.mkdir(parents=True, exist_ok=True)
+        write_json(failed, {"error": str(e)})
+        return {"failed": str(e)}
 
 
 def _timestep_check(meta: dict, traj, timestep: float | None) -> dict | None:
@@ -270,7 +264,10 @@ def stage_analyse(cfg: dict, run: RunFolder | str | Path, progress: bool = True)
     run = _run(run)
     run.prepare(cfg, "analyse")
     if run.is_done("analyse"):
-        return read_json(run.done_file("analyse"))
+        done = read_json(run.done_file("analyse"))
+        # an analysis written before the prior-only control existed is redone once the control has run
+        if not (run.prior_simulation_json.exists() and "observables" not in done):
+            return done
     return kind_for(cfg).analyse(cfg, run, progress)
 
 

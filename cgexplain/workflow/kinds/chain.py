@@ -30,12 +30,13 @@ from cgexplain.lrp.settings import ChainLrpSection
 from cgexplain.mapping.maps import MappedTrajectory
 from cgexplain.model.potential import load_model
 from cgexplain.model.priors import fit_priors
+from cgexplain.model.training import held_in_frames
 from cgexplain.plots.chain import plot_chain_distributions, plot_dihedral_maps
 from cgexplain.plots.core import pyplot
 from cgexplain.plots.residues import plot_pair_map
 from cgexplain.reference.protein import ProteinReferenceSettings, run_protein_reference
 from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind
-from cgexplain.workflow.kinds.protein import protein_priors
+from cgexplain.workflow.kinds.protein import control_status, protein_priors
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["ChainKind", "chain_analyse", "chain_explain"]
@@ -67,6 +68,14 @@ class ChainKind(Kind):
 
     def priors(self, cfg: dict, run: RunFolder) -> dict | None:
         return protein_priors(cfg, run)
+
+    def start_frames(self, cfg: dict, run: RunFolder, n_replicas: int, start_frame: int, n_frames: int) -> list[int]:
+        """Spread evenly over the frames training may use (``training.hold_out`` keeps the CG
+        replicas from starting in the frames they are compared with)."""
+        keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], cfg["training"].get("hold_out"))
+        if keep is None or len(keep) == 0:
+            return super().start_frames(cfg, run, n_replicas, start_frame, n_frames)
+        return keep[np.linspace(0, len(keep) - 1, n_replicas).round().astype(int)].tolist()
 
     def analyse(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         return chain_analyse(cfg, run)
@@ -113,7 +122,8 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
     cg_pos, _, cg_lengths = run.cg_frames()
     model = coords(cg_pos)
     prior = prior_lengths = None
-    if run.prior_simulation_json.exists():
+    control = control_status(cfg, run)
+    if control == "simulated":
         p_pos, _, prior_lengths = run.cg_frames(run.prior_simulation)
         prior = coords(p_pos)
     table = compare_chain(ref, halves, target, model, list(cg_lengths), prior, list(prior_lengths) if prior_lengths else None, spec)
@@ -132,7 +142,7 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
         "compared_with": "the held-out second half of every reference run" if held_out else "every reference frame",
         "noise_is": "the same distance between the first and the second half of every reference run",
         "distance": "Jensen–Shannon distance (base 2) of histograms; |Δp| for basin populations",
-        "prior_only_control": "simulated" if prior is not None else "not simulated (the model has no prior, or simulation.prior_replicas is 0)",
+        "prior_only_control": control,
         "bead_names": names,
         "labels": ref["labels"],
         "temperature_K": T,
@@ -188,7 +198,7 @@ def chain_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
             frame_ids=pick,
             progress=progress,
             resnames=names,
-            segments=[],
+            segments=None,
             workers=int(lc["workers"]),
             backend=lc["backend"],
             device=lc["device"],
@@ -201,12 +211,14 @@ def chain_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         maps["pair_map"],
         bonded,
         run.figures / "bead_pair_relevance.png",
-        segments=[],
         title=f"{cfg['name']}: bead pairs, {what}",
-        contact_label="CG bonds",
+        contact_label="bonded",
+        names=names,
+        contact_title="CG bonds",
+        value_label="energy (kcal/mol)" if mace else "relevance (kcal/mol)",
     )
     pyplot().close(fig)
-    stab, destab = pair_table(maps["pair_map"], segments=[], resnames=names, k=5)
+    stab, destab = pair_table(maps["pair_map"], segments=None, resnames=names, k=5)
     out = {
         "method": what,
         "n_frames": int(len(pick)),
@@ -216,7 +228,7 @@ def chain_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
         "body_sum_mean_kcal_mol": {str(k): float(v) for k, v in maps["body_sum_mean"].items()},
         "most_stabilising_pairs": stab,
         "most_destabilising_pairs": destab,
-        "pair_table_markdown": format_pair_table(maps["pair_map"], segments=[], resnames=names, k=5),
+        "pair_table_markdown": format_pair_table(maps["pair_map"], segments=None, resnames=names, k=5, unit="bead"),
         "top_stabilising_triplets": [[names[int(x)] + str(int(x) + 1) for x in t] for t in maps["top_stabilising"]],
         "top_stabilising_triplets_kcal_mol": [float(x) for x in maps["top_stabilising_relevance"]],
         "top_destabilising_triplets": [[names[int(x)] + str(int(x) + 1) for x in t] for t in maps["top_destabilising"]],

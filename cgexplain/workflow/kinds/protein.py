@@ -51,6 +51,7 @@ from cgexplain.mapping.maps import MappedTrajectory, MappingError, mapping_from_
 from cgexplain.md.langevin import SimSettings, run_simulation
 from cgexplain.model.potential import load_model
 from cgexplain.model.priors import fit_priors, prior_forces
+from cgexplain.model.training import held_in_frames
 from cgexplain.plots.priors import plot_priors
 from cgexplain.plots.protein_run import (
     plot_mutant_distributions,
@@ -287,7 +288,8 @@ def _analyse_ensembles(cfg: dict, run: RunFolder) -> _ProteinEnsembles:
     if run.prior_simulation_json.exists():
         p_pos, _, prior_lengths = run.cg_frames(run.prior_simulation)
         obs_prior = protein_observables(p_pos, native, pairs, r0, masses)
-    table = protein_verdicts(obs_ref, run_halves(runs), obs_cg, list(cg_lengths), obs_prior, prior_lengths, thr)
+    held_out = cfg["training"].get("hold_out") == "second_half"
+    table = protein_verdicts(obs_ref, run_halves(runs), obs_cg, list(cg_lengths), obs_prior, prior_lengths, thr, held_out, control_status(cfg, run))
     summary = {
         **compare_protein(obs_ref, obs_cg, rmsd_threshold=thr),
         **table,
@@ -306,11 +308,23 @@ def _analyse_ensembles(cfg: dict, run: RunFolder) -> _ProteinEnsembles:
     return _ProteinEnsembles(obs_ref, obs_cg, native, pairs, r0, p_ref, p_cg, fes_ref, fes_cg, summary, obs_prior)
 
 
-def protein_verdicts(obs_ref: dict, halves, obs_cg: dict, cg_lengths: list[int], obs_prior: dict | None, prior_lengths, thr: float) -> dict:
+def protein_verdicts(
+    obs_ref: dict,
+    halves: tuple[np.ndarray, np.ndarray],
+    obs_cg: dict,
+    cg_lengths: list[int],
+    obs_prior: dict | None,
+    prior_lengths: list[int] | None,
+    thr: float,
+    held_out: bool = False,
+    control: str = "simulated",
+) -> dict:
     """The JS distances of :func:`~cgexplain.analysis.protein.compare_protein` (RMSD, Q, Rg, bonds,
-    angles, dihedrals) of the model and of the prior-only control from the reference, each beside
-    the reference's own noise (its first against its second halves of every run) and with the
-    verdict (:func:`cgexplain.analysis.verdicts.verdict_rows`). Returns the analysis.json entries."""
+    angles, dihedrals) of the model and of the prior-only control from the reference (its second
+    halves ``halves[1]`` with ``held_out``, else every frame), each beside the reference's own noise
+    (its first against its second halves of every run) and with the verdict
+    (:func:`cgexplain.analysis.verdicts.verdict_rows`). ``control``: what became of the prior-only
+    control (:func:`control_status`). Returns the analysis.json entries."""
     a, b = halves
 
     def take(o: dict, rows) -> dict:
@@ -321,25 +335,42 @@ def protein_verdicts(obs_ref: dict, halves, obs_cg: dict, cg_lengths: list[int],
 
     noise = js(compare_protein(take(obs_ref, a), take(obs_ref, b), rmsd_threshold=thr))
     ens = {"model": obs_cg, **({"prior": obs_prior} if obs_prior is not None else {})}
+    target = take(obs_ref, b) if held_out else obs_ref
     rows = verdict_rows(
-        lambda w, r: js(compare_protein(obs_ref, take(ens[w], r), rmsd_threshold=thr)),
+        lambda w, r: js(compare_protein(target, take(ens[w], r), rmsd_threshold=thr)),
         noise,
         cg_lengths,
-        list(prior_lengths) if obs_prior is not None else None,
+        list(prior_lengths or []) if obs_prior is not None else None,
     )
     return {
         "observables": rows,
         "verdicts": {r["name"]: r["verdict"] for r in rows},
-        "compared_with": "every reference frame",
+        "compared_with": "the held-out second half of every reference run" if held_out else "every reference frame",
         "distance": "Jensen–Shannon distance (base 2) of histograms",
         "noise_is": "the same distance between the first and the second half of every reference run",
         "n_frames": {
-            "compared_with": int(len(obs_ref["rmsd"])),
+            "compared_with": int(len(b) if held_out else len(obs_ref["rmsd"])),
             "model": int(sum(cg_lengths)),
-            "prior_only": int(sum(prior_lengths)) if obs_prior is not None else 0,
+            "prior_only": int(sum(prior_lengths or [])) if obs_prior is not None else 0,
         },
-        "prior_only_control": "simulated" if obs_prior is not None else "not simulated (simulation.prior_replicas is 0)",
+        "prior_only_control": control,
     }
+
+
+def control_status(cfg: dict, run: RunFolder) -> str:
+    """What became of the prior-only control of a model with priors: "simulated", "failed: ..."
+    (the simulate stage recorded its error), or "not simulated (simulation.prior_replicas is 0)".
+    Raises FileNotFoundError when it should exist but has not finished (rerun the simulate stage)."""
+    if run.prior_simulation_json.exists():
+        return "simulated"
+    if not run.priors_json.exists():
+        return "skipped: the model has no prior"
+    failed = run.prior_simulation / "failed.json"
+    if failed.exists():
+        return f"failed: {read_json(failed).get('error', '?')}"
+    if cfg["simulation"].get("prior_replicas") == 0:
+        return "not simulated (simulation.prior_replicas is 0)"
+    raise FileNotFoundError(f"{run.prior_simulation}: the prior-only control has not finished; rerun the simulate stage (cgexplain simulate)")
 
 
 def _write_analysis(run: RunFolder, e: _ProteinEnsembles) -> dict:
@@ -365,7 +396,8 @@ def _write_analysis(run: RunFolder, e: _ProteinEnsembles) -> dict:
 
 
 def protein_priors(cfg: dict, run: RunFolder) -> dict:
-    """Fit the priors (bonds, angles, dihedrals, repulsion) to the mapped reference by Boltzmann
+    """Fit the priors (bonds, angles, dihedrals, repulsion) to the mapped reference (the frames
+    training may use: without the held-out halves of ``training.hold_out``) by Boltzmann
     inversion at the reference temperature; write ``model_dir/priors.json`` (parameters and the
     mean |force| of the mapped reference before and after subtracting the prior force, kcal/mol/Å)
     and the figure ``priors.png``. Returns the prior parameters (reused when priors.json exists)."""
@@ -376,7 +408,9 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     T = pc.pop("temperature", None)
     T = float(cfg["reference"]["temperature"] if T is None else T)
     ref = MappedTrajectory.load(run.mapped)
-    pos = ref.positions.astype(np.float64)
+    # the frames training may use (training.hold_out): the held-out ones stay unseen by the priors too
+    keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], cfg["training"].get("hold_out"))
+    pos = ref.positions.astype(np.float64) if keep is None else ref.positions[keep].astype(np.float64)
     if pc.get("bonds") is None:  # the CG bond graph of the mapping: several chains, chain breaks
         bonds = read_json(run.mapping_json).get("cg_bonds") if run.mapping_json.exists() else None
         n = pos.shape[1]
@@ -385,7 +419,7 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     params = fit_priors(pos, T, **pc)
     sub = _spread(len(pos), min(len(pos), 500))
     fp = prior_forces(params, pos[sub])
-    f = ref.forces[sub].astype(np.float64)
+    f = (ref.forces if keep is None else ref.forces[keep])[sub].astype(np.float64)
     plot_priors(params, pos, T, run.figures / "priors.png")
     write_json(
         path,
