@@ -134,7 +134,7 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     if priors is not None:
         hp["priors"] = priors
     data = run.mapped if settings.data_path == "cached" else run.dataset
-    frames = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], settings.hold_out)
+    frames = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], settings.hold_out) if settings.hold_out else None
     res = train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress, frames=frames)
     if priors is not None and "prior_only" not in res:
         res["prior_only"] = _prior_only_error(run, priors)

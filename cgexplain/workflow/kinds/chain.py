@@ -72,7 +72,8 @@ class ChainKind(Kind):
     def start_frames(self, cfg: dict, run: RunFolder, n_replicas: int, start_frame: int, n_frames: int) -> list[int]:
         """Spread evenly over the frames training may use (``training.hold_out`` keeps the CG
         replicas from starting in the frames they are compared with)."""
-        keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], cfg["training"].get("hold_out"))
+        hold_out = cfg["training"].get("hold_out")
+        keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], hold_out) if hold_out else None
         if keep is None or len(keep) == 0:
             return super().start_frames(cfg, run, n_replicas, start_frame, n_frames)
         return keep[np.linspace(0, len(keep) - 1, n_replicas).round().astype(int)].tolist()

@@ -409,7 +409,8 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     T = float(cfg["reference"]["temperature"] if T is None else T)
     ref = MappedTrajectory.load(run.mapped)
     # the frames training may use (training.hold_out): the held-out ones stay unseen by the priors too
-    keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], cfg["training"].get("hold_out"))
+    hold_out = cfg["training"].get("hold_out")
+    keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], hold_out) if hold_out else None
     pos = ref.positions.astype(np.float64) if keep is None else ref.positions[keep].astype(np.float64)
     if pc.get("bonds") is None:  # the CG bond graph of the mapping: several chains, chain breaks
         bonds = read_json(run.mapping_json).get("cg_bonds") if run.mapping_json.exists() else None
