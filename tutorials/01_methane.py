@@ -30,8 +30,7 @@
 
 # %%
 import os, json, warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets needed
+warnings.filterwarnings("ignore", message="IProgress not found")   # no ipywidgets needed
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 from pathlib import Path
 import numpy as np
@@ -73,10 +72,8 @@ print(run.root.resolve())
 ref = stages.stage_reference(cfg, run, progress=False)
 print(f"{ref['n_frames']} frames of {ref['n_atoms']} atoms, density {ref['production_density_g_cm3']:.4f} g/cm³")
 c = ref["check"]
-print(
-    f"C–C RDF: first peak {c['first_peak_A']:.2f} Å (height {c['first_peak_height']:.2f}); "
-    f"RMS difference from the publication's curve {c['rms_vs_digitized']:.3f} (must be ≤ {c['max_rms']}): {'pass' if c['passed'] else 'FAIL'}"
-)
+print(f"C–C RDF: first peak {c['first_peak_A']:.2f} Å (height {c['first_peak_height']:.2f}); "
+      f"RMS difference from the publication's curve {c['rms_vs_digitized']:.3f} (must be ≤ {c['max_rms']}): {'pass' if c['passed'] else 'FAIL'}")
 display(Image(figs / "reference_rdf.png"))
 
 # %% [markdown]
@@ -92,12 +89,7 @@ from cgexplain.mapping.maps import load_universe, make_mapping, MappedTrajectory
 u = load_universe(run.reference_topology, run.reference_trajectory)
 m = make_mapping(u, by="residue", method="com", bead_names="CH4")
 print(f"{m.n_atoms} atoms -> {m.n_beads} beads; bead mass {m.bead_masses[0]:.3f} amu")
-print(
-    "position map rows sum to 1:",
-    np.allclose(m.position_map.sum(1), 1),
-    "| force map D·Cᵀ = 1:",
-    np.allclose((m.force_map @ m.position_map.T).toarray(), np.eye(m.n_beads)),
-)
+print("position map rows sum to 1:", np.allclose(m.position_map.sum(1), 1), "| force map D·Cᵀ = 1:", np.allclose((m.force_map @ m.position_map.T).toarray(), np.eye(m.n_beads)))
 mp = stages.stage_map(cfg, run, progress=False)
 traj = MappedTrajectory.load(run.mapped)
 print(f"mapped: {traj.positions.shape[0]} frames, mean |F| per bead {mp['mean_abs_force_kcal_mol_A']:.2f} kcal/mol/Å")
@@ -113,10 +105,8 @@ print(f"mapped: {traj.positions.shape[0]} frames, mean |F| per bead {mp['mean_ab
 # %%
 tr = stages.stage_train(cfg, run, progress=False)
 v = tr["validation"]
-print(
-    f"validation force MAE {v['force_mae']:.2f}, RMSE {v['force_rmse']:.2f} kcal/mol/Å "
-    f"(mean |F| {mp['mean_abs_force_kcal_mol_A']:.2f}); {tr['n_train_frames']} training frames"
-)
+print(f"validation force MAE {v['force_mae']:.2f}, RMSE {v['force_rmse']:.2f} kcal/mol/Å "
+      f"(mean |F| {mp['mean_abs_force_kcal_mol_A']:.2f}); {tr['n_train_frames']} training frames")
 
 # %% [markdown]
 # ## 4. CG simulation
@@ -137,9 +127,7 @@ print(f"{sim['n_frames']} frames; mean kinetic temperature {sim['mean_kinetic_te
 
 # %%
 an = stages.stage_analyse(cfg, run, progress=False)
-print(
-    f"RDF max|Δg| {an['rdf_max_abs_diff']:.3f}; first peak reference {an['rdf_first_peak_reference_A']:.2f} Å, CG {an['rdf_first_peak_cg_A']:.2f} Å"
-)
+print(f"RDF max|Δg| {an['rdf_max_abs_diff']:.3f}; first peak reference {an['rdf_first_peak_reference_A']:.2f} Å, CG {an['rdf_first_peak_cg_A']:.2f} Å")
 print(f"ADF Jensen–Shannon distance {an['adf_js_distance']:.3f}; mean q reference {an['q_mean_reference']:.3f}, CG {an['q_mean_cg']:.3f}")
 for f in ("rdf.png", "adf.png", "q.png"):
     display(Image(figs / f))
@@ -161,7 +149,7 @@ from cgexplain.lrp import walk_relevance, nbody_sums
 model, meta = load_model(run.model)
 atoms = to_atoms(traj.positions[-1], traj.bead_types, traj.cells[-1])
 t0 = time.perf_counter()
-res = walk_relevance(model, atoms)  # gamma = 0.1 with the bias rule (publication)
+res = walk_relevance(model, atoms)            # gamma = 0.1 with the bias rule (publication)
 print(f"{len(res['walks']):,} walks in {time.perf_counter() - t0:.2f} s")
 for k, (s, n) in nbody_sums(res["walks"], res["relevance"]).items():
     print(f"  {k}-body: {n:>9,} walks, relevance {s:9.3f} kcal/mol")
@@ -192,21 +180,13 @@ display(Image(figs / "relevance_3body.png"))
 # %%
 b = lrp["relevance_budget_kcal_mol_mean"]
 print("relevance budget, mean over the explained frames (kcal/mol)")
-for key, label in (
-    ("E_model", "model energy E_model"),
-    ("E_modified", "modified-pass energy E_modified"),
-    ("sum_walks", "Σ walks = Σ h0·∂E/∂h0"),
-    ("taken_by_rule_E_model_minus_E_modified", "taken by the γ rule"),
-    ("taken_by_biases_E_modified_minus_sum_walks", "taken by the biases"),
-):
+for key, label in (("E_model", "model energy E_model"), ("E_modified", "modified-pass energy E_modified"), ("sum_walks", "Σ walks = Σ h0·∂E/∂h0"),
+                   ("taken_by_rule_E_model_minus_E_modified", "taken by the γ rule"), ("taken_by_biases_E_modified_minus_sum_walks", "taken by the biases")):
     print(f"  {label:<34} {b[key]:10.3f}")
 if lrp.get("abs_share_by_body_order_ge2"):
     print("s_k (share of Σ|R|, walks of >= 2 beads):", {k: f"{100 * v:.1f} %" for k, v in lrp["abs_share_by_body_order_ge2"].items()})
     print("σ_k (signed share):                      ", {k: f"{100 * v:+.1f} %" for k, v in lrp["signed_share_by_body_order_ge2"].items()})
-print(
-    "frame-to-frame s.d. of the body-order sums (kcal/mol):",
-    {k: round(v, 3) for k, v in lrp["relevance_by_body_order_std_over_frames_kcal_mol"].items()},
-)
+print("frame-to-frame s.d. of the body-order sums (kcal/mol):", {k: round(v, 3) for k, v in lrp["relevance_by_body_order_std_over_frames_kcal_mol"].items()})
 
 # %% [markdown]
 # With the small CI settings these curves are noisy and the model is short-trained. The next section loads the
@@ -229,19 +209,17 @@ from cgexplain.workflow.pretrained import load_pretrained
 
 pre_model, pre_meta, pre = load_pretrained("../systems/methane/pretrained")
 hp, v, a, prov = pre_meta["hparams"], pre["training"]["validation"], pre["analysis"], pre["provenance"]
-print(
-    f"PaiNN F={hp['n_atom_basis']}, {hp['n_interactions']} layers, cutoff {hp['cutoff']} Å; "
-    f"{pre['training']['n_train_frames']} training frames; validation force MAE {v['force_mae']:.2f}, "
-    f"RMSE {v['force_rmse']:.2f} kcal/mol/Å"
-)
-print(f"made {prov['exported']} on {prov['machine']['cpus']} CPU cores; wall time (s):", {k: round(t) for k, t in prov["wall_time_s"].items()})
-print(
-    f"its CG simulation: RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak {a['rdf_first_peak_cg_A']:.3f} Å "
-    f"(reference {a['rdf_first_peak_reference_A']:.3f} Å); ADF JS distance {a['adf_js_distance']:.3f}; "
-    f"mean q {a['q_mean_cg']:.3f} (reference {a['q_mean_reference']:.3f})"
-)
+print(f"PaiNN F={hp['n_atom_basis']}, {hp['n_interactions']} layers, cutoff {hp['cutoff']} Å; "
+      f"{pre['training']['n_train_frames']} training frames; validation force MAE {v['force_mae']:.2f}, "
+      f"RMSE {v['force_rmse']:.2f} kcal/mol/Å")
+print(f"made {prov['exported']} on {prov['machine']['cpus']} CPU cores; wall time (s):",
+      {k: round(t) for k, t in prov["wall_time_s"].items()})
+print(f"its CG simulation: RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak {a['rdf_first_peak_cg_A']:.3f} Å "
+      f"(reference {a['rdf_first_peak_reference_A']:.3f} Å); ADF JS distance {a['adf_js_distance']:.3f}; "
+      f"mean q {a['q_mean_cg']:.3f} (reference {a['q_mean_reference']:.3f})")
 body = pre["lrp"]["relevance_by_body_order_kcal_mol_mean"]
-print(f"relevance by body order, mean over {pre['lrp']['n_frames']} frames (kcal/mol):", {k: round(x, 3) for k, x in body.items()})
+print(f"relevance by body order, mean over {pre['lrp']['n_frames']} frames (kcal/mol):",
+      {k: round(x, 3) for k, x in body.items()})
 f2, f3 = plot_pretrained_relevance(pre, "methane, pretrained")
 
 # %% [markdown]
@@ -258,7 +236,7 @@ from cgexplain.mapping.maps import MappedTrajectory, to_atoms
 from cgexplain.model.potential import load_model
 
 ref_cg = MappedTrajectory.load(run.mapped)
-frame = to_atoms(ref_cg.positions[-1], ref_cg.bead_types, ref_cg.cells[-1])  # last mapped reference frame
+frame = to_atoms(ref_cg.positions[-1], ref_cg.bead_types, ref_cg.cells[-1])   # last mapped reference frame
 res_q = walk_relevance(load_model(run.model)[0], frame)
 res_pre = walk_relevance(pre_model, frame)
 q_sums, p_sums = nbody_sums(res_q["walks"], res_q["relevance"]), nbody_sums(res_pre["walks"], res_pre["relevance"])

@@ -25,8 +25,7 @@
 
 # %%
 import os, json, warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets needed
+warnings.filterwarnings("ignore", message="IProgress not found")   # no ipywidgets needed
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 from pathlib import Path
 import numpy as np
@@ -62,9 +61,7 @@ print(run.root.resolve())
 # %%
 ref = stages.stage_reference(cfg, run, progress=False)
 c = ref["check"]
-print(
-    f"NPT density {ref['npt_mean_density_g_cm3']:.3f} g/cm³; O–O first peak {c['first_peak_A']:.2f} Å, height {c['first_peak_height']:.2f}: {'pass' if c['passed'] else 'FAIL'}"
-)
+print(f"NPT density {ref['npt_mean_density_g_cm3']:.3f} g/cm³; O–O first peak {c['first_peak_A']:.2f} Å, height {c['first_peak_height']:.2f}: {'pass' if c['passed'] else 'FAIL'}")
 display(Image(figs / "reference_rdf.png"))
 
 # %% [markdown]
@@ -74,10 +71,8 @@ display(Image(figs / "reference_rdf.png"))
 mp = stages.stage_map(cfg, run, progress=False)
 tr = stages.stage_train(cfg, run, progress=False)
 sim = stages.stage_simulate(cfg, run, progress=False)
-print(
-    f"{mp['n_beads']} beads, {mp['n_frames']} frames; validation force MAE {tr['validation']['force_mae']:.2f} kcal/mol/Å; "
-    f"CG simulation {sim['n_frames']} frames at {sim['mean_kinetic_temperature_K']:.0f} K"
-)
+print(f"{mp['n_beads']} beads, {mp['n_frames']} frames; validation force MAE {tr['validation']['force_mae']:.2f} kcal/mol/Å; "
+      f"CG simulation {sim['n_frames']} frames at {sim['mean_kinetic_temperature_K']:.0f} K")
 
 # %% [markdown]
 # ## 5. Structure
@@ -87,9 +82,7 @@ print(
 
 # %%
 an = stages.stage_analyse(cfg, run, progress=False)
-print(
-    f"RDF max|Δg| {an['rdf_max_abs_diff']:.3f}; first peak reference {an['rdf_first_peak_reference_A']:.2f} Å, CG {an['rdf_first_peak_cg_A']:.2f} Å"
-)
+print(f"RDF max|Δg| {an['rdf_max_abs_diff']:.3f}; first peak reference {an['rdf_first_peak_reference_A']:.2f} Å, CG {an['rdf_first_peak_cg_A']:.2f} Å")
 print(f"ADF JS distance {an['adf_js_distance']:.3f}; mean q reference {an['q_mean_reference']:.3f}, CG {an['q_mean_cg']:.3f}")
 for f in ("rdf.png", "adf.png", "q.png"):
     display(Image(figs / f))
@@ -104,24 +97,17 @@ for f in ("rdf.png", "adf.png", "q.png"):
 # %%
 from cgexplain.lrp.explain import explain_trajectory
 
-s = explain_trajectory(run.model, run.mapped, run.root / "lrp-reference-frames", frames="0:-1:100", shell=3.3, r_edges=(2.0, 6.0, 40), progress=False)
+s = explain_trajectory(run.model, run.mapped, run.root / "lrp-reference-frames", frames="0:-1:100",
+                       shell=3.3, r_edges=(2.0, 6.0, 40), progress=False)
 print(f"{s['n_frames']} frames, {s['walks_per_frame_mean']:,.0f} walks per frame, {s['seconds_per_frame_mean']:.2f} s per frame")
 for k, v in s["relevance_by_body_order_kcal_mol_mean"].items():
-    print(
-        f"  {k}-body walks: {v:9.3f} kcal/mol (signed sum, mean over frames; s.d. over frames {s['relevance_by_body_order_std_over_frames_kcal_mol'][k]:.3f})"
-    )
+    print(f"  {k}-body walks: {v:9.3f} kcal/mol (signed sum, mean over frames; s.d. over frames {s['relevance_by_body_order_std_over_frames_kcal_mol'][k]:.3f})")
 b = s["relevance_budget_kcal_mol_mean"]
-print(
-    f"budget (kcal/mol): E_model {b['E_model']:.2f}, E_modified {b['E_modified']:.2f}, Σ walks {b['sum_walks']:.2f}; "
-    f"taken by the γ rule {b['taken_by_rule_E_model_minus_E_modified']:.2f}, by the biases {b['taken_by_biases_E_modified_minus_sum_walks']:.2f}"
-)
+print(f"budget (kcal/mol): E_model {b['E_model']:.2f}, E_modified {b['E_modified']:.2f}, Σ walks {b['sum_walks']:.2f}; "
+      f"taken by the γ rule {b['taken_by_rule_E_model_minus_E_modified']:.2f}, by the biases {b['taken_by_biases_E_modified_minus_sum_walks']:.2f}")
 if s.get("abs_share_by_body_order_ge2"):
-    print(
-        "s_k, share of Σ|R| over walks of >= 2 beads:",
-        {k: f"{100 * v:.1f} %" for k, v in s["abs_share_by_body_order_ge2"].items()},
-        "| signed σ_k:",
-        {k: f"{100 * v:+.1f} %" for k, v in s["signed_share_by_body_order_ge2"].items()},
-    )
+    print("s_k, share of Σ|R| over walks of >= 2 beads:", {k: f"{100 * v:.1f} %" for k, v in s["abs_share_by_body_order_ge2"].items()},
+          "| signed σ_k:", {k: f"{100 * v:+.1f} %" for k, v in s["signed_share_by_body_order_ge2"].items()})
 display(Image(run.root / "lrp-reference-frames" / "figures" / "relevance_2body.png"))
 display(Image(run.root / "lrp-reference-frames" / "figures" / "relevance_3body.png"))
 
@@ -148,19 +134,17 @@ from cgexplain.workflow.pretrained import load_pretrained
 
 pre_model, pre_meta, pre = load_pretrained("../systems/water/pretrained")
 hp, v, a, prov = pre_meta["hparams"], pre["training"]["validation"], pre["analysis"], pre["provenance"]
-print(
-    f"PaiNN F={hp['n_atom_basis']}, {hp['n_interactions']} layers, cutoff {hp['cutoff']} Å; "
-    f"{pre['training']['n_train_frames']} training frames; validation force MAE {v['force_mae']:.2f}, "
-    f"RMSE {v['force_rmse']:.2f} kcal/mol/Å"
-)
-print(f"made {prov['exported']} on {prov['machine']['cpus']} CPU cores; wall time (s):", {k: round(t) for k, t in prov["wall_time_s"].items()})
-print(
-    f"its CG simulation: RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak {a['rdf_first_peak_cg_A']:.3f} Å "
-    f"(reference {a['rdf_first_peak_reference_A']:.3f} Å); ADF JS distance {a['adf_js_distance']:.3f}; "
-    f"mean q {a['q_mean_cg']:.3f} (reference {a['q_mean_reference']:.3f})"
-)
+print(f"PaiNN F={hp['n_atom_basis']}, {hp['n_interactions']} layers, cutoff {hp['cutoff']} Å; "
+      f"{pre['training']['n_train_frames']} training frames; validation force MAE {v['force_mae']:.2f}, "
+      f"RMSE {v['force_rmse']:.2f} kcal/mol/Å")
+print(f"made {prov['exported']} on {prov['machine']['cpus']} CPU cores; wall time (s):",
+      {k: round(t) for k, t in prov["wall_time_s"].items()})
+print(f"its CG simulation: RDF max|Δg| {a['rdf_max_abs_diff']:.3f}; first peak {a['rdf_first_peak_cg_A']:.3f} Å "
+      f"(reference {a['rdf_first_peak_reference_A']:.3f} Å); ADF JS distance {a['adf_js_distance']:.3f}; "
+      f"mean q {a['q_mean_cg']:.3f} (reference {a['q_mean_reference']:.3f})")
 body = pre["lrp"]["relevance_by_body_order_kcal_mol_mean"]
-print(f"relevance by body order, mean over {pre['lrp']['n_frames']} frames (kcal/mol):", {k: round(x, 3) for k, x in body.items()})
+print(f"relevance by body order, mean over {pre['lrp']['n_frames']} frames (kcal/mol):",
+      {k: round(x, 3) for k, x in body.items()})
 f2, f3 = plot_pretrained_relevance(pre, "water, pretrained")
 
 # %% [markdown]
@@ -177,7 +161,7 @@ from cgexplain.mapping.maps import MappedTrajectory, to_atoms
 from cgexplain.model.potential import load_model
 
 ref_cg = MappedTrajectory.load(run.mapped)
-frame = to_atoms(ref_cg.positions[-1], ref_cg.bead_types, ref_cg.cells[-1])  # last mapped reference frame
+frame = to_atoms(ref_cg.positions[-1], ref_cg.bead_types, ref_cg.cells[-1])   # last mapped reference frame
 res_q = walk_relevance(load_model(run.model)[0], frame)
 res_pre = walk_relevance(pre_model, frame)
 q_sums, p_sums = nbody_sums(res_q["walks"], res_q["relevance"]), nbody_sums(res_pre["walks"], res_pre["relevance"])
@@ -219,9 +203,7 @@ tr_mace = stages.run_all(cfg_mace, run_mace, progress=False)
 v_m, v_p = tr_mace["train"]["validation"], tr["validation"]
 print(f"validation force MAE per component: MACE {v_m['force_mae']:.3f}, PaiNN {v_p['force_mae']:.3f} kcal/mol/Å")
 ex = tr_mace["explain"]
-print(
-    f"exact terms on {ex['frames']} CG frames (body order {ex['body_order']}): per frame Σ 2-body {ex['mean_2body_kcal_mol']:.2f}, "
-    f"Σ 3-body {ex['mean_3body_kcal_mol']:.2f} kcal/mol; max |E − Σ terms| {ex['max_abs_remainder_kcal_mol']:.1e} kcal/mol"
-)
+print(f"exact terms on {ex['frames']} CG frames (body order {ex['body_order']}): per frame Σ 2-body {ex['mean_2body_kcal_mol']:.2f}, "
+      f"Σ 3-body {ex['mean_3body_kcal_mol']:.2f} kcal/mol; max |E − Σ terms| {ex['max_abs_remainder_kcal_mol']:.1e} kcal/mol")
 display(Image(run_mace.figures / "bodyorder_2body.png"))
 display(Image(run_mace.figures / "bodyorder_3body.png"))

@@ -32,8 +32,7 @@
 
 # %%
 import os, json, warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # no ipywidgets needed
+warnings.filterwarnings("ignore", message="IProgress not found")   # no ipywidgets needed
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 from pathlib import Path
 import numpy as np
@@ -83,12 +82,9 @@ display(Image(figs / "reference_rmsd.png"))
 mp = stages.stage_map(cfg, run, progress=False)
 import MDAnalysis as mda
 from cgexplain.mapping.maps import make_mapping
-
 u = mda.Universe(str(run.reference_topology))
 m = make_mapping(u, by="residue", method="atom", atom_name="CA", type_table="amino_acids")
-print(
-    f"{m.n_beads} beads from {m.n_atoms} atoms; consistency max|D Cᵀ − 1| = {np.abs((m.force_map @ m.position_map.T).toarray() - np.eye(m.n_beads)).max():.1e}"
-)
+print(f"{m.n_beads} beads from {m.n_atoms} atoms; consistency max|D Cᵀ − 1| = {np.abs((m.force_map @ m.position_map.T).toarray() - np.eye(m.n_beads)).max():.1e}")
 print("bead types:", " ".join(f"{n}{t}" for n, t in zip(m.bead_names[:8], m.bead_types[:8])), "...")
 print(f"last bead holds {len(m.bead_atoms[-1])} atoms: {[u.atoms[i].name for i in m.bead_atoms[-1]]}")
 
@@ -105,10 +101,8 @@ print(f"last bead holds {len(m.bead_atoms[-1])} atoms: {[u.atoms[i].name for i i
 tr = stages.stage_train(cfg, run, progress=False)
 pj = json.loads((run.priors_json).read_text())
 print(f"mean |mapped force| {pj['mean_abs_mapped_force']:.2f} kcal/mol/Å; after subtracting the priors {pj['mean_abs_residual_force']:.2f}")
-print(
-    f"validation force MAE {tr['validation']['force_mae']:.2f}, RMSE {tr['validation']['force_rmse']:.2f} kcal/mol/Å "
-    f"(mean |force| {tr['validation']['mean_abs_reference_force']:.2f})"
-)
+print(f"validation force MAE {tr['validation']['force_mae']:.2f}, RMSE {tr['validation']['force_rmse']:.2f} kcal/mol/Å "
+      f"(mean |force| {tr['validation']['mean_abs_reference_force']:.2f})")
 display(Image(figs / "priors.png"))
 
 # %% [markdown]
@@ -130,10 +124,8 @@ print(f"{sim['n_replicas']} replicas × {sim['n_frames']} frames; kinetic temper
 
 # %%
 an = stages.stage_analyse(cfg, run, progress=False)
-print(
-    f"CA-RMSD mean: reference {an['rmsd_mean_reference_A']:.2f} Å, CG {an['rmsd_mean_cg_A']:.2f} Å; "
-    f"Q: {an['q_mean_reference']:.2f} vs {an['q_mean_cg']:.2f}; Rg: {an['rg_mean_reference_A']:.2f} vs {an['rg_mean_cg_A']:.2f} Å"
-)
+print(f"CA-RMSD mean: reference {an['rmsd_mean_reference_A']:.2f} Å, CG {an['rmsd_mean_cg_A']:.2f} Å; "
+      f"Q: {an['q_mean_reference']:.2f} vs {an['q_mean_cg']:.2f}; Rg: {an['rg_mean_reference_A']:.2f} vs {an['rg_mean_cg_A']:.2f} Å")
 print(f"folded (CA-RMSD ≤ 3 Å): {100 * an['folded_fraction_cg']:.0f} % of CG frames")
 for f in ("protein_distributions.png", "internal_distributions.png", "tica_fes.png"):
     display(Image(figs / f))
@@ -148,7 +140,8 @@ for f in ("protein_distributions.png", "internal_distributions.png", "tica_fes.p
 
 # %%
 ex = stages.stage_explain(cfg, run, progress=False)
-print(f"{ex['n_frames']} folded CG frames; relevance by body order (kcal/mol):", {k: round(v, 2) for k, v in ex["body_sum_mean_kcal_mol"].items()})
+print(f"{ex['n_frames']} folded CG frames; relevance by body order (kcal/mol):",
+      {k: round(v, 2) for k, v in ex["body_sum_mean_kcal_mol"].items()})
 print("secondary structure:", ", ".join(f"{s['name']} {s['start']}–{s['end']}" for s in ex["segments"]))
 display(Markdown("**All pairs** (chain neighbours dominate):\n\n" + ex["pair_table_markdown"]))
 display(Markdown("**Tertiary pairs** (|i − j| ≥ 3):\n\n" + ex["tertiary_pair_table_markdown"]))
@@ -193,37 +186,28 @@ if py3Dmol is not None:
 
 # %%
 mu = ex["mutation"]
-print(
-    f"{mu['spec']}: total ΔE = {mu['dE_mean_kcal_mol']:+.2f} ± {mu['dE_sem_kcal_mol']:.2f} kcal/mol over {mu['n_frames']} native frames "
-    f"(includes the undetermined per-type offset)"
-)
-print(
-    "ΔE by body order on the explained frames (kcal/mol):",
-    {k: round(v, 2) for k, v in mu["dE_by_body_order_kcal_mol"].items()},
-    f"; 2+-body: {mu['dE_multibody_kcal_mol']:+.2f}",
-)
+print(f"{mu['spec']}: total ΔE = {mu['dE_mean_kcal_mol']:+.2f} ± {mu['dE_sem_kcal_mol']:.2f} kcal/mol over {mu['n_frames']} native frames "
+      f"(includes the undetermined per-type offset)")
+print("ΔE by body order on the explained frames (kcal/mol):", {k: round(v, 2) for k, v in mu["dE_by_body_order_kcal_mol"].items()},
+      f"; 2+-body: {mu['dE_multibody_kcal_mol']:+.2f}")
 for c in mu["largest_pair_changes"][:3]:
     print(f"  pair {c['resname_i']}{c['i']}–{c['resname_j']}{c['j']}: {c['change_kcal_mol']:+.3f} kcal/mol")
 display(Image(figs / "mutation_pair_difference.png"))
 if "simulation" in mu:  # CG replicas of the mutant against the wild type's
     ms = mu["simulation"]
-    print(
-        f"CG simulation of {mu['spec']}: CA-RMSD mean {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
-        f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} % "
-        f"({100 * ms['folded_fraction_wild_type']:.0f} %)"
-    )
+    print(f"CG simulation of {mu['spec']}: CA-RMSD mean {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
+          f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} % "
+          f"({100 * ms['folded_fraction_wild_type']:.0f} %)")
     display(Image(figs / "mutant_distributions.png"))
 
 # the same in Python, for any mutation: positions are 1-based, names one-letter or three-letter
 from cgexplain.model.potential import load_model
 from cgexplain.mapping.maps import MappedTrajectory
 from cgexplain.lrp.mutations import mutation_whatif
-
 model, meta = load_model(run.model)
 traj = MappedTrajectory.load(run.mapped)
-w = mutation_whatif(
-    model, traj.positions[:10].astype(float), traj.bead_types, m.bead_names, "L6A,L35A", meta["type_table"], explain=False, progress=False
-)
+w = mutation_whatif(model, traj.positions[:10].astype(float), traj.bead_types, m.bead_names, "L6A,L35A", meta["type_table"],
+                    explain=False, progress=False)
 print(f"L6A,L35A on 10 reference frames: ΔE = {w['dE_mean']:+.2f} ± {w['dE_sem']:.2f} kcal/mol")
 try:
     mutation_whatif(model, traj.positions[:1].astype(float), traj.bead_types, m.bead_names, "L40A", meta["type_table"], explain=False)
@@ -239,45 +223,31 @@ except ValueError as e:
 
 # %%
 from cgexplain.workflow.pretrained import load_pretrained
-
 pre = Path("../systems/ntl9/pretrained")
 if not (pre / "model.pt").exists():
     print("no pretrained NTL9 model in this checkout")
 else:
     pmodel, pmeta, pres = load_pretrained(pre)
     a, l = pres["analysis"], pres["lrp"]
-    print(
-        f"pretrained: validation force MAE {pres['training']['validation']['force_mae']:.2f} kcal/mol/Å; "
-        f"folded {100 * a['folded_fraction_cg']:.0f} % of CG frames (CA-RMSD ≤ 3 Å); Q {a['q_mean_cg']:.2f} (reference {a['q_mean_reference']:.2f})"
-    )
+    print(f"pretrained: validation force MAE {pres['training']['validation']['force_mae']:.2f} kcal/mol/Å; "
+          f"folded {100 * a['folded_fraction_cg']:.0f} % of CG frames (CA-RMSD ≤ 3 Å); Q {a['q_mean_cg']:.2f} (reference {a['q_mean_reference']:.2f})")
     display(Markdown("**Tertiary pairs** (|i − j| ≥ 3) of the pretrained model:\n\n" + l["tertiary_pair_table_markdown"]))
     if "mutation" in l:
         lm = l["mutation"]
-        print(
-            f"{lm['spec']}: total ΔE = {lm['dE_mean_kcal_mol']:+.2f} ± {lm['dE_sem_kcal_mol']:.2f} kcal/mol; "
-            f"2+-body part {lm.get('dE_multibody_kcal_mol', float('nan')):+.2f} kcal/mol"
-        )
+        print(f"{lm['spec']}: total ΔE = {lm['dE_mean_kcal_mol']:+.2f} ± {lm['dE_sem_kcal_mol']:.2f} kcal/mol; "
+              f"2+-body part {lm.get('dE_multibody_kcal_mol', float('nan')):+.2f} kcal/mol")
         if "simulation" in lm:
             ms = lm["simulation"]
-            print(
-                f"  its CG replicas: CA-RMSD {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
-                f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} %"
-            )
+            print(f"  its CG replicas: CA-RMSD {ms['rmsd_mean_mutant_A']:.2f} Å (wild type {ms['rmsd_mean_wild_type_A']:.2f}), "
+                  f"Q {ms['q_mean_mutant']:.3f} ({ms['q_mean_wild_type']:.3f}), folded {100 * ms['folded_fraction_mutant']:.0f} %")
     from cgexplain.plots.residues import plot_pair_map
-
     rr = pres["residues"]
     native = pres["protein"]["native"]
     d = np.linalg.norm(native[:, None] - native[None], axis=-1)
     sep = np.abs(np.arange(39)[:, None] - np.arange(39)[None])
-    fig = plot_pair_map(
-        rr["pair_map"],
-        ((d < 8) & (sep >= 3)).astype(float),
-        segments=l["segments"],
-        title="pretrained NTL9: residue-pair relevance",
-        contact_label="native CA contacts",
-    )
+    fig = plot_pair_map(rr["pair_map"], ((d < 8) & (sep >= 3)).astype(float), segments=l["segments"],
+                        title="pretrained NTL9: residue-pair relevance", contact_label="native CA contacts")
     # the same model on the quick reference frames: energy = network + priors
     from cgexplain.lrp.mutations import model_energies
-
     e = model_energies(pmodel, traj.positions[:20].astype(float), traj.bead_types)
     print(f"pretrained model energy on 20 quick reference frames: {e.mean():.1f} ± {e.std():.1f} kcal/mol")
