@@ -29,6 +29,7 @@ import numpy as np
 from cgexplain.analysis.protein import histogram_edges, histogram_js
 from cgexplain.analysis.verdicts import VERDICTS, verdict, verdict_rows
 from cgexplain.geometry.internal import graph_indices, internal_coordinates
+from cgexplain.reference.protein import run_halves
 from cgexplain.settings import gt
 from cgexplain.units import KB_KCAL
 
@@ -205,17 +206,6 @@ def ensemble_distances(ref: dict, other: dict, spec: ChainAnalysis, edges: dict 
 def take_frames(obs: dict, rows: np.ndarray) -> dict:
     """The frames ``rows`` of a :func:`chain_coordinates` result."""
     return {**{k: obs[k][rows] for k in ("bonds", "angles", "dihedrals")}, "labels": obs["labels"], "index": obs["index"]}
-
-
-def run_halves(run_lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices of the first and of the second half of every run (run lengths in frames,
-    in order, of the concatenated trajectory). Raises ValueError for no frames."""
-    if sum(run_lengths) == 0:
-        raise ValueError("run_halves: no frames")
-    starts = np.concatenate([[0], np.cumsum(run_lengths)[:-1]]).astype(int)
-    a = [np.arange(s, s + n // 2) for s, n in zip(starts, run_lengths)]
-    b = [np.arange(s + n // 2, s + n) for s, n in zip(starts, run_lengths)]
-    return np.concatenate(a).astype(int), np.concatenate(b).astype(int)
 
 
 def compare_chain(

@@ -37,6 +37,7 @@ from cgexplain.fileio import atomic_path, read_json, save_npz, write_json
 from cgexplain.model.data import CachedFrames, ShardSampler, cached_loader, read_frames
 from cgexplain.model.mace import complete_hparams
 from cgexplain.model.potential import build_model, save_model, training_record
+from cgexplain.reference.protein import run_halves
 from cgexplain.settings import gt, one_of, settings_from_dict
 
 __all__ = ["TrainSettings", "ForceMatching", "held_in_frames", "train", "evaluate_forces", "merge_training_logs"]
@@ -252,8 +253,7 @@ def held_in_frames(run_lengths: list[int], hold_out: str | None) -> np.ndarray |
         raise ValueError(f"training.hold_out {hold_out!r}: use null or 'second_half'")
     if not run_lengths:
         raise ValueError("training.hold_out: the reference records no run lengths to split")
-    starts = np.concatenate([[0], np.cumsum(run_lengths)[:-1]])
-    return np.concatenate([np.arange(a, a + n // 2) for a, n in zip(starts, run_lengths)]).astype(np.int64)
+    return run_halves(run_lengths)[0].astype(np.int64)
 
 
 def train(

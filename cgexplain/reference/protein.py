@@ -39,7 +39,7 @@ from cgexplain.fileio import atomic_path, read_json, write_json
 from cgexplain.reference.fluids import run_chunks, save_state, write_trajectory_with_forces
 from cgexplain.settings import ge, gt, settings_from_dict
 
-__all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries"]
+__all__ = ["ProteinReferenceSettings", "run_protein_reference", "run_boundaries", "run_halves"]
 
 
 @dataclasses.dataclass
@@ -125,6 +125,17 @@ def run_boundaries(run_lengths) -> list[tuple[int, int]]:
     """(start, stop) frame indices of each run in the concatenated trajectory."""
     ends = np.cumsum(np.asarray(run_lengths, dtype=int))
     return [(int(e - n), int(e)) for e, n in zip(ends, run_lengths)]
+
+
+def run_halves(run_lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices of the first and of the second half of every run (run lengths in frames,
+    in order, of the concatenated trajectory). Raises ValueError for no frames."""
+    if sum(run_lengths) == 0:
+        raise ValueError("run_halves: no frames")
+    starts = np.concatenate([[0], np.cumsum(run_lengths)[:-1]]).astype(int)
+    a = [np.arange(s, s + n // 2) for s, n in zip(starts, run_lengths)]
+    b = [np.arange(s + n // 2, s + n) for s, n in zip(starts, run_lengths)]
+    return np.concatenate(a).astype(int), np.concatenate(b).astype(int)
 
 
 def _production_run(s: ProteinReferenceSettings, out: Path, r: int, kind: str, progress: bool) -> None:

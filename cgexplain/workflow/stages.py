@@ -30,8 +30,9 @@ from cgexplain.mapping.maps import MappedTrajectory, MappingError
 from cgexplain.md.langevin import SimSettings, SimulationError, run_simulation
 from cgexplain.model.potential import DEFAULT_HPARAMS, load_model, prior_only_model
 from cgexplain.model.priors import prior_forces
-from cgexplain.model.training import TrainSettings, held_in_frames, train
+from cgexplain.model.training import TrainSettings, train
 from cgexplain.workflow.kinds import kind_for
+from cgexplain.workflow.kinds.base import held_in
 from cgexplain.workflow.run import STAGES as STAGE_NAMES
 from cgexplain.workflow.run import RunFolder
 from cgexplain.workflow.sources import source_for
@@ -134,8 +135,7 @@ def stage_train(cfg: dict, run: RunFolder | str | Path, progress: bool = True) -
     if priors is not None:
         hp["priors"] = priors
     data = run.mapped if settings.data_path == "cached" else run.dataset
-    frames = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], settings.hold_out) if settings.hold_out else None
-    res = train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress, frames=frames)
+    res = train(data, run.model, hp, settings, extra_meta={"type_table": table}, progress=progress, frames=held_in(cfg, run))
     if priors is not None and "prior_only" not in res:
         res["prior_only"] = _prior_only_error(run, priors)
         if (run.model / "training.json").exists():

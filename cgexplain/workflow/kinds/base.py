@@ -13,17 +13,28 @@ from typing import Any
 
 import numpy as np
 
+from cgexplain.fileio import read_json
 from cgexplain.mapping.maps import MappingSection
 from cgexplain.md.langevin import SimSettings
 from cgexplain.model.potential import ModelSettings
-from cgexplain.model.training import TrainSettings
+from cgexplain.model.training import TrainSettings, held_in_frames
 from cgexplain.settings import validate_section
 from cgexplain.workflow.run import RunFolder
 
-__all__ = ["Kind", "STAGE_SECTIONS"]
+__all__ = ["Kind", "STAGE_SECTIONS", "held_in"]
 
 #: the sections every kind reads with the same schema; a kind adds priors, analysis and lrp
 STAGE_SECTIONS = {"mapping": MappingSection, "model": ModelSettings, "training": TrainSettings, "simulation": SimSettings}
+
+
+def held_in(cfg: dict, run: RunFolder) -> np.ndarray | None:
+    """Indices of the mapped frames that training, the priors and the CG start frames may use:
+    None (all) without ``training.hold_out``, else the first half of every reference run
+    (:func:`cgexplain.model.training.held_in_frames`; run lengths from ``reference.json``)."""
+    hold_out = cfg["training"].get("hold_out")
+    if not hold_out:
+        return None
+    return held_in_frames(read_json(run.reference_json).get("run_lengths") or [], hold_out)
 
 
 class Kind:

@@ -18,25 +18,22 @@ peptide mapped to its backbone atoms (alanine dipeptide: C N CA C N).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from cgexplain.analysis.chain import ChainAnalysis, chain_coordinates, compare_chain, dihedral_pairs, free_energy_map, run_halves, take_frames
+from cgexplain.analysis.chain import ChainAnalysis, chain_coordinates, compare_chain, dihedral_pairs, free_energy_map, take_frames
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.bodyorder import residue_maps
-from cgexplain.lrp.residues import explain_protein_frames, format_pair_table, pair_table
+from cgexplain.lrp.residues import format_pair_table, pair_table
 from cgexplain.lrp.settings import ChainLrpSection
 from cgexplain.mapping.maps import MappedTrajectory
 from cgexplain.model.potential import load_model
 from cgexplain.model.priors import fit_priors
-from cgexplain.model.training import held_in_frames
 from cgexplain.plots.chain import plot_chain_distributions, plot_dihedral_maps
 from cgexplain.plots.core import pyplot
 from cgexplain.plots.residues import plot_pair_map
-from cgexplain.reference.protein import ProteinReferenceSettings, run_protein_reference
-from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind
-from cgexplain.workflow.kinds.protein import control_status, protein_priors
+from cgexplain.reference.protein import ProteinReferenceSettings, run_halves, run_protein_reference
+from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind, held_in
+from cgexplain.workflow.kinds.protein import control_status, lrp_residue_maps, protein_priors, system_path
 from cgexplain.workflow.run import RunFolder
 
 __all__ = ["ChainKind", "chain_analyse", "chain_explain"]
@@ -53,9 +50,7 @@ class ChainKind(Kind):
         return np.array([[k, k + 1] for k in range(n_beads - 1)], dtype=np.int64).reshape(-1, 2)
 
     def reference(self, cfg: dict, run: RunFolder, progress: bool = True) -> dict:
-        rc = dict(cfg["reference"])
-        p = Path(rc["pdb"])
-        rc["pdb"] = str(p if p.is_absolute() else Path(cfg["system_dir"]) / p)
+        rc = {**cfg["reference"], "pdb": str(system_path(cfg, cfg["reference"]["pdb"]))}
         if run.is_done("reference"):
             summary = read_json(run.done_file("reference"))
         else:
@@ -72,8 +67,7 @@ class ChainKind(Kind):
     def start_frames(self, cfg: dict, run: RunFolder, n_replicas: int, start_frame: int, n_frames: int) -> list[int]:
         """Spread evenly over the frames training may use (``training.hold_out`` keeps the CG
         replicas from starting in the frames they are compared with)."""
-        hold_out = cfg["training"].get("hold_out")
-        keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], hold_out) if hold_out else None
+        keep = held_in(cfg, run)
         if keep is None or len(keep) == 0:
             return super().start_frames(cfg, run, n_replicas, start_frame, n_frames)
         return keep[np.linspace(0, len(keep) - 1, n_replicas).round().astype(int)].tolist()
@@ -85,16 +79,13 @@ class ChainKind(Kind):
         return chain_explain(cfg, run, progress)
 
 
-def _bead_names(run: RunFolder, n: int) -> list[str]:
-    """The beads' names from ``cg/mapping.json`` (the map stage's record), else ``B<k>``."""
+def _chain_record(run: RunFolder, n: int) -> tuple[list[str], np.ndarray]:
+    """The beads' names and CG bonds (m, 2) from ``cg/mapping.json`` (the map stage's record), else
+    ``B<k>`` and one chain k - (k + 1)."""
     m = read_json(run.mapping_json) if run.mapping_json.exists() else {}
-    names = m.get("bead_names")
-    return list(names) if names and len(names) == n else [f"B{k + 1}" for k in range(n)]
-
-
-def _chain_bonds(run: RunFolder, n: int) -> np.ndarray:
-    bonds = (read_json(run.mapping_json) if run.mapping_json.exists() else {}).get("cg_bonds")
-    return np.asarray(bonds if bonds else [[k, k + 1] for k in range(n - 1)], dtype=np.int64).reshape(-1, 2)
+    names, bonds = m.get("bead_names"), m.get("cg_bonds")
+    names = list(names) if names and len(names) == n else [f"B{k + 1}" for k in range(n)]
+    return names, np.asarray(bonds if bonds else [[k, k + 1] for k in range(n - 1)], dtype=np.int64).reshape(-1, 2)
 
 
 def chain_analyse(cfg: dict, run: RunFolder) -> dict:
@@ -109,8 +100,7 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
     T = float(cfg["simulation"]["temperature"])
     ref_t = MappedTrajectory.load(run.mapped)
     n = ref_t.positions.shape[1]
-    names = _bead_names(run, n)
-    bonds = _chain_bonds(run, n)
+    names, bonds = _chain_record(run, n)
 
     def coords(x):
         return chain_coordinates(x, bonds, names, spec.dihedral_names)
@@ -128,8 +118,8 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
         p_pos, _, prior_lengths = run.cg_frames(run.prior_simulation)
         prior = coords(p_pos)
     table = compare_chain(ref, halves, target, model, list(cg_lengths), prior, list(prior_lengths) if prior_lengths else None, spec)
-    maps = _dihedral_maps(cfg, run, spec, ref, target, model, prior, T)
     ens = {"reference": take_frames(ref, target), "model": model, **({"prior only": prior} if prior is not None else {})}
+    maps = _dihedral_maps(cfg, run, spec, ens, T)
     plot_chain_distributions(ens, run.figures / "chain_distributions.png", title=f"{cfg['name']}: bonds, angles, dihedrals")
     save_npz(
         run.analysis / "chain.npz",
@@ -153,11 +143,11 @@ def chain_analyse(cfg: dict, run: RunFolder) -> dict:
     return summary
 
 
-def _dihedral_maps(cfg: dict, run: RunFolder, spec: ChainAnalysis, ref: dict, target, model: dict, prior: dict | None, T: float) -> dict:
-    """Free-energy maps of every dihedral pair for the three ensembles; figures; arrays for chain.npz."""
+def _dihedral_maps(cfg: dict, run: RunFolder, spec: ChainAnalysis, ens: dict[str, dict], T: float) -> dict:
+    """Free-energy maps of every dihedral pair of each ensemble ({label: coordinates}, the
+    reference first); figures; arrays for chain.npz."""
     out: dict = {}
-    lab = ref["labels"]["dihedrals"]
-    ens = {"reference": take_frames(ref, target), "model": model, **({"prior only": prior} if prior is not None else {})}
+    lab = ens["reference"]["labels"]["dihedrals"]
     for k, (a, b) in enumerate(dihedral_pairs(spec, len(lab))):
         maps = {}
         for name, o in ens.items():
@@ -183,29 +173,14 @@ def chain_explain(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     pos = run.cg_frames()[0]
     types = ref.bead_types
     n = len(types)
-    names = _bead_names(run, n)
+    names, b = _chain_record(run, n)
     pick = np.unique(np.linspace(0, len(pos) - 1, int(lc["n_frames"])).round().astype(int))
     mace = cfg["model"]["representation"] == "mace"
     if mace:
         maps = residue_maps(model, pos[pick], types, progress=progress)
     else:
-        maps = explain_protein_frames(
-            run.model,
-            pos[pick],
-            types,
-            run.residue_frames,
-            gamma=float(lc["gamma"]),
-            bias_rule=bool(lc["bias_rule"]),
-            frame_ids=pick,
-            progress=progress,
-            resnames=names,
-            segments=None,
-            workers=int(lc["workers"]),
-            backend=lc["backend"],
-            device=lc["device"],
-        )
+        maps = lrp_residue_maps(cfg, run, pos, types, pick, names, None, progress)
     bonded = np.zeros((n, n))
-    b = _chain_bonds(run, n)
     bonded[b[:, 0], b[:, 1]] = bonded[b[:, 1], b[:, 0]] = 1.0
     what = "exact many-body terms (kcal/mol, energies)" if mace else "GNN-LRP relevances (kcal/mol, not energies)"
     fig = plot_pair_map(

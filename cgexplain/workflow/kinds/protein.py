@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.aminoacids import AMINO_ACID_TYPES
-from cgexplain.analysis.chain import run_halves
 from cgexplain.analysis.protein import (
     ProteinAnalysis,
     ca_rmsd,
@@ -51,7 +50,6 @@ from cgexplain.mapping.maps import MappedTrajectory, MappingError, mapping_from_
 from cgexplain.md.langevin import SimSettings, run_simulation
 from cgexplain.model.potential import load_model
 from cgexplain.model.priors import fit_priors, prior_forces
-from cgexplain.model.training import held_in_frames
 from cgexplain.plots.priors import plot_priors
 from cgexplain.plots.protein_run import (
     plot_mutant_distributions,
@@ -60,11 +58,11 @@ from cgexplain.plots.protein_run import (
     plot_reference_rmsd,
     plot_residue_relevance,
 )
-from cgexplain.reference.protein import ProteinReferenceSettings, run_boundaries, run_protein_reference
-from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind
+from cgexplain.reference.protein import ProteinReferenceSettings, run_boundaries, run_halves, run_protein_reference
+from cgexplain.workflow.kinds.base import STAGE_SECTIONS, Kind, held_in
 from cgexplain.workflow.run import RunFolder
 
-__all__ = ["ProteinKind", "native_ca_positions", "reference_ca_positions"]
+__all__ = ["ProteinKind", "native_ca_positions", "reference_ca_positions", "system_path", "lrp_residue_maps", "control_status", "protein_priors"]
 
 # the npz arrays of the free-energy surfaces when TICA gave fewer than two components
 _NO_FES = (np.zeros(1), np.zeros(1), np.zeros((0, 0)))
@@ -119,7 +117,8 @@ class ProteinKind(Kind):
         return protein_explain(cfg, run, progress)
 
 
-def _system_path(cfg: dict, rel: str) -> Path:
+def system_path(cfg: dict, rel: str) -> Path:
+    """``rel`` (a path from system.yaml) as it stands: absolute, or relative to the system folder."""
     p = Path(rel)
     return p if p.is_absolute() else Path(cfg["system_dir"]) / p
 
@@ -164,7 +163,7 @@ def protein_reference(cfg: dict, run: RunFolder, progress: bool = True) -> dict:
     ``check.json`` and the figure ``reference_rmsd.png``."""
     d = run.reference
     rc = dict(cfg["reference"])
-    rc["pdb"] = str(_system_path(cfg, rc["pdb"]))
+    rc["pdb"] = str(system_path(cfg, rc["pdb"]))
     if run.is_done("reference"):
         summary = read_json(run.done_file("reference"))
     else:
@@ -409,8 +408,7 @@ def protein_priors(cfg: dict, run: RunFolder) -> dict:
     T = float(cfg["reference"]["temperature"] if T is None else T)
     ref = MappedTrajectory.load(run.mapped)
     # the frames training may use (training.hold_out): the held-out ones stay unseen by the priors too
-    hold_out = cfg["training"].get("hold_out")
-    keep = held_in_frames(read_json(run.reference_json).get("run_lengths") or [], hold_out) if hold_out else None
+    keep = held_in(cfg, run)
     pos = ref.positions.astype(np.float64) if keep is None else ref.positions[keep].astype(np.float64)
     if pc.get("bonds") is None:  # the CG bond graph of the mapping: several chains, chain breaks
         bonds = read_json(run.mapping_json).get("cg_bonds") if run.mapping_json.exists() else None
@@ -440,7 +438,7 @@ def native_segments(cfg: dict, run: RunFolder | None = None) -> list[dict]:
     (OpenMM references) or the run's ``reference/native.pdb`` (the user's data). An empty list
     when the structure has no backbone to assign (DSSP needs N, CA, C, O)."""
     pdb = cfg["reference"].get("pdb")
-    path = _system_path(cfg, pdb) if pdb else (run.native_pdb if run is not None else None)
+    path = system_path(cfg, pdb) if pdb else (run.native_pdb if run is not None else None)
     if path is None or not Path(path).exists():
         return []
     try:
@@ -522,7 +520,7 @@ def _explain_residues(cfg: dict, run: RunFolder, progress: bool) -> _ResidueRele
             )
         maps = residue_maps(model, cg_positions[pick], types, progress=progress)
     else:
-        maps = _lrp_residue_maps(cfg, run, cg_positions, types, pick, resnames, segments, progress)
+        maps = lrp_residue_maps(cfg, run, cg_positions, types, pick, resnames, segments, progress)
     n = len(types)
     # the map shows native contacts with |i - j| >= 3 (native_contacts counts j - i > min_separation)
     pairs, _ = native_contacts(native, cutoff=float(cfg["analysis"]["contact_cutoff"]), min_separation=2)
@@ -536,8 +534,10 @@ def _explain_residues(cfg: dict, run: RunFolder, progress: bool) -> _ResidueRele
     return r
 
 
-def _lrp_residue_maps(cfg: dict, run: RunFolder, cg_positions, types, pick, resnames, segments, progress: bool) -> dict:
-    """GNN-LRP residue maps of the picked CG frames (:func:`~cgexplain.lrp.residues.explain_protein_frames`)."""
+def lrp_residue_maps(cfg: dict, run: RunFolder, cg_positions, types, pick, resnames, segments, progress: bool) -> dict:
+    """GNN-LRP residue (or bead) maps of the CG frames ``pick`` of ``cg_positions`` (F, n, 3) Å with
+    the ``lrp`` settings of ``cfg`` (:func:`~cgexplain.lrp.residues.explain_protein_frames`);
+    ``resnames`` and ``segments`` (None: no secondary structure) label its tables."""
     lc = cfg["lrp"]
     return explain_protein_frames(
         run.model,
