@@ -55,6 +55,7 @@ from cgexplain.fileio import read_json
 from cgexplain.geometry.neighbors import pairs_within
 from cgexplain.lrp import walk_relevance
 from cgexplain.lrp.bodyorder import body_order_terms, pair_distances, vertex_points
+from cgexplain.lrp.branching import set_relevance
 from cgexplain.lrp.faithfulness import (
     TRIPLET_THRESHOLD,
     beats_baselines,
@@ -73,6 +74,8 @@ from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.workflow.run import RunFolder
 
 RULES = {"γ0.1+bias": (0.1, True), "γ0": (0.0, False)}
+#: branching walks (cgexplain.lrp.branching, PaiNN only): per-set sums, no walk enumeration
+BRANCHING = {"branching γ0.1+bias": (0.1, True), "branching γ0": (0.0, False)}
 ANGLE_EDGES = np.arange(50.0, 181.0, 10.0)
 
 
@@ -135,7 +138,8 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
     frames = _held_out(run, n_frames)
     rng = np.random.default_rng(seed)
     acc = _Acc()
-    shares = {r: [] for r in RULES}
+    shares: dict[str, list] = {r: [] for r in RULES}
+    set_shares: dict[str, list] = {}
     rho_frames: dict[str, list] = {}
     t0 = time.perf_counter()
     for f in frames:
@@ -205,8 +209,23 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
                 sums = nbody_sums(w, r)
                 sh = body_order_shares(np.array([sums[k][0] for k in sorted(sums)]), body_order_abs_sums(w, r, L + 1))
                 shares[rname].append(sh)
+                set_shares.setdefault(rname, []).append(_set_shares(lr, ltr, sums.get(4, (0.0, 0))[0] if L >= 3 else 0.0))
                 if system == "mw":
                     rho_frames.setdefault(f"LRP {rname}", []).append(item_metrics(lrp_t, t, threshold=TRIPLET_THRESHOLD)["spearman_sel"])
+            if arch == "painn":
+                for rname, (g, br) in BRANCHING.items():
+                    sr = set_relevance(model, at, rule="branching", gamma=g, bias_rule=br)
+                    acc.add(f"pair:LRP {rname}", _lookup(pairs, sr["pairs"], sr["pair_relevance"]))
+                    lrp_t = _lookup(tri, sr["triplets"], sr["triplet_relevance"])
+                    acc.add(f"tri:LRP {rname}", lrp_t)
+                    acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
+                    th, v = vertex_points(x, cell, tri, lrp_t, shell)
+                    acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
+                    set_shares.setdefault(rname, []).append(_set_shares(sr["pair_relevance"], sr["triplet_relevance"], sr["totals"].get(4, 0.0)))
+                    acc.add(f"conservation:{rname}", [sr["conserved"] - sr["conserved_autograd"]])
+                    acc.add(f"seconds:{rname}", [sr["wall_time_s"]])
+                    if system == "mw":
+                        rho_frames.setdefault(f"LRP {rname}", []).append(item_metrics(lrp_t, t, threshold=TRIPLET_THRESHOLD)["spearman_sel"])
         # vacancy check: how far deletion takes the network from its data, against the truth
         vac = rng.choice(n, min(n_vac, n), replace=False)
         keep = np.ones((len(vac), n), bool)
@@ -217,14 +236,23 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
             f"  [{run.root.name}] frame {f}: {len(pairs)} pairs, {len(tri)} triplets; {E.n_evaluations} subset energies; {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
-    return _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutoff, figures, time.perf_counter() - t0)
+    return _report(run, system, arch, hp, frames, shell, acc, shares, set_shares, rho_frames, cutoff, figures, time.perf_counter() - t0)
+
+
+def _set_shares(pair_rel, tri_rel, rest: float) -> dict:
+    """Signed body-order shares over bead *sets* of >= 2 beads: Σ R / (Σ|R(pair)| + Σ|R(triplet)|
+    + |R(4 or more beads)|), {2, 3, 4}. The same for every rule (branching walks have no per-walk
+    |R|); rest: the total of the sets of 4 or more beads."""
+    p, t = np.asarray(pair_rel, float), np.asarray(tri_rel, float)
+    den = float(np.abs(p).sum() + np.abs(t).sum() + abs(rest))
+    return {2: float(p.sum()) / den, 3: float(t.sum()) / den, 4: float(rest) / den}
 
 
 def _angle(acc: _Acc, key: str):
     return binned_curve(acc.cat(f"{key}_x"), acc.cat(f"{key}_y"), ANGLE_EDGES)
 
 
-def _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutoff, figures, seconds) -> dict:
+def _report(run, system, arch, hp, frames, shell, acc, shares, set_shares, rho_frames, cutoff, figures, seconds) -> dict:
     train = read_json(run.folder("train") / "training.json")
     out: dict = {
         "run": str(run.root),
@@ -299,9 +327,15 @@ def _report(run, system, arch, hp, frames, shell, acc, shares, rho_frames, cutof
         A["network deletion"]["pairs I_ij vs I*_ij"] = item_metrics(acc.cat("pair_s:deletion"), acc.cat("pair_s:istar"), energy_units=True)
         if system == "lj":
             A["network deletion"]["rms(I_ijk)/rms(I_ij)"] = float(np.sqrt(np.mean(I3**2)) / np.sqrt(np.mean(acc.cat("pair_s:deletion") ** 2)))
-        for rname in RULES:
+        for rname in [*RULES, *(BRANCHING if arch == "painn" else {})]:
             B[f"LRP {rname}"] = item_metrics(acc.cat(f"tri_s:LRP {rname}"), I3, threshold=TRIPLET_THRESHOLD)
-            sh = shares[rname]
+            ss = set_shares.get(rname, [])
+            B[f"LRP {rname}"]["sigma_set_k_mean"] = {str(k): float(np.mean([x[k] for x in ss])) for k in (2, 3, 4)} if ss else {}
+            B[f"LRP {rname}"]["sigma_set_k_sd_over_frames"] = {str(k): float(np.std([x[k] for x in ss])) for k in (2, 3, 4)} if ss else {}
+            if f"seconds:{rname}" in acc:
+                B[f"LRP {rname}"]["seconds_per_frame"] = float(np.mean(acc.cat(f"seconds:{rname}")))
+                B[f"LRP {rname}"]["max_abs_conservation_error"] = float(np.abs(acc.cat(f"conservation:{rname}")).max())
+            sh = shares.get(rname, [])
             ks = sorted(sh[0]["signed"]) if sh else []
             for kind, label in (("abs", "s_k"), ("signed", "sigma_k")):
                 B[f"LRP {rname}"][f"{label}_mean"] = {str(k): float(np.mean([x[kind][k] for x in sh])) for k in ks}
@@ -423,6 +457,9 @@ def _print(res: dict) -> None:
         print(
             f"      shares over walks of >= 2 beads, mean (s.d. over frames): s_k {m.get('s_k_mean')} ({m.get('s_k_sd_over_frames')}); σ_k {m.get('sigma_k_mean')} ({m.get('sigma_k_sd_over_frames')})"
         )
+        print(f"      signed shares over bead sets of >= 2 beads: σ_k {m.get('sigma_set_k_mean')} ({m.get('sigma_set_k_sd_over_frames')})")
+        if "seconds_per_frame" in m:
+            print(f"      {m['seconds_per_frame']:.1f} s per frame; max |Σ R − Σ h0·∂E_b/∂h0| {m['max_abs_conservation_error']:.2g} kcal/mol")
     print(
         f"  vacancy ΔE(X∖i): {_fmt_item(res['vacancy'])}; mean true {res['vacancy']['mean_true_kcal_mol']:.2f}, network {res['vacancy']['mean_net_kcal_mol']:.2f} kcal/mol"
     )

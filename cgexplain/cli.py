@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--topology", type=Path, default=None, help="CG topology (PDB) for a trajectory that is not an .npz")
     sp.add_argument("--types", default=None, help="bead types: an .npz with bead_types (e.g. cg/mapped.npz) or a comma list of ints")
     sp.add_argument("--frames", default="all", help="frames: 'all' (default), 'start:stop[:step]' or '0,5,9'")
+    sp.add_argument(
+        "--rule",
+        default=_LRP["rule"],
+        choices=["publication", "branching"],
+        help="publication (default): walks with the publication's rules; branching: branching walks through PaiNN's vector products, "
+        "relevance per bead set (PaiNN only)",
+    )
     sp.add_argument("--gamma", type=float, default=_LRP["gamma"], help=f"LRP-gamma (default {_LRP['gamma']}, with the bias rule)")
     sp.add_argument("--no-bias-rule", action="store_true", help="plain gradient x input rule (needs --gamma 0)")
     sp.add_argument(
@@ -198,6 +205,7 @@ def _explain_model(args) -> int:
         topology=args.topology,
         types=args.types,
         frames=args.frames,
+        rule=args.rule,
         gamma=args.gamma,
         bias_rule=not args.no_bias_rule,
         normalise=args.normalise,

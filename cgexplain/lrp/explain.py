@@ -145,6 +145,7 @@ def explain_trajectory(
     topology=None,
     types=None,
     frames=None,
+    rule: str = _LRP["rule"],
     gamma: float = _LRP["gamma"],
     bias_rule: bool = _LRP["bias_rule"],
     normalise: str = _LRP["normalise"],
@@ -168,7 +169,8 @@ def explain_trajectory(
     pair-distance density, :func:`cgexplain.analysis.structure.pair_distance_density`). The RDF and ADF drawn under the curves
     (``structure.npz``) come from at most ``structure_frames`` evenly spaced frames of the
     selection; frames without a periodic cell have no RDF (the 2-body curve is drawn alone and
-    ``lrp.json`` says so under ``structure``). The LRP settings and their defaults are those of the ``lrp`` section
+    ``lrp.json`` says so under ``structure``). rule: 'publication' (walks) or 'branching' (branching
+    walks, relevance per bead set; PaiNN only: :mod:`cgexplain.lrp.branching`). The LRP settings and their defaults are those of the ``lrp`` section
     (:class:`cgexplain.lrp.statistics.LrpSection`): r_edges (lo Å, hi Å, n_bins) for the 2-body curve
     (the publication's 2-10 Å, 75 bins); normalise 'abs_mean_total' (the publication's
     |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none'; enumeration 'pruned' (walks with at most L
@@ -192,7 +194,7 @@ def explain_trajectory(
     the trajectory and both bead counts) for a bead count other than the one the model's priors
     were fitted for, :class:`~cgexplain.model.potential.BeadTypeError` (a ValueError) for bead
     types the model was not trained on, ValueError for a selection mixing periodic and
-    non-periodic frames, and ValueError when ``out_dir`` holds relevances for other inputs.
+    non-periodic frames, ValueError for rule "branching" with a model that is not a PaiNN, and ValueError when ``out_dir`` holds relevances for other inputs.
 
     A body-ordered model (``--arch mace``) has no walks: its exact 1-, 2- and 3-body terms are
     written instead (:func:`cgexplain.lrp.bodyorder.explain_body_order`: ``bodyorder.json``,
@@ -202,6 +204,7 @@ def explain_trajectory(
 
     model, meta = load_model(model_dir)  # fail early, with a clear message, on a bad model folder
     lc = {
+        "rule": rule,
         "gamma": gamma,
         "bias_rule": bias_rule,
         "normalise": normalise,
@@ -211,6 +214,9 @@ def explain_trajectory(
         "enumeration": enumeration,
     }
     _params(lc)  # unknown values fail here, before any frame is read
+    arch = meta["hparams"].get("representation")
+    if rule == "branching" and arch != "painn":
+        raise ValueError(f"model {model_dir}: rule 'branching' supports PaiNN models only, this one is {arch!r}")
     src = open_cg_frames(trajectory, topology, types, frames)
     # another chain than the priors', or a type the model never saw (an untrained embedding): refused before any work
     given = f" with --types {str(types)[:40]}{'...' if len(str(types)) > 40 else ''}" if isinstance(types, (str, Path)) else ""
@@ -253,7 +259,7 @@ def explain_trajectory(
         **lc,
     }
     if (out / "explain_inputs.json").exists():
-        old = read_json(out / "explain_inputs.json")
+        old = {"rule": "publication", **read_json(out / "explain_inputs.json")}  # folders from before the rule existed
         if old != inputs:
             diff = sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
             raise ValueError(f"{out} holds relevances for other inputs (differing: {', '.join(diff)}); use another --out or remove it")

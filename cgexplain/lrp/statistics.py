@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from cgexplain.fileio import read_json, save_npz, write_json
+from cgexplain.lrp.bodyorder import pair_distances, vertex_points
+from cgexplain.lrp.branching import set_relevance
 from cgexplain.lrp.engine import statistics_max_order, walk_relevance
 from cgexplain.lrp.frames import FrameExplainer
 from cgexplain.lrp.nbody import (
@@ -64,6 +66,7 @@ def _params(lc: dict) -> dict:
     enum = lc["enumeration"]
     save_walks = lc["save_walks"]
     return {
+        "rule": lc["rule"],
         "gamma": float(lc["gamma"]),
         "bias_rule": bool(lc["bias_rule"]),
         "norm": norm,
@@ -73,6 +76,7 @@ def _params(lc: dict) -> dict:
         "save_walks": save_walks,
         # every walk is needed for |R|-based normalisations and for walk files of every frame
         "prune": enum == "pruned" and norm in ("abs_mean_total", "none") and save_walks != "all",
+        "walk_files": lc["rule"] == "publication",
     }
 
 
@@ -92,12 +96,13 @@ def _warn_short_r_range(model_dir, model, r_edges) -> None:
         )
 
 
-def _frame_done(path: Path, frame_id: int) -> bool:
+def _frame_done(path: Path, frame_id: int, rule: str = "publication") -> bool:
     if not path.exists():
         return False
     try:
         with np.load(path) as z:
-            return int(z["format"]) == FRAME_FORMAT and int(z["frame"]) == int(frame_id)
+            got = str(z["rule"]) if "rule" in z.files else "publication"
+            return int(z["format"]) == FRAME_FORMAT and int(z["frame"]) == int(frame_id) and got == rule
     except (OSError, KeyError, ValueError):
         return False  # unreadable, truncated or from an older layout: recompute
 
@@ -117,8 +122,10 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
 
     t0 = time.perf_counter()
     p = _params(lc)
-    outs = None if p["n_out"] is None else np.linspace(0, len(types) - 1, int(p["n_out"])).round().astype(int)
     atoms = to_atoms(position, types, cell)
+    if p["rule"] == "branching":
+        return _branching_frame(model, atoms, position, cell, p, shell, t0)
+    outs = None if p["n_out"] is None else np.linspace(0, len(types) - 1, int(p["n_out"])).round().astype(int)
     pruned = p["prune"] and not all_walks and statistics_max_order(model) is not None
     res = walk_relevance(
         model, atoms, gamma=p["gamma"], bias_rule=p["bias_rule"], output_beads=outs, max_order=statistics_max_order(model) if pruned else None
@@ -146,6 +153,46 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
         n_walks=res["n_walks_total"],
         n_walks_enumerated=len(rel),
         pruned=bool(pruned),
+        rule="publication",
+        time_s=time.perf_counter() - t0,
+    )
+    return arrays, res
+
+
+def _branching_frame(model, atoms, position, cell, p: dict, shell: float, t0: float) -> tuple[dict, dict]:
+    """:func:`explain_one_frame` for ``rule: branching``: relevance per bead set
+    (:func:`~cgexplain.lrp.branching.set_relevance`). The 2-body curve has one point per bead pair
+    (its summed relevance) and the 3-body curve one per vertex of each bead triplet (its summed
+    relevance), so its bin means are per set, not per walk; the normalisation ``abs_mean_total`` is
+    |Σ R| / N_sets (sets of 1 to 3 beads). ``body_count`` holds the number of sets (-1 for the
+    sets of 4 or more beads, which are one sum-rule remainder); ``body_abs_sum`` is NaN (no walk is
+    enumerated); ``n_walks`` is the number of sets."""
+    if p["n_out"] is not None:
+        raise ValueError("lrp.output_beads is not supported with rule: branching (the sets hold every bead)")
+    res = set_relevance(model, atoms, rule="branching", gamma=p["gamma"], bias_rule=p["bias_rule"])
+    cell_ = cell if cell is not None and np.abs(cell).sum() > 0 else None
+    n_sets = len(res["singles"]) + len(res["pairs"]) + len(res["triplets"])
+    total = res["conserved"]
+    c = abs(total) / n_sets if p["norm"] == "abs_mean_total" and total != 0 else 1.0
+    d2, r2 = pair_distances(position, cell_, res["pairs"]), res["pair_relevance"]
+    a3, r3 = vertex_points(position, cell_, res["triplets"], res["triplet_relevance"], shell)
+    r_edges, a_edges = p["r_edges"], p["a_edges"]
+    tot = res["totals"]
+    counts = {1: len(res["singles"]), 2: len(res["pairs"]), 3: len(res["triplets"]), 4: -1}
+    arrays = dict(
+        format=FRAME_FORMAT,
+        two_raw=accumulate_bins(d2, r2, r_edges),
+        two_norm=accumulate_bins(d2, r2 / c, r_edges),
+        three_raw=accumulate_bins(a3, r3, a_edges),
+        three_norm=accumulate_bins(a3, r3 / c, a_edges),
+        body_sum=np.array([tot[o] for o in sorted(tot)]),
+        body_count=np.array([counts[o] for o in sorted(tot)]),
+        body_abs_sum=np.full(len(tot), np.nan),
+        conservation=np.array([total, res["conserved_autograd"], res["E_modified"], res["E_model"]]),
+        n_walks=n_sets,
+        n_walks_enumerated=n_sets,
+        pruned=False,
+        rule="branching",
         time_s=time.perf_counter() - t0,
     )
     return arrays, res
@@ -158,10 +205,12 @@ class FluidFrameTask:
 
     def __init__(self, lc: dict, shell: float, types):
         self.lc, self.shell, self.types = lc, float(shell), np.asarray(types, dtype=np.int64)
-        self.save_walks = _params(lc)["save_walks"]
+        p = _params(lc)
+        self.save_walks = p["save_walks"] if p["walk_files"] else "none"
+        self.rule = p["rule"]
 
     def is_done(self, out_dir: Path, k: int, frame_id: int, position, cell) -> bool:
-        return _frame_done(Path(out_dir) / f"frame_{k:04d}.npz", frame_id)
+        return _frame_done(Path(out_dir) / f"frame_{k:04d}.npz", frame_id, self.rule)
 
     def compute(self, model, out_dir: Path, k: int, frame_id: int, position, cell) -> None:
         out = Path(out_dir)
@@ -293,6 +342,7 @@ def explain_frames(
     save_npz(out / "nbody_statistics.npz", body_sum_per_frame=body, conservation_per_frame=cons, r_edges=r_edges, angle_edges=a_edges, **stats)
     orders = list(range(1, body.shape[1] + 1))
     summary = {
+        "rule": p["rule"],
         "gamma": gamma,
         "bias_rule": bias_rule,
         "normalise": norm,

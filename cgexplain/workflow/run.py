@@ -43,6 +43,7 @@ LATER_KEYS: dict[str, dict] = {
     "training": {"amsgrad": False, "hold_out": None},
     "simulation": {"prior_replicas": None},
     "mapping": {"beads": None},
+    "lrp": {"rule": "publication"},
     # how the reference runs, not what it holds (kept in the hash when set, as when it was introduced)
     "reference": {"processes": 1},
 }
