@@ -207,3 +207,32 @@ def test_connected_triplets_and_errors():
         set_relevance(m, _frame(3, 0))
     with pytest.raises(ValueError, match="rule must be one of"):
         set_relevance(random_painn(F=4, L=2), _frame(3, 0), rule="bilrp")
+
+
+def test_explain_stage_with_the_branching_rule(tmp_path):
+    """lrp.rule: branching in the explain stage: the body-order sums are the per-set totals and sum
+    to the conserved quantity; frames written under the other rule are recomputed, not reused; a
+    normalisation that needs every walk's |R| is refused."""
+    from cgexplain.lrp.settings import LrpSection
+    from cgexplain.lrp.statistics import explain_frames
+
+    m = random_painn(F=6, L=2, cutoff=3.0, seed=5)
+    rng = np.random.default_rng(0)
+    n = 8
+    P = rng.uniform(0, 5.0, (2, n, 3))
+    C = np.repeat(np.eye(3)[None] * 5.0, 2, 0)
+    T = rng.integers(1, 3, n)
+    lc = {"r_edges": [0.5, 3.0, 10], "rule": "publication"}
+    pub = explain_frames(m, P, C, T, tmp_path, lc, shell=2.5, progress=False)
+    br = explain_frames(m, P, C, T, tmp_path, {**lc, "rule": "branching"}, shell=2.5, progress=False)
+    assert pub["rule"] == "publication" and br["rule"] == "branching"
+    with np.load(tmp_path / "frame_0000.npz") as z:
+        assert str(z["rule"]) == "branching"
+        body, cons = z["body_sum"], z["conservation"]
+    ref = set_relevance(m, Atoms(numbers=T, positions=P[0], cell=C[0], pbc=True), rule="branching")
+    # branching walks reach more than L + 1 beads: 4 is every set of 4 or more, also for L = 2
+    np.testing.assert_allclose(body, [ref["totals"][k] for k in (1, 2, 3, 4)], atol=1e-8)
+    assert body.sum() == pytest.approx(cons[1], abs=1e-8)
+    assert br["relevance_by_body_order_kcal_mol_mean"] != pub["relevance_by_body_order_kcal_mol_mean"]
+    with pytest.raises(ValueError, match="branching rule gives relevance per bead set"):
+        LrpSection(rule="branching", normalise="mean_abs")
