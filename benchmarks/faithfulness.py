@@ -204,6 +204,8 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
                 lrp_t = _lookup(tri, lt, ltr)
                 acc.add(f"tri:LRP {rname}", lrp_t)
                 acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
+                th, v = vertex_points(x, cell, ts, lrp_t[pick], shell)  # on the deletion sample, for (B)
+                acc.add(f"angs:LRP {rname}_x", th), acc.add(f"angs:LRP {rname}_y", v)
                 th, v = vertex_points(x, cell, tri, lrp_t, shell)
                 acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
                 sums = nbody_sums(w, r)
@@ -219,6 +221,8 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
                     lrp_t = _lookup(tri, sr["triplets"], sr["triplet_relevance"])
                     acc.add(f"tri:LRP {rname}", lrp_t)
                     acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
+                    th, v = vertex_points(x, cell, ts, lrp_t[pick], shell)  # on the deletion sample, for (B)
+                    acc.add(f"angs:LRP {rname}_x", th), acc.add(f"angs:LRP {rname}_y", v)
                     th, v = vertex_points(x, cell, tri, lrp_t, shell)
                     acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
                     set_shares.setdefault(rname, []).append(_set_shares(sr["pair_relevance"], sr["triplet_relevance"], sr["totals"].get(4, 0.0)))
@@ -329,6 +333,10 @@ def _report(run, system, arch, hp, frames, shell, acc, shares, set_shares, rho_f
             A["network deletion"]["rms(I_ijk)/rms(I_ij)"] = float(np.sqrt(np.mean(I3**2)) / np.sqrt(np.mean(acc.cat("pair_s:deletion") ** 2)))
         for rname in [*RULES, *(BRANCHING if arch == "painn" else {})]:
             B[f"LRP {rname}"] = item_metrics(acc.cat(f"tri_s:LRP {rname}"), I3, threshold=TRIPLET_THRESHOLD)
+            if system == "mw":  # the 3-body curve on the deletion sample against the network's own I_ijk curve there
+                B[f"LRP {rname}"]["angle_curve_vs_deletion"] = curve_metrics(
+                    c_ang, _angle(acc, f"angs:LRP {rname}")[1], _angle(acc, "ang:deletion")[1]
+                )
             ss = set_shares.get(rname, [])
             B[f"LRP {rname}"]["sigma_set_k_mean"] = {str(k): float(np.mean([x[k] for x in ss])) for k in (2, 3, 4)} if ss else {}
             B[f"LRP {rname}"]["sigma_set_k_sd_over_frames"] = {str(k): float(np.std([x[k] for x in ss])) for k in (2, 3, 4)} if ss else {}
@@ -454,6 +462,11 @@ def _print(res: dict) -> None:
                 print(f"  (A) {name:<20} {k:<30} {v}")
     for name, m in res["B_explanation_vs_network"].items():
         print(f"  (B) {name:<20} vs network I_ijk          {_fmt_item(m)}")
+        if "angle_curve_vs_deletion" in m:
+            c = m["angle_curve_vs_deletion"]
+            print(
+                f"      3-body curve on the deletion sample: min at {c['min_center']:.0f}° (network I_ijk curve {c['truth_min_center']:.0f}°), r(≥80°) {c['pearson_floor']:.2f}"
+            )
         print(
             f"      shares over walks of >= 2 beads, mean (s.d. over frames): s_k {m.get('s_k_mean')} ({m.get('s_k_sd_over_frames')}); σ_k {m.get('sigma_k_mean')} ({m.get('sigma_k_sd_over_frames')})"
         )

@@ -96,7 +96,7 @@ def _brute_force_sets(model, at, gamma, bias_rule):
             (g,) = torch.autograd.grad(lrp.head(q).sum(), leaf)
             V[tuple(tau.tolist())] = g[tau[0]].detach()
 
-        def factors(h, masks):
+        def factors(h, masks, t=t):
             q = lrp.boundary(h, masks, 0)
             q, mu = lrp.layers(q, torch.zeros((n, 3, F), dtype=h.dtype), geo, 0, t - 1, "split", masks)
             _, _, A, B = lrp.factors_of_layer(t - 1, q, mu, geo)
@@ -104,7 +104,7 @@ def _brute_force_sets(model, at, gamma, bias_rule):
             _, _, dqmu = lrp.mix_layer(t - 1, q_mid.detach(), mu_mid.detach(), A0.detach(), B0.detach(), "split")
             return A, B, dqmu
 
-        def contribution(a, masks, start):
+        def contribution(a, masks, start, factors=factors):
             """Σ_{a0} ∂(A_a, B_a)/∂h0[a0] · h0[a0] over a0 in ``start`` under ``masks``: ((3, F), (3, F))."""
             h = h0.clone().requires_grad_(True)
             A, B, _ = factors(h, masks)

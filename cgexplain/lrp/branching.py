@@ -168,8 +168,12 @@ class BranchingPaiNN(PaiNNLRP):
             with torch.no_grad():
                 q_next, mu_next, dqmu = self.mix_layer(t, q_mid, mu_mid, A, B, "split")
             w = self.rep.mixing[t].mu_channel_mix.weight.detach()  # (2F, F): [V; W]
-            A_.append(A.detach()), B_.append(B.detach()), dqmu_.append(dqmu), mu_in.append(mu.detach())
-            Wv.append(w[:F]), Ww.append(w[F:])
+            A_.append(A.detach())
+            B_.append(B.detach())
+            dqmu_.append(dqmu)
+            mu_in.append(mu.detach())
+            Wv.append(w[:F])
+            Ww.append(w[F:])
             q, mu = q_next.detach(), mu_next
         filt = [f for f in geo["filters"]]
         values = []
@@ -265,7 +269,8 @@ def _restricted(fac: SetFactors, node, owner, n_sets: int, e_recv, e_send, e_pai
             e_dmu = cR[e_send].unsqueeze(1) * fac.DR[t][e_pair] + (cM[e_send] * fac.wM[t][e_pair]).unsqueeze(1) * mu[node[e_send]]
             dmu = dmu.index_add(0, e_recv, e_dmu)
             Ah, Bh = dmu @ fac.Wv[t].T, dmu @ fac.Ww[t].T
-            Ahats.append(Ah), Bhats.append(Bh)
+            Ahats.append(Ah)
+            Bhats.append(Bh)
             prod = 0.5 * fac.dqmu[t][node] * (Ah * fac.B[t][node] + fac.A[t][node] * Bh).sum(1)
             x = grouped_vecmat(fac.Mo[t].transpose(1, 2), node, q_mid) + prod
         else:
@@ -292,7 +297,14 @@ def _dense(fac: SetFactors) -> float:
     """S of the set of all beads, the conserved total; for the branching rule it first fills
     ``fac.Ahat``/``fac.Bhat`` (the explained parts over all beads) when they are empty."""
     dev = fac.h0.device
-    args = (torch.arange(fac.n, device=dev), torch.zeros(fac.n, dtype=torch.long, device=dev), 1, fac.recv, fac.send, torch.arange(len(fac.recv), device=dev))
+    args = (
+        torch.arange(fac.n, device=dev),
+        torch.zeros(fac.n, dtype=torch.long, device=dev),
+        1,
+        fac.recv,
+        fac.send,
+        torch.arange(len(fac.recv), device=dev),
+    )
     if fac.rule == "branching" and not fac.Ahat:
         fac.Ahat, fac.Bhat = _restricted(fac, *args, forward_only=True)
     return float(_restricted(fac, *args)[0])
@@ -321,7 +333,9 @@ def _set_sums(fac: SetFactors, sets: np.ndarray, chunk: int) -> np.ndarray:
                 pos = torch.searchsorted(key, kk).clamp(max=max(len(key) - 1, 0))
                 ok = key[pos] == kk if len(key) else torch.zeros_like(kk, dtype=torch.bool)
                 rows = torch.nonzero(ok).squeeze(1)
-                er.append(rows * k + a), es.append(rows * k + b), ep.append(pos[ok])
+                er.append(rows * k + a)
+                es.append(rows * k + b)
+                ep.append(pos[ok])
         S = _restricted(fac, node, owner, mc, torch.cat(er), torch.cat(es), torch.cat(ep))
         out[s0 : s0 + mc] = S.double().cpu().numpy()
     return out
@@ -334,7 +348,8 @@ def connected_triplets(pairs: np.ndarray, n: int) -> np.ndarray:
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     nbr: list[list[int]] = [[] for _ in range(n)]
     for a, b in pairs.tolist():
-        nbr[a].append(b), nbr[b].append(a)
+        nbr[a].append(b)
+        nbr[b].append(a)
     rows = []
     for c in range(n):
         nb = np.unique(nbr[c])

@@ -44,7 +44,9 @@ class LrpSection:
 
     def __post_init__(self):
         if self.rule == "branching" and self.normalise not in ("abs_mean_total", "none"):
-            raise ValueError(f"normalise {self.normalise!r} needs every walk's |R|; the branching rule gives relevance per bead set: use abs_mean_total or none")
+            raise ValueError(
+                f"normalise {self.normalise!r} needs every walk's |R|; the branching rule gives relevance per bead set: use abs_mean_total or none"
+            )
         lo, hi, nb = self.r_edges
         if not (0 <= lo < hi and nb >= 1):
             raise ValueError(f"r_edges {list(self.r_edges)}: need 0 <= lo < hi and bins >= 1")
