@@ -74,8 +74,13 @@ from cgexplain.reference.potentials import MW, LennardJones
 from cgexplain.workflow.run import RunFolder
 
 RULES = {"γ0.1+bias": (0.1, True), "γ0": (0.0, False)}
-#: branching walks (cgexplain.lrp.branching, PaiNN only): per-set sums, no walk enumeration
-BRANCHING = {"branching γ0.1+bias": (0.1, True), "branching γ0": (0.0, False)}
+#: branching walks and trees (cgexplain.lrp.branching, PaiNN only): per-set sums, no walk enumeration
+BRANCHING = {
+    "branching γ0.1+bias": ("branching", 0.1, True),
+    "branching γ0": ("branching", 0.0, False),
+    "branching-tree γ0.1+bias": ("branching-tree", 0.1, True),
+    "branching-tree γ0": ("branching-tree", 0.0, False),
+}
 ANGLE_EDGES = np.arange(50.0, 181.0, 10.0)
 
 
@@ -211,12 +216,12 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
                 sums = nbody_sums(w, r)
                 sh = body_order_shares(np.array([sums[k][0] for k in sorted(sums)]), body_order_abs_sums(w, r, L + 1))
                 shares[rname].append(sh)
-                set_shares.setdefault(rname, []).append(_set_shares(lr, ltr, sums.get(4, (0.0, 0))[0] if L >= 3 else 0.0))
+                set_shares.setdefault(rname, []).append(_set_shares(lr, ltr, sum(v for k, (v, _) in sums.items() if k >= 4)))
                 if system == "mw":
                     rho_frames.setdefault(f"LRP {rname}", []).append(item_metrics(lrp_t, t, threshold=TRIPLET_THRESHOLD)["spearman_sel"])
             if arch == "painn":
-                for rname, (g, br) in BRANCHING.items():
-                    sr = set_relevance(model, at, rule="branching", gamma=g, bias_rule=br)
+                for rname, (rule, g, br) in BRANCHING.items():
+                    sr = set_relevance(model, at, rule=rule, gamma=g, bias_rule=br)
                     acc.add(f"pair:LRP {rname}", _lookup(pairs, sr["pairs"], sr["pair_relevance"]))
                     lrp_t = _lookup(tri, sr["triplets"], sr["triplet_relevance"])
                     acc.add(f"tri:LRP {rname}", lrp_t)

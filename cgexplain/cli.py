@@ -153,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--rule",
         default=_LRP["rule"],
-        choices=["publication", "branching"],
-        help="publication (default): walks with the publication's rules; branching: branching walks through PaiNN's vector products, "
-        "relevance per bead set (PaiNN only)",
+        choices=["publication", "branching", "branching-tree"],
+        help="publication (default): walks with the publication's rules; branching (one branch point per walk) or branching-tree "
+        "(every product branches): relevance of branching walks through PaiNN's vector products per bead set (PaiNN only)",
     )
     sp.add_argument("--gamma", type=float, default=_LRP["gamma"], help=f"LRP-gamma (default {_LRP['gamma']}, with the bias rule)")
     sp.add_argument("--no-bias-rule", action="store_true", help="plain gradient x input rule (needs --gamma 0)")

@@ -154,13 +154,114 @@ def test_branching_equals_brute_force(rule, n, seed, spread):
     got.update({frozenset(k): v for k, v in _as_dict(sr["pairs"], sr["pair_relevance"]).items()})
     got.update({frozenset(k): v for k, v in _as_dict(sr["triplets"], sr["triplet_relevance"]).items()})
     assert any(len(k) == 3 and abs(v) > 1e-3 for k, v in bf.items())  # the 3-body branching terms are there
-    for k, v in bf.items():
+    for k in set(bf) | set(got):  # every set either side gives relevance to
         if len(k) <= 3:
-            assert got.get(k, 0.0) == pytest.approx(v, abs=1e-10), sorted(k)
+            assert got.get(k, 0.0) == pytest.approx(bf.get(k, 0.0), abs=1e-10), sorted(k)
     four = sum(v for k, v in bf.items() if len(k) == 4)
     assert sr["totals"].get(4, 0.0) == pytest.approx(four, abs=1e-10)
     assert sum(bf.values()) == pytest.approx(sr["conserved_autograd"], abs=1e-10)
     assert sr["conserved"] == pytest.approx(sr["conserved_autograd"], abs=1e-10)
+    # E_b keeps the forward value of the publication's modified pass
+    assert sr["E_modified"] == pytest.approx(walk_relevance(m, at, gamma=rule[0], bias_rule=rule[1])["E_modified"], abs=1e-10)
+
+
+def _jacobian_brute_force(model, at, tree: bool):
+    """Two layers: every term of the decomposition built from explicit per-bead Jacobians
+    (autograd, one function per layer) and enumerated object by object. Level-1 objects (the
+    explained part of q^1_j): ordinary steps Jo0[j,a]·h0_a, one-leg product steps and branch
+    points at j. Top level: ordinary steps Jo1[i,j]·X, one-leg steps and branch points at i whose
+    legs are the level-1 objects (``tree``) or the J_b walks Jb0[j,a]·h0_a (topmost branching)."""
+    lrp = BranchingPaiNN(model, gamma=0.1, bias_rule=True)
+    inp = _inputs(model, at, None, float(lrp.rep.cutoff))
+    n, F = len(at), lrp.F
+    geo = lrp.geometry(inp)
+    h0 = lrp.embedding(inp[P.Z]).detach()
+    zero = torch.zeros((n, 3, F), dtype=h0.dtype)
+
+    def layer(t, q, mu, product):
+        q_mid, mu_mid, A, B = lrp.factors_of_layer(t, q, mu, geo)
+        q_out, mu_out, dqmu = lrp.mix_layer(t, q_mid, mu_mid, A, B, product)
+        return q_out, A, B, dqmu, mu_out
+
+    def jac(fn, x):  # fn: (n, F) -> (n, ...) ; returns J[i, ..., a, f]
+        return torch.autograd.functional.jacobian(fn, x)
+
+    q1, A0, B0, dqmu0, mu1 = (v.detach() for v in layer(0, h0, zero, "split"))
+    Jo0 = jac(lambda h: layer(0, h, zero, "constant")[0], h0)  # (n, F, n, F)
+    Jb0 = jac(lambda h: layer(0, h, zero, "split")[0], h0)
+    DA0, DB0 = jac(lambda h: layer(0, h, zero, "split")[1], h0), jac(lambda h: layer(0, h, zero, "split")[2], h0)
+    _, A1, B1, dqmu1, _ = (v.detach() for v in layer(1, q1, mu1, "split"))
+    Jo1 = jac(lambda q: layer(1, q, mu1, "constant")[0], q1)
+    DA1, DB1 = jac(lambda q: layer(1, q, mu1, "split")[1], q1), jac(lambda q: layer(1, q, mu1, "split")[2], q1)
+    qL = layer(1, q1, mu1, "split")[0].detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(lrp.head(qL).sum(), qL)
+    ii, jj = inp[P.idx_i].numpy(), inp[P.idx_j].numpy()
+    nb = [sorted(set(jj[ii == a].tolist())) for a in range(n)]
+
+    def lin(J, i, a, x):  # J[i, ..., a, :] @ x
+        return torch.tensordot(J[i][..., a, :], x, dims=1)
+
+    Ah0 = [sum(lin(DA0, j, a, h0[a]) for a in range(n)) for j in range(n)]
+    Bh0 = [sum(lin(DB0, j, a, h0[a]) for a in range(n)) for j in range(n)]
+    x1 = [sum(lin(Jb0, j, a, h0[a]) for a in range(n)) for j in range(n)]
+    Ah1 = [sum(lin(DA1, i, j, x1[j]) for j in range(n)) for i in range(n)]
+    Bh1 = [sum(lin(DB1, i, j, x1[j]) for j in range(n)) for i in range(n)]
+    objs: list[list] = [[] for _ in range(n)]  # level 1: (beads, vector (F,)) per bead j
+    for j in range(n):
+        for a in [j, *nb[j]]:
+            objs[j].append(({j, a}, lin(Jo0, j, a, h0[a])))
+        for a in nb[j]:
+            ca, cb = lin(DA0, j, a, h0[a]), lin(DB0, j, a, h0[a])
+            objs[j].append(({j, a}, 0.5 * dqmu0[j] * (ca * (B0[j] - Bh0[j])).sum(0)))
+            objs[j].append(({j, a}, 0.5 * dqmu0[j] * ((A0[j] - Ah0[j]) * cb).sum(0)))
+            for b in nb[j]:
+                objs[j].append(({j, a, b}, dqmu0[j] * (ca * lin(DB0, j, b, h0[b])).sum(0)))
+        assert torch.allclose(sum(v for _, v in objs[j]), x1[j], atol=1e-10)  # the objects add up to the explained part
+    legs = objs if tree else [[({j, a}, lin(Jb0, j, a, h0[a])) for a in [j, *nb[j]]] for j in range(n)]
+    out: dict = defaultdict(float)
+    for i in range(n):
+        for j in [i, *nb[i]]:
+            for beads, x in objs[j]:
+                out[frozenset(beads | {i})] += float(g[i] @ lin(Jo1, i, j, x))
+        for j in nb[i]:
+            for beads, x in legs[j]:
+                ca = lin(DA1, i, j, x)
+                out[frozenset(beads | {i})] += float(0.5 * (g[i] * dqmu1[i] * (ca * (B1[i] - Bh1[i])).sum(0)).sum())
+                out[frozenset(beads | {i})] += float(0.5 * (g[i] * dqmu1[i] * ((A1[i] - Ah1[i]) * lin(DB1, i, j, x)).sum(0)).sum())
+                for k in nb[i]:
+                    for beads2, x2 in legs[k]:
+                        out[frozenset(beads | beads2 | {i})] += float((g[i] * dqmu1[i] * (ca * lin(DB1, i, k, x2)).sum(0)).sum())
+    return out
+
+
+@pytest.mark.parametrize("rule", ["branching", "branching-tree"])
+def test_branching_and_trees_equal_a_jacobian_brute_force(rule):
+    """Topmost branching and branching trees, two layers, on a 4-bead toy with one pair outside
+    the cutoff: the per-set relevances equal an explicit enumeration over per-bead Jacobians."""
+    m = random_painn(F=4, L=2, cutoff=3.0, seed=4)
+    at = _frame(4, 4, spread=3.3)
+    bf = _jacobian_brute_force(m, at, tree=rule == "branching-tree")
+    sr = set_relevance(m, at, rule=rule)
+    got = {frozenset([i]): v for i, v in enumerate(sr["singles"])}
+    got.update({frozenset(k): v for k, v in _as_dict(sr["pairs"], sr["pair_relevance"]).items()})
+    got.update({frozenset(k): v for k, v in _as_dict(sr["triplets"], sr["triplet_relevance"]).items()})
+    assert any(len(k) == 3 and abs(v) > 1e-3 for k, v in bf.items())
+    for k in set(bf) | set(got):
+        if len(k) <= 3:
+            assert got.get(k, 0.0) == pytest.approx(bf.get(k, 0.0), abs=1e-10), sorted(k)
+    assert sum(bf.values()) == pytest.approx(sr["conserved_autograd"], abs=1e-10)
+    assert sr["totals"][4] == pytest.approx(sum(v for k, v in bf.items() if len(k) >= 4), abs=1e-10)
+
+
+def test_trees_differ_from_topmost_branching():
+    """Three layers: the two branching rules conserve the same C_b and differ set by set (lower
+    products branch only in trees)."""
+    m = random_painn(F=6, L=3, cutoff=3.0, seed=6)
+    at = _frame(7, 0, periodic=True)
+    a, b = set_relevance(m, at, rule="branching"), set_relevance(m, at, rule="branching-tree")
+    assert a["conserved"] == pytest.approx(b["conserved"], abs=1e-9)
+    assert b["conserved"] == pytest.approx(b["conserved_autograd"], abs=1e-9)
+    assert np.abs(a["triplet_relevance"] - b["triplet_relevance"]).max() > 1e-4
 
 
 def test_branching_moves_the_product_into_triplets():

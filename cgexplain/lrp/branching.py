@@ -18,7 +18,8 @@ dot product (BiLRP: Eberle et al., IEEE TPAMI 44, 1149 (2022)):
   path); μ_j^(t-1) stays constant, as in the publication's pass;
 - in the modified pass the product is written ½(A·sg(B) + sg(A)·B), A = V μ_i, B = W μ_i, so that
   gradient×input over it counts it once. The conserved quantity is C_b = Σ h0·∂E_b/∂h0 of this
-  modified pass E_b (same forward value as the model).
+  modified pass E_b (its forward value is the publication's modified pass's: the model's with
+  γ = 0, the rule-modified energy with γ > 0).
 
 Write Â for the part of A that gradient×input explains by the embeddings (the forward
 linearisation: the sum of the contributions ĉ_w of the walks w ending in a neighbour of i) and
@@ -29,8 +30,16 @@ where the ordinary walks and the top chains (from the energy down to bead i at l
 V^t_i) use the layer Jacobians without the product, and Â B̂ = Σ_{w,w'} ĉ_w ĉ'_w' is a sum over
 **branching walks**: a top chain, a branch point at bead i in layer t and two sub-walks w, w'
 ending in neighbours j and k. The other two terms are ordinary walks through one factor with the
-other's unexplained part held constant. Every term of C_b lies on walks or branching walks, so the
-relevances sum to C_b exactly (checked against autograd of the modified pass).
+other's unexplained part held constant. Only the topmost product of a walk branches: inside a
+sub-walk, a lower layer's product is a one-leg step weighted by the other factor's full value (so a
+lower layer's angle term still reaches that sub-walk one neighbour at a time). Every term of C_b
+lies on walks or branching walks, so the relevances sum to C_b exactly (checked against autograd of
+the modified pass).
+
+**Branching trees** (``rule="branching-tree"``). Every product branches: in a sub-walk, a lower
+product's one-leg step ½(Â B + A B̂) is replaced by Â B̂ + ½ Â B̃ + ½ Ã B̂ over *its* incoming walks,
+which is the same quantity over all beads, so C_b is unchanged; the relevance objects are binary
+trees of walks, and a lower layer's angle term goes to the beads of both its legs.
 
 **Relevance per bead set, exact, without enumeration.** For a bead set T, S(T) is the relevance
 of all (branching) walks whose beads lie in T: the same passes with every layer restricted to T
@@ -62,12 +71,26 @@ from cgexplain.lrp.factors import grouped_vecmat, nodewise_jacobian, pair_sums
 from cgexplain.lrp.painn import PaiNNLRP
 from cgexplain.model.potential import check_system
 
-__all__ = ["SET_RULES", "BranchingPaiNN", "SetFactors", "SetResult", "set_relevance", "connected_triplets", "mobius_sets"]
+__all__ = ["SET_RULES", "check_rule_model", "BranchingPaiNN", "SetFactors", "SetResult", "set_relevance", "connected_triplets", "mobius_sets"]
 
-SET_RULES = ("publication", "branching")
-"""``publication``: the parity README's rules (vectors constant); ``branching``: this module's."""
+SET_RULES = ("publication", "branching", "branching-tree")
+"""``publication``: the parity README's rules (vectors constant); ``branching``: one branch point
+per walk, at its topmost product; ``branching-tree``: every product branches (module docstring)."""
 
 _PRODUCT_MODES = ("publication", "constant", "split")
+
+
+def check_rule_model(rule: str, model, name: str = "the model") -> None:
+    """Raise ValueError unless ``rule`` is one of :data:`SET_RULES` (or the walk engine's
+    ``publication``) and, for a branching rule, ``model`` (a schnetpack potential) has a PaiNN
+    representation; ``name`` goes into the message."""
+    from schnetpack.representation import PaiNN
+
+    if rule not in SET_RULES:
+        raise ValueError(f"lrp rule must be one of {SET_RULES}, got {rule!r}")
+    if rule != "publication" and not isinstance(getattr(model, "representation", None), PaiNN):
+        kind = type(getattr(model, "representation", model)).__name__
+        raise ValueError(f"{name}: rule {rule!r} supports PaiNN models only, this one is {kind}")
 
 
 class BranchingPaiNN(PaiNNLRP):
@@ -144,7 +167,7 @@ class BranchingPaiNN(PaiNNLRP):
 
     def conserved(self, inputs: dict, rule: str) -> tuple[float, float]:
         """(Σ h0·∂E/∂h0, E) of the rule's modified pass, by autograd (kcal/mol)."""
-        E, h0 = self.forward_modified(inputs, "split" if rule == "branching" else "publication")
+        E, h0 = self.forward_modified(inputs, "publication" if rule == "publication" else "split")
         (g,) = torch.autograd.grad(E, h0)
         return float((h0 * g).sum().detach()), float(E.detach())
 
@@ -163,7 +186,7 @@ class BranchingPaiNN(PaiNNLRP):
                 q_mid, mu_mid, A, B = self.factors_of_layer(t, q, mu, geo)
             Phi.append(nodewise_jacobian(lambda x: self.context(t, x)[..., :F], q))  # noqa: B023 (called at once)
             Psi.append(nodewise_jacobian(lambda x: self.context(t, x)[..., F:], q))  # noqa: B023
-            prod = "constant" if rule == "branching" else "publication"
+            prod = "publication" if rule == "publication" else "constant"
             Mo.append(nodewise_jacobian(lambda x: self.mix_layer(t, x, mu_mid, A, B, prod)[0], q_mid))  # noqa: B023
             with torch.no_grad():
                 q_next, mu_next, dqmu = self.mix_layer(t, q_mid, mu_mid, A, B, "split")
@@ -254,7 +277,7 @@ def _restricted(fac: SetFactors, node, owner, n_sets: int, e_recv, e_send, e_pai
     e_send (slot indices, same set) with their pair index e_pair into the pair tables. Returns
     S (n_sets,); with ``forward_only`` the per-layer Â, B̂ (s, 3, F) of the slots instead."""
     L, F = fac.L, fac.F
-    branching = fac.rule == "branching"
+    branching, tree = fac.rule != "publication", fac.rule == "branching-tree" and not forward_only
     x = fac.h0[node]
     Ahats, Bhats = [], []
     for t in range(L):
@@ -271,7 +294,11 @@ def _restricted(fac: SetFactors, node, owner, n_sets: int, e_recv, e_send, e_pai
             Ah, Bh = dmu @ fac.Wv[t].T, dmu @ fac.Ww[t].T
             Ahats.append(Ah)
             Bhats.append(Bh)
-            prod = 0.5 * fac.dqmu[t][node] * (Ah * fac.B[t][node] + fac.A[t][node] * Bh).sum(1)
+            if tree:  # the lower products branch too: both legs inside the set
+                At, Bt = fac.A[t][node] - fac.Ahat[t][node], fac.B[t][node] - fac.Bhat[t][node]
+                prod = fac.dqmu[t][node] * (Ah * Bh + 0.5 * Ah * Bt + 0.5 * At * Bh).sum(1)
+            else:  # one leg through a lower product, the other factor's full value constant
+                prod = 0.5 * fac.dqmu[t][node] * (Ah * fac.B[t][node] + fac.A[t][node] * Bh).sum(1)
             x = grouped_vecmat(fac.Mo[t].transpose(1, 2), node, q_mid) + prod
         else:
             x = grouped_vecmat(fac.Mo[t].transpose(1, 2), node, q_mid)
@@ -294,7 +321,7 @@ def _restricted(fac: SetFactors, node, owner, n_sets: int, e_recv, e_send, e_pai
 
 
 def _dense(fac: SetFactors) -> float:
-    """S of the set of all beads, the conserved total; for the branching rule it first fills
+    """S of the set of all beads, the conserved total; for the branching rules it first fills
     ``fac.Ahat``/``fac.Bhat`` (the explained parts over all beads) when they are empty."""
     dev = fac.h0.device
     args = (
@@ -305,7 +332,7 @@ def _dense(fac: SetFactors) -> float:
         fac.send,
         torch.arange(len(fac.recv), device=dev),
     )
-    if fac.rule == "branching" and not fac.Ahat:
+    if fac.rule != "publication" and not fac.Ahat:
         fac.Ahat, fac.Bhat = _restricted(fac, *args, forward_only=True)
     return float(_restricted(fac, *args)[0])
 
@@ -411,7 +438,7 @@ def set_relevance(
         model: schnetpack ``NeuralNetworkPotential`` with a PaiNN representation and one Atomwise
             sum head (priors are left out, as in :func:`~cgexplain.lrp.engine.walk_relevance`).
         atoms: ``ase.Atoms`` frame (Å; periodic or not); atomic numbers are the bead types.
-        rule: ``"branching"`` (default) or ``"publication"``.
+        rule: ``"branching"`` (default), ``"branching-tree"`` or ``"publication"``.
         gamma, bias_rule: the dense-layer rule (γ 0.1 with the bias rule, or γ 0 without).
         cutoff: neighbour cutoff Å (default the model's).
         triplets: compute the connected triplets (False: singles and pairs only; the 3-body and
@@ -419,7 +446,8 @@ def set_relevance(
         chunk: bead sets per batch (memory).
 
     Returns: :class:`SetResult`. The relevances sum to ``conserved`` = Σ h0·∂E/∂h0 of the rule's
-    modified pass (publication: the parity README's pass; branching: E_b), not to the energy.
+    modified pass (publication: the parity README's pass; branching, branching-tree: E_b), not to
+    the energy.
     Raises: TypeError for a representation other than PaiNN; ValueError for an unknown rule or an
     unsupported (gamma, bias_rule); :class:`~cgexplain.model.potential.SystemMismatchError` for a
     frame whose bead count the model's priors do not fit.

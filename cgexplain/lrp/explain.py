@@ -21,6 +21,7 @@ import numpy as np
 from cgexplain.analysis.structure import adf, first_minimum, pair_distance_density, rdf
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.bodyorder import explain_body_order
+from cgexplain.lrp.branching import check_rule_model
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.sources import ArrayFrames, TrajectoryFrames
 from cgexplain.lrp.statistics import _params, explain_frames
@@ -194,7 +195,7 @@ def explain_trajectory(
     the trajectory and both bead counts) for a bead count other than the one the model's priors
     were fitted for, :class:`~cgexplain.model.potential.BeadTypeError` (a ValueError) for bead
     types the model was not trained on, ValueError for a selection mixing periodic and
-    non-periodic frames, ValueError for rule "branching" with a model that is not a PaiNN, and ValueError when ``out_dir`` holds relevances for other inputs.
+    non-periodic frames, ValueError for a branching rule with a model that is not a PaiNN, and ValueError when ``out_dir`` holds relevances for other inputs.
 
     A body-ordered model (``--arch mace``) has no walks: its exact 1-, 2- and 3-body terms are
     written instead (:func:`cgexplain.lrp.bodyorder.explain_body_order`: ``bodyorder.json``,
@@ -214,9 +215,7 @@ def explain_trajectory(
         "enumeration": enumeration,
     }
     _params(lc)  # unknown values fail here, before any frame is read
-    arch = meta["hparams"].get("representation")
-    if rule == "branching" and arch != "painn":
-        raise ValueError(f"model {model_dir}: rule 'branching' supports PaiNN models only, this one is {arch!r}")
+    check_rule_model(rule, model, f"model {model_dir}")
     src = open_cg_frames(trajectory, topology, types, frames)
     # another chain than the priors', or a type the model never saw (an untrained embedding): refused before any work
     given = f" with --types {str(types)[:40]}{'...' if len(str(types)) > 40 else ''}" if isinstance(types, (str, Path)) else ""

@@ -18,8 +18,9 @@ __all__ = ["LrpSection", "ProteinLrpSection", "ChainLrpSection"]
 class LrpSection:
     """``lrp`` of a fluid (GNN-LRP, :mod:`cgexplain.lrp.statistics`).
 
-    rule 'publication' (walks, the parity README's rules) or 'branching' (branching walks through
-    PaiNN's vector products, relevance per bead set: :mod:`cgexplain.lrp.branching`; PaiNN only;
+    rule 'publication' (walks, the parity README's rules), 'branching' or 'branching-tree' (branching
+    walks or trees through PaiNN's vector products, relevance per bead set:
+    :mod:`cgexplain.lrp.branching`; PaiNN only;
     normalise 'abs_mean_total' (then |Σ R| / N_sets) or 'none'; no walk files);
     gamma >= 0 with bias_rule (LRP-γ; gamma 0 without bias rule: gradient x input); normalise:
     'abs_mean_total' (the publication's |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none';
@@ -28,7 +29,7 @@ class LrpSection:
     2-10 Å, 75 bins); angle_bins over 0-180°; workers processes with ``backend``
     ('multiprocessing' or 'dask'); device 'cpu', 'cuda' or 'cuda:N'."""
 
-    rule: str = one_of("publication", "branching")
+    rule: str = one_of("publication", "branching", "branching-tree")
     gamma: float = ge(0, 0.1)
     bias_rule: bool = True
     normalise: str = one_of(*NORMALISATIONS)
@@ -43,7 +44,7 @@ class LrpSection:
     device: str | None = None
 
     def __post_init__(self):
-        if self.rule == "branching" and self.normalise not in ("abs_mean_total", "none"):
+        if self.rule != "publication" and self.normalise not in ("abs_mean_total", "none"):
             raise ValueError(
                 f"normalise {self.normalise!r} needs every walk's |R|; the branching rule gives relevance per bead set: use abs_mean_total or none"
             )

@@ -123,7 +123,7 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
     t0 = time.perf_counter()
     p = _params(lc)
     atoms = to_atoms(position, types, cell)
-    if p["rule"] == "branching":
+    if p["rule"] != "publication":
         return _branching_frame(model, atoms, position, cell, p, shell, t0)
     outs = None if p["n_out"] is None else np.linspace(0, len(types) - 1, int(p["n_out"])).round().astype(int)
     pruned = p["prune"] and not all_walks and statistics_max_order(model) is not None
@@ -160,7 +160,7 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
 
 
 def _branching_frame(model, atoms, position, cell, p: dict, shell: float, t0: float) -> tuple[dict, dict]:
-    """:func:`explain_one_frame` for ``rule: branching``: relevance per bead set
+    """:func:`explain_one_frame` for ``rule: branching`` or ``branching-tree``: relevance per bead set
     (:func:`~cgexplain.lrp.branching.set_relevance`). The 2-body curve has one point per bead pair
     (its summed relevance) and the 3-body curve one per vertex of each bead triplet (its summed
     relevance), so its bin means are per set, not per walk; the normalisation ``abs_mean_total`` is
@@ -168,8 +168,8 @@ def _branching_frame(model, atoms, position, cell, p: dict, shell: float, t0: fl
     sets of 4 or more beads, which are one sum-rule remainder); ``body_abs_sum`` is NaN (no walk is
     enumerated); ``n_walks`` is the number of sets."""
     if p["n_out"] is not None:
-        raise ValueError("lrp.output_beads is not supported with rule: branching (the sets hold every bead)")
-    res = set_relevance(model, atoms, rule="branching", gamma=p["gamma"], bias_rule=p["bias_rule"])
+        raise ValueError(f"lrp.output_beads is not supported with rule: {p['rule']} (the sets hold every bead)")
+    res = set_relevance(model, atoms, rule=p["rule"], gamma=p["gamma"], bias_rule=p["bias_rule"])
     cell_ = cell if cell is not None and np.abs(cell).sum() > 0 else None
     n_sets = len(res["singles"]) + len(res["pairs"]) + len(res["triplets"])
     total = res["conserved"]
@@ -192,7 +192,7 @@ def _branching_frame(model, atoms, position, cell, p: dict, shell: float, t0: fl
         n_walks=n_sets,
         n_walks_enumerated=n_sets,
         pruned=False,
-        rule="branching",
+        rule=p["rule"],
         time_s=time.perf_counter() - t0,
     )
     return arrays, res
@@ -339,6 +339,14 @@ def explain_frames(
     gamma, bias_rule, norm, n_out = p["gamma"], p["bias_rule"], p["norm"], p["n_out"]
     r_edges, a_edges = p["r_edges"], p["a_edges"]
     stats, body, cons, info = aggregate_frames(out, n_frames, r_edges, a_edges)
+    sets = None
+    if p["rule"] != "publication":  # per-set counts, and order 4 is every set of 4 or more beads
+        sets = {
+            "bead_sets_per_frame_mean": float(np.mean([i["n_walks"] for i in info])),
+            "body_order_4_means": "every bead set of 4 or more beads (sum rule)",
+        }
+        for stale in out.glob("walks_frame*.npz"):  # walk files of an earlier run under the publication's rule
+            stale.unlink()
     save_npz(out / "nbody_statistics.npz", body_sum_per_frame=body, conservation_per_frame=cons, r_edges=r_edges, angle_edges=a_edges, **stats)
     orders = list(range(1, body.shape[1] + 1))
     summary = {
@@ -347,9 +355,10 @@ def explain_frames(
         "bias_rule": bias_rule,
         "normalise": norm,
         "n_frames": n_frames,
-        "enumeration": "pruned" if p["prune"] else "all",
-        "frames_enumerated_in_full": int(sum(not i["pruned"] for i in info)),
-        "walks_per_frame_mean": float(np.mean([i["n_walks"] for i in info])),
+        "enumeration": ("pruned" if p["prune"] else "all") if sets is None else "none: relevance per bead set",
+        "frames_enumerated_in_full": int(sum(not i["pruned"] for i in info)) if sets is None else 0,
+        "walks_per_frame_mean": float(np.mean([i["n_walks"] for i in info])) if sets is None else None,
+        **({} if sets is None else sets),
         "walks_enumerated_per_frame_mean": float(np.mean([i["n_walks_enumerated"] for i in info])),
         "output_beads": "all" if n_out is None else int(n_out),
         "relevance_by_body_order_kcal_mol_mean": {str(o): float(body[:, i].mean()) for i, o in enumerate(orders)},

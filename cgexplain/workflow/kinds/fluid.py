@@ -17,6 +17,7 @@ import numpy as np
 from cgexplain.analysis.structure import FluidAnalysis, first_peak, rdf, reference_noise, structure_comparison, structure_ensembles
 from cgexplain.fileio import read_json, save_npz, write_json
 from cgexplain.lrp.bodyorder import explain_body_order
+from cgexplain.lrp.branching import check_rule_model
 from cgexplain.lrp.settings import LrpSection
 from cgexplain.lrp.statistics import explain_frames
 from cgexplain.mapping.maps import MappedTrajectory
@@ -164,6 +165,8 @@ class FluidKind(Kind):
         lc = dict(cfg["lrp"])
         frames = np.unique(np.linspace(0, len(src) - 1, int(lc["n_frames"])).round().astype(int))
         src.frame_ids = src.frame_ids[frames]
+        if lc.get("rule", "publication") != "publication":  # before any frame: a branching rule needs a PaiNN
+            check_rule_model(lc["rule"], load_model(run.model)[0], f"lrp.rule of {run.root}")
         if cfg["model"]["representation"] == "mace":  # body-ordered: its own exact terms, no walks
             return self._explain_body_order(cfg, run, src, lc, progress)
         workers, device = int(lc.pop("workers")), lc.pop("device")
