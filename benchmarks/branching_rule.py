@@ -11,7 +11,7 @@ Cost, interleaved, ``--repeats`` times, medians (s) and ratios to (a):
 (a) the explain stage's publication work: ``walk_relevance(max_order=L)`` (walks of <= L beads,
     the rest by the sum rule) and their grouping into pair and triplet sums;
 (b) ``set_relevance(rule="publication")``: the same per-set sums without walks (checked equal);
-(c) ``set_relevance(rule="branching")``.
+(c) ``set_relevance(rule="branching")``; (d) ``set_relevance(rule="branching-tree")``.
 
 What changes (γ 0.1 with the bias rule and γ 0), per rule on the same frame, in kcal/mol of
 relevance: body-order totals (1, 2, 3, 4+ beads), signed shares over sets of >= 2 beads
@@ -89,7 +89,7 @@ def run_case(name: str, repeats: int) -> dict:
     model, x, cell, types, shell = _case(name)
     at = to_atoms(x, types, cell)
     out: dict = {"case": name, "n_beads": len(types), "shell_A": shell, "rules": {}}
-    times: dict[str, list] = {"walks (a)": [], "sets publication (b)": [], "sets branching (c)": []}
+    times: dict[str, list] = {"walks (a)": [], "sets publication (b)": [], "sets branching (c)": [], "sets branching-tree (d)": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
         (lp, lr, _), (lt, ltr) = _walk_sets(model, at, 0.1, True)
@@ -97,9 +97,10 @@ def run_case(name: str, repeats: int) -> dict:
         t0 = time.perf_counter()
         pub = set_relevance(model, at, rule="publication")
         times["sets publication (b)"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        set_relevance(model, at, rule="branching")
-        times["sets branching (c)"].append(time.perf_counter() - t0)
+        for rule, key in (("branching", "sets branching (c)"), ("branching-tree", "sets branching-tree (d)")):
+            t0 = time.perf_counter()
+            set_relevance(model, at, rule=rule)
+            times[key].append(time.perf_counter() - t0)
     d3 = {tuple(k): v for k, v in zip(pub["triplets"].tolist(), pub["triplet_relevance"])}
     out["max_abs_dev_sets_vs_walks_kcal_mol"] = float(max(abs(d3.get(tuple(k), 0.0) - v) for k, v in zip(lt.tolist(), ltr)))
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -108,7 +109,7 @@ def run_case(name: str, repeats: int) -> dict:
     redges = np.arange(2.0, float(model.representation.cutoff) + 0.25, 0.25)
     curves: dict = {}
     for rname, (g, br) in RULES.items():
-        for rule in ("publication", "branching"):
+        for rule in ("publication", "branching", "branching-tree"):
             sr = set_relevance(model, at, rule=rule, gamma=g, bias_rule=br)
             key = f"{rule} {rname}"
             rc, c2, _ = binned_curve(pair_distances(x, cell, sr["pairs"]), sr["pair_relevance"], redges, min_count=5)
@@ -125,10 +126,11 @@ def run_case(name: str, repeats: int) -> dict:
                 "two_body_curve": c2.tolist(),
                 "three_body_curve": c3.tolist(),
             }
-        out["rules"][f"branching {rname}"]["pearson_vs_publication"] = {
-            "2-body": _pearson(curves[f"branching {rname}"][0], curves[f"publication {rname}"][0]),
-            "3-body": _pearson(curves[f"branching {rname}"][1], curves[f"publication {rname}"][1]),
-        }
+        for rule in ("branching", "branching-tree"):
+            out["rules"][f"{rule} {rname}"]["pearson_vs_publication"] = {
+                "2-body": _pearson(curves[f"{rule} {rname}"][0], curves[f"publication {rname}"][0]),
+                "3-body": _pearson(curves[f"{rule} {rname}"][1], curves[f"publication {rname}"][1]),
+            }
     out["r_centers_A"], out["angle_centers_deg"] = rc.tolist(), ac.tolist()
     return out
 
@@ -158,7 +160,7 @@ def _figure(res: dict, folder: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for k, v in res["rules"].items():
-        style = "-" if k.startswith("branching") else "--"
+        style = {"publication": "--", "branching": "-", "branching-tree": ":"}[k.split()[0]]
         axes[0].plot(res["r_centers_A"], v["two_body_curve"], style, label=k)
         axes[1].plot(res["angle_centers_deg"], v["three_body_curve"], style, label=k)
     axes[0].set(xlabel="r (Å)", ylabel="pair relevance (kcal/mol, per pair)", title=f"{res['case']}: 2-body")

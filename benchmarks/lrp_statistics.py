@@ -15,6 +15,10 @@ Cases:
 - methane parity: the publication's SO3net (F = 128, L = 3, lmax 2, 5 Å) on its parity frame
   (``tests/data/parity``);
 - SO3net on the water frame (random weights, F = 64, L = 3, lmax 2, 6 Å);
+- rules: the explain stage's per-frame work under the publication's rule (pruned walks) beside
+  branching walks and branching trees (relevance per bead set, ``cgexplain.lrp.branching``; PaiNN
+  only) on the water pretrained frame and on the methane parity frame with the methane pretrained
+  PaiNN (its one bead type);
 - L = 2 (PaiNN, water frame, 6 Å) and L = 4 (PaiNN and SO3net on the methane frame, 5 Å; PaiNN
   on the water frame, 5 Å), random weights. For L = 2 the 3-body curve needs every 3-body walk, i.e. every walk, so the explain
   stage cannot prune; the engine-level pruning (walks of <= 2 beads plus the 3-body total) is
@@ -128,10 +132,32 @@ def bench_engine(name, model, x, cell, types, repeats, device):
     return mf / mp
 
 
+def bench_rules(name, model, x, cell, types, shell, r_edges, repeats, device):
+    """explain_one_frame under the publication's rule (pruned walks), branching walks and branching
+    trees (relevance per bead set, cgexplain.lrp.branching), interleaved, on the same frame."""
+    model = model.to(device)
+    lc = {"r_edges": r_edges, "angle_bins": 36, "save_walks": "none"}
+    rules = ("publication", "branching", "branching-tree")
+    times: dict[str, list] = {r: [] for r in rules}
+    for _ in range(repeats):
+        for r in rules:
+            _sync(device)
+            t0 = time.perf_counter()
+            explain_one_frame(model, x, cell, types, {**lc, "rule": r}, shell)
+            _sync(device)
+            times[r].append(time.perf_counter() - t0)
+    med = {r: statistics.median(v) for r, v in times.items()}
+    print(
+        f"{name + ' (rules)':<34} {len(types):>5} publication {med['publication']:.2f} s; branching {med['branching']:.2f} s "
+        f"({med['branching'] / med['publication']:.2f}x); branching-tree {med['branching-tree']:.2f} s ({med['branching-tree'] / med['publication']:.2f}x)"
+    )
+    return med
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cases", default="water,methane,water-so3net,L2,L4,L4-water")
+    ap.add_argument("--cases", default="water,methane,water-so3net,L2,L4,L4-water,rules")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     if args.device == "cpu":
@@ -168,6 +194,11 @@ def main():
         ratios["L4 water"] = bench_stage(
             "water PaiNN F32 L4 5Å (random)", random_model("painn", 32, 4, 5.0), xw, cw, tw, 3.2, [2.0, 5.0, 30], args.repeats, args.device
         )
+    if "rules" in cases:  # the branching rules need a PaiNN: methane's pretrained one on the parity frame
+        model, _ = load_model(WATER)
+        bench_rules("water pretrained PaiNN F64 L3 6Å", model, xw, cw, tw, 3.2, [2.0, 6.0, 40], args.repeats, args.device)
+        model, _ = load_model(ROOT / "systems" / "methane" / "pretrained")
+        bench_rules("methane pretrained PaiNN, parity frame", model, xm, cm, np.ones_like(tm), 5.608, [2.0, 10.0, 75], args.repeats, args.device)
     if "water" in ratios:
         print(
             f"target: explain stage on the water pretrained frame >= 4x faster than full enumeration: {ratios['water']:.2f}x "
