@@ -190,6 +190,10 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
             acc.add("ang:deletion_x", th), acc.add("ang:deletion_y", v)
             th, v = vertex_points(x, cell, ts, t[pick], shell)  # the truth on the same sampled triplets
             acc.add("ang_truth_s_x", th), acc.add("ang_truth_s_y", v)
+            if envelope is not None:  # distance-only curves on the same sample: can the (B) curve bar fail?
+                for name, bvals in triplet_baselines(x, cell, ts, envelope, shell).items():
+                    th, v = vertex_points(x, cell, ts, bvals, shell)
+                    acc.add(f"angs_base:{name}_x", th), acc.add(f"angs_base:{name}_y", v)
             pk = rng.choice(len(pairs), min(n_pairs, len(pairs)), replace=False)
             extra = {}
             if system == "mw":
@@ -354,6 +358,12 @@ def _report(run, system, arch, hp, frames, shell, acc, shares, set_shares, rho_f
                 B[f"LRP {rname}"][f"{label}_mean"] = {str(k): float(np.mean([x[kind][k] for x in sh])) for k in ks}
                 B[f"LRP {rname}"][f"{label}_sd_over_frames"] = {str(k): float(np.std([x[kind][k] for x in sh])) for k in ks}
     out["A_model_vs_truth"] = A
+    if system == "mw" and "ang:deletion_x" in acc:  # the baselines of the (B) curve bar, on the deletion sample
+        B["baselines: 3-body curve on the deletion sample"] = {
+            k[len("angs_base:") : -2]: curve_metrics(c_ang, _angle(acc, k[:-2])[1], _angle(acc, "ang:deletion")[1])
+            for k in acc.d
+            if k.startswith("angs_base:") and k.endswith("_x")
+        }
     out["B_explanation_vs_network"] = B
     vn, vt = acc.cat("vac:net"), acc.cat("vac:true")
     out["vacancy"] = {**item_metrics(vn, vt, energy_units=True), "mean_true_kcal_mol": float(np.mean(vt)), "mean_net_kcal_mol": float(np.mean(vn))}
@@ -466,6 +476,12 @@ def _print(res: dict) -> None:
             else:
                 print(f"  (A) {name:<20} {k:<30} {v}")
     for name, m in res["B_explanation_vs_network"].items():
+        if name.startswith("baselines"):
+            for k, c in m.items():
+                print(
+                    f"  (B) baseline {k:<22} 3-body curve on the deletion sample: min at {c['min_center']:.0f}° (network I_ijk curve {c['truth_min_center']:.0f}°), r(≥80°) {c['pearson_floor']:.2f}"
+                )
+            continue
         print(f"  (B) {name:<20} vs network I_ijk          {_fmt_item(m)}")
         if "angle_curve_vs_deletion" in m:
             c = m["angle_curve_vs_deletion"]
