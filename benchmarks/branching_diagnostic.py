@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cgexplain.fileio import read_json
-from cgexplain.lrp.branching import BranchingPaiNN, _dense, _set_sums, connected_triplets, mobius_sets
+from cgexplain.lrp.branching import BranchingPaiNN, _dense, sets_from_factors
 from cgexplain.lrp.engine import _inputs
 from cgexplain.lrp.faithfulness import TRIPLET_THRESHOLD, item_metrics, triplet_baselines
 from cgexplain.lrp.interactions import SubsetEnergy, deletion_interactions, triplets_with_vertex
@@ -33,17 +33,6 @@ from cgexplain.mapping.maps import to_atoms
 from cgexplain.model.potential import load_model
 from cgexplain.reference.potentials import MW
 from cgexplain.workflow.run import RunFolder
-
-
-def _set_R(fac, n, tri):
-    """(pairs, R of every connected triplet listed in ``tri``) for the factors ``fac``."""
-    r, s = fac.recv.cpu().numpy(), fac.send.cpu().numpy()
-    pairs = np.unique(np.sort(np.stack([r, s], 1), axis=1), axis=0)
-    singles = _set_sums(fac, np.arange(n).reshape(-1, 1), 4000)
-    s_pairs = _set_sums(fac, pairs, 4000)
-    keys = {(int(a), int(b)): k for k, (a, b) in enumerate(pairs.tolist())}
-    _, r_tri = mobius_sets(singles, keys, tri, s_pairs, _set_sums(fac, tri, 4000))
-    return r_tri
 
 
 def main():
@@ -57,13 +46,11 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     run = RunFolder(args.run)
     pot = MW(**read_json(run.reference_json)["settings"].get("potential", {}))
-    model, meta = load_model(run.model)
-    model = model.double()
+    model = load_model(run.model)[0].double()
     with np.load(run.mapped) as z:
         P, C, types = z["positions"], z["cells"], z["bead_types"]
     val = np.sort(np.load(run.folder("train") / "split.npz")["val"])
     frames = val[np.unique(np.linspace(0, len(val) - 1, args.frames).round().astype(int))]
-    rng = np.random.default_rng(args.seed)
     out: dict = {"run": str(args.run), "frames": frames.tolist(), "rules": {}}
     for gname, (g, br) in {"γ0": (0.0, False), "γ0.1+bias": (0.1, True)}.items():
         acc: dict[str, list] = {k: [] for k in ("I", "R_p", "R_b", "R_o", "env", "all_b", "all_o")}
@@ -76,13 +63,12 @@ def main():
             inp = _inputs(model, to_atoms(x, types, cell), None, float(lrp.rep.cutoff))
             fb = lrp.set_factors(inp, "branching")
             fp = lrp.set_factors(inp, "publication")
-            with torch.no_grad():
-                c_b = _dense(fb)
-                fo = dataclasses.replace(fb, rule="publication")  # the Jacobians without the product and no product terms: ordinary walks only
-                c_o = _dense(fo)
-                pairs = np.unique(np.sort(np.stack([fb.recv.numpy(), fb.send.numpy()], 1), axis=1), axis=0)
-                tri_all = connected_triplets(pairs, n)
-                rb, ro = _set_R(fb, n, tri_all), _set_R(fo, n, tri_all)
+            c_b = _dense(fb)
+            fo = dataclasses.replace(fb, rule="publication")  # the Jacobians without the product and no product terms: ordinary walks only
+            c_o = _dense(fo)
+            sb = sets_from_factors(fb)
+            tri_all, rb = sb["triplets"], sb["triplet_relevance"]
+            ro = sets_from_factors(fo, tri_all)["triplet_relevance"]
             split.append({"C_b": c_b, "ordinary": c_o, "products": c_b - c_o})
             acc["all_b"].append(rb)
             acc["all_o"].append(ro)
@@ -96,9 +82,7 @@ def main():
             acc["I"].append(deletion_interactions(E, n, ts))
             idx = {tuple(k): i for i, k in enumerate(tri_all.tolist())}
             rows = np.array([idx[tuple(k)] for k in ts.tolist()])
-            with torch.no_grad():
-                rp = _set_R(fp, n, ts)
-            acc["R_p"].append(rp)
+            acc["R_p"].append(sets_from_factors(fp, ts)["triplet_relevance"])
             acc["R_b"].append(rb[rows])
             acc["R_o"].append(ro[rows])
             acc["env"].append(triplet_baselines(x, cell, ts, pot.three_body_envelope, pot.cutoff)["radial envelope"])

@@ -209,14 +209,7 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
                 w, r = res["walks"], res["relevance"]
                 lp, lr, _ = pair_relevance(w, r)
                 lt, ltr = triplet_relevance(w, r)
-                acc.add(f"pair:LRP {rname}", _lookup(pairs, lp, lr))
-                lrp_t = _lookup(tri, lt, ltr)
-                acc.add(f"tri:LRP {rname}", lrp_t)
-                acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
-                th, v = vertex_points(x, cell, ts, lrp_t[pick], shell)  # on the deletion sample, for (B)
-                acc.add(f"angs:LRP {rname}_x", th), acc.add(f"angs:LRP {rname}_y", v)
-                th, v = vertex_points(x, cell, tri, lrp_t, shell)
-                acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
+                lrp_t = _add_lrp(acc, f"LRP {rname}", x, cell, shell, _lookup(pairs, lp, lr), _lookup(tri, lt, ltr), tri, pick)
                 sums = nbody_sums(w, r)
                 sh = body_order_shares(np.array([sums[k][0] for k in sorted(sums)]), body_order_abs_sums(w, r, L + 1))
                 shares[rname].append(sh)
@@ -226,14 +219,8 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
             if arch == "painn":
                 for rname, (rule, g, br) in BRANCHING.items():
                     sr = set_relevance(model, at, rule=rule, gamma=g, bias_rule=br)
-                    acc.add(f"pair:LRP {rname}", _lookup(pairs, sr["pairs"], sr["pair_relevance"]))
-                    lrp_t = _lookup(tri, sr["triplets"], sr["triplet_relevance"])
-                    acc.add(f"tri:LRP {rname}", lrp_t)
-                    acc.add(f"tri_s:LRP {rname}", lrp_t[pick])
-                    th, v = vertex_points(x, cell, ts, lrp_t[pick], shell)  # on the deletion sample, for (B)
-                    acc.add(f"angs:LRP {rname}_x", th), acc.add(f"angs:LRP {rname}_y", v)
-                    th, v = vertex_points(x, cell, tri, lrp_t, shell)
-                    acc.add(f"ang:LRP {rname}_x", th), acc.add(f"ang:LRP {rname}_y", v)
+                    lrp_pairs, lrp_t = _lookup(pairs, sr["pairs"], sr["pair_relevance"]), _lookup(tri, sr["triplets"], sr["triplet_relevance"])
+                    _add_lrp(acc, f"LRP {rname}", x, cell, shell, lrp_pairs, lrp_t, tri, pick)
                     set_shares.setdefault(rname, []).append(_set_shares(sr["pair_relevance"], sr["triplet_relevance"], sr["totals"].get(4, 0.0)))
                     acc.add(f"conservation:{rname}", [sr["conserved"] - sr["conserved_autograd"]])
                     acc.add(f"seconds:{rname}", [sr["wall_time_s"]])
@@ -250,6 +237,21 @@ def run_one(run_path: Path, n_frames: int, n_tri: int, n_pairs: int, n_vac: int,
             flush=True,
         )
     return _report(run, system, arch, hp, frames, shell, acc, shares, set_shares, rho_frames, cutoff, figures, time.perf_counter() - t0)
+
+
+def _add_lrp(acc: _Acc, name: str, x, cell, shell: float, pair_rel, tri_rel, tri, pick) -> np.ndarray:
+    """Record one LRP decomposition of a frame: its per-pair and per-triplet sums (``pair_rel``,
+    ``tri_rel`` aligned with the frame's pairs and triplets ``tri``), the deletion sample ``pick``'s
+    triplets, and the 3-body points against vertex angle over all triplets and over the sample (for
+    (B)). Returns ``tri_rel``."""
+    acc.add(f"pair:{name}", pair_rel)
+    acc.add(f"tri:{name}", tri_rel)
+    acc.add(f"tri_s:{name}", tri_rel[pick])
+    th, v = vertex_points(x, cell, tri[pick], tri_rel[pick], shell)
+    acc.add(f"angs:{name}_x", th), acc.add(f"angs:{name}_y", v)
+    th, v = vertex_points(x, cell, tri, tri_rel, shell)
+    acc.add(f"ang:{name}_x", th), acc.add(f"ang:{name}_y", v)
+    return tri_rel
 
 
 def _set_shares(pair_rel, tri_rel, rest: float) -> dict:

@@ -71,7 +71,17 @@ from cgexplain.lrp.factors import grouped_vecmat, nodewise_jacobian, pair_sums
 from cgexplain.lrp.painn import PaiNNLRP
 from cgexplain.model.potential import check_system
 
-__all__ = ["SET_RULES", "check_rule_model", "BranchingPaiNN", "SetFactors", "SetResult", "set_relevance", "connected_triplets", "mobius_sets"]
+__all__ = [
+    "SET_RULES",
+    "check_rule_model",
+    "BranchingPaiNN",
+    "SetFactors",
+    "SetResult",
+    "set_relevance",
+    "sets_from_factors",
+    "connected_triplets",
+    "mobius_sets",
+]
 
 SET_RULES = ("publication", "branching", "branching-tree")
 """``publication``: the parity README's rules (vectors constant); ``branching``: one branch point
@@ -198,10 +208,10 @@ class BranchingPaiNN(PaiNNLRP):
             Wv.append(w[:F])
             Ww.append(w[F:])
             q, mu = q_next.detach(), mu_next
-        filt = [f for f in geo["filters"]]
         values = []
         for t in range(self.L):
-            fq, fR, fM = filt[t][:, :F], filt[t][:, F : 2 * F], filt[t][:, 2 * F :]
+            filt = geo["filters"][t]
+            fq, fR, fM = filt[:, :F], filt[:, F : 2 * F], filt[:, 2 * F :]
             values += [fq, fR.unsqueeze(1) * geo["dir_ij"].unsqueeze(-1), fM]
         recv, send, pairs, selfs = pair_sums(geo["idx_i"], geo["idx_j"], n, values)
         qL = q.clone().requires_grad_(True)
@@ -320,6 +330,7 @@ def _restricted(fac: SetFactors, node, owner, n_sets: int, e_recv, e_send, e_pai
     return S
 
 
+@torch.no_grad()
 def _dense(fac: SetFactors) -> float:
     """S of the set of all beads, the conserved total; for the branching rules it first fills
     ``fac.Ahat``/``fac.Bhat`` (the explained parts over all beads) when they are empty."""
@@ -411,6 +422,27 @@ def mobius_sets(single: np.ndarray, pair_keys: dict, triplets: np.ndarray, s_pai
     return r_pairs, r_tri
 
 
+@torch.no_grad()
+def sets_from_factors(fac: SetFactors, triplets: np.ndarray | None = None, chunk: int = 4000) -> dict:
+    """Exact relevance of the bead sets of one frame's factors (:meth:`BranchingPaiNN.set_factors`;
+    for a branching rule ``fac.Ahat``/``fac.Bhat`` are filled here when empty): restricted sums
+    S of every bead, every pair of the cutoff graph and the triplets, Möbius-inverted
+    (:func:`mobius_sets`). triplets: (T, 3) sorted rows (default: every connected triplet).
+    Returns ``singles`` (n,), ``pairs`` (P, 2), ``pair_relevance`` (P,), ``triplets`` (T, 3) and
+    ``triplet_relevance`` (T,), kcal/mol of relevance."""
+    if fac.rule != "publication" and not fac.Ahat:
+        _dense(fac)
+    n = fac.n
+    singles = _set_sums(fac, np.arange(n).reshape(-1, 1), chunk)
+    r, s = fac.recv.cpu().numpy(), fac.send.cpu().numpy()
+    pairs = np.unique(np.sort(np.stack([r, s], 1), axis=1), axis=0) if len(r) else np.zeros((0, 2), np.int64)
+    s_pairs = _set_sums(fac, pairs, chunk)
+    keys = {(int(a), int(b)): k for k, (a, b) in enumerate(pairs.tolist())}
+    tri = connected_triplets(pairs, n) if triplets is None else np.asarray(triplets, np.int64).reshape(-1, 3)
+    r_pairs, r_tri = mobius_sets(singles, keys, tri, s_pairs, _set_sums(fac, tri, chunk))
+    return {"singles": singles, "pairs": pairs, "pair_relevance": r_pairs, "triplets": tri, "triplet_relevance": r_tri}
+
+
 class SetResult(dict):
     """Result of :func:`set_relevance` (kcal/mol): ``rule``; ``singles`` (n,) R({i});
     ``pairs`` (P, 2) i<j of the cutoff graph with ``pair_relevance`` (P,); ``triplets`` (T, 3) the
@@ -465,28 +497,15 @@ def set_relevance(
     E_model = float(network_energies(model, inp).sum())
     c_auto, E_mod = lrp.conserved(inp, rule)
     fac = lrp.set_factors(inp, rule)
-    with torch.no_grad():
-        total = _dense(fac)
-        n = fac.n
-        singles = _set_sums(fac, np.arange(n).reshape(-1, 1), chunk)
-        r, s = fac.recv.cpu().numpy(), fac.send.cpu().numpy()
-        pairs = np.unique(np.sort(np.stack([r, s], 1), axis=1), axis=0) if len(r) else np.zeros((0, 2), np.int64)
-        s_pairs = _set_sums(fac, pairs, chunk)
-        keys = {(int(a), int(b)): k for k, (a, b) in enumerate(pairs.tolist())}
-        tri = connected_triplets(pairs, n) if triplets else np.zeros((0, 3), np.int64)
-        s_tri = _set_sums(fac, tri, chunk)
-    r_pairs, r_tri = mobius_sets(singles, keys, tri, s_pairs, s_tri)
-    t1, t2, t3 = float(singles.sum()), float(r_pairs.sum()), float(r_tri.sum())
+    total = _dense(fac)
+    sets = sets_from_factors(fac, None if triplets else np.zeros((0, 3), np.int64), chunk)
+    t1, t2, t3 = float(sets["singles"].sum()), float(sets["pair_relevance"].sum()), float(sets["triplet_relevance"].sum())
     totals = {1: t1, 2: t2, 3: t3, 4: total - t1 - t2 - t3} if triplets else {1: t1, 2: t2, 3: total - t1 - t2}
     return SetResult(
         rule=rule,
         gamma=float(gamma),
         bias_rule=bool(bias_rule),
-        singles=singles,
-        pairs=pairs,
-        pair_relevance=r_pairs,
-        triplets=tri,
-        triplet_relevance=r_tri,
+        **sets,
         totals=totals,
         conserved=total,
         conserved_autograd=c_auto,

@@ -107,6 +107,19 @@ def _frame_done(path: Path, frame_id: int, rule: str = "publication") -> bool:
         return False  # unreadable, truncated or from an older layout: recompute
 
 
+def _binned(d2, r2, a3, r3, c: float, p: dict) -> dict:
+    """The per-frame (count, mean, M2) accumulators of the 2-body points (distance Å, relevance)
+    and the 3-body points (angle degrees, relevance), raw and divided by the normalisation ``c``,
+    on the bins of the validated settings ``p``."""
+    r_edges, a_edges = p["r_edges"], p["a_edges"]
+    return {
+        "two_raw": accumulate_bins(d2, r2, r_edges),
+        "two_norm": accumulate_bins(d2, r2 / c, r_edges),
+        "three_raw": accumulate_bins(a3, r3, a_edges),
+        "three_norm": accumulate_bins(a3, r3 / c, a_edges),
+    }
+
+
 def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, all_walks: bool = False) -> tuple[dict, dict]:
     """Walk relevances of one frame reduced to what the statistics keep.
 
@@ -138,13 +151,9 @@ def explain_one_frame(model, position, cell, types, lc: dict, shell: float, *, a
         abs_sums[len(sums) - 1] = np.nan  # the (L+1)-body walks were not enumerated
     d2, r2 = two_body_points(w, rel, position, cell)
     a3, r3 = three_body_points(w, rel, position, cell, shell)
-    r_edges, a_edges = p["r_edges"], p["a_edges"]
     arrays = dict(
         format=FRAME_FORMAT,
-        two_raw=accumulate_bins(d2, r2, r_edges),
-        two_norm=accumulate_bins(d2, r2 / c, r_edges),
-        three_raw=accumulate_bins(a3, r3, a_edges),
-        three_norm=accumulate_bins(a3, r3 / c, a_edges),
+        **_binned(d2, r2, a3, r3, c, p),
         body_sum=np.array([sums[o][0] for o in sorted(sums)]),
         body_count=np.array([sums[o][1] for o in sorted(sums)]),
         body_abs_sum=abs_sums,
@@ -176,15 +185,11 @@ def _branching_frame(model, atoms, position, cell, p: dict, shell: float, t0: fl
     c = abs(total) / n_sets if p["norm"] == "abs_mean_total" and total != 0 else 1.0
     d2, r2 = pair_distances(position, cell_, res["pairs"]), res["pair_relevance"]
     a3, r3 = vertex_points(position, cell_, res["triplets"], res["triplet_relevance"], shell)
-    r_edges, a_edges = p["r_edges"], p["a_edges"]
     tot = res["totals"]
     counts = {1: len(res["singles"]), 2: len(res["pairs"]), 3: len(res["triplets"]), 4: -1}
     arrays = dict(
         format=FRAME_FORMAT,
-        two_raw=accumulate_bins(d2, r2, r_edges),
-        two_norm=accumulate_bins(d2, r2 / c, r_edges),
-        three_raw=accumulate_bins(a3, r3, a_edges),
-        three_norm=accumulate_bins(a3, r3 / c, a_edges),
+        **_binned(d2, r2, a3, r3, c, p),
         body_sum=np.array([tot[o] for o in sorted(tot)]),
         body_count=np.array([counts[o] for o in sorted(tot)]),
         body_abs_sum=np.full(len(tot), np.nan),
