@@ -170,8 +170,9 @@ def explain_trajectory(
     pair-distance density, :func:`cgexplain.analysis.structure.pair_distance_density`). The RDF and ADF drawn under the curves
     (``structure.npz``) come from at most ``structure_frames`` evenly spaced frames of the
     selection; frames without a periodic cell have no RDF (the 2-body curve is drawn alone and
-    ``lrp.json`` says so under ``structure``). rule: 'publication' (walks) or 'branching' (branching
-    walks, relevance per bead set; PaiNN only: :mod:`cgexplain.lrp.branching`). The LRP settings and their defaults are those of the ``lrp`` section
+    ``lrp.json`` says so under ``structure``). rule: 'publication' (walks), 'branching' or
+    'branching-tree' (branching walks or trees, relevance per bead set; PaiNN only:
+    :mod:`cgexplain.lrp.branching`). The LRP settings and their defaults are those of the ``lrp`` section
     (:class:`cgexplain.lrp.statistics.LrpSection`): r_edges (lo Å, hi Å, n_bins) for the 2-body curve
     (the publication's 2-10 Å, 75 bins); normalise 'abs_mean_total' (the publication's
     |Σ R| / N_walks), 'mean_abs', 'sum_abs' or 'none'; enumeration 'pruned' (walks with at most L
